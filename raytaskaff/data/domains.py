@@ -1,0 +1,131 @@
+"""The Taskonomy label domains: how each is encoded on disk and resized.
+
+One `Domain` per Taskonomy domain name. Raw encodings are the ones Taskonomy ships (see
+shared/reference/taskonomy-format.md, section 4): shards store them unchanged and
+`raytaskaff.data.transforms` turns them into training targets at load time, for real and
+synthetic data alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from raytaskaff.errors import DataError
+
+#: Value of an invalid (no geometry) pixel in 16-bit depth images.
+DEPTH_INVALID = 65535
+#: Depth units: Taskonomy stores 1/512 m per unit.
+DEPTH_UNITS_PER_METRE = 512.0
+#: Encoded normal of an invalid pixel: the zero vector, (128, 128, 128).
+NORMAL_INVALID = 128
+#: Semantic id of "uncertain" pixels, ignored by the loss.
+SEGMENT_UNCERTAIN = 0
+SEGMENT_BACKGROUND = 1
+SEGMENT_CLASSES = 18  # ids 0..17, 0 = uncertain
+
+#: Semantic class names by id (StanfordVL/taskonomy coco_selected_classes.txt, id = line + 1).
+SEGMENT_NAMES = (
+    "uncertain", "background", "bottle", "chair", "couch", "potted plant", "bed", "dining table",
+    "toilet", "tv", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """How one domain is stored.
+
+    name: Taskonomy domain name (folder name on disk).
+    dtype: numpy dtype of the raw array.
+    channels: C of the raw (H, W, C) array.
+    resize: how to shrink it: "area" (box average), "depth" (average of valid pixels, invalid where
+        any source pixel is invalid), "normal" (average of decoded vectors, re-normalised, invalid
+        where any source pixel is invalid) or "nearest" (class maps).
+    invalid: raw value of a pixel with no geometry, or None when the domain has none.
+    file_names: spellings of the domain in file names (`segmentsemantic` for semantics).
+    """
+
+    name: str
+    dtype: str
+    channels: int
+    resize: str
+    invalid: int | None = None
+    file_names: tuple[str, ...] = ()
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    def spellings(self) -> tuple[str, ...]:
+        return self.file_names or (self.name,)
+
+
+DOMAINS: dict[str, Domain] = {
+    d.name: d
+    for d in (
+        Domain("rgb", "uint8", 3, "area"),
+        Domain("depth_zbuffer", "uint16", 1, "depth", DEPTH_INVALID),
+        Domain("depth_euclidean", "uint16", 1, "depth", DEPTH_INVALID),
+        Domain("normal", "uint8", 3, "normal", NORMAL_INVALID),
+        Domain("segment_semantic", "uint8", 1, "nearest", SEGMENT_UNCERTAIN,
+               file_names=("segmentsemantic", "segment_semantic")),
+        Domain("edge_texture", "uint16", 1, "area"),
+        Domain("keypoints2d", "uint16", 1, "area"),
+        Domain("edge_occlusion", "uint16", 1, "area"),
+        Domain("reshading", "uint8", 3, "area"),
+        Domain("principal_curvature", "uint8", 3, "area"),
+        Domain("keypoints3d", "uint16", 1, "area"),
+        Domain("segment_unsup2d", "uint8", 1, "nearest"),
+        Domain("segment_unsup25d", "uint8", 1, "nearest"),
+        Domain("mask_valid", "uint8", 1, "nearest"),
+    )
+}
+
+#: Old internal names still found in some copies of Taskonomy (alexsax/midlevel-reps).
+ALIASES: dict[str, str] = {
+    "edge2d": "edge_texture",
+    "keypoint2d": "keypoints2d",
+    "keypoint3d": "keypoints3d",
+    "rgb2depth": "depth_zbuffer",
+    "depth": "depth_zbuffer",
+    "rgb2mist": "depth_euclidean",
+    "mist": "depth_euclidean",
+    "rgb2sfnorm": "normal",
+    "segmentsemantic": "segment_semantic",
+    "edge3d": "edge_occlusion",
+    "edge": "edge_occlusion",
+    "reshade": "reshading",
+    "curvature": "principal_curvature",
+    "segment2d": "segment_unsup2d",
+    "segment25d": "segment_unsup25d",
+}
+
+#: Background value of reshading (Blender's default world horizon, 0.0509, under the Raw transform).
+RESHADING_BACKGROUND = 13
+#: Principal curvatures are clipped to +-1/r with r = 0.03 m and stored as round((k r + 1) 127).
+CURVATURE_MIN_RADIUS = 0.03
+
+#: The five tasks of the reference study.
+REFERENCE_DOMAINS = ("segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal")
+
+
+def domain(name: str) -> Domain:
+    """The domain called `name` (an old alias is accepted); DataError if there is none."""
+    canonical = ALIASES.get(name, name)
+    try:
+        return DOMAINS[canonical]
+    except KeyError:
+        known = ", ".join(DOMAINS)
+        raise DataError(f"unknown domain {name!r} (known: {known})") from None
+
+
+def check_raw(name: str, array: np.ndarray, size: int | None = None) -> None:
+    """Raise DataError unless `array` is a raw (H, W, C) array of domain `name`."""
+    spec = domain(name)
+    if array.dtype != spec.np_dtype:
+        raise DataError(f"{name}: dtype {array.dtype}, expected {spec.dtype}")
+    if array.ndim != 3 or array.shape[2] != spec.channels:
+        raise DataError(f"{name}: shape {array.shape}, expected (H, W, {spec.channels})")
+    if size is not None and array.shape[:2] != (size, size):
+        raise DataError(f"{name}: shape {array.shape}, expected ({size}, {size}, {spec.channels})")

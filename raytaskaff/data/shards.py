@@ -1,0 +1,305 @@
+"""Arrow/Parquet shards of raw Taskonomy encodings, and their JSON manifest.
+
+A dataset is a directory:
+
+    manifest.json            domains, shapes, dtypes, counts per split and building, shards
+    train-00000.arrow ...    one row per view: building, point, view, split, field_of_view_rads,
+                             and one fixed_size_list column per domain (the raw H*W*C values)
+
+Shards hold one record batch each, uncompressed Arrow IPC by default so that they memory-map and
+convert to numpy without a copy; Parquet (`format="parquet"`) is for Ray Data on shared storage.
+Everything is first written into a hidden staging directory beside the target and renamed into
+place at the end, so an interrupted write leaves no half-written dataset. The manifest is written
+last: a directory without one is not a dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from raytaskaff import __version__
+from raytaskaff.data.domains import DOMAINS, check_raw, domain
+from raytaskaff.errors import DataError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+FORMATS = {"arrow": ".arrow", "parquet": ".parquet"}
+SPLITS = ("train", "val", "test")
+META_COLUMNS = {
+    "building": pa.string(),
+    "point": pa.int32(),
+    "view": pa.int32(),
+    "split": pa.string(),
+    "field_of_view_rads": pa.float32(),
+}
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    file: str
+    split: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a dataset directory holds; `Manifest.load` checks it before anything is read.
+
+    size: H = W of every array. domains: name -> {"dtype", "shape": [H, W, C]}.
+    splits: split -> {"count": n, "buildings": {building: n}}.
+    stats: domain -> {"mean": [per channel], "std": [...]}, raw values of the train split over
+    valid pixels (class maps excluded), for normalising domains that Taskonomy has no constants for.
+    """
+
+    size: int
+    format: str
+    domains: dict
+    splits: dict
+    shards: tuple[ShardInfo, ...]
+    producer: dict
+    stats: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def shards_of(self, split: str) -> tuple[ShardInfo, ...]:
+        if split not in self.splits:
+            raise DataError(f"dataset has no split {split!r} (has: {', '.join(self.splits)})")
+        return tuple(s for s in self.shards if s.split == split)
+
+    def shape(self, name: str) -> tuple[int, int, int]:
+        return tuple(self.domains[name]["shape"])
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["shards"] = [asdict(s) for s in self.shards]
+        return json.dumps(data, indent=1)
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> Manifest:
+        path = Path(root) / MANIFEST
+        if not path.is_file():
+            raise DataError(f"{root}: no {MANIFEST} (not a dataset, or its writing was interrupted)")
+        try:
+            data = json.loads(path.read_text())
+            shards = tuple(ShardInfo(**s) for s in data.pop("shards"))
+            manifest = cls(shards=shards, **data)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise DataError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
+        manifest._check(path)
+        return manifest
+
+    def _check(self, path: Path) -> None:
+        if self.format_version != FORMAT_VERSION:
+            raise DataError(f"{path}: format_version {self.format_version}, this reader knows {FORMAT_VERSION}")
+        if self.format not in FORMATS:
+            raise DataError(f"{path}: unknown format {self.format!r}")
+        for name, info in self.domains.items():
+            spec = domain(name)
+            if info.get("dtype") != spec.dtype or list(info.get("shape", ())) != [self.size, self.size, spec.channels]:
+                raise DataError(f"{path}: domain {name} is {info}, expected {spec.dtype} {[self.size, self.size, spec.channels]}")
+        for split, info in self.splits.items():
+            rows = sum(s.rows for s in self.shards if s.split == split)
+            if rows != info.get("count"):
+                raise DataError(f"{path}: split {split} counts {info.get('count')} rows but its shards hold {rows}")
+
+
+def schema(size: int, domains: list[str]) -> pa.Schema:
+    fields = [pa.field(name, kind) for name, kind in META_COLUMNS.items()]
+    for name in domains:
+        spec = domain(name)
+        fields.append(pa.field(name, pa.list_(pa.from_numpy_dtype(spec.np_dtype), size * size * spec.channels)))
+    return pa.schema(fields)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Stats:
+    """Per-channel running mean and standard deviation of raw values over valid pixels."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, batch: np.ndarray, valid: np.ndarray | None) -> None:
+        x = batch.reshape(-1, batch.shape[-1]).astype(np.float64)
+        if valid is not None:
+            x = x[valid.reshape(-1)]
+        acc = np.stack([np.full(x.shape[1], len(x), dtype=np.float64), x.sum(0), (x * x).sum(0)])
+        self.sums[name] = self.sums.get(name, 0) + acc
+
+    def result(self) -> dict:
+        out = {}
+        for name, (n, s, ss) in self.sums.items():
+            n = np.maximum(n, 1)
+            mean = s / n
+            out[name] = {"mean": mean.round(6).tolist(), "std": np.sqrt(np.maximum(ss / n - mean**2, 0)).round(6).tolist()}
+        return out
+
+
+class ShardWriter:
+    """Collects views and writes them as shards plus a manifest, atomically.
+
+        with ShardWriter(out, size=64, domains=["rgb", "depth_zbuffer"]) as w:
+            w.add("train", "bldg", point=0, view=0, fov=1.0, arrays={"rgb": ..., "depth_zbuffer": ...})
+
+    On a clean exit the dataset appears at `out` in one rename; on an exception nothing appears.
+    An existing dataset at `out` is replaced only with overwrite=True.
+    """
+
+    def __init__(self, out: str | os.PathLike, size: int, domains: list[str], *, format: str = "arrow",
+                 rows_per_shard: int = 1024, producer: dict | None = None, overwrite: bool = False) -> None:
+        if format not in FORMATS:
+            raise DataError(f"unknown shard format {format!r} (known: {', '.join(FORMATS)})")
+        if not domains:
+            raise DataError("a dataset needs at least one domain")
+        self.out = Path(out)
+        if self.out.exists() and any(self.out.iterdir()) and not overwrite:
+            raise DataError(f"{self.out}: exists and is not empty (use --overwrite to replace it)")
+        self.size, self.format, self.rows_per_shard = size, format, rows_per_shard
+        self.domains = [domain(d).name for d in domains]
+        self.schema = schema(size, self.domains)
+        self.producer = {"name": "raytaskaff", "version": __version__, **(producer or {})}
+        self.overwrite = overwrite
+        self.staging = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.staging.mkdir(parents=True)
+        self.pending: dict[str, list[dict]] = defaultdict(list)
+        self.shards: list[ShardInfo] = []
+        self.counts: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
+        self.stats = _Stats()
+
+    def add(self, split: str, building: str, point: int, view: int, fov: float, arrays: dict[str, np.ndarray]) -> None:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
+        missing = set(self.domains) - set(arrays)
+        if missing:
+            raise DataError(f"{building} point {point} view {view}: missing domains {sorted(missing)}")
+        for name in self.domains:
+            check_raw(name, arrays[name], self.size)
+        row = {"building": building, "point": point, "view": view, "split": split, "field_of_view_rads": fov}
+        row.update({name: arrays[name] for name in self.domains})
+        self.pending[split].append(row)
+        counts = self.counts[split]
+        counts[building] = counts.get(building, 0) + 1
+        if len(self.pending[split]) >= self.rows_per_shard:
+            self._flush(split)
+
+    def _flush(self, split: str) -> None:
+        rows, self.pending[split] = self.pending[split], []
+        if not rows:
+            return
+        columns = [pa.array([r[name] for r in rows], type=kind) for name, kind in META_COLUMNS.items()]
+        for name in self.domains:
+            stacked = np.stack([r[name] for r in rows])
+            if split == "train":
+                self._add_stats(name, stacked, rows)
+            flat = pa.array(stacked.reshape(-1))
+            columns.append(pa.FixedSizeListArray.from_arrays(flat, stacked[0].size))
+        batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        index = sum(s.split == split for s in self.shards)
+        name = f"{split}-{index:05d}{FORMATS[self.format]}"
+        path = self.staging / name
+        if self.format == "arrow":
+            with ipc.new_file(path, self.schema) as writer:
+                writer.write_batch(batch)
+        else:
+            pq.write_table(pa.Table.from_batches([batch]), path, compression="zstd", row_group_size=len(rows))
+        self.shards.append(ShardInfo(name, split, len(rows), path.stat().st_size, _sha256(path)))
+
+    def _add_stats(self, name: str, stacked: np.ndarray, rows: list[dict]) -> None:
+        spec = DOMAINS[name]
+        if spec.resize == "nearest":
+            return
+        valid = None
+        if spec.invalid is not None:
+            valid = np.any(stacked != spec.invalid, axis=-1)
+        self.stats.add(name, stacked, valid)
+
+    def close(self) -> Manifest:
+        for split in SPLITS:
+            self._flush(split)
+        manifest = Manifest(
+            size=self.size,
+            format=self.format,
+            domains={d: {"dtype": DOMAINS[d].dtype, "shape": [self.size, self.size, DOMAINS[d].channels]} for d in self.domains},
+            splits={s: {"count": sum(c.values()), "buildings": dict(sorted(c.items()))} for s, c in self.counts.items()},
+            shards=tuple(self.shards),
+            producer=self.producer,
+            stats=self.stats.result(),
+        )
+        tmp = self.staging / (MANIFEST + ".tmp")
+        tmp.write_text(manifest.to_json())
+        os.replace(tmp, self.staging / MANIFEST)
+        self._commit()
+        self.manifest = manifest
+        return manifest
+
+    def _commit(self) -> None:
+        old = None
+        if self.out.exists():
+            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.out, old)
+        os.replace(self.staging, self.out)
+        if old is not None:
+            shutil.rmtree(old)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_shard(root: str | os.PathLike, info: ShardInfo, manifest: Manifest, columns: list[str] | None = None,
+               verify: bool = True) -> pa.Table:
+    """Open one shard, memory-mapped when it is Arrow, and check it against the manifest.
+
+    verify: also compare the file's SHA-256 with the manifest (reads the whole file once).
+    """
+    path = Path(root) / info.file
+    if not path.is_file():
+        raise DataError(f"{path}: missing (listed in the manifest)")
+    size = path.stat().st_size
+    if size != info.bytes:
+        raise DataError(f"{path}: {size} bytes, manifest says {info.bytes} (truncated or replaced)")
+    if verify and _sha256(path) != info.sha256:
+        raise DataError(f"{path}: checksum mismatch (corrupt or replaced)")
+    try:
+        if manifest.format == "arrow":
+            table = ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+        else:
+            table = pq.read_table(path, memory_map=True)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable {manifest.format} file ({str(e).splitlines()[0]})") from None
+    expected = schema(manifest.size, list(manifest.domains))
+    for f in expected:
+        if f.name not in table.column_names:
+            raise DataError(f"{path}: missing column {f.name!r}")
+        if table.schema.field(f.name).type != f.type:
+            raise DataError(f"{path}: column {f.name!r} is {table.schema.field(f.name).type}, expected {f.type}")
+    if table.num_rows != info.rows:
+        raise DataError(f"{path}: {table.num_rows} rows, manifest says {info.rows}")
+    return table.select(columns) if columns is not None else table

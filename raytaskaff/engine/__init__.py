@@ -1,0 +1,1 @@
+"""Everything that imports Ray lives in this package; the rest of raytaskaff runs without it."""

@@ -1,0 +1,20 @@
+"""Shared fixtures: small synthetic datasets rendered once per session (read-only for tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from raytaskaff.data.synth import SynthConfig, generate
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> SynthConfig:
+    return SynthConfig(n=40, size=16, seed=3, points_per_building=2, views_per_point=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, tiny_config):
+    """A 40-view, 16 px arrow dataset with small shards (several per split)."""
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    generate(out, tiny_config, rows_per_shard=7)
+    return out
