@@ -15,6 +15,12 @@ import numpy as np
 from scipy import ndimage
 from skimage.feature import hessian_matrix_det
 from skimage.filters import sobel
+from skimage.transform import integral_image
+
+try:  # the kernel behind hessian_matrix_det(approximate=True), which rebuilds the integral image per call
+    from skimage.feature._hessian_det_appx import _hessian_matrix_det
+except ImportError:  # pragma: no cover - other scikit-image layouts
+    _hessian_matrix_det = None
 
 TASKONOMY_RESOLUTION = 512
 EDGE_SIGMA = 3.0
@@ -50,6 +56,12 @@ def keypoints2d(gray: np.ndarray) -> np.ndarray:
     """
     scale = gray.shape[0] / TASKONOMY_RESOLUTION
     response = np.zeros_like(gray)
+    integral = integral_image(gray) if _hessian_matrix_det is not None else None
     for sigma in KEYPOINT_SIGMAS:
-        np.maximum(response, hessian_matrix_det(gray, sigma=max(1.0, sigma * scale), approximate=True), out=response)
+        sigma = max(1.0, sigma * scale)
+        if integral is not None:
+            det = np.asarray(_hessian_matrix_det(integral, sigma))
+        else:
+            det = hessian_matrix_det(gray, sigma=sigma, approximate=True)
+        np.maximum(response, det, out=response)
     return _to_uint16(response * scale**2)

@@ -32,8 +32,13 @@ def _box_weights(n_in: int, n_out: int) -> np.ndarray:
 def box_average(x: np.ndarray, size: int) -> np.ndarray:
     """Area-average (H, W, C) float array `x` to (size, size, C); exact for any ratio."""
     h, w, c = x.shape
-    if h % size == 0 and w % size == 0:  # integer factor: a reshape and a mean
-        return x.reshape(size, h // size, size, w // size, c).mean(axis=(1, 3))
+    if h % size == 0 and w % size == 0:  # integer factor: add the strided slices of each block
+        fh, fw = h // size, w // size
+        rows = x.reshape(size, fh, w * c).sum(axis=1).reshape(size, size, fw, c)
+        out = rows[:, :, 0].copy()
+        for k in range(1, fw):  # a loop over the few columns of a block beats a strided reduction
+            out += rows[:, :, k]
+        return out / (fh * fw)
     rows = (_box_weights(h, size) @ x.reshape(h, w * c)).reshape(size, w, c)
     return np.einsum("jw,iwc->ijc", _box_weights(w, size), rows)
 

@@ -36,6 +36,8 @@ _AFFINE: dict[str, tuple[float, tuple[float, ...], tuple[float, ...]]] = {
     "mask_valid": (255.0, (0.0,), (1.0,)),
     "keypoints3d": (65535.0, (0.0,), (1.0,)),
 }
+#: Domains whose decoding is geometric or already in [0, 1]: never standardised.
+_DECODED = {"normal", "rgb", "mask_valid"}
 #: Domains whose loss is masked by valid depth.
 _DEPTH_MASKED = {"depth_zbuffer", "depth_euclidean", "normal"}
 
@@ -64,16 +66,23 @@ def rgb_input(raw: torch.Tensor) -> torch.Tensor:
     return channels_first(raw).float().div_(255.0)
 
 
-def normalise(name: str, raw: torch.Tensor, depth_raw: torch.Tensor | None = None) -> Target:
+def normalise(name: str, raw: torch.Tensor, depth_raw: torch.Tensor | None = None, stats: dict | None = None) -> Target:
     """Target for domain `name` from its raw (B, H, W, C) batch.
 
     depth_raw: the view's raw depth_zbuffer batch, to mask depth and normals. Without it the
     domain's own encoding decides (depth: < 8192; normals: not (128, 128, 128)).
+    stats: a manifest's `stats` ({domain: {"mean": [...], "std": [...]}} of raw train values);
+    when it covers `name`, scalar domains are standardised with it instead of the reference
+    constants (synthetic statistics differ from Taskonomy's). Normals and RGB keep their decoding.
     """
     spec = domain(name)
     if spec.resize == "nearest" and spec.name != "mask_valid":
         return Target(raw[..., 0].long(), None)  # class ids; the loss ignores id 0
     divisor, offset, scale = _AFFINE[spec.name]
+    if stats and spec.name in stats and spec.name not in _DECODED:
+        n = len(offset)
+        offset = tuple(m / divisor for m in stats[spec.name]["mean"][:n])
+        scale = tuple(max(s, 1e-6) / divisor for s in stats[spec.name]["std"][:n])
     x = channels_first(raw).float()
     if spec.name == "reshading":  # stored as three equal channels; the reference takes their mean
         x = x.mean(dim=1, keepdim=True)

@@ -100,3 +100,16 @@ def test_other_domains():
     assert segments.mask is None
     np.testing.assert_allclose(rgb_input(_raw([[0, 51, 255]], np.uint8, 3)).flatten().numpy(), [0, 0.2, 1])
     assert [channels(n) for n in ("segment_semantic", "normal", "reshading", "principal_curvature")] == [18, 3, 1, 2]
+
+
+def test_manifest_statistics_standardise_scalar_domains():
+    stats = {"keypoints2d": {"mean": [10.0], "std": [5.0]}, "principal_curvature": {"mean": [127.0, 120.0, 0.0], "std": [20.0, 10.0, 0.0]},
+             "normal": {"mean": [1.0, 1.0, 1.0], "std": [9.0, 9.0, 9.0]}}
+    keypoints = normalise("keypoints2d", _raw([10, 20], np.uint16), stats=stats).value.flatten()
+    np.testing.assert_allclose(keypoints.numpy(), [0.0, 2.0], atol=1e-6)
+    curvature = normalise("principal_curvature", _raw([[147, 110, 0]], np.uint8, 3), stats=stats).value.flatten()
+    np.testing.assert_allclose(curvature.numpy(), [1.0, -1.0], atol=1e-5)
+    normal = normalise("normal", _raw([[255, 0, 128]], np.uint8, 3), stats=stats).value.flatten()
+    np.testing.assert_allclose(normal.numpy(), [1.0, -1.0, 1 / 255], atol=1e-6)  # geometry is never standardised
+    depth = normalise("depth_zbuffer", _raw([2500], np.uint16), stats=stats).value.flatten()
+    np.testing.assert_allclose(depth.numpy(), [1.0])  # no stats for it: the reference constants
