@@ -18,3 +18,11 @@ def tiny_dataset(tmp_path_factory, tiny_config):
     out = tmp_path_factory.mktemp("data") / "tiny"
     generate(out, tiny_config, rows_per_shard=7)
     return out
+
+
+@pytest.fixture(scope="session")
+def train_dataset(tmp_path_factory):
+    """192 views of 32 px (about 150 for training): enough for a short training to learn."""
+    out = tmp_path_factory.mktemp("data") / "train32"
+    generate(out, SynthConfig(n=192, size=32, seed=8, points_per_building=4, views_per_point=4))
+    return out

@@ -66,6 +66,20 @@ def rgb_input(raw: torch.Tensor) -> torch.Tensor:
     return channels_first(raw).float().div_(255.0)
 
 
+def _affine(name: str, stats: dict | None) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+    """(divisor, offset, scale) of domain `name`: target = (raw / divisor - offset) / scale."""
+    divisor, offset, scale = _AFFINE[name]
+    if stats and name in stats and name not in _DECODED:
+        n = len(offset)
+        offset = tuple(m / divisor for m in stats[name]["mean"][:n])
+        scale = tuple(max(s, 1e-6) / divisor for s in stats[name]["std"][:n])
+    return divisor, offset, scale
+
+
+def _per_channel(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+
 def normalise(name: str, raw: torch.Tensor, depth_raw: torch.Tensor | None = None, stats: dict | None = None) -> Target:
     """Target for domain `name` from its raw (B, H, W, C) batch.
 
@@ -78,19 +92,13 @@ def normalise(name: str, raw: torch.Tensor, depth_raw: torch.Tensor | None = Non
     spec = domain(name)
     if spec.resize == "nearest" and spec.name != "mask_valid":
         return Target(raw[..., 0].long(), None)  # class ids; the loss ignores id 0
-    divisor, offset, scale = _AFFINE[spec.name]
-    if stats and spec.name in stats and spec.name not in _DECODED:
-        n = len(offset)
-        offset = tuple(m / divisor for m in stats[spec.name]["mean"][:n])
-        scale = tuple(max(s, 1e-6) / divisor for s in stats[spec.name]["std"][:n])
+    divisor, offset, scale = _affine(spec.name, stats)
     x = channels_first(raw).float()
     if spec.name == "reshading":  # stored as three equal channels; the reference takes their mean
         x = x.mean(dim=1, keepdim=True)
-    offset_t = torch.tensor(offset, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    scale_t = torch.tensor(scale, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     if spec.name == "principal_curvature":  # the third channel is unused (always 0)
         x = x[:, :2]
-    value = (x / divisor - offset_t) / scale_t
+    value = (x / divisor - _per_channel(offset, x)) / _per_channel(scale, x)
     mask = None
     if spec.name in _DEPTH_MASKED:
         if depth_raw is not None:
@@ -100,6 +108,12 @@ def normalise(name: str, raw: torch.Tensor, depth_raw: torch.Tensor | None = Non
         else:
             mask = depth_mask(raw)
     return Target(value.contiguous(memory_format=torch.channels_last), mask)
+
+
+def denormalise(name: str, value: torch.Tensor, stats: dict | None = None) -> torch.Tensor:
+    """Inverse of `normalise` for scalar domains: (B, C, H, W) targets or predictions -> raw units."""
+    divisor, offset, scale = _affine(domain(name).name, stats)
+    return (value * _per_channel(scale, value) + _per_channel(offset, value)) * divisor
 
 
 def channels(name: str) -> int:

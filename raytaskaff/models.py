@@ -1,0 +1,203 @@
+"""Shared-encoder multi-task networks, for single-task, label-injection and multi-task runs.
+
+One `MultiTaskNet` serves every run kind: a shared encoder (optionally followed by a shared 1x1
+"neck", the reference networks' `final_conv`), and one decoder per task. A single-task model is
+the one-task case; a label-injection model adds the partner's label as extra input channels.
+
+Paired seeds: the encoder, each decoder and the injection stem draw their initial weights from
+generators seeded by (seed, part name), so STL(t), LI(t <- p) and MTL{t, p} of one seed start from
+the same encoder and the same decoder for t.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from raytaskaff.tasks import Task
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """widths: output channels of the encoder's stages, each halving the resolution;
+    blocks: 3x3 conv blocks per stage; decoder_width: channels of the decoders' first stage (halved
+    at each later stage, at least 8); neck: channels of the shared 1x1 neck (0: none);
+    backbone: "conv" (the stages above) or "resnet18" (torchvision, random init, stride 32)."""
+
+    widths: tuple[int, ...] = (16, 32, 64)
+    blocks: int = 1
+    decoder_width: int = 8
+    neck: int = 0
+    backbone: str = "conv"
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("conv", "resnet18"):
+            raise ValueError(f"unknown backbone {self.backbone!r} (known: conv, resnet18)")
+        if not self.widths or min(self.widths) < 1 or self.blocks < 1 or self.decoder_width < 1 or self.neck < 0:
+            raise ValueError(f"model sizes must be positive: {self}")
+
+
+#: "small": trains on 2 CPU cores in seconds at 32-64 px. "large": in the spirit of the reference
+#: networks (8x8 to 16x16 representation, decoders of 4-5 up-samplings) for GPUs at 128-256 px.
+PRESETS = {
+    "small": ModelConfig(),
+    "medium": ModelConfig(widths=(32, 64, 128), blocks=2, decoder_width=32),
+    "large": ModelConfig(widths=(64, 128, 256, 512), blocks=2, decoder_width=128, neck=512),
+    "resnet18": ModelConfig(backbone="resnet18", decoder_width=128, neck=512),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r} (known: {', '.join(PRESETS)})")
+    return replace(PRESETS[name], **overrides)
+
+
+def part_seed(seed: int, part: str) -> int:
+    """A 63-bit seed for one part of a model, stable across processes and Python versions."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{part}".encode()).digest()[:8], "little") >> 1
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ConvEncoder(nn.Module):
+    """(B, 3, H, W) -> (B, widths[-1], H / 2^stages, W / 2^stages)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, config.widths[0], 3, 1, 1, bias=False)
+        self.stem_rest = nn.Sequential(nn.BatchNorm2d(config.widths[0]), nn.ReLU(inplace=True))
+        stages, cin = [], config.widths[0]
+        for width in config.widths:
+            stages.append(_block(cin, width, 2))
+            stages.extend(_block(width, width) for _ in range(config.blocks - 1))
+            cin = width
+        self.stages = nn.Sequential(*stages)
+        self.out_channels = config.widths[-1]
+        self.stride = 2 ** len(config.widths)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.stem(x) if extra is None else self.stem(x) + extra
+        return self.stages(self.stem_rest(h))
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision's ResNet-18 trunk (randomly initialised; nothing is downloaded), stride 32."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None)
+        self.stem = net.conv1
+        self.stem_rest = nn.Sequential(net.bn1, net.relu, net.maxpool)
+        self.stages = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
+        self.out_channels = 512
+        self.stride = 32
+
+    forward = ConvEncoder.forward
+
+
+class Decoder(nn.Module):
+    """(B, C_in, h, w) -> (B, out_channels, h * 2^ups, w * 2^ups): [ConvT 2x2/2, BN, ReLU, conv 3x3, BN, ReLU]
+    per up-sampling, then a 1x1 conv (the reference decoders' shape)."""
+
+    def __init__(self, cin: int, out_channels: int, width: int, ups: int) -> None:
+        super().__init__()
+        layers = []
+        for i in range(ups):
+            cout = max(8, width // 2**i)
+            layers += [nn.ConvTranspose2d(cin, cout, 2, 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                       *_block(cout, cout)]
+            cin = cout
+        layers.append(nn.Conv2d(cin, out_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by `scale` on the way back."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    return _ScaleGrad.apply(x, scale) if scale != 1.0 else x
+
+
+class MultiTaskNet(nn.Module):
+    """A shared encoder (+ neck) with one decoder per task.
+
+    tasks: the tasks it predicts; inject: tasks whose labels it receives as extra input channels
+    (label injection); grad_scale: scale the gradient entering the shared representation by
+    1/sqrt(number of tasks), as the reference setup's TrevorRepFunction does (after the neck).
+    """
+
+    def __init__(self, tasks: list[Task], config: ModelConfig, *, inject: list[Task] = (), seed: int = 0,
+                 grad_scale: bool = False) -> None:
+        super().__init__()
+        if not tasks:
+            raise ValueError("a network needs at least one task")
+        self.task_names = [t.name for t in tasks]
+        self.inject_names = [t.name for t in inject]
+        self.config = config
+        encoder_type = ResNetEncoder if config.backbone == "resnet18" else ConvEncoder
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(part_seed(seed, "encoder"))
+            self.encoder = encoder_type(config)
+            width = self.encoder.out_channels
+            self.neck = nn.Identity()
+            if config.neck:
+                self.neck = nn.Sequential(nn.Conv2d(width, config.neck, 1, bias=False), nn.BatchNorm2d(config.neck), nn.ReLU(inplace=True))
+                width = config.neck
+            self.inject_stem = None
+            extra = sum(t.inject_channels for t in inject)
+            if extra:
+                torch.manual_seed(part_seed(seed, "inject/" + "+".join(self.inject_names)))
+                self.inject_stem = nn.Conv2d(extra, self.encoder.stem.out_channels, self.encoder.stem.kernel_size,
+                                             self.encoder.stem.stride, self.encoder.stem.padding, bias=False)
+            ups = int(math.log2(self.encoder.stride))
+            decoders = {}
+            for t in tasks:
+                torch.manual_seed(part_seed(seed, "decoder/" + t.name))
+                decoders[t.name] = Decoder(width, t.out_channels, config.decoder_width, ups)
+            self.decoders = nn.ModuleDict(decoders)
+        self.grad_scale = 1.0 / math.sqrt(len(tasks)) if grad_scale and len(tasks) > 1 else 1.0
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Encoder, injection stem and neck: everything every task's gradient flows through."""
+        parts = [self.encoder, self.neck] + ([self.inject_stem] if self.inject_stem is not None else [])
+        return [p for part in parts for p in part.parameters()]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The encoder alone (the neck excluded), as the reference lookahead steps."""
+        return list(self.encoder.parameters())
+
+    def represent(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) images (+ (B, C, H, W) injected labels) -> the shared representation."""
+        if (extra is None) != (self.inject_stem is None):
+            raise ValueError("injected labels must be given exactly when the network was built with inject")
+        z = self.neck(self.encoder(x, None if extra is None else self.inject_stem(extra)))
+        return scale_grad(z, self.grad_scale)
+
+    def heads(self, z: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every decoder on the representation (or on its own copy of it, {task: z})."""
+        return {name: dec(z[name] if isinstance(z, dict) else z) for name, dec in self.decoders.items()}
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return self.heads(self.represent(x, extra))

@@ -1,0 +1,1 @@
+"""The plain PyTorch training loop and its gradient probes (no Ray here)."""

@@ -1,0 +1,264 @@
+"""The one training loop: STL, label injection, pairwise, all-task and group MTL (no Ray here).
+
+`train(spec, ...)` builds the network for a `RunSpec`, trains it with a seeded data order, keeps
+the epoch with the lowest summed validation loss, evaluates it on test and returns a `RunResult`.
+Runs of one seed share their initial weights (per part, see `models`) and their data order, so
+the STL and MTL runs of a seed differ only in what they train on ("paired seeds").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from raytaskaff.data.reader import SplitData
+from raytaskaff.data.transforms import rgb_input
+from raytaskaff.errors import RaytaskaffError
+from raytaskaff.models import ModelConfig, MultiTaskNet, part_seed
+from raytaskaff.tasks import Task, task
+from raytaskaff.training.optim import make_optimizer
+from raytaskaff.training.probes import GradientProbe, ProbeConfig
+
+
+class TrainingDiverged(RaytaskaffError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run trains: `tasks` (its outputs) and `inject` (partners' labels given as input)."""
+
+    tasks: tuple[str, ...]
+    inject: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("a run needs at least one task")
+        if len(set(self.tasks)) != len(self.tasks) or set(self.tasks) & set(self.inject):
+            raise ValueError(f"tasks must be distinct and not injected: {self}")
+        for name in (*self.tasks, *self.inject):
+            task(name)
+
+    @property
+    def kind(self) -> str:
+        if self.inject:
+            return "li"
+        return {1: "stl", 2: "pair"}.get(len(self.tasks), "group")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """epochs, batch_size, lr (peak), optimizer ("adam", "adamw", "sgd"), schedule ("cosine" per
+    step, or "constant"), grad_scale (1/sqrt(T) at the shared representation), amp (bf16 autocast,
+    CUDA only), device ("auto", "cpu", "cuda", ...), normalisation ("dataset": the manifest's
+    statistics for scalar labels; "taskonomy": the reference constants), probes (MTL runs only)."""
+
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    grad_scale: bool = False
+    amp: bool = True
+    device: str = "auto"
+    normalisation: str = "dataset"
+    eval_batch_size: int = 256
+    probes: ProbeConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r} (known: cosine, constant)")
+        if self.normalisation not in ("dataset", "taskonomy"):
+            raise ValueError(f"unknown normalisation {self.normalisation!r} (known: dataset, taskonomy)")
+
+
+@dataclass
+class DataSplits:
+    """The train, val and test splits of a dataset, and its manifest's statistics."""
+
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports. Losses and metrics are per task; `history` per epoch;
+    `probes` {name: [epoch][target][partner]} in the order of `spec.tasks`."""
+
+    spec: RunSpec
+    seed: int
+    test_losses: dict[str, float]
+    val_losses: dict[str, float]
+    test_metrics: dict[str, dict[str, float]]
+    best_epoch: int
+    epochs: int
+    history: list[dict]
+    wall_seconds: float
+    device_seconds: float
+    device: str
+    parameters: int
+    probes: dict[str, list] = field(default_factory=dict)
+    probe_variant: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _domains(tasks: list[Task], inject: list[Task], data: SplitData) -> list[str]:
+    names = ["rgb", *{t.domain for t in (*tasks, *inject)}]
+    if "depth_zbuffer" in data.domains and any(t.masked for t in (*tasks, *inject)):
+        names.append("depth_zbuffer")  # the mask of depth and normals
+    return list(dict.fromkeys(names))
+
+
+def _prepare(batch, tasks, inject, stats, device):
+    raw = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    x = rgb_input(raw["rgb"]).contiguous(memory_format=torch.channels_last)
+    targets = {t.name: t.target(raw, stats) for t in tasks}
+    extra = torch.cat([t.encode_input(t.target(raw, stats)) for t in inject], dim=1) if inject else None
+    return x, extra, targets
+
+
+def _check_finite(losses: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+    for name, value in losses.items():
+        if not torch.isfinite(value.detach()):
+            raise TrainingDiverged(f"loss of {name} is {float(value.detach())} at epoch {epoch} step {step}: training stopped")
+
+
+@torch.no_grad()
+def evaluate(model: MultiTaskNet, data: SplitData, tasks: list[Task], inject: list[Task], stats: dict,
+             device: torch.device, batch_size: int, autocast) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Mean loss per task over the split (weighted by batch size) and task metrics."""
+    model.eval()
+    totals = {t.name: 0.0 for t in tasks}
+    sums: dict[str, dict[str, torch.Tensor]] = {t.name: {} for t in tasks}
+    count = 0
+    for batch in data.batches(batch_size, _domains(tasks, inject, data)):
+        x, extra, targets = _prepare(batch, tasks, inject, stats, device)
+        with autocast():
+            preds = model(x, extra)
+        n = len(x)
+        for t in tasks:
+            totals[t.name] += float(t.loss_value(preds[t.name], targets[t.name])) * n
+            for k, v in t.metric_sums(preds[t.name], targets[t.name], stats).items():
+                sums[t.name][k] = sums[t.name].get(k, 0) + v.cpu()
+        count += n
+    model.train()
+    losses = {name: total / max(count, 1) for name, total in totals.items()}
+    return losses, {t.name: t.metrics_from_sums(sums[t.name]) for t in tasks}
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: DataSplits, seed: int,
+          checkpoint: str | os.PathLike | None = None, on_epoch=None) -> RunResult:
+    """Train one run; resume from `checkpoint` if it holds a state of this run (written each epoch).
+
+    on_epoch: optional callback(epoch, record) for progress reporting (e.g. to Ray Tune).
+    """
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    device = resolve_device(config.device)
+    tasks = [task(n) for n in spec.tasks]
+    inject = [task(n) for n in spec.inject]
+    stats = data.stats if config.normalisation == "dataset" else {}
+    model = MultiTaskNet(tasks, model_config, inject=inject, seed=seed, grad_scale=config.grad_scale)
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay, config.momentum)
+    steps_per_epoch = len(data.train) // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"the train split has {len(data.train)} views, fewer than one batch of {config.batch_size}")
+    total_steps = steps_per_epoch * config.epochs
+    lr_at = (lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps))) if config.schedule == "cosine" else (lambda s: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    use_amp = config.amp and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+    probe = GradientProbe(model, tasks, optimizer, config.probes) if config.probes and len(tasks) > 1 else None
+
+    history: list[dict] = []
+    best = (math.inf, -1, None)  # (summed val loss, epoch, state dict)
+    first_epoch = 0
+    path = Path(checkpoint) if checkpoint else None
+    if path is not None and path.exists():
+        saved = torch.load(path, map_location=device, weights_only=True)
+        if saved["spec"] == [list(spec.tasks), list(spec.inject)] and saved["seed"] == seed:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            history, first_epoch = saved["history"], saved["epoch"] + 1
+            best = (saved["best_val"], saved["best_epoch"], saved["best_model"])
+            if probe is not None:
+                probe.epochs = saved["probes"]
+
+    domains = _domains(tasks, inject, data.train)
+    model.train()
+    for epoch in range(first_epoch, config.epochs):
+        seen, running = 0, {t.name: 0.0 for t in tasks}
+        order_seed = part_seed(seed, f"data/{epoch}")  # the same order for every run of this seed
+        for step, batch in enumerate(data.train.batches(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)):
+            x, extra, targets = _prepare(batch, tasks, inject, stats, device)
+            optimizer.zero_grad(set_to_none=True)
+            if probe is not None:
+                losses = probe.backward(x, extra, targets, step, autocast if use_amp else None)
+            else:
+                with autocast():
+                    preds = model(x, extra)
+                    losses = {t.name: t.loss_value(preds[t.name], targets[t.name]) for t in tasks}
+                sum(losses.values()).backward()
+            _check_finite(losses, epoch, step)
+            optimizer.step()
+            scheduler.step()
+            for name, value in losses.items():
+                running[name] += float(value.detach()) * len(x)
+            seen += len(x)
+        if probe is not None:
+            probe.end_epoch()
+        val_losses, _ = evaluate(model, data.val, tasks, inject, stats, device, config.eval_batch_size, autocast)
+        record = {"epoch": epoch, "train": {k: v / seen for k, v in running.items()}, "val": val_losses}
+        history.append(record)
+        val_total = sum(val_losses.values())
+        if not math.isfinite(val_total):
+            raise TrainingDiverged(f"validation loss is {val_total} at epoch {epoch}: training stopped")
+        if val_total < best[0]:
+            best = (val_total, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if path is not None:
+            _save(path, {"spec": [list(spec.tasks), list(spec.inject)], "seed": seed, "epoch": epoch,
+                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "history": history, "best_val": best[0],
+                         "best_epoch": best[1], "best_model": best[2], "probes": probe.epochs if probe else {}})
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+
+    model.load_state_dict(best[2])
+    test_losses, test_metrics = evaluate(model, data.test, tasks, inject, stats, device, config.eval_batch_size, autocast)
+    wall = time.perf_counter() - wall_start
+    return RunResult(
+        spec=spec, seed=seed, test_losses=test_losses, val_losses=history[best[1]]["val"], test_metrics=test_metrics,
+        best_epoch=best[1], epochs=config.epochs, history=history, wall_seconds=wall,
+        # GPU-seconds on a GPU; CPU core-seconds (process CPU time) without one
+        device_seconds=wall if device.type == "cuda" else time.process_time() - cpu_start,
+        device=str(device), parameters=sum(p.numel() for p in model.parameters()),
+        probes=dict(probe.epochs) if probe else {}, probe_variant=config.probes.variant if probe else None,
+    )

@@ -1,0 +1,164 @@
+"""Gradient instrumentation of multi-task runs: the raw material of the `gs`, `gt` and `etap` scorers.
+
+At every instrumented step the per-task gradients g_i of the shared parameters are taken from one
+forward pass (each decoder reads its own detached copy of the representation, so one backward
+gives every task's gradient at the representation; the encoder is then back-propagated once per
+task). Their sum is the gradient the optimizer uses, so the run trains exactly as it would
+without instrumentation. From the g_i:
+
+- gs (TAG's "CS" baseline, Fifty et al. 2021): cos(g_t, g_p), every step.
+- gt (TAG's lookahead transference): every `lookahead_every` steps, for each source task p, the
+  losses after a virtual step on p alone: Z(p -> t) = (1 - L_t(theta - u_p) / L_t(theta)) / lr.
+- etap (ETAP's first-order form, Ayman et al.): Z(p -> t) ~ (g_t . u_p) / (L_t lr), every step.
+
+Orientation: every matrix is [target][partner], so gt[t][p] = Z(p -> t).
+
+Two variants (reference section 3.4): "faithful" reproduces the reference code's step (plain SGD
+with weight decay on the encoder only, the neck excluded, momentum never found); "corrected" uses
+the optimizer's real update (momentum, Adam moments) on all shared parameters. Both run the
+virtual forward passes through `torch.func.functional_call` on copies of the parameters and
+BatchNorm buffers, in fp32: the live parameters, optimizer state and running statistics are
+untouched (the reference edits the model in place, and its lookahead updates BN statistics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import functional_call
+
+from raytaskaff.data.transforms import Target
+from raytaskaff.models import MultiTaskNet
+from raytaskaff.tasks import Task
+from raytaskaff.training.optim import virtual_update
+
+VARIANTS = ("faithful", "corrected")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """lookahead_every: steps between TAG lookaheads (the reference uses 10); variant: see above."""
+
+    lookahead_every: int = 10
+    variant: str = "corrected"
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown probe variant {self.variant!r} (known: {', '.join(VARIANTS)})")
+        if self.lookahead_every < 1:
+            raise ValueError(f"lookahead_every must be at least 1, got {self.lookahead_every}")
+
+
+def _flat(tensors: list[torch.Tensor | None], like: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1) for t, p in zip(tensors, like)])
+
+
+def _split(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    out, start = [], 0
+    for p in like:
+        out.append(flat[start:start + p.numel()].view_as(p))
+        start += p.numel()
+    return out
+
+
+def cosine_matrix(grads: torch.Tensor) -> torch.Tensor:
+    """(T, P) gradients -> (T, T) cosines (0 where a gradient is zero)."""
+    unit = grads / grads.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    return unit @ unit.T
+
+
+class GradientProbe:
+    """Instrumented backward passes and per-epoch affinity matrices for one MTL run."""
+
+    def __init__(self, model: MultiTaskNet, tasks: list[Task], optimizer: torch.optim.Optimizer, config: ProbeConfig) -> None:
+        if len(tasks) < 2:
+            raise ValueError("gradient probes need a multi-task run")
+        self.model, self.tasks, self.optimizer, self.config = model, tasks, optimizer, config
+        self.shared = model.shared_parameters()
+        encoder = {id(p) for p in model.encoder_parameters()}
+        # the parameters a lookahead steps: the encoder alone (faithful) or everything shared
+        self.stepped = [i for i, p in enumerate(self.shared) if config.variant == "corrected" or id(p) in encoder]
+        self.epochs: dict[str, list[list[list[float]]]] = {"gs": [], "gt": [], "etap": []}
+        self._reset()
+
+    def _reset(self) -> None:
+        n = len(self.tasks)
+        self._sums = {k: torch.zeros(n, n, dtype=torch.float64) for k in self.epochs}
+        self._counts = {k: 0 for k in self.epochs}
+
+    def backward(self, x: torch.Tensor, extra: torch.Tensor | None, targets: dict[str, Target], step: int,
+                 autocast=None) -> dict[str, torch.Tensor]:
+        """Forward and backward one batch, leaving the summed gradient in `.grad`, and record the
+        step's probes; returns the task losses. Call before `optimizer.step()`."""
+        model = self.model
+        with autocast() if autocast else torch.autocast("cpu", enabled=False):
+            z = model.represent(x, extra)
+            copies = {t.name: z.detach().requires_grad_() for t in self.tasks}
+            preds = model.heads(copies)
+            losses = {t.name: t.loss_value(preds[t.name], targets[t.name]) for t in self.tasks}
+        sum(losses.values()).backward()  # decoder gradients, and each task's gradient at z
+        rows = []
+        for i, t in enumerate(self.tasks):
+            g = torch.autograd.grad(z, self.shared, grad_outputs=copies[t.name].grad,
+                                    retain_graph=i < len(self.tasks) - 1, allow_unused=True)
+            rows.append(_flat(list(g), self.shared).float())
+        grads = torch.stack(rows)  # (T, P)
+        for p, g in zip(self.shared, _split(grads.sum(0), self.shared)):
+            p.grad = g.clone() if p.grad is None else p.grad + g  # accumulate, as backward() does
+
+        loss_values = torch.stack([losses[t.name].detach().float() for t in self.tasks])
+        self._add("gs", cosine_matrix(grads))
+        updates = self._updates(grads)  # (T, P): u_p, zero outside the stepped parameters
+        lr = self.optimizer.param_groups[0]["lr"]
+        # etap[t][p] = (g_t . u_p) / (L_t lr)
+        self._add("etap", (grads @ updates.T) / (loss_values[:, None] * lr))
+        if step % self.config.lookahead_every == 0:
+            self._add("gt", self._lookahead(x, extra, targets, updates, loss_values, lr))
+        return losses
+
+    def _updates(self, grads: torch.Tensor) -> torch.Tensor:
+        """(T, P) virtual updates of each task's step alone."""
+        params = [self.shared[i] for i in self.stepped]
+        out = torch.zeros_like(grads)
+        for t in range(len(self.tasks)):
+            g = _split(grads[t], self.shared)
+            g = [g[i] for i in self.stepped]
+            if self.config.variant == "corrected":
+                u = virtual_update(self.optimizer, params, g)
+            else:  # the reference: lr (g + wd theta), whatever the optimizer
+                group = self.optimizer.param_groups[0]
+                u = [group["lr"] * (gi + group.get("weight_decay", 0.0) * p.detach()) for gi, p in zip(g, params)]
+            full = [torch.zeros_like(p) for p in self.shared]
+            for i, ui in zip(self.stepped, u):
+                full[i] = ui
+            out[t] = _flat(full, self.shared)
+        return out
+
+    @torch.no_grad()
+    def _lookahead(self, x, extra, targets, updates, loss_values, lr) -> torch.Tensor:
+        """(T, T) [target][source] transference of one batch, on copies of parameters and buffers."""
+        model = self.model
+        names = {id(p): n for n, p in model.named_parameters()}
+        buffers = {n: b.clone() for n, b in model.named_buffers()}
+        out = torch.zeros(len(self.tasks), len(self.tasks), dtype=torch.float64)
+        for source in range(len(self.tasks)):
+            moved = {names[id(p)]: p.detach() - u for p, u in zip(self.shared, _split(updates[source], self.shared))}
+            state = {**buffers, **moved}
+            preds = functional_call(model, state, (x.float(),), {"extra": None if extra is None else extra.float()}, strict=False)
+            for target, t in enumerate(self.tasks):
+                after = t.loss_value(preds[t.name].float(), targets[t.name])
+                out[target, source] = (1.0 - after / loss_values[target]) / lr
+            buffers = {n: b.clone() for n, b in model.named_buffers()}  # each source starts from the live statistics
+        return out
+
+    def _add(self, name: str, matrix: torch.Tensor) -> None:
+        self._sums[name] += matrix.detach().double().cpu()
+        self._counts[name] += 1
+
+    def end_epoch(self) -> None:
+        """Close the epoch: store each probe's mean over its steps, [target][partner]."""
+        for name, total in self._sums.items():
+            if self._counts[name]:
+                self.epochs[name].append((total / self._counts[name]).tolist())
+        self._reset()

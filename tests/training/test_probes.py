@@ -1,0 +1,166 @@
+"""Gradient probes against brute force on a tiny model: gs, the lookahead (both variants), etap,
+and the live model left bit-identical."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from raytaskaff.data.transforms import Target
+from raytaskaff.models import MultiTaskNet, preset
+from raytaskaff.tasks import task
+from raytaskaff.training.optim import make_optimizer
+from raytaskaff.training.probes import GradientProbe, ProbeConfig
+
+TASKS = [task("depth_zbuffer"), task("normal"), task("edge_texture")]
+CONFIG = preset("small", widths=(8, 8), decoder_width=8, neck=6)
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(6, 3, 16, 16, generator=g)
+    mask = torch.rand(6, 1, 16, 16, generator=g) > 0.2
+    targets = {
+        "depth_zbuffer": Target(torch.randn(6, 1, 16, 16, generator=g), mask),
+        "normal": Target(torch.randn(6, 3, 16, 16, generator=g), mask),
+        "edge_texture": Target(torch.randn(6, 1, 16, 16, generator=g)),
+    }
+    return x, targets
+
+
+def _setup(optimizer="adam", variant="corrected", weight_decay=0.0, lr=0.01, warm=2):
+    torch.manual_seed(0)
+    model = MultiTaskNet(TASKS, CONFIG, seed=1)
+    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay, 0.9)
+    for s in range(warm):  # give the optimizer momentum and moments
+        x, targets = _batch(100 + s)
+        opt.zero_grad()
+        preds = model(x)
+        sum(t.loss_value(preds[t.name], targets[t.name]) for t in TASKS).backward()
+        opt.step()
+    opt.zero_grad()
+    return model, opt, GradientProbe(model, TASKS, opt, ProbeConfig(lookahead_every=1, variant=variant))
+
+
+def _task_grads(model, x, targets):
+    """Brute force: each task's loss alone, its own backward, the shared gradient flattened."""
+    rows, losses = [], []
+    for t in TASKS:
+        m = copy.deepcopy(model)
+        loss = t.loss_value(m(x)[t.name], targets[t.name])
+        loss.backward()
+        rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in m.shared_parameters()]))
+        losses.append(loss.item())
+    return torch.stack(rows), losses
+
+
+def _state(model, opt):
+    return ({k: v.clone() for k, v in model.state_dict().items()}, copy.deepcopy(opt.state_dict()))
+
+
+def test_summed_gradient_is_the_plain_gradient_and_the_model_is_untouched():
+    model, opt, probe = _setup()
+    plain = copy.deepcopy(model)
+    x, targets = _batch()
+    preds = plain(x)
+    sum(t.loss_value(preds[t.name], targets[t.name]) for t in TASKS).backward()
+    params_before, opt_before = _state(model, opt)
+    probe.backward(x, None, targets, step=0)  # step 0: the lookahead runs too
+    for (name, p), q in zip(model.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # parameters unchanged; BatchNorm statistics bit-identical to one plain forward (no lookahead trace)
+    for (name, a), b in zip(model.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(a, b), name
+    for name, p in model.named_parameters():
+        assert torch.equal(p, params_before[name]), name
+    assert str(opt.state_dict()) == str(opt_before)
+
+
+def test_gs_is_the_cosine_of_brute_force_task_gradients():
+    model, _, probe = _setup()
+    x, targets = _batch()
+    grads, _ = _task_grads(model, x, targets)
+    probe.backward(x, None, targets, step=0)
+    probe.end_epoch()
+    unit = grads / grads.norm(dim=1, keepdim=True)
+    np.testing.assert_allclose(np.array(probe.epochs["gs"][0]), (unit @ unit.T).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_corrected_lookahead_equals_a_real_step_by_hand(optimizer):
+    model, opt, probe = _setup(optimizer=optimizer, weight_decay=1e-3)
+    x, targets = _batch()
+    preds = model(x)
+    before = {t.name: t.loss_value(preds[t.name], targets[t.name]).item() for t in TASKS}
+    model_ref = copy.deepcopy(model)  # the forward above moved BN statistics; start both from here
+    probe_model_state = copy.deepcopy(model.state_dict())
+    expected = np.zeros((3, 3))
+    lr = opt.param_groups[0]["lr"]
+    for source, s in enumerate(TASKS):
+        m = copy.deepcopy(model_ref)
+        o = make_optimizer(optimizer, m.parameters(), lr, 1e-3, 0.9)
+        o.load_state_dict(copy.deepcopy(opt.state_dict()))  # load_state_dict may share tensors
+        loss = s.loss_value(m(x)[s.name], targets[s.name])
+        o.zero_grad()
+        loss.backward()
+        shared = {id(p) for p in m.shared_parameters()}
+        for p in m.parameters():
+            if id(p) not in shared:
+                p.grad = None  # a step of the shared parameters only
+        o.step()
+        with torch.no_grad():
+            after = m(x)
+        for target, t in enumerate(TASKS):
+            expected[target, source] = (1 - t.loss_value(after[t.name], targets[t.name]).item() / before[t.name]) / lr
+    model.load_state_dict(probe_model_state)
+    probe.backward(x, None, targets, step=0)
+    probe.end_epoch()
+    np.testing.assert_allclose(np.array(probe.epochs["gt"][0]), expected, rtol=2e-3, atol=2e-3)
+
+
+def test_faithful_lookahead_is_plain_sgd_on_the_encoder_only():
+    model, opt, probe = _setup(optimizer="adam", variant="faithful", weight_decay=1e-2)
+    x, targets = _batch()
+    lr, wd = opt.param_groups[0]["lr"], 1e-2
+    preds = model(x)
+    before = {t.name: t.loss_value(preds[t.name], targets[t.name]).item() for t in TASKS}
+    snapshot = copy.deepcopy(model.state_dict())
+    expected = np.zeros((3, 3))
+    for source, s in enumerate(TASKS):
+        m = copy.deepcopy(model)
+        s.loss_value(m(x)[s.name], targets[s.name]).backward()
+        with torch.no_grad():
+            for p in m.encoder.parameters():  # the neck is not stepped, and momentum is never found
+                p -= lr * (p.grad + wd * p)
+            after = m(x)
+        for target, t in enumerate(TASKS):
+            expected[target, source] = (1 - t.loss_value(after[t.name], targets[t.name]).item() / before[t.name]) / lr
+    model.load_state_dict(snapshot)
+    probe.backward(x, None, targets, step=0)
+    probe.end_epoch()
+    np.testing.assert_allclose(np.array(probe.epochs["gt"][0]), expected, rtol=2e-3, atol=2e-3)
+
+
+def test_etap_is_the_first_order_lookahead():
+    model, opt, probe = _setup(optimizer="sgd", variant="faithful", lr=1e-4)
+    x, targets = _batch()
+    grads, losses = _task_grads(model, x, targets)
+    encoder = torch.cat([torch.full((p.numel(),), id(p) in {id(q) for q in model.encoder_parameters()}) for p in model.shared_parameters()])
+    probe.backward(x, None, targets, step=0)
+    probe.end_epoch()
+    etap, gt = np.array(probe.epochs["etap"][0]), np.array(probe.epochs["gt"][0])
+    # u_p = lr g_p on the encoder: etap[t][p] = g_t . g_p(encoder) / L_t
+    expected = (grads @ (grads * encoder).T).numpy() / np.array(losses)[:, None]
+    np.testing.assert_allclose(etap, expected, rtol=1e-3)
+    np.testing.assert_allclose(gt, etap, rtol=0.05, atol=0.05 * np.abs(etap).max())  # tiny steps: first order holds
+
+
+def test_probe_rejects_bad_configs():
+    with pytest.raises(ValueError, match="unknown probe variant"):
+        ProbeConfig(variant="exact")
+    with pytest.raises(ValueError, match="lookahead_every"):
+        ProbeConfig(lookahead_every=0)
+    model = MultiTaskNet(TASKS[:1], CONFIG)
+    with pytest.raises(ValueError, match="multi-task"):
+        GradientProbe(model, TASKS[:1], make_optimizer("adam", model.parameters(), 0.1, 0, 0), ProbeConfig())
