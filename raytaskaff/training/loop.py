@@ -220,7 +220,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
         for step, batch in enumerate(data.train.batches(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)):
             x, extra, targets = _prepare(batch, tasks, inject, stats, device)
             optimizer.zero_grad(set_to_none=True)
-            if probe is not None:
+            if probe is not None and probe.wants(step):
                 losses = probe.backward(x, extra, targets, step, autocast if use_amp else None)
             else:
                 with autocast():

@@ -38,16 +38,20 @@ VARIANTS = ("faithful", "corrected")
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """lookahead_every: steps between TAG lookaheads (the reference uses 10); variant: see above."""
+    """lookahead_every: steps between TAG lookaheads (the reference uses 10); gradients_every:
+    steps between gs/etap records (1: every step, TAG's definition of CS; per-task gradients cost
+    one encoder backward per task, so larger values make long all-task runs cheaper);
+    variant: see above."""
 
     lookahead_every: int = 10
     variant: str = "corrected"
+    gradients_every: int = 1
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown probe variant {self.variant!r} (known: {', '.join(VARIANTS)})")
-        if self.lookahead_every < 1:
-            raise ValueError(f"lookahead_every must be at least 1, got {self.lookahead_every}")
+        if self.lookahead_every < 1 or self.gradients_every < 1:
+            raise ValueError(f"lookahead_every and gradients_every must be at least 1, got {self}")
 
 
 def _flat(tensors: list[torch.Tensor | None], like: list[torch.Tensor]) -> torch.Tensor:
@@ -87,6 +91,10 @@ class GradientProbe:
         self._sums = {k: torch.zeros(n, n, dtype=torch.float64) for k in self.epochs}
         self._counts = {k: 0 for k in self.epochs}
 
+    def wants(self, step: int) -> bool:
+        """Whether step `step` of an epoch is instrumented (else train it the plain way)."""
+        return step % self.config.gradients_every == 0 or step % self.config.lookahead_every == 0
+
     def backward(self, x: torch.Tensor, extra: torch.Tensor | None, targets: dict[str, Target], step: int,
                  autocast=None) -> dict[str, torch.Tensor]:
         """Forward and backward one batch, leaving the summed gradient in `.grad`, and record the
@@ -108,11 +116,12 @@ class GradientProbe:
             p.grad = g.clone() if p.grad is None else p.grad + g  # accumulate, as backward() does
 
         loss_values = torch.stack([losses[t.name].detach().float() for t in self.tasks])
-        self._add("gs", cosine_matrix(grads))
         updates = self._updates(grads)  # (T, P): u_p, zero outside the stepped parameters
         lr = self.optimizer.param_groups[0]["lr"]
-        # etap[t][p] = (g_t . u_p) / (L_t lr)
-        self._add("etap", (grads @ updates.T) / (loss_values[:, None] * lr))
+        if step % self.config.gradients_every == 0:
+            self._add("gs", cosine_matrix(grads))
+            # etap[t][p] = (g_t . u_p) / (L_t lr)
+            self._add("etap", (grads @ updates.T) / (loss_values[:, None] * lr))
         if step % self.config.lookahead_every == 0:
             self._add("gt", self._lookahead(x, extra, targets, updates, loss_values, lr))
         return losses

@@ -161,6 +161,19 @@ def test_probe_rejects_bad_configs():
         ProbeConfig(variant="exact")
     with pytest.raises(ValueError, match="lookahead_every"):
         ProbeConfig(lookahead_every=0)
+    with pytest.raises(ValueError, match="gradients_every"):
+        ProbeConfig(gradients_every=0)
     model = MultiTaskNet(TASKS[:1], CONFIG)
     with pytest.raises(ValueError, match="multi-task"):
         GradientProbe(model, TASKS[:1], make_optimizer("adam", model.parameters(), 0.1, 0, 0), ProbeConfig())
+
+
+def test_sparser_gradient_records():
+    probe = _setup()[2]
+    sparse = GradientProbe(probe.model, TASKS, probe.optimizer, ProbeConfig(lookahead_every=4, gradients_every=3))
+    assert [s for s in range(10) if sparse.wants(s)] == [0, 3, 4, 6, 8, 9]
+    for step in (3, 4):
+        x, targets = _batch(step)
+        probe.model.zero_grad()
+        sparse.backward(x, None, targets, step=step)
+    assert sparse._counts == {"gs": 1, "gt": 1, "etap": 1}
