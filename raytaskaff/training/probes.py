@@ -149,16 +149,15 @@ class GradientProbe:
         """(T, T) [target][source] transference of one batch, on copies of parameters and buffers."""
         model = self.model
         names = {id(p): n for n, p in model.named_parameters()}
-        buffers = {n: b.clone() for n, b in model.named_buffers()}
         out = torch.zeros(len(self.tasks), len(self.tasks), dtype=torch.float64)
         for source in range(len(self.tasks)):
             moved = {names[id(p)]: p.detach() - u for p, u in zip(self.shared, _split(updates[source], self.shared))}
-            state = {**buffers, **moved}
+            # fresh copies of the live BatchNorm buffers: the train-mode forward writes into them
+            state = {**{n: b.clone() for n, b in model.named_buffers()}, **moved}
             preds = functional_call(model, state, (x.float(),), {"extra": None if extra is None else extra.float()}, strict=False)
             for target, t in enumerate(self.tasks):
                 after = t.loss_value(preds[t.name].float(), targets[t.name])
                 out[target, source] = (1.0 - after / loss_values[target]) / lr
-            buffers = {n: b.clone() for n, b in model.named_buffers()}  # each source starts from the live statistics
         return out
 
     def _add(self, name: str, matrix: torch.Tensor) -> None:
