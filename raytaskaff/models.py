@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, replace
+import os
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
 
-from raytaskaff.tasks import Task
+from raytaskaff.tasks import Task, task
 
 
 @dataclass(frozen=True)
@@ -201,3 +202,26 @@ class MultiTaskNet(nn.Module):
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return self.heads(self.represent(x, extra))
+
+
+def save_model(model: MultiTaskNet, path, seed: int = 0) -> None:
+    """Write a network's weights and everything needed to rebuild it (tensors and plain data only,
+    so `load_model` can read it with torch.load(weights_only=True)); atomic."""
+    state = {
+        "tasks": model.task_names, "inject": model.inject_names, "seed": seed,
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(model.config).items()},
+        "grad_scale": model.grad_scale != 1.0, "state": model.state_dict(),
+    }
+    tmp = f"{path}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path, map_location="cpu") -> MultiTaskNet:
+    """The network `save_model` wrote, in eval mode."""
+    saved = torch.load(path, map_location=map_location, weights_only=True)
+    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()})
+    model = MultiTaskNet([task(n) for n in saved["tasks"]], config, inject=[task(n) for n in saved["inject"]],
+                         seed=saved["seed"], grad_scale=saved["grad_scale"])
+    model.load_state_dict(saved["state"])
+    return model.eval()

@@ -69,3 +69,18 @@ def test_bad_model_configs():
         preset("huge")
     with pytest.raises(ValueError, match="unknown backbone"):
         preset("small", backbone="vgg")
+
+
+def test_saved_models_load_back_identically(tmp_path):
+    net = MultiTaskNet([DEPTH, SEG], preset("small", neck=8), inject=[NORMAL], seed=7, grad_scale=True)
+    x, extra = torch.rand(2, 3, 16, 16), torch.rand(2, 4, 16, 16)
+    net(x, extra)  # move the BatchNorm statistics away from their initial values
+    net.eval()
+    from raytaskaff.models import load_model, save_model
+
+    save_model(net, tmp_path / "m.pt", seed=7)
+    loaded = load_model(tmp_path / "m.pt")
+    assert loaded.task_names == ["depth_zbuffer", "segment_semantic"] and loaded.inject_names == ["normal"]
+    assert loaded.grad_scale == net.grad_scale
+    for a, b in zip(net(x, extra).values(), loaded(x, extra).values()):
+        assert torch.equal(a, b)

@@ -21,7 +21,7 @@ import torch
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.transforms import rgb_input
 from raytaskaff.errors import RaytaskaffError
-from raytaskaff.models import ModelConfig, MultiTaskNet, part_seed
+from raytaskaff.models import ModelConfig, MultiTaskNet, part_seed, save_model
 from raytaskaff.tasks import Task, task
 from raytaskaff.training.optim import make_optimizer
 from raytaskaff.training.probes import GradientProbe, ProbeConfig
@@ -112,6 +112,7 @@ class RunResult:
     parameters: int
     probes: dict[str, list] = field(default_factory=dict)
     probe_variant: str | None = None
+    model_path: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -174,10 +175,11 @@ def _save(path: Path, state: dict) -> None:
 
 
 def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: DataSplits, seed: int,
-          checkpoint: str | os.PathLike | None = None, on_epoch=None) -> RunResult:
+          checkpoint: str | os.PathLike | None = None, on_epoch=None, model_path: str | os.PathLike | None = None) -> RunResult:
     """Train one run; resume from `checkpoint` if it holds a state of this run (written each epoch).
 
     on_epoch: optional callback(epoch, record) for progress reporting (e.g. to Ray Tune).
+    model_path: where to save the selected (best validation) network with `models.save_model`.
     """
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     device = resolve_device(config.device)
@@ -252,6 +254,8 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
             on_epoch(epoch, record)
 
     model.load_state_dict(best[2])
+    if model_path is not None:
+        save_model(model, model_path, seed)
     test_losses, test_metrics = evaluate(model, data.test, tasks, inject, stats, device, config.eval_batch_size, autocast)
     wall = time.perf_counter() - wall_start
     return RunResult(
@@ -261,4 +265,5 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
         device_seconds=wall if device.type == "cuda" else time.process_time() - cpu_start,
         device=str(device), parameters=sum(p.numel() for p in model.parameters()),
         probes=dict(probe.epochs) if probe else {}, probe_variant=config.probes.variant if probe else None,
+        model_path=str(model_path) if model_path is not None else None,
     )

@@ -11,14 +11,6 @@ from raytaskaff.engine.data import put_split, read_split, split_from_store, torc
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
-
-
 @ray.remote(num_cpus=0.5)
 class _Reader:
     def __init__(self, table):

@@ -1,0 +1,55 @@
+"""STL-based scorers on Ray: actors next to the test split, one saved network at a time.
+
+Each actor receives the test split's Arrow table by reference (shared memory, no copy), builds
+its N input images once, and applies a scorer's per-network function (`ias.attribution_maps`,
+`rsa.ranked_upper_triangle`) to the networks it is handed; the driver combines the results into
+pairwise tables. `model_mapper` returns the callable `Artifacts.map_models` expects, so the scorer
+code is the same with and without Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyarrow as pa
+import ray
+import torch
+from ray.util import ActorPool
+
+from raytaskaff.data.reader import SplitData
+from raytaskaff.data.transforms import rgb_input
+from raytaskaff.models import load_model
+
+
+def first_images(data: SplitData, n: int) -> torch.Tensor:
+    """(min(n, rows), 3, H, W) float images in [0, 1]: the first n rows of a split."""
+    rows = torch.arange(min(n, len(data))).numpy()
+    return rgb_input(torch.from_numpy(data.gather("rgb", rows))).contiguous()
+
+
+@ray.remote
+class ModelMapper:
+    """Holds the test split (shared memory) and applies per-network functions to saved networks."""
+
+    def __init__(self, table: pa.Table, size: int) -> None:
+        self.data = SplitData(table, size, ["rgb"])
+        self.images: dict[int, torch.Tensor] = {}
+        self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+
+    def apply(self, fn: Callable, key, path: str, n: int):
+        if n not in self.images:
+            self.images[n] = first_images(self.data, n).to(self.device)
+        model = load_model(path, map_location=self.device)
+        return key, fn(model, self.images[n])
+
+
+def model_mapper(table_ref: ray.ObjectRef, size: int, actors: int = 2, num_cpus: float = 1,
+                 num_gpus: float = 0) -> Callable:
+    """A `map_models` callable backed by `actors` ModelMapper actors (fractional GPUs allowed)."""
+    pool = ActorPool([ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(table_ref, size) for _ in range(actors)])
+
+    def map_models(fn: Callable, paths: dict, n_images: int) -> dict:
+        jobs = list(paths.items())
+        return dict(pool.map_unordered(lambda actor, job: actor.apply.remote(fn, job[0], job[1], n_images), jobs))
+
+    return map_models

@@ -1,0 +1,259 @@
+"""The protocol every affinity scorer follows, and the registry that names them.
+
+A scorer declares which runs it needs (`Needs`) and turns their artifacts into an affinity table:
+one value per ordered pair (target, partner), target != partner, higher meaning more affinity,
+oriented as everywhere in raytaskaff: "how much the target gains from the partner". Adding one is
+one file:
+
+    from raytaskaff.scorers.base import Needs, Scorer, register
+
+    @register
+    class Random(Scorer):
+        '''Random affinities: a baseline every scorer should beat.'''
+        name = "random"
+        needs = Needs()
+
+        def compute(self, artifacts, seed=0):
+            rng = np.random.default_rng(seed)
+            return {(t, p): rng.normal() for t, p in artifacts.ordered_pairs()}
+
+`Scorer.score` times `compute` and returns a `Score`: the table and the scorer's own cost.
+Whole-run costs (training the models it reads) are added by `cost_of`, total and marginal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import permutations
+
+import numpy as np
+import pandas as pd
+
+from raytaskaff.errors import RaytaskaffError
+from raytaskaff.models import load_model
+from raytaskaff.training.loop import RunResult
+
+
+class ScorerError(RaytaskaffError):
+    """A scorer cannot compute its table from what it was given."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Runs a scorer reads: STL models, label-injection models, and an MTL run ("all": the
+    instrumented all-task network; "pairs": the instrumented pairwise networks)."""
+
+    stl: bool = False
+    li: bool = False
+    mtl: str | None = None
+
+    def run_kinds(self) -> set[str]:
+        kinds = set()
+        if self.stl or self.li:
+            kinds.add("stl")
+        if self.li:
+            kinds.add("li")
+        if self.mtl == "all":
+            kinds.add("all")
+        if self.mtl == "pairs":
+            kinds.add("pair")
+        return kinds
+
+
+@dataclass
+class SeedRuns:
+    """The finished runs of one seed. li is keyed (target, partner); pairs by the sorted pair."""
+
+    seed: int
+    stl: dict[str, RunResult] = field(default_factory=dict)
+    li: dict[tuple[str, str], RunResult] = field(default_factory=dict)
+    pairs: dict[tuple[str, str], RunResult] = field(default_factory=dict)
+    all_tasks: RunResult | None = None
+
+
+@dataclass
+class Artifacts:
+    """What scorers read: the task list, the runs of each seed, and test images.
+
+    test_images: a callable n -> (n, 3, H, W) float tensor of the first n test images in [0, 1]
+    (lazy: scorers that need none never read them).
+    map_models: how to apply a per-model function to saved networks: a callable
+    (fn, {key: model path}, n_images) -> {key: fn(model, images)}. The default runs here, one
+    model after another; the engine passes one that runs Ray actors next to the data.
+    """
+
+    tasks: tuple[str, ...]
+    seeds: list[SeedRuns] = field(default_factory=list)
+    test_images: Callable | None = None
+    map_models: Callable | None = None
+
+    def ordered_pairs(self) -> list[tuple[str, str]]:
+        return list(permutations(self.tasks, 2))
+
+    def apply_to_models(self, fn: Callable, paths: dict, n_images: int) -> dict:
+        if self.map_models is not None:
+            return self.map_models(fn, paths, n_images)
+        if self.test_images is None:
+            raise ScorerError("this scorer needs test images, and none were given")
+        images = self.test_images(n_images)
+        return {key: fn(load_model(path), images) for key, path in paths.items()}
+
+    def stl_model_paths(self, runs: SeedRuns) -> dict[str, str]:
+        """{task: saved STL network} of one seed, for every task of the sweep."""
+        missing = [t for t in self.tasks if t not in runs.stl or not runs.stl[t].model_path]
+        if missing:
+            raise ScorerError(f"seed {runs.seed} has no saved STL network for {missing[0]}")
+        return {t: runs.stl[t].model_path for t in self.tasks}
+
+
+@dataclass(frozen=True)
+class Cost:
+    wall_seconds: float = 0.0
+    device_seconds: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.wall_seconds + other.wall_seconds, self.device_seconds + other.device_seconds)
+
+
+@dataclass
+class Score:
+    """A scorer's affinity table (columns target, partner, value) and its own compute cost."""
+
+    name: str
+    table: pd.DataFrame
+    compute: Cost
+    details: dict = field(default_factory=dict)
+
+    def matrix(self, tasks: Iterable[str]) -> np.ndarray:
+        """[target][partner] matrix in the order of `tasks` (NaN on the diagonal)."""
+        tasks = list(tasks)
+        index = {t: i for i, t in enumerate(tasks)}
+        out = np.full((len(tasks), len(tasks)), np.nan)
+        for row in self.table.itertuples():
+            out[index[row.target], index[row.partner]] = row.value
+        return out
+
+
+class Scorer:
+    """Base class: subclasses set `name`, `needs` and implement `compute`."""
+
+    name: str = ""
+    needs: Needs = Needs()
+
+    def requirements(self, **options) -> Needs:
+        """The runs this scorer reads with these options (default: `needs`)."""
+        return self.needs
+
+    def compute(self, artifacts: Artifacts, **options) -> dict[tuple[str, str], float]:
+        """{(target, partner): value} for every ordered pair; may fill `self.details`."""
+        raise NotImplementedError
+
+    def score(self, artifacts: Artifacts, **options) -> Score:
+        self.details: dict = {}
+        wall, cpu = time.perf_counter(), time.process_time()
+        values = self.compute(artifacts, **options)
+        compute = Cost(time.perf_counter() - wall, time.process_time() - cpu)
+        missing = [pair for pair in artifacts.ordered_pairs() if pair not in values]
+        if missing:
+            raise ScorerError(f"{self.name}: no value for {len(missing)} pairs, e.g. {missing[0]}")
+        rows = [(t, p, float(values[t, p])) for t, p in artifacts.ordered_pairs()]
+        return Score(self.name, pd.DataFrame(rows, columns=["target", "partner", "value"]), compute, dict(self.details))
+
+
+SCORERS: dict[str, type[Scorer]] = {}
+
+
+def register(cls: type[Scorer]) -> type[Scorer]:
+    """Class decorator: make a scorer available by its name."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in SCORERS and SCORERS[cls.name] is not cls:
+        raise ValueError(f"a scorer called {cls.name!r} is already registered")
+    SCORERS[cls.name] = cls
+    return cls
+
+
+def scorer(name: str) -> Scorer:
+    import raytaskaff.scorers  # noqa: F401  (registers the built-in scorers)
+
+    try:
+        return SCORERS[name]()
+    except KeyError:
+        raise ScorerError(f"unknown scorer {name!r} (known: {', '.join(sorted(SCORERS))})") from None
+
+
+def mean_over_seeds(per_seed: list[dict[tuple[str, str], float]]) -> dict[tuple[str, str], float]:
+    """Mean of per-seed tables over the seeds that have each pair."""
+    if not per_seed:
+        raise ScorerError("no seed has the runs this scorer needs")
+    keys = set().union(*per_seed)
+    return {k: float(np.mean([s[k] for s in per_seed if k in s])) for k in keys}
+
+
+def run_cost(runs: Iterable[RunResult]) -> Cost:
+    total = Cost()
+    for r in runs:
+        total = total + Cost(r.wall_seconds, r.device_seconds)
+    return total
+
+
+def cost_of(score: Score, needs: Needs, artifacts: Artifacts, ground_truth_kinds: set[str] = frozenset({"stl", "pair"})) -> dict:
+    """Total and marginal cost of a score: its own compute plus the runs it reads (total), or
+    only the runs the ground truth does not train anyway (marginal)."""
+    by_kind: dict[str, list[RunResult]] = {"stl": [], "li": [], "pair": [], "all": []}
+    for s in artifacts.seeds:
+        by_kind["stl"] += s.stl.values()
+        by_kind["li"] += s.li.values()
+        by_kind["pair"] += s.pairs.values()
+        by_kind["all"] += [s.all_tasks] if s.all_tasks else []
+    kinds = needs.run_kinds()
+    total = score.compute + run_cost(r for k in kinds for r in by_kind[k])
+    marginal = score.compute + run_cost(r for k in kinds - set(ground_truth_kinds) for r in by_kind[k])
+    return {"wall_seconds": total.wall_seconds, "device_seconds": total.device_seconds,
+            "marginal_wall_seconds": marginal.wall_seconds, "marginal_device_seconds": marginal.device_seconds,
+            "compute_wall_seconds": score.compute.wall_seconds}
+
+
+def probe_affinities(artifacts: Artifacts, probe: str, source: str = "all") -> tuple[dict[tuple[str, str], float], set]:
+    """A probe's affinities from the instrumented MTL runs of every seed, mean over epochs, then
+    over seeds; also the probe variants the runs used.
+
+    source: "all" reads the all-task run ([target][partner] over all tasks); "pairs" reads each
+    pairwise run's 2 x 2 matrix.
+    """
+    if source not in ("all", "pairs"):
+        raise ScorerError(f"{probe}: source must be 'all' or 'pairs', got {source!r}")
+    per_seed, variants = [], set()
+    for runs in artifacts.seeds:
+        results = [runs.all_tasks] if source == "all" and runs.all_tasks else list(runs.pairs.values()) if source == "pairs" else []
+        table = {}
+        for run in results:
+            epochs = run.probes.get(probe)
+            if not epochs:
+                raise ScorerError(f"{probe}: the {run.spec.kind} run of seed {runs.seed} {list(run.spec.tasks)} was trained without probes")
+            variants.add(run.probe_variant)
+            mean = np.mean(np.array(epochs, dtype=float), axis=0)
+            for i, target in enumerate(run.spec.tasks):
+                for j, partner in enumerate(run.spec.tasks):
+                    if i != j:
+                        table[target, partner] = float(mean[i, j])
+        if table:
+            per_seed.append(table)
+    return mean_over_seeds(per_seed), variants
+
+
+class ProbeScorer(Scorer):
+    """A scorer read from the gradient probes of instrumented MTL runs (`probe` names which)."""
+
+    probe: str = ""
+    needs = Needs(mtl="all")
+
+    def requirements(self, source: str = "all", **options) -> Needs:
+        return Needs(mtl=source)
+
+    def compute(self, artifacts: Artifacts, source: str = "all") -> dict[tuple[str, str], float]:
+        values, variants = probe_affinities(artifacts, self.probe, source)
+        self.details = {"source": source, "variant": sorted(v for v in variants if v)}
+        return values

@@ -1,0 +1,71 @@
+"""The scorer protocol: registration, a user's own scorer, tables, and costs."""
+
+import numpy as np
+import pytest
+
+from raytaskaff.scorers import SCORERS, Artifacts, Needs, Scorer, SeedRuns, cost_of, register, scorer
+from raytaskaff.scorers.base import ScorerError
+
+TASKS = ("depth_zbuffer", "normal", "edge_texture")
+
+
+def test_builtin_scorers_are_registered():
+    assert {"td", "ias", "rsa", "li", "gs", "gt", "etap"} <= set(SCORERS)
+    assert scorer("li").requirements() == Needs(stl=True, li=True)
+    assert scorer("gt").requirements(source="pairs") == Needs(mtl="pairs")
+    with pytest.raises(ScorerError, match="unknown scorer 'tg'"):
+        scorer("tg")
+
+
+def test_a_scorer_in_one_file():
+    @register
+    class Random(Scorer):
+        """Random affinities: a baseline every scorer should beat."""
+
+        name = "random"
+        needs = Needs()
+
+        def compute(self, artifacts, seed=0):
+            rng = np.random.default_rng(seed)
+            return {(t, p): rng.normal() for t, p in artifacts.ordered_pairs()}
+
+    try:
+        score = scorer("random").score(Artifacts(TASKS), seed=1)
+        assert list(score.table.columns) == ["target", "partner", "value"] and len(score.table) == 6
+        assert set(zip(score.table.target, score.table.partner)) == {(t, p) for t in TASKS for p in TASKS if t != p}
+        matrix = score.matrix(TASKS)
+        assert np.isnan(np.diag(matrix)).all() and np.isfinite(matrix[~np.eye(3, dtype=bool)]).all()
+        assert score.compute.wall_seconds >= 0
+    finally:
+        del SCORERS["random"]
+
+
+def test_missing_pairs_are_an_error():
+    class Partial(Scorer):
+        name = "partial"
+
+        def compute(self, artifacts):
+            return {("depth_zbuffer", "normal"): 1.0}
+
+    with pytest.raises(ScorerError, match="partial: no value for 5 pairs"):
+        Partial().score(Artifacts(TASKS))
+
+
+def test_total_and_marginal_costs(result):
+    seed = SeedRuns(0, stl={t: result([t], wall=10, device=20) for t in TASKS},
+                    li={(t, p): result([t], inject=[p], wall=3, device=4) for t in TASKS for p in TASKS if t != p},
+                    pairs={("depth_zbuffer", "normal"): result(["depth_zbuffer", "normal"], wall=100, device=200)},
+                    all_tasks=result(list(TASKS), wall=50, device=60))
+    artifacts = Artifacts(TASKS, [seed])
+    li = scorer("li").score(artifacts)
+    cost = cost_of(li, scorer("li").requirements(), artifacts)
+    assert cost["wall_seconds"] == pytest.approx(30 + 6 * 3 + li.compute.wall_seconds)
+    assert cost["device_seconds"] == pytest.approx(60 + 6 * 4 + li.compute.device_seconds)
+    assert cost["marginal_wall_seconds"] == pytest.approx(6 * 3 + li.compute.wall_seconds)  # STL runs: trained anyway
+    td = scorer("td").score(artifacts)
+    assert cost_of(td, Needs(), artifacts)["wall_seconds"] == pytest.approx(td.compute.wall_seconds)
+    gs_all = cost_of(td, scorer("gs").requirements(), artifacts)
+    assert gs_all["marginal_device_seconds"] == pytest.approx(60 + td.compute.device_seconds)
+    gs_pairs = cost_of(td, scorer("gs").requirements(source="pairs"), artifacts)
+    assert gs_pairs["device_seconds"] == pytest.approx(200 + td.compute.device_seconds)
+    assert gs_pairs["marginal_device_seconds"] == pytest.approx(td.compute.device_seconds)

@@ -1,0 +1,55 @@
+"""gs, gt and etap read the probes of instrumented runs: mean over epochs, then seeds, oriented
+[target][partner], from the all-task run or the pairwise runs."""
+
+import numpy as np
+import pytest
+
+from raytaskaff.scorers import Artifacts, SeedRuns, scorer
+from raytaskaff.scorers.base import ScorerError
+
+TASKS = ("depth_zbuffer", "normal", "edge_texture")
+
+
+def _table(score):
+    return {(r.target, r.partner): r.value for r in score.table.itertuples()}
+
+
+def _matrices(seed):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(3, 3)) for _ in range(2)]  # two epochs
+
+
+@pytest.mark.parametrize("name", ["gs", "gt", "etap"])
+def test_all_task_run_mean_over_epochs_then_seeds(result, name):
+    seeds, expected = [], np.zeros((3, 3))
+    for seed in range(2):
+        epochs = _matrices(seed)
+        expected += np.mean(epochs, axis=0) / 2
+        run = result(TASKS, probes={name: [m.tolist() for m in epochs]}, variant="corrected")
+        seeds.append(SeedRuns(seed, all_tasks=run))
+    score = scorer(name).score(Artifacts(TASKS, seeds))
+    table = _table(score)
+    for i, t in enumerate(TASKS):
+        for j, p in enumerate(TASKS):
+            if i != j:
+                assert table[t, p] == pytest.approx(expected[i, j])  # row = target
+    assert score.details == {"source": "all", "variant": ["corrected"]}
+    # the sweep's task order does not change any value
+    assert _table(scorer(name).score(Artifacts(TASKS[::-1], seeds))) == pytest.approx(table)
+
+
+def test_pairwise_runs(result):
+    runs = {}
+    for a, b, value in [("depth_zbuffer", "normal", 0.5), ("depth_zbuffer", "edge_texture", 0.1), ("edge_texture", "normal", -0.2)]:
+        probes = {"gt": [[[0.0, value], [2 * value, 0.0]]]}  # [target][partner] in the run's own order
+        runs[a, b] = result([a, b], probes=probes, variant="faithful")
+    table = _table(scorer("gt").score(Artifacts(TASKS, [SeedRuns(0, pairs=runs)]), source="pairs"))
+    assert table["depth_zbuffer", "normal"] == 0.5 and table["normal", "depth_zbuffer"] == 1.0
+    assert table["edge_texture", "normal"] == -0.2 and table["normal", "edge_texture"] == -0.4
+
+
+def test_runs_without_probes_are_an_error(result):
+    with pytest.raises(ScorerError, match="trained without probes"):
+        scorer("gs").score(Artifacts(TASKS, [SeedRuns(0, all_tasks=result(TASKS))]))
+    with pytest.raises(ScorerError, match="source must be"):
+        scorer("gs").score(Artifacts(TASKS, [SeedRuns(0, all_tasks=result(TASKS))]), source="both")

@@ -1,0 +1,64 @@
+"""td and li against hand-computed values."""
+
+import itertools
+
+import pytest
+
+from raytaskaff.scorers import Artifacts, SeedRuns, scorer
+from raytaskaff.scorers.base import ScorerError
+from raytaskaff.scorers.td import TASKONOMY_FIVE, tree_distances
+
+FIVE = ("segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal")
+
+
+def _table(score):
+    return {(r.target, r.partner): r.value for r in score.table.itertuples()}
+
+
+def test_td_default_is_the_taskonomy_tree():
+    table = _table(scorer("td").score(Artifacts(FIVE)))
+    assert table["segment_semantic", "normal"] == -5 and table["normal", "segment_semantic"] == -5
+    assert table["keypoints2d", "depth_zbuffer"] == -12
+    assert all(table[a, b] == -TASKONOMY_FIVE.get((a, b), TASKONOMY_FIVE.get((b, a))) for a, b in itertools.permutations(FIVE, 2))
+
+
+def test_td_from_a_tree_and_from_distances():
+    parent = {"depth_zbuffer": "3d", "normal": "3d", "3d": "root", "edge_texture": "2d", "2d": "root"}
+    assert tree_distances(parent)["depth_zbuffer", "edge_texture"] == 4
+    tasks = ("depth_zbuffer", "normal", "edge_texture")
+    table = _table(scorer("td").score(Artifacts(tasks), taxonomy={"parent": parent}))
+    assert table["depth_zbuffer", "normal"] == -2 and table["normal", "edge_texture"] == -4
+    listed = _table(scorer("td").score(Artifacts(tasks), taxonomy=[["depth_zbuffer", "normal", 1], ["normal", "edge_texture", 2],
+                                                                  ["depth_zbuffer", "edge_texture", 3]]))
+    assert listed["edge_texture", "depth_zbuffer"] == -3
+    reordered = _table(scorer("td").score(Artifacts(tasks[::-1]), taxonomy={"parent": parent}))
+    assert reordered == table
+
+
+@pytest.mark.parametrize("taxonomy,match", [
+    ({"depth_zbuffer": {"normal": 1}}, "no distance between"),
+    ([["depth_zbuffer", "normal", 1], ["normal", "depth_zbuffer", 2]], "one way"),
+    ({"depth_zbuffer": {"normal": -1}}, "non-negative"),
+    ("tree", "cannot read"),
+])
+def test_td_bad_taxonomies(taxonomy, match):
+    with pytest.raises(ScorerError, match=match):
+        scorer("td").score(Artifacts(("depth_zbuffer", "normal", "edge_texture")), taxonomy=taxonomy)
+
+
+def test_li_is_the_relative_loss_change_averaged_over_seeds(result):
+    tasks = ("depth_zbuffer", "normal")
+    seeds = []
+    for seed, (stl_d, stl_n, li_dn, li_nd) in enumerate([(2.0, 4.0, 1.0, 5.0), (1.0, 2.0, 0.9, 2.0)]):
+        seeds.append(SeedRuns(seed, stl={"depth_zbuffer": result(["depth_zbuffer"], {"depth_zbuffer": stl_d}),
+                                         "normal": result(["normal"], {"normal": stl_n})},
+                              li={("depth_zbuffer", "normal"): result(["depth_zbuffer"], {"depth_zbuffer": li_dn}, inject=["normal"]),
+                                  ("normal", "depth_zbuffer"): result(["normal"], {"normal": li_nd}, inject=["depth_zbuffer"])}))
+    table = _table(scorer("li").score(Artifacts(tasks, seeds)))
+    assert table["depth_zbuffer", "normal"] == pytest.approx((50.0 + 10.0) / 2)
+    assert table["normal", "depth_zbuffer"] == pytest.approx((-25.0 + 0.0) / 2)
+
+
+def test_li_without_runs_is_an_error():
+    with pytest.raises(ScorerError, match="no seed has the runs"):
+        scorer("li").score(Artifacts(("depth_zbuffer", "normal"), [SeedRuns(0)]))
