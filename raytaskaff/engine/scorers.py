@@ -4,11 +4,13 @@ Each actor receives the test split's Arrow table by reference (shared memory, no
 its N input images once, and applies a scorer's per-network function (`ias.attribution_maps`,
 `rsa.ranked_upper_triangle`) to the networks it is handed; the driver combines the results into
 pairwise tables. `model_mapper` returns the callable `Artifacts.map_models` expects, so the scorer
-code is the same with and without Ray.
+code is the same with and without Ray; the CPU time the actors spend is reported back so the
+scorers' device-seconds include it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -37,10 +39,12 @@ class ModelMapper:
         self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
 
     def apply(self, fn: Callable, key, path: str, n: int):
+        """(key, fn(network, images), CPU seconds this call used in the actor)."""
+        cpu = time.process_time()
         if n not in self.images:
             self.images[n] = first_images(self.data, n).to(self.device)
         model = load_model(path, map_location=self.device)
-        return key, fn(model, self.images[n])
+        return key, fn(model, self.images[n]), time.process_time() - cpu
 
 
 def model_mapper(table_ref: ray.ObjectRef, size: int, actors: int = 2, num_cpus: float = 1,
@@ -48,8 +52,9 @@ def model_mapper(table_ref: ray.ObjectRef, size: int, actors: int = 2, num_cpus:
     """A `map_models` callable backed by `actors` ModelMapper actors (fractional GPUs allowed)."""
     pool = ActorPool([ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(table_ref, size) for _ in range(actors)])
 
-    def map_models(fn: Callable, paths: dict, n_images: int) -> dict:
+    def map_models(fn: Callable, paths: dict, n_images: int) -> tuple[dict, float]:
         jobs = list(paths.items())
-        return dict(pool.map_unordered(lambda actor, job: actor.apply.remote(fn, job[0], job[1], n_images), jobs))
+        done = list(pool.map_unordered(lambda actor, job: actor.apply.remote(fn, job[0], job[1], n_images), jobs))
+        return {key: value for key, value, _ in done}, sum(seconds for *_, seconds in done)
 
     return map_models

@@ -81,20 +81,24 @@ class Artifacts:
     (lazy: scorers that need none never read them).
     map_models: how to apply a per-model function to saved networks: a callable
     (fn, {key: model path}, n_images) -> {key: fn(model, images)}. The default runs here, one
-    model after another; the engine passes one that runs Ray actors next to the data.
+    model after another; the engine passes one that runs Ray actors next to the data and returns
+    ({key: result}, device-seconds spent elsewhere), which `remote_device_seconds` accumulates.
     """
 
     tasks: tuple[str, ...]
     seeds: list[SeedRuns] = field(default_factory=list)
     test_images: Callable | None = None
     map_models: Callable | None = None
+    remote_device_seconds: float = 0.0
 
     def ordered_pairs(self) -> list[tuple[str, str]]:
         return list(permutations(self.tasks, 2))
 
     def apply_to_models(self, fn: Callable, paths: dict, n_images: int) -> dict:
         if self.map_models is not None:
-            return self.map_models(fn, paths, n_images)
+            results, seconds = self.map_models(fn, paths, n_images)
+            self.remote_device_seconds += seconds
+            return results
         if self.test_images is None:
             raise ScorerError("this scorer needs test images, and none were given")
         images = self.test_images(n_images)
@@ -152,9 +156,10 @@ class Scorer:
 
     def score(self, artifacts: Artifacts, **options) -> Score:
         self.details: dict = {}
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu, remote = time.perf_counter(), time.process_time(), artifacts.remote_device_seconds
         values = self.compute(artifacts, **options)
-        compute = Cost(time.perf_counter() - wall, time.process_time() - cpu)
+        device = time.process_time() - cpu + artifacts.remote_device_seconds - remote
+        compute = Cost(time.perf_counter() - wall, device)
         missing = [pair for pair in artifacts.ordered_pairs() if pair not in values]
         if missing:
             raise ScorerError(f"{self.name}: no value for {len(missing)} pairs, e.g. {missing[0]}")

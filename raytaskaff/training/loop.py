@@ -117,6 +117,11 @@ class RunResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> RunResult:
+        spec = data["spec"]
+        return cls(**{**data, "spec": RunSpec(tuple(spec["tasks"]), tuple(spec["inject"]))})
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":

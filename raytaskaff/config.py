@@ -1,0 +1,265 @@
+"""The sweep config: typed, frozen, parsed once from YAML; an unknown key or a bad value is a
+one-line `ConfigError` naming it.
+
+    name: default
+    data: {kind: synthetic, path: data/synthetic-32, n: 5000, size: 32, seed: 0}
+    tasks: [segment_semantic, keypoints2d, edge_texture, depth_zbuffer, normal]
+    seeds: [0, 1, 2]
+    model: {preset: small}
+    training: {epochs: 2, batch_size: 64, lr: 0.002}
+    probes: {lookahead_every: 10, variant: corrected}
+    scorers: {td: {}, ias: {images: 2048}, rsa: {}, li: {seeds: [0]}, gs: {}, gt: {}, etap: {}}
+    resources: {cpus_per_run: 1, gpus_per_run: 0}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from raytaskaff.errors import RaytaskaffError
+
+
+class ConfigError(RaytaskaffError):
+    """The sweep config is malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """kind "synthetic": rendered into `path` if absent (n views of size px from seed);
+    kind "shards": an existing dataset directory (e.g. converted Taskonomy) at `path`."""
+
+    kind: str = "synthetic"
+    path: str = "data/synthetic-32"
+    n: int = 5000
+    size: int = 32
+    seed: int = 0
+    workers: int = 2
+    normalisation: str = "dataset"
+
+    def __post_init__(self) -> None:
+        _choice("data.kind", self.kind, ("synthetic", "shards"))
+        _choice("data.normalisation", self.normalisation, ("dataset", "taskonomy"))
+        _at_least("data.n", self.n, 1)
+        _at_least("data.size", self.size, 8)
+        _at_least("data.workers", self.workers, 1)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """preset: small, medium, large or resnet18; other keys override the preset."""
+
+    preset: str = "small"
+    widths: tuple[int, ...] | None = None
+    blocks: int | None = None
+    decoder_width: int | None = None
+    neck: int | None = None
+
+    def build(self):
+        from raytaskaff.models import preset
+
+        overrides = {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
+        if "widths" in overrides:
+            overrides["widths"] = tuple(overrides["widths"])
+        try:
+            return preset(self.preset, **overrides)
+        except ValueError as e:
+            raise ConfigError(f"model: {e}") from None
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    grad_scale: bool = False
+    amp: bool = True
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _at_least("training.epochs", self.epochs, 1)
+        _at_least("training.batch_size", self.batch_size, 1)
+        if not self.lr > 0:
+            raise ConfigError(f"training.lr: must be positive, got {self.lr}")
+        _choice("training.optimizer", self.optimizer, ("adam", "adamw", "sgd"))
+        _choice("training.schedule", self.schedule, ("cosine", "constant"))
+
+
+@dataclass(frozen=True)
+class ProbesSection:
+    lookahead_every: int = 10
+    variant: str = "corrected"
+    gradients_every: int = 1
+
+    def __post_init__(self) -> None:
+        _at_least("probes.lookahead_every", self.lookahead_every, 1)
+        _at_least("probes.gradients_every", self.gradients_every, 1)
+        _choice("probes.variant", self.variant, ("faithful", "corrected"))
+
+
+@dataclass(frozen=True)
+class ResourcesSection:
+    """cpus_per_run / gpus_per_run: Ray resources of one run (fractions pack several runs per
+    GPU); max_concurrent: runs at once (None: as many as resources allow); workers: >0 trains
+    each run with Ray Train's TorchTrainer and that many DDP workers; scorer_actors: actors of
+    the STL-based scorers."""
+
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+    max_concurrent: int | None = None
+    workers: int = 0
+    scorer_actors: int = 2
+    num_cpus: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.cpus_per_run > 0 or self.gpus_per_run < 0:
+            raise ConfigError(f"resources: cpus_per_run must be positive and gpus_per_run non-negative, got {self.cpus_per_run}, {self.gpus_per_run}")
+        if self.max_concurrent is not None:
+            _at_least("resources.max_concurrent", self.max_concurrent, 1)
+        _at_least("resources.workers", self.workers, 0)
+        _at_least("resources.scorer_actors", self.scorer_actors, 1)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    tasks: tuple[str, ...] = ("segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    model: ModelSection = field(default_factory=ModelSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    probes: ProbesSection = field(default_factory=ProbesSection)
+    scorers: dict = field(default_factory=lambda: {name: {} for name in ("td", "ias", "rsa", "li", "gs", "gt", "etap")})
+    resources: ResourcesSection = field(default_factory=ResourcesSection)
+    retries: int = 1
+    out: str = "out/default"
+    storage: str | None = None
+    bootstrap: int = 2000
+
+    def __post_init__(self) -> None:
+        from raytaskaff.scorers import scorer
+        from raytaskaff.tasks import task
+
+        if len(self.tasks) < 2 or len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"tasks: need at least two distinct tasks, got {list(self.tasks)}")
+        for name in self.tasks:
+            try:
+                task(name)
+            except RaytaskaffError as e:
+                raise ConfigError(f"tasks: {e}") from None
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds: need at least one seed, all distinct, got {list(self.seeds)}")
+        for name, options in self.scorers.items():
+            try:
+                scorer(name)
+            except RaytaskaffError as e:
+                raise ConfigError(f"scorers: {e}") from None
+            if not isinstance(options, dict):
+                raise ConfigError(f"scorers.{name}: options must be a mapping, got {options!r}")
+        li_seeds = self.scorers.get("li", {}).get("seeds")
+        if li_seeds is not None and (not isinstance(li_seeds, list) or not set(li_seeds) <= set(self.seeds)):
+            raise ConfigError(f"scorers.li.seeds: must be a list of the sweep's seeds {list(self.seeds)}, got {li_seeds!r}")
+        _at_least("retries", self.retries, 0)
+        _at_least("bootstrap", self.bootstrap, 0)
+        self.model.build()
+
+    def scorer_options(self, name: str) -> dict:
+        """Options passed to scorer `name` (without the sweep-level `seeds` key of li)."""
+        return {k: v for k, v in self.scorers.get(name, {}).items() if k != "seeds"}
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def _at_least(key: str, value, low) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{key}: must be an integer >= {low}, got {value!r}")
+
+
+def _convert(key: str, kind, value):
+    """Check and convert one value to the annotated type `kind` (types of this module only)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                return _convert(key, option, value)
+    if dataclasses.is_dataclass(kind):
+        return from_dict(kind, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item = typing.get_args(kind)[0]
+        return tuple(_convert(f"{key}[{i}]", item, v) for i, v in enumerate(value))
+    if kind is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): ({} if v is None else v) for k, v in value.items()}
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise AssertionError(f"unsupported config type {kind}")
+
+
+def from_dict(cls, data, prefix: str = ""):
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and mistyped values."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
+    values = {key: _convert(f"{prefix}.{key}" if prefix else key, hints[key], value) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"{prefix or 'config'}: {e}") from None
+
+
+def load_config(path: str | Path, out: str | None = None) -> SweepConfig:
+    """Read a sweep config from YAML; `out` overrides its output directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if out is not None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = {**data, "out": out}
+    try:
+        return from_dict(SweepConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

@@ -1,0 +1,130 @@
+"""Training the planned runs on Ray: one Tune trial per run, fractional resources, retries.
+
+The train/val/test tables are put in the object store once; every trial maps them without a copy.
+A trial trains with the plain loop (`training.loop.train`), checkpointing each epoch into the run's
+directory, and records its result in the `ResultStore` under the run's key. The store, not Tune's
+experiment state, decides what is done: a re-run skips every run with a stored result, and Tune
+starts a fresh experiment each time (its own restore can fail after a hard kill).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import ray
+import torch
+from ray import tune
+from ray.util import metrics
+
+from raytaskaff.config import SweepConfig
+from raytaskaff.data.reader import SplitData
+from raytaskaff.plan import Run
+from raytaskaff.store import ResultStore
+from raytaskaff.training.loop import DataSplits, RunSpec, TrainConfig, train
+from raytaskaff.training.probes import ProbeConfig
+
+
+@dataclass
+class Execution:
+    """What happened to the runs of one call: trained now, already stored, failed (with errors)."""
+
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+def train_config(config: SweepConfig, device: str, probes: bool) -> TrainConfig:
+    t = config.training
+    probe = ProbeConfig(**dataclasses.asdict(config.probes)) if probes else None
+    return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, momentum=t.momentum,
+                       weight_decay=t.weight_decay, schedule=t.schedule, grad_scale=t.grad_scale, amp=t.amp, device=device,
+                       normalisation=config.data.normalisation, eval_batch_size=t.eval_batch_size, probes=probe)
+
+
+def _trial(trial_config: dict, tables: dict, size: int, stats: dict, sweep: SweepConfig, store_uri: str) -> None:
+    """One Tune trial: train one run and store its result (resuming from its checkpoint)."""
+    run = Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in trial_config["run"].items()})
+    threads = max(1, int(sweep.resources.cpus_per_run))
+    torch.set_num_threads(threads)
+    store = ResultStore(store_uri)
+    folder = store.run_dir(run.key)
+    attempts_file = folder / "attempts"
+    attempts = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
+    attempts_file.write_text(str(attempts))
+    data = DataSplits(*(SplitData(ray.get(tables[s]), size) for s in ("train", "val", "test")), stats=stats)
+    device = "cuda" if sweep.resources.gpus_per_run > 0 and torch.cuda.is_available() else "cpu"
+    result = train(RunSpec(run.tasks, run.inject), sweep.model.build(), train_config(sweep, device, run.probes), data, run.seed,
+                   checkpoint=folder / "checkpoint.pt", model_path=folder / "model.pt",
+                   on_epoch=lambda epoch, record: tune.report({"epoch": epoch, "val": sum(record["val"].values())}))
+    store.save(run.key, result, kind=run.kind, label=run.label, node=ray.util.get_node_ip_address(), attempts=attempts,
+               threads=threads)
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
+
+
+class _Progress(tune.Callback):
+    """Runs done / total with an ETA on the terminal, and Ray metrics for the dashboard."""
+
+    def __init__(self, total: int, labels: dict[str, str], say) -> None:
+        self.total, self.labels, self.say = total, labels, say
+        self.done = self.failed = 0
+        self.start = time.perf_counter()
+        self.done_counter = metrics.Counter("raytaskaff_runs_done", description="Sweep runs finished")
+        self.failed_counter = metrics.Counter("raytaskaff_runs_failed", description="Sweep runs failed after retries")
+
+    def _line(self, trial, status: str) -> None:
+        finished = self.done + self.failed
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / finished * (self.total - finished) if finished else float("nan")
+        label = self.labels.get(trial.config["run"]["key"], "?")
+        self.say(f"[{finished}/{self.total}] {status:6} {label}  (elapsed {elapsed:.0f} s, ETA {eta:.0f} s)")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.done += 1
+        self.done_counter.inc()
+        self._line(trial, "done")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.failed += 1
+        self.failed_counter.inc()
+        self._line(trial, "FAILED")
+
+
+def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, data: dict[str, SplitData], stats: dict,
+               tune_dir: str, say=print) -> Execution:
+    """Train every run without a stored result as a Tune trial; return what happened."""
+    start = time.perf_counter()
+    execution = Execution(skipped=[r.key for r in runs if store.has(r.key)])
+    pending = [r for r in runs if r.key not in set(execution.skipped)]
+    if not pending:
+        return execution
+    tables = {name: ray.put(split.table) for name, split in data.items()}
+    size = data["train"].size
+    trainable = tune.with_parameters(_trial, tables=tables, size=size, stats=stats, sweep=config, store_uri=store.uri)
+    resources = {"cpu": config.resources.cpus_per_run, "gpu": config.resources.gpus_per_run}
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        param_space={"run": tune.grid_search([dataclasses.asdict(r) for r in pending])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=config.resources.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", storage_path=os.path.abspath(tune_dir),
+            failure_config=tune.FailureConfig(max_failures=config.retries),
+            callbacks=[_Progress(len(pending), {r.key: r.label for r in pending}, say)], verbose=0,
+        ),
+    )
+    grid = tuner.fit()
+    errors = {}
+    for result in grid:
+        if result.error is not None:
+            errors[result.config["run"]["key"]] = str(result.error).strip().splitlines()[-1][:500]
+    for run in pending:
+        if store.has(run.key):
+            execution.trained.append(run.key)
+        else:
+            execution.failed[run.key] = errors.get(run.key, "no result was stored")
+    execution.wall_seconds = time.perf_counter() - start
+    return execution

@@ -1,0 +1,174 @@
+"""A whole sweep on Ray: data, runs, scorers, ground truth, evaluation, outputs.
+
+Data flows one way: config -> plan -> runs on Ray -> store -> scorers -> evaluation -> outputs.
+Each stage's wall-clock time is recorded (`stages` in evaluation.json and the report).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import ray
+
+from raytaskaff import __version__
+from raytaskaff.config import SweepConfig
+from raytaskaff.data.reader import SplitData
+from raytaskaff.data.shards import Manifest
+from raytaskaff.engine.data import put_split
+from raytaskaff.engine.runs import Execution, train_runs
+from raytaskaff.engine.scorers import model_mapper
+from raytaskaff.evaluation import evaluate_score, gains_per_seed, ground_truth, noise_ceiling
+from raytaskaff.plan import Run, plan
+from raytaskaff.report import write_outputs
+from raytaskaff.scorers import Artifacts, SeedRuns, cost_of, scorer
+from raytaskaff.scorers.base import ScorerError
+from raytaskaff.store import ResultStore
+
+
+def prepare_data(config: SweepConfig, say=print) -> Path:
+    """The dataset directory, rendered first when the config asks for synthetic data not yet there."""
+    path = Path(config.data.path)
+    if config.data.kind == "synthetic" and not (path / "manifest.json").exists():
+        from raytaskaff.data.synth import SynthConfig, generate
+
+        say(f"rendering {config.data.n} synthetic views of {config.data.size} px into {path} ...")
+        generate(path, SynthConfig(n=config.data.n, size=config.data.size, seed=config.data.seed), workers=config.data.workers)
+    manifest = Manifest.load(path)
+    if config.data.kind == "synthetic":
+        params = manifest.producer.get("params", {})
+        wanted = {"n": config.data.n, "size": config.data.size, "seed": config.data.seed}
+        if any(params.get(k) != v for k, v in wanted.items()):
+            from raytaskaff.errors import DataError
+
+            raise DataError(f"{path}: holds synthetic data {({k: params.get(k) for k in wanted})}, the config asks for {wanted}")
+    return path
+
+
+def collect(runs: list[Run], store: ResultStore, seeds: tuple[int, ...]) -> list[SeedRuns]:
+    """Stored results, grouped by seed the way scorers read them."""
+    by_seed = {s: SeedRuns(s) for s in seeds}
+    for run in runs:
+        if not store.has(run.key):
+            continue
+        result = store.load(run.key)
+        seed = by_seed[run.seed]
+        if run.kind == "stl":
+            seed.stl[run.tasks[0]] = result
+        elif run.kind == "li":
+            seed.li[run.tasks[0], run.inject[0]] = result
+        elif run.kind == "pair":
+            seed.pairs[run.tasks] = result
+        elif run.kind == "all":
+            seed.all_tasks = result
+    return list(by_seed.values())
+
+
+def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        record = store.record(run.key)
+        result = record["result"] if record else None
+        rows.append({
+            "key": run.key, "kind": run.kind, "tasks": "+".join(run.tasks), "inject": "+".join(run.inject), "seed": run.seed,
+            "status": "done" if record else "failed", "trained_now": run.key in execution.trained,
+            "wall_seconds": result["wall_seconds"] if result else math.nan,
+            "device_seconds": result["device_seconds"] if result else math.nan,
+            "node": record.get("node") if record else None, "attempts": record.get("attempts") if record else None,
+            "retries": (record.get("attempts", 1) - 1) if record else None,
+            "best_epoch": result["best_epoch"] if result else None,
+            "test_losses": str(result["test_losses"]) if result else None,
+            "error": execution.failed.get(run.key),
+        })
+    return pd.DataFrame(rows)
+
+
+def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dict:
+    """Run the whole sweep; returns the evaluation summary written to evaluation.json."""
+    stages: dict[str, float] = {}
+    start = mark = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        stages[name] = round(now - mark, 2)
+        mark = now
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = prepare_data(config, say)
+    manifest = Manifest.load(root)
+    data = {s: SplitData.open(root, s) for s in ("train", "val", "test")}
+    stage("data")
+
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=config.resources.num_cpus if address is None else None,
+                 log_to_driver=False, configure_logging=False)
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    runs = plan(config)
+    store = ResultStore(config.storage or str(out / "store"))
+    say(f"{len(runs)} runs planned, {sum(store.has(r.key) for r in runs)} already stored")
+    stage("ray start")
+    execution = train_runs(config, runs, store, data, manifest.stats, str(out / "tune"), say)
+    stage("training")
+
+    seeds = collect(runs, store, config.seeds)
+    mapper = model_mapper(put_split(data["test"]), data["test"].size, actors=config.resources.scorer_actors,
+                          num_cpus=min(1.0, config.resources.cpus_per_run), num_gpus=min(config.resources.gpus_per_run, 1.0))
+    artifacts = Artifacts(tuple(config.tasks), seeds, map_models=mapper)
+    scores, costs, scorer_errors = {}, {}, {}
+    for name in config.scorers:
+        options = config.scorer_options(name)
+        try:
+            s = scorer(name)
+            scores[name] = s.score(artifacts, **options)
+            costs[name] = cost_of(scores[name], s.requirements(**options), artifacts)
+        except ScorerError as e:
+            scorer_errors[name] = str(e)
+            say(f"scorer {name} failed: {e}")
+    stage("scorers")
+
+    stl = {s.seed: {t: r.test_losses[t] for t, r in s.stl.items()} for s in seeds}
+    pairs = {s.seed: {k: r.test_losses for k, r in s.pairs.items()} for s in seeds}
+    per_seed = gains_per_seed(stl, pairs)
+    truth = ground_truth(per_seed)
+    truth_table = {(r.target, r.partner): r.gain for r in truth.itertuples()}
+    evaluation = {name: evaluate_score({(r.target, r.partner): r.value for r in s.table.itertuples()}, truth_table,
+                                       bootstrap=config.bootstrap) for name, s in scores.items()}
+    ceiling = noise_ceiling(per_seed) if len(per_seed) else None
+    gt_cost = defaultdict(float)
+    for s in seeds:
+        for r in [*s.stl.values(), *s.pairs.values()]:
+            gt_cost["wall_seconds"] += r.wall_seconds
+            gt_cost["device_seconds"] += r.device_seconds
+    for c in costs.values():
+        c["fraction_of_ground_truth"] = c["device_seconds"] / gt_cost["device_seconds"] if gt_cost["device_seconds"] else None
+    stage("evaluation")
+
+    summary = {
+        "sweep": config.name, "tasks": list(config.tasks), "seeds": list(config.seeds),
+        "scorers": evaluation, "noise_ceiling": ceiling, "scorer_errors": scorer_errors,
+        "costs": {**costs, "ground_truth": dict(gt_cost)},
+        "runs": {"planned": len(runs), "trained": len(execution.trained), "skipped": len(execution.skipped),
+                 "failed": execution.failed},
+        "details": {name: s.details for name, s in scores.items()},
+        "config": asdict(config), "versions": _versions(), "stages": stages,
+    }
+    stages["total"] = round(time.perf_counter() - start, 2)
+    write_outputs(out, summary, scores, per_seed, truth, _runs_table(runs, store, execution))
+    return summary
+
+
+def _versions() -> dict:
+    import numpy
+    import pyarrow
+    import torch
+
+    return {"raytaskaff": __version__, "ray": ray.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "pyarrow": pyarrow.__version__, "python": platform.python_version(), "machine": platform.platform()}

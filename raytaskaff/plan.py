@@ -1,0 +1,83 @@
+"""From a sweep config to the runs it needs, each with a stable key derived from its content.
+
+Kinds of run, per seed:
+- "stl": one per task (the ground truth's baseline, and the networks of ias and rsa);
+- "pair": one per unordered pair of tasks (the ground truth), instrumented when a gradient
+  scorer reads pairs;
+- "all": the all-task network, instrumented, when a gradient scorer reads it;
+- "li": one per ordered (target, partner), for the seeds the li scorer names (default: all).
+
+A run's key hashes what decides its result (tasks, injected labels, seed, data, model, training
+and probe settings), never the sweep name or output path: the same run in two sweeps has one key,
+and a changed setting gives a new key instead of reusing a stale result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from itertools import combinations, permutations
+
+from raytaskaff.config import SweepConfig
+
+GRADIENT_SCORERS = ("gs", "gt", "etap")
+
+
+@dataclass(frozen=True)
+class Run:
+    kind: str
+    tasks: tuple[str, ...]
+    seed: int
+    inject: tuple[str, ...] = ()
+    probes: bool = False
+    key: str = ""
+
+    @property
+    def label(self) -> str:
+        tasks = "+".join(self.tasks)
+        if self.inject:
+            tasks += "<-" + "+".join(self.inject)
+        return f"{self.kind} {tasks} seed {self.seed}"
+
+
+def data_identity(config: SweepConfig) -> dict:
+    """What identifies the dataset: the generator's parameters, or the shard directory."""
+    d = config.data
+    if d.kind == "synthetic":
+        return {"kind": "synthetic", "n": d.n, "size": d.size, "seed": d.seed, "normalisation": d.normalisation}
+    return {"kind": "shards", "path": d.path, "normalisation": d.normalisation}
+
+
+def _key(run: Run, config: SweepConfig) -> str:
+    content = {
+        "kind": run.kind, "tasks": list(run.tasks), "inject": list(run.inject), "seed": run.seed,
+        "data": data_identity(config), "model": dataclasses.asdict(config.model.build()),
+        "training": dataclasses.asdict(config.training),
+        "probes": dataclasses.asdict(config.probes) if run.probes else None,
+        "workers": config.resources.workers,
+    }
+    text = json.dumps(content, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def plan(config: SweepConfig) -> list[Run]:
+    """Every run of the sweep, in a fixed order (seed by seed; STL, pairs, all-task, LI)."""
+    sources = {config.scorers[n].get("source", "all") for n in GRADIENT_SCORERS if n in config.scorers}
+    li_seeds = set(config.scorers["li"].get("seeds", config.seeds)) if "li" in config.scorers else set()
+    runs = []
+    for seed in config.seeds:
+        runs += [Run("stl", (t,), seed) for t in config.tasks]
+        runs += [Run("pair", pair, seed, probes="pairs" in sources) for pair in combinations(config.tasks, 2)]
+        if "all" in sources:
+            runs.append(Run("all", tuple(config.tasks), seed, probes=True))
+        if seed in li_seeds:
+            runs += [Run("li", (t,), seed, inject=(p,)) for t, p in permutations(config.tasks, 2)]
+    return [dataclasses.replace(r, key=_key(r, config)) for r in runs]
+
+
+def summary(runs: list[Run]) -> dict[str, int]:
+    """Runs per kind."""
+    return dict(Counter(r.kind for r in runs))

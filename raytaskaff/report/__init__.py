@@ -1,0 +1,56 @@
+"""Outputs of a sweep: long tables under OUT/results, and a report under OUT/report.
+
+    results/affinity.csv        scorer,target,partner,value
+    results/ground_truth.csv    target,partner,gain,gain_std,gain_ci_low,gain_ci_high,seeds
+    results/gains_per_seed.csv  seed,target,partner,gain
+    results/evaluation.json     the four levels per scorer, noise ceiling, costs, config, versions
+    results/costs.csv           per scorer and for the ground truth: total and marginal cost
+    results/runs.parquet        one row per run
+    report/report.md, report/index.html (self-contained: figures are embedded)
+
+The report is built from the results files alone, so `python -m raytaskaff.report OUT` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from raytaskaff.report.render import build_report
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def costs_table(summary: dict) -> pd.DataFrame:
+    rows = []
+    for name, cost in summary["costs"].items():
+        rows.append({"name": name, "wall_seconds": cost.get("wall_seconds"), "device_seconds": cost.get("device_seconds"),
+                     "marginal_wall_seconds": cost.get("marginal_wall_seconds", cost.get("wall_seconds")),
+                     "marginal_device_seconds": cost.get("marginal_device_seconds", cost.get("device_seconds")),
+                     "fraction_of_ground_truth": cost.get("fraction_of_ground_truth", 1.0 if name == "ground_truth" else None)})
+    return pd.DataFrame(rows)
+
+
+def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed: pd.DataFrame, truth: pd.DataFrame,
+                  runs: pd.DataFrame, report: bool = True) -> None:
+    results = Path(out) / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    affinity = pd.concat([s.table.assign(scorer=name)[["scorer", "target", "partner", "value"]] for name, s in scores.items()],
+                         ignore_index=True) if scores else pd.DataFrame(columns=["scorer", "target", "partner", "value"])
+    _atomic_text(results / "affinity.csv", affinity.to_csv(index=False))
+    _atomic_text(results / "ground_truth.csv", truth.to_csv(index=False))
+    _atomic_text(results / "gains_per_seed.csv", per_seed.to_csv(index=False))
+    _atomic_text(results / "costs.csv", costs_table(summary).to_csv(index=False))
+    _atomic_text(results / "evaluation.json", json.dumps(summary, indent=1, default=str))
+    tmp = results / "runs.parquet.tmp"
+    runs.to_parquet(tmp, index=False)
+    os.replace(tmp, results / "runs.parquet")
+    if report:
+        build_report(out)

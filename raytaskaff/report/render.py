@@ -1,0 +1,190 @@
+"""The sweep report: report.md and a self-contained index.html, from OUT/results alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _ci(e: dict, kind: str) -> str:
+    ci = e.get(f"{kind}_ci")
+    return f"{_fmt(e.get(kind))} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else _fmt(e.get(kind))
+
+
+def _matrix(frame: pd.DataFrame, value: str, tasks: list[str]) -> np.ndarray:
+    index = {t: i for i, t in enumerate(tasks)}
+    out = np.full((len(tasks), len(tasks)), np.nan)
+    for row in frame.itertuples():
+        if row.target in index and row.partner in index:
+            out[index[row.target], index[row.partner]] = getattr(row, value)
+    return out
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def heatmap(matrix: np.ndarray, tasks: list[str], title: str) -> str:
+    """A [target][partner] heatmap as base64 PNG; diverging colours centred on 0."""
+    n = len(tasks)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    finite = matrix[np.isfinite(matrix)]
+    bound = float(np.abs(finite).max()) if finite.size else 1.0
+    image = ax.imshow(matrix, cmap="RdBu", vmin=-bound or -1, vmax=bound or 1)
+    ax.set_xticks(range(n), tasks, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), tasks, fontsize=8)
+    ax.set_xlabel("partner")
+    ax.set_ylabel("target")
+    ax.set_title(title, fontsize=10)
+    if n <= 10:
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(matrix[i, j]):
+                    ax.text(j, i, f"{matrix[i, j]:.2g}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return _png(fig)
+
+
+def cost_plot(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None) -> str:
+    """Device-seconds of each scorer against its Spearman with the ground truth."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in costs.itertuples():
+        if row.name in evaluation and evaluation[row.name].get("spearman") is not None:
+            x = max(row.device_seconds or 0.0, 1e-3)
+            ax.scatter(x, evaluation[row.name]["spearman"], s=40)
+            ax.annotate(row.name, (x, evaluation[row.name]["spearman"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    truth = costs[costs.name == "ground_truth"]
+    if len(truth) and truth.device_seconds.iloc[0]:
+        ax.axvline(truth.device_seconds.iloc[0], color="grey", linestyle="--", label="ground truth cost")
+    if ceiling and ceiling.get("single_seed", {}).get("spearman") is not None:
+        ax.axhline(ceiling["single_seed"]["spearman"], color="black", linestyle=":", label="single-seed noise ceiling")
+    ax.set_xscale("log")
+    ax.set_xlabel("device-seconds (total)")
+    ax.set_ylabel("Spearman with the ground truth")
+    ax.axhline(0, color="grey", linewidth=0.5)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def build_report(out: str | Path) -> Path:
+    """Write OUT/report/report.md and OUT/report/index.html from OUT/results; return the HTML path."""
+    out = Path(out)
+    results = out / "results"
+    summary = json.loads((results / "evaluation.json").read_text())
+    truth = pd.read_csv(results / "ground_truth.csv")
+    affinity = pd.read_csv(results / "affinity.csv")
+    costs = pd.read_csv(results / "costs.csv")
+    runs = pd.read_parquet(results / "runs.parquet")
+    tasks, evaluation, ceiling = summary["tasks"], summary["scorers"], summary.get("noise_ceiling")
+
+    sections: list[tuple[str, list[str], list[list[str]], str]] = []  # (title, header, rows, note)
+    if ceiling:
+        rows = [[level, _fmt(ceiling["single_seed"].get(k)), _fmt((ceiling.get("split_half") or {}).get(k))]
+                for level, k in (("Pearson", "pearson"), ("Spearman", "spearman"), ("Kendall", "kendall"),
+                                 ("partner ranking (Kendall)", "ranking_kendall"))]
+        rows.append(["best-partner hit rate", _fmt(ceiling["single_seed"].get("hit_rate")), "-"])
+        sections.append(("Noise ceiling of the ground truth", ["level", "one seed vs another", "split-half (seed means)"], rows,
+                         f"{ceiling['seeds']} seeds. No scorer can be judged better than the ground truth agrees with itself."))
+    rows = [[name, _ci(e, "pearson"), _ci(e, "spearman"), _ci(e, "kendall"), _fmt(e.get("ranking_kendall")),
+             f"{e['hits']}/{e['targets']}", _fmt(e.get("regret"))] for name, e in evaluation.items()]
+    sections.append(("Scorers against the ground truth", ["scorer", "Pearson [95% CI]", "Spearman [95% CI]", "Kendall [95% CI]",
+                                                          "partner ranking", "best partner hits", "regret (gain points)"], rows,
+                     "Correlations over all ordered pairs; intervals from a bootstrap over pairs."))
+    truth_best = {}
+    for target in tasks:
+        known = truth[truth.target == target]
+        if len(known):
+            top = known.gain.max()
+            truth_best[target] = (", ".join(sorted(known[known.gain == top].partner)), top)
+    header = ["target", "true best partner (gain %)"] + list(evaluation)
+    rows = []
+    for target in tasks:
+        best, gain = truth_best.get(target, ("-", None))
+        row = [target, f"{best} ({_fmt(gain, 1)})"]
+        for name, e in evaluation.items():
+            b = e["best_partner"].get(target, {})
+            mark = {True: "hit", False: "miss", None: "-"}[b.get("hit")]
+            row.append(f"{', '.join(b.get('chosen', [])) or '-'} ({_fmt(b.get('chosen_gain'), 1)}, {mark})")
+        rows.append(row)
+    sections.append(("Best partner per target", header, rows, "Each scorer's choice with the gain it realises (mean over ties)."))
+    rows = [[r.name, _fmt(r.wall_seconds, 1), _fmt(r.device_seconds, 1), _fmt(r.marginal_device_seconds, 1),
+             _fmt(r.fraction_of_ground_truth, 3)] for r in costs.itertuples()]
+    sections.append(("Cost", ["", "wall s", "device s", "marginal device s", "fraction of ground truth"], rows,
+                     "Device-seconds are GPU-seconds, or CPU core-seconds without a GPU. Marginal: beyond the STL and pair runs the ground truth trains anyway."))
+    bad = runs[runs.status != "done"]
+    rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(r.error)] for r in bad.itertuples()]
+    rows += [["scorer", name, "-", "-", message] for name, message in summary.get("scorer_errors", {}).items()]
+    sections.append(("Failed or missing", ["kind", "tasks", "injected", "seed", "error"], rows or [["-", "none", "-", "-", "-"]],
+                     f"{len(runs)} runs planned; {int((runs.status == 'done').sum())} done."))
+    stages = summary.get("stages", {})
+    sections.append(("Stages", ["stage", "seconds"], [[k, _fmt(float(v), 1)] for k, v in stages.items()], ""))
+
+    figures = [("ground truth: gain % of target from partner", heatmap(_matrix(truth, "gain", tasks), tasks, "ground truth gain (%)"))]
+    for name in affinity.scorer.unique():
+        figures.append((name, heatmap(_matrix(affinity[affinity.scorer == name], "value", tasks), tasks, name)))
+    plot = cost_plot(costs, evaluation, ceiling)
+    config_text = yaml.safe_dump(summary.get("config", {}), sort_keys=False)
+    versions = ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())
+
+    report = out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    md = [f"# raytaskaff sweep `{summary['sweep']}`", "",
+          f"Tasks: {', '.join(tasks)}. Seeds: {', '.join(map(str, summary['seeds']))}.", ""]
+    for title, header, rows, note in sections:
+        md += [f"## {title}", "", note, "", _md_table(header, rows), ""] if note else [f"## {title}", "", _md_table(header, rows), ""]
+    md += ["## Heatmaps and cost plot", "", "In index.html (rows: targets, columns: partners).", "",
+           "## Config", "", "```yaml", config_text.rstrip(), "```", "", f"Versions: {versions}", ""]
+    (report / "report.md").write_text("\n".join(md))
+
+    css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+           "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+           "th{background:#f2f2f2}.figs{display:flex;flex-wrap:wrap;gap:12px}.figs figure{margin:0}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+           "p.note{color:#555;font-size:0.9em}")
+    body = [f"<h1>raytaskaff sweep <code>{html.escape(summary['sweep'])}</code></h1>",
+            f"<p>Tasks: {html.escape(', '.join(tasks))}. Seeds: {html.escape(', '.join(map(str, summary['seeds'])))}.</p>"]
+    for title, header, rows, note in sections:
+        body += [f"<h2>{html.escape(title)}</h2>", f"<p class='note'>{html.escape(note)}</p>" if note else "", _html_table(header, rows)]
+    body += ["<h2>Cost against accuracy</h2>", f"<img alt='cost plot' src='data:image/png;base64,{plot}'>",
+             "<h2>Heatmaps ([target][partner])</h2>", "<div class='figs'>"]
+    body += [f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{p}'><figcaption>{html.escape(t)}</figcaption></figure>"
+             for t, p in figures]
+    body += ["</div>", "<h2>Config</h2>", f"<pre>{html.escape(config_text)}</pre>", f"<p class='note'>Versions: {html.escape(versions)}</p>"]
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>raytaskaff {html.escape(summary['sweep'])}</title><style>{css}</style></head><body>{''.join(body)}</body></html>"
+    (report / "index.html").write_text(page)
+    return report / "index.html"
