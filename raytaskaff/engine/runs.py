@@ -2,7 +2,9 @@
 
 The train/val/test tables are put in the object store once; every trial maps them without a copy.
 A trial trains with the plain loop (`training.loop.train`), checkpointing each epoch into the run's
-directory, and records its result in the `ResultStore` under the run's key. The store, not Tune's
+directory, and records its result in the `ResultStore` under the run's key. With
+`resources.workers > 0` a trial instead fits a Ray Train TorchTrainer with that many DDP workers
+(instrumented runs, which need one process, stay on the trial). The store, not Tune's
 experiment state, decides what is done: a re-run skips every run with a stored result, and Tune
 starts a fresh experiment each time (its own restore can fail after a hard kill).
 """
@@ -24,7 +26,7 @@ from raytaskaff.config import SweepConfig
 from raytaskaff.data.reader import SplitData
 from raytaskaff.plan import Run
 from raytaskaff.store import ResultStore
-from raytaskaff.training.loop import DataSplits, RunSpec, TrainConfig, train
+from raytaskaff.training.loop import DataSplits, RunResult, RunSpec, TrainConfig, train
 from raytaskaff.training.probes import ProbeConfig
 
 
@@ -46,21 +48,58 @@ def train_config(config: SweepConfig, device: str, probes: bool) -> TrainConfig:
                        normalisation=config.data.normalisation, eval_batch_size=t.eval_batch_size, probes=probe)
 
 
+def _train_here(run: Run, tables: dict, size: int, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:
+    """Train one run in this process (a Tune trial, or one Ray Train worker of a DDP run)."""
+    torch.set_num_threads(max(1, int(sweep.resources.cpus_per_run)))
+    data = DataSplits(*(SplitData(ray.get(tables[s]), size) for s in ("train", "val", "test")), stats=stats)
+    device = "cuda" if sweep.resources.gpus_per_run > 0 and torch.cuda.is_available() else "cpu"
+    if device == "cuda" and sweep.resources.workers:
+        from ray.train.torch import get_device
+
+        device = str(get_device())
+    return train(RunSpec(run.tasks, run.inject), sweep.model.build(), train_config(sweep, device, run.probes), data, run.seed,
+                 checkpoint=folder / "checkpoint.pt", model_path=folder / "model.pt", on_epoch=on_epoch)
+
+
+def _ddp_worker(loop_config: dict) -> dict | None:
+    """A Ray Train worker: the process group is set up, so `train` runs DistributedDataParallel."""
+    result = _train_here(**loop_config)
+    return result.to_dict() if ray.train.get_context().get_world_rank() == 0 else None
+
+
+def train_with_ray_train(run: Run, tables: dict, size: int, stats: dict, sweep: SweepConfig, folder) -> RunResult:
+    """One run on `sweep.resources.workers` Ray Train workers (TorchTrainer, DDP). A fixed cost of
+    20-30 s makes this the path for runs too large for one device, not for small ones."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    r = sweep.resources
+    per_worker = {"CPU": r.cpus_per_run, **({"GPU": r.gpus_per_run} if r.gpus_per_run else {})}
+    trainer = TorchTrainer(
+        _ddp_worker,
+        train_loop_config={"run": run, "tables": tables, "size": size, "stats": stats, "sweep": sweep, "folder": folder},
+        scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=r.gpus_per_run > 0, resources_per_worker=per_worker),
+        run_config=RunConfig(name=f"raytaskaff-{run.key}", storage_path=str(folder / "ray_train")),
+    )
+    result = RunResult.from_dict(trainer.fit().return_value)
+    result.device_seconds *= r.workers  # rank 0 measured its own share; the workers are alike
+    return result
+
+
 def _trial(trial_config: dict, tables: dict, size: int, stats: dict, sweep: SweepConfig, store_uri: str) -> None:
     """One Tune trial: train one run and store its result (resuming from its checkpoint)."""
     run = Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in trial_config["run"].items()})
-    threads = max(1, int(sweep.resources.cpus_per_run))
-    torch.set_num_threads(threads)
     store = ResultStore(store_uri)
     folder = store.run_dir(run.key)
     attempts_file = folder / "attempts"
     attempts = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
     attempts_file.write_text(str(attempts))
-    data = DataSplits(*(SplitData(ray.get(tables[s]), size) for s in ("train", "val", "test")), stats=stats)
-    device = "cuda" if sweep.resources.gpus_per_run > 0 and torch.cuda.is_available() else "cpu"
-    result = train(RunSpec(run.tasks, run.inject), sweep.model.build(), train_config(sweep, device, run.probes), data, run.seed,
-                   checkpoint=folder / "checkpoint.pt", model_path=folder / "model.pt",
-                   on_epoch=lambda epoch, record: tune.report({"epoch": epoch, "val": sum(record["val"].values())}))
+    if sweep.resources.workers and not run.probes:
+        result = train_with_ray_train(run, tables, size, stats, sweep, folder)
+    else:
+        result = _train_here(run, tables, size, stats, sweep, folder,
+                             on_epoch=lambda epoch, record: tune.report({"epoch": epoch, "val": sum(record["val"].values())}))
+    threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
     store.save(run.key, result, kind=run.kind, label=run.label, node=ray.util.get_node_ip_address(), attempts=attempts,
                threads=threads)
     (folder / "checkpoint.pt").unlink(missing_ok=True)
@@ -105,7 +144,13 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, data: d
     tables = {name: ray.put(split.table) for name, split in data.items()}
     size = data["train"].size
     trainable = tune.with_parameters(_trial, tables=tables, size=size, stats=stats, sweep=config, store_uri=store.uri)
-    resources = {"cpu": config.resources.cpus_per_run, "gpu": config.resources.gpus_per_run}
+    own = {"CPU": config.resources.cpus_per_run, **({"GPU": config.resources.gpus_per_run} if config.resources.gpus_per_run else {})}
+
+    def resources(trial_config: dict) -> tune.PlacementGroupFactory:
+        # a DDP trial only launches a TorchTrainer, whose workers hold the resources
+        ddp = config.resources.workers and not trial_config["run"]["probes"]
+        return tune.PlacementGroupFactory([{"CPU": 0.01} if ddp else own])
+
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         param_space={"run": tune.grid_search([dataclasses.asdict(r) for r in pending])},

@@ -3,7 +3,7 @@
 Each actor receives the test split's Arrow table by reference (shared memory, no copy), builds
 its N input images once, and applies a scorer's per-network function (`ias.attribution_maps`,
 `rsa.ranked_upper_triangle`) to the networks it is handed; the driver combines the results into
-pairwise tables. `model_mapper` returns the callable `Artifacts.map_models` expects, so the scorer
+pairwise tables. `ModelMappers` is the callable `Artifacts.map_models` expects, so the scorer
 code is the same with and without Ray; the CPU time the actors spend is reported back so the
 scorers' device-seconds include it.
 """
@@ -47,14 +47,29 @@ class ModelMapper:
         return key, fn(model, self.images[n]), time.process_time() - cpu
 
 
-def model_mapper(table_ref: ray.ObjectRef, size: int, actors: int = 2, num_cpus: float = 1,
-                 num_gpus: float = 0) -> Callable:
-    """A `map_models` callable backed by `actors` ModelMapper actors (fractional GPUs allowed)."""
-    pool = ActorPool([ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(table_ref, size) for _ in range(actors)])
+class ModelMappers:
+    """A `map_models` callable backed by ModelMapper actors; `close()` (or `with`) ends them.
 
-    def map_models(fn: Callable, paths: dict, n_images: int) -> tuple[dict, float]:
+    Call: (fn, {key: model path}, n_images) -> ({key: fn(network, images)}, actor CPU-seconds).
+    """
+
+    def __init__(self, table_ref: ray.ObjectRef, size: int, actors: int = 2, num_cpus: float = 1, num_gpus: float = 0) -> None:
+        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(table_ref, size) for _ in range(actors)]
+        self.pool = ActorPool(self.actors)
+
+    def __call__(self, fn: Callable, paths: dict, n_images: int) -> tuple[dict, float]:
         jobs = list(paths.items())
-        done = list(pool.map_unordered(lambda actor, job: actor.apply.remote(fn, job[0], job[1], n_images), jobs))
+        done = list(self.pool.map_unordered(lambda actor, job: actor.apply.remote(fn, job[0], job[1], n_images), jobs))
         return {key: value for key, value, _ in done}, sum(seconds for *_, seconds in done)
 
-    return map_models
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+    def __enter__(self) -> ModelMappers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

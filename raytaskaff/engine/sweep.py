@@ -23,7 +23,7 @@ from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest
 from raytaskaff.engine.data import put_split
 from raytaskaff.engine.runs import Execution, train_runs
-from raytaskaff.engine.scorers import model_mapper
+from raytaskaff.engine.scorers import ModelMappers
 from raytaskaff.evaluation import evaluate_score, gains_per_seed, ground_truth, noise_ceiling
 from raytaskaff.plan import Run, plan
 from raytaskaff.report import write_outputs
@@ -108,8 +108,10 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     stage("data")
 
     if not ray.is_initialized():
-        ray.init(address=address, num_cpus=config.resources.num_cpus if address is None else None,
-                 log_to_driver=False, configure_logging=False)
+        if address is None and "RAY_ADDRESS" not in os.environ:  # a local Ray of this machine (never a stray cluster)
+            ray.init(address="local", num_cpus=config.resources.num_cpus, log_to_driver=False, configure_logging=False)
+        else:  # --address auto, or the driver of a `ray job submit`
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     runs = plan(config)
     store = ResultStore(config.storage or str(out / "store"))
@@ -119,19 +121,19 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     stage("training")
 
     seeds = collect(runs, store, config.seeds)
-    mapper = model_mapper(put_split(data["test"]), data["test"].size, actors=config.resources.scorer_actors,
-                          num_cpus=min(1.0, config.resources.cpus_per_run), num_gpus=min(config.resources.gpus_per_run, 1.0))
-    artifacts = Artifacts(tuple(config.tasks), seeds, map_models=mapper)
     scores, costs, scorer_errors = {}, {}, {}
-    for name in config.scorers:
-        options = config.scorer_options(name)
-        try:
-            s = scorer(name)
-            scores[name] = s.score(artifacts, **options)
-            costs[name] = cost_of(scores[name], s.requirements(**options), artifacts)
-        except ScorerError as e:
-            scorer_errors[name] = str(e)
-            say(f"scorer {name} failed: {e}")
+    with ModelMappers(put_split(data["test"]), data["test"].size, actors=config.resources.scorer_actors,
+                      num_cpus=min(1.0, config.resources.cpus_per_run), num_gpus=min(config.resources.gpus_per_run, 1.0)) as mapper:
+        artifacts = Artifacts(tuple(config.tasks), seeds, map_models=mapper)
+        for name in config.scorers:
+            options = config.scorer_options(name)
+            try:
+                s = scorer(name)
+                scores[name] = s.score(artifacts, **options)
+                costs[name] = cost_of(scores[name], s.requirements(**options), artifacts)
+            except ScorerError as e:
+                scorer_errors[name] = str(e)
+                say(f"scorer {name} failed: {e}")
     stage("scorers")
 
     stl = {s.seed: {t: r.test_losses[t] for t, r in s.stl.items()} for s in seeds}

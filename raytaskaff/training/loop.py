@@ -2,6 +2,9 @@
 
 `train(spec, ...)` builds the network for a `RunSpec`, trains it with a seeded data order, keeps
 the epoch with the lowest summed validation loss, evaluates it on test and returns a `RunResult`.
+Under a torch.distributed process group of several ranks (Ray Train's TorchTrainer sets one up)
+the model is wrapped in DistributedDataParallel and each rank trains on its share of every
+global batch; rank 0 writes checkpoints and the saved network.
 Runs of one seed share their initial weights (per part, see `models`) and their data order, so
 the STL and MTL runs of a seed differ only in what they train on ("paired seeds").
 """
@@ -144,6 +147,13 @@ def _prepare(batch, tasks, inject, stats, device):
     return x, extra, targets
 
 
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed process group, (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def _check_finite(losses: dict[str, torch.Tensor], epoch: int, step: int) -> None:
     for name, value in losses.items():
         if not torch.isfinite(value.detach()):
@@ -193,6 +203,12 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
     stats = data.stats if config.normalisation == "dataset" else {}
     model = MultiTaskNet(tasks, model_config, inject=inject, seed=seed, grad_scale=config.grad_scale)
     model = model.to(device, memory_format=torch.channels_last)
+    rank, world = _world()
+    net = model  # what the training steps call: DistributedDataParallel under a process group of several ranks
+    if world > 1:
+        if config.probes:
+            raise ValueError("gradient probes need one process per run; train instrumented runs without DDP")
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay, config.momentum)
     steps_per_epoch = len(data.train) // config.batch_size
     if steps_per_epoch < 1:
@@ -225,13 +241,15 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
         seen, running = 0, {t.name: 0.0 for t in tasks}
         order_seed = part_seed(seed, f"data/{epoch}")  # the same order for every run of this seed
         for step, batch in enumerate(data.train.batches(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)):
+            if world > 1:  # every rank draws the same global batch and trains on its share of the rows
+                batch = {k: v[rank::world] for k, v in batch.items()}
             x, extra, targets = _prepare(batch, tasks, inject, stats, device)
             optimizer.zero_grad(set_to_none=True)
             if probe is not None and probe.wants(step):
                 losses = probe.backward(x, extra, targets, step, autocast if use_amp else None)
             else:
                 with autocast():
-                    preds = model(x, extra)
+                    preds = net(x, extra)
                     losses = {t.name: t.loss_value(preds[t.name], targets[t.name]) for t in tasks}
                 sum(losses.values()).backward()
             _check_finite(losses, epoch, step)
@@ -250,7 +268,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
             raise TrainingDiverged(f"validation loss is {val_total} at epoch {epoch}: training stopped")
         if val_total < best[0]:
             best = (val_total, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        if path is not None:
+        if path is not None and rank == 0:
             _save(path, {"spec": [list(spec.tasks), list(spec.inject)], "seed": seed, "epoch": epoch,
                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "history": history, "best_val": best[0],
@@ -259,7 +277,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
             on_epoch(epoch, record)
 
     model.load_state_dict(best[2])
-    if model_path is not None:
+    if model_path is not None and rank == 0:
         save_model(model, model_path, seed)
     test_losses, test_metrics = evaluate(model, data.test, tasks, inject, stats, device, config.eval_batch_size, autocast)
     wall = time.perf_counter() - wall_start

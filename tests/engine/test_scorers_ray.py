@@ -6,7 +6,7 @@ ray = pytest.importorskip("ray")
 
 from raytaskaff.data.reader import SplitData  # noqa: E402
 from raytaskaff.engine.data import put_split  # noqa: E402
-from raytaskaff.engine.scorers import first_images, model_mapper  # noqa: E402
+from raytaskaff.engine.scorers import ModelMappers, first_images  # noqa: E402
 from raytaskaff.models import MultiTaskNet, preset, save_model  # noqa: E402
 from raytaskaff.scorers import Artifacts, SeedRuns, scorer  # noqa: E402
 from raytaskaff.tasks import task  # noqa: E402
@@ -28,6 +28,6 @@ def test_actors_match_the_local_computation(local_ray, tiny_dataset, tmp_path, n
         runs.stl[t] = _stl(t, tmp_path / f"{t}.pt")
     test = SplitData.open(tiny_dataset, "test")
     local = scorer(name).score(Artifacts(TASKS, [runs], test_images=lambda n: first_images(test, n)), images=6)
-    mapper = model_mapper(put_split(test), test.size, actors=2, num_cpus=0.5)
-    remote = scorer(name).score(Artifacts(TASKS, [runs], map_models=mapper), images=6)
+    with ModelMappers(put_split(test), test.size, actors=2, num_cpus=0.5) as mapper:
+        remote = scorer(name).score(Artifacts(TASKS, [runs], map_models=mapper), images=6)
     assert remote.table.equals(local.table)
