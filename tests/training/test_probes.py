@@ -87,59 +87,70 @@ def test_gs_is_the_cosine_of_brute_force_task_gradients():
     np.testing.assert_allclose(np.array(probe.epochs["gs"][0]), (unit @ unit.T).numpy(), atol=1e-4)
 
 
+def _expected_transference(model, x, targets, lr, stepped_copy):
+    """Brute-force gt: for each source task, a copy of the model after `stepped_copy(source)`
+    has taken a real step on it; then every target's loss before and after, on the same batch."""
+    preds = model(x)
+    before = {t.name: t.loss_value(preds[t.name], targets[t.name]).item() for t in TASKS}
+    expected = np.zeros((3, 3))
+    for source, s in enumerate(TASKS):
+        stepped = stepped_copy(s)
+        with torch.no_grad():
+            after = stepped(x)
+        for target, t in enumerate(TASKS):
+            expected[target, source] = (1 - t.loss_value(after[t.name], targets[t.name]).item() / before[t.name]) / lr
+    return expected
+
+
+def _probe_gt(model, probe, x, targets, state):
+    model.load_state_dict(state)  # the probe starts from the state the brute force started from
+    probe.backward(x, None, targets, step=0)
+    probe.end_epoch()
+    return np.array(probe.epochs["gt"][0])
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_corrected_lookahead_equals_a_real_step_by_hand(optimizer):
     model, opt, probe = _setup(optimizer=optimizer, weight_decay=1e-3)
     x, targets = _batch()
-    preds = model(x)
-    before = {t.name: t.loss_value(preds[t.name], targets[t.name]).item() for t in TASKS}
-    model_ref = copy.deepcopy(model)  # the forward above moved BN statistics; start both from here
-    probe_model_state = copy.deepcopy(model.state_dict())
-    expected = np.zeros((3, 3))
     lr = opt.param_groups[0]["lr"]
-    for source, s in enumerate(TASKS):
-        m = copy.deepcopy(model_ref)
+    model(x)  # move the BatchNorm statistics as the probe's own forward will
+    state = copy.deepcopy(model.state_dict())
+
+    def real_step(source):
+        m = copy.deepcopy(model)
         o = make_optimizer(optimizer, m.parameters(), lr, 1e-3, 0.9)
         o.load_state_dict(copy.deepcopy(opt.state_dict()))  # load_state_dict may share tensors
-        loss = s.loss_value(m(x)[s.name], targets[s.name])
         o.zero_grad()
-        loss.backward()
+        source.loss_value(m(x)[source.name], targets[source.name]).backward()
         shared = {id(p) for p in m.shared_parameters()}
         for p in m.parameters():
             if id(p) not in shared:
                 p.grad = None  # a step of the shared parameters only
         o.step()
-        with torch.no_grad():
-            after = m(x)
-        for target, t in enumerate(TASKS):
-            expected[target, source] = (1 - t.loss_value(after[t.name], targets[t.name]).item() / before[t.name]) / lr
-    model.load_state_dict(probe_model_state)
-    probe.backward(x, None, targets, step=0)
-    probe.end_epoch()
-    np.testing.assert_allclose(np.array(probe.epochs["gt"][0]), expected, rtol=2e-3, atol=2e-3)
+        return m
+
+    expected = _expected_transference(model, x, targets, lr, real_step)
+    np.testing.assert_allclose(_probe_gt(model, probe, x, targets, state), expected, rtol=2e-3, atol=2e-3)
 
 
 def test_faithful_lookahead_is_plain_sgd_on_the_encoder_only():
     model, opt, probe = _setup(optimizer="adam", variant="faithful", weight_decay=1e-2)
     x, targets = _batch()
     lr, wd = opt.param_groups[0]["lr"], 1e-2
-    preds = model(x)
-    before = {t.name: t.loss_value(preds[t.name], targets[t.name]).item() for t in TASKS}
-    snapshot = copy.deepcopy(model.state_dict())
-    expected = np.zeros((3, 3))
-    for source, s in enumerate(TASKS):
+    model(x)
+    state = copy.deepcopy(model.state_dict())
+
+    def sgd_on_encoder(source):
         m = copy.deepcopy(model)
-        s.loss_value(m(x)[s.name], targets[s.name]).backward()
+        source.loss_value(m(x)[source.name], targets[source.name]).backward()
         with torch.no_grad():
             for p in m.encoder.parameters():  # the neck is not stepped, and momentum is never found
                 p -= lr * (p.grad + wd * p)
-            after = m(x)
-        for target, t in enumerate(TASKS):
-            expected[target, source] = (1 - t.loss_value(after[t.name], targets[t.name]).item() / before[t.name]) / lr
-    model.load_state_dict(snapshot)
-    probe.backward(x, None, targets, step=0)
-    probe.end_epoch()
-    np.testing.assert_allclose(np.array(probe.epochs["gt"][0]), expected, rtol=2e-3, atol=2e-3)
+        return m
+
+    expected = _expected_transference(model, x, targets, lr, sgd_on_encoder)
+    np.testing.assert_allclose(_probe_gt(model, probe, x, targets, state), expected, rtol=2e-3, atol=2e-3)
 
 
 def test_etap_is_the_first_order_lookahead():
