@@ -137,7 +137,7 @@ def build_report(out: str | Path) -> Path:
     for target in tasks:
         best, gain = truth_best.get(target, ("-", None))
         row = [target, f"{best} ({_fmt(gain, 1)})"]
-        for name, e in evaluation.items():
+        for e in evaluation.values():
             b = e["best_partner"].get(target, {})
             mark = {True: "hit", False: "miss", None: "-"}[b.get("hit")]
             row.append(f"{', '.join(b.get('chosen', [])) or '-'} ({_fmt(b.get('chosen_gain'), 1)}, {mark})")

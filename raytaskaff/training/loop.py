@@ -12,7 +12,6 @@ the STL and MTL runs of a seed differ only in what they train on ("paired seeds"
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import time
