@@ -143,6 +143,14 @@ def build_report(out: str | Path) -> Path:
             row.append(f"{', '.join(b.get('chosen', [])) or '-'} ({_fmt(b.get('chosen_gain'), 1)}, {mark})")
         rows.append(row)
     sections.append(("Best partner per target", header, rows, "Each scorer's choice with the gain it realises (mean over ties)."))
+    rows = []
+    for target in tasks:
+        true_order = truth[truth.target == target].sort_values("gain", ascending=False).partner.tolist()
+        row = [target, " > ".join(true_order) or "-"]
+        row += [_fmt((e.get("ranking_per_target") or {}).get(target, {}).get("kendall")) for e in evaluation.values()]
+        rows.append(row)
+    sections.append(("Partner ranking per target", ["target", "true order of partners (by gain)"] + list(evaluation), rows,
+                     "Kendall tau-b between each scorer's ordering of a target's partners and the true one."))
     rows = [[r.name, _fmt(r.wall_seconds, 1), _fmt(r.device_seconds, 1), _fmt(r.marginal_device_seconds, 1),
              _fmt(r.fraction_of_ground_truth, 3)] for r in costs.itertuples()]
     sections.append(("Cost", ["", "wall s", "device s", "marginal device s", "fraction of ground truth"], rows,
@@ -173,7 +181,7 @@ def build_report(out: str | Path) -> Path:
     (report / "report.md").write_text("\n".join(md))
 
     css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-           "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+           "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.85em;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
            "th{background:#f2f2f2}.figs{display:flex;flex-wrap:wrap;gap:12px}.figs figure{margin:0}pre{background:#f6f6f6;padding:1em;overflow:auto}"
            "p.note{color:#555;font-size:0.9em}")
     body = [f"<h1>raytaskaff sweep <code>{html.escape(summary['sweep'])}</code></h1>",

@@ -79,3 +79,19 @@ def test_failed_runs_are_reported_and_the_sweep_completes(local_ray, smoke, tmp_
     assert (runs.status == "failed").all() and runs.error.str.contains("at epoch 0").all()
     assert "td" in summary["scorers"] and "li" in summary["scorer_errors"]
     assert "Failed or missing" in (tmp_path / "out" / "report" / "index.html").read_text()
+
+
+def test_report_rebuilds_from_results_alone(first_run, smoke, tmp_path):
+    import shutil
+
+    from raytaskaff.report.__main__ import main
+
+    copy = tmp_path / "copy"
+    shutil.copytree(Path(smoke.out) / "results", copy / "results")
+    assert main([str(copy)]) == 0
+    html = (copy / "report" / "index.html").read_text()
+    for section in ("Noise ceiling", "Scorers against the ground truth", "Best partner per target", "Partner ranking per target",
+                    "Cost", "Failed or missing", "Config"):
+        assert section in html, section
+    assert html.count("data:image/png;base64,") == 2 + len(smoke.scorers) and "src=''" not in html
+    assert main([str(tmp_path / "nothing")]) == 2
