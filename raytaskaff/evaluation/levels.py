@@ -5,8 +5,8 @@
 2. partner ranking: per target, Kendall tau-b (and Spearman) of S[t, .] against G[t, .], the mean
    over targets;
 3. best partner: per target, the partners with the highest S (all of them on ties; the realised
-   gain is their mean known gain), the true best partners, hit (they share one) and regret (best
-   gain minus realised gain);
+   gain is their mean known gain), the true best partners, hit (they share one; unknown when they
+   do not and a chosen partner's gain is unknown) and regret (best gain minus realised gain);
 4. cost lives with the scorers (`scorers.base.cost_of`).
 
 Inputs are {(target, partner): value} dicts; a pair missing from either side is left out.
@@ -61,11 +61,17 @@ def best_partners(score: dict, truth: dict, targets: list[str]) -> dict:
         chosen = sorted(p for p, v in scored.items() if v == max(scored.values())) if scored else []
         best = sorted(p for p, v in known.items() if v == max(known.values())) if known else []
         realised = [known[p] for p in chosen if p in known]
+        if not chosen or not best:
+            hit = None
+        elif set(chosen) & set(best):
+            hit = True
+        else:  # a miss only if every chosen partner's gain is known (an unknown one could be the best)
+            hit = False if len(realised) == len(chosen) else None
         out[target] = {
             "chosen": chosen, "best": best,
             "chosen_gain": float(np.mean(realised)) if realised else None,
             "best_gain": float(max(known.values())) if known else None,
-            "hit": (bool(set(chosen) & set(best)) if chosen and best else None),
+            "hit": hit,
         }
     return out
 

@@ -33,7 +33,7 @@ def noise_ceiling(per_seed: pd.DataFrame, max_splits: int = 50, seed: int = 0) -
     seeds = sorted(per_seed["seed"].unique())
     tables = {s: _table(per_seed[per_seed["seed"] == s]) for s in seeds}
     single = [evaluate_score(tables[a], tables[b], bootstrap=0) for a, b in itertools.permutations(seeds, 2)]
-    keys = ("pearson", "spearman", "kendall", "ranking_kendall")
+    keys = ("pearson", "spearman", "kendall", "ranking_kendall", "regret")
     out = {"seeds": len(seeds), "single_seed": {k: _mean(e[k] for e in single) for k in keys}}
     if single:
         out["single_seed"]["hit_rate"] = _mean(e["hits"] / e["targets"] for e in single if e["targets"])

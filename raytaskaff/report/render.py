@@ -119,6 +119,8 @@ def build_report(out: str | Path) -> Path:
                 for level, k in (("Pearson", "pearson"), ("Spearman", "spearman"), ("Kendall", "kendall"),
                                  ("partner ranking (Kendall)", "ranking_kendall"))]
         rows.append(["best-partner hit rate", _fmt(ceiling["single_seed"].get("hit_rate")), "-"])
+        rows.append(["best-partner regret (gain points)", _fmt(ceiling["single_seed"].get("regret")),
+                     _fmt((ceiling.get("split_half") or {}).get("regret"))])
         sections.append(("Noise ceiling of the ground truth", ["level", "one seed vs another", "split-half (seed means)"], rows,
                          f"{ceiling['seeds']} seeds. No scorer can be judged better than the ground truth agrees with itself."))
     rows = [[name, _ci(e, "pearson"), _ci(e, "spearman"), _ci(e, "kendall"), _fmt(e.get("ranking_kendall")),
