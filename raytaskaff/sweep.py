@@ -30,24 +30,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train_views(config: SweepConfig) -> tuple[int, int] | None:
+    """(training views, image size) of the sweep's data, when known without reading it all."""
+    if config.data.kind == "synthetic":
+        return int(config.data.n * 0.8), config.data.size
+    try:
+        from raytaskaff.data.shards import Manifest
+
+        manifest = Manifest.load(config.data.path)
+    except RaytaskaffError:
+        return None
+    return manifest.splits.get("train", {}).get("count", 0), manifest.size
+
+
 def describe(config: SweepConfig) -> str:
     """The plan in words: runs by kind, resources, and an estimate of device-hours."""
     runs = plan(config)
-    kinds = summary(runs)
     r = config.resources
-    # per-run cost model measured for the small model on one CPU core (docs/benchmarks.md)
-    samples = config.data.n * 0.8 * config.training.epochs
-    per_task_rate = {1: 1500.0, 2: 950.0}
-    seconds = 0.0
-    for run in runs:
-        rate = per_task_rate.get(len(run.tasks), 2700.0 / len(run.tasks))
-        seconds += samples / rate * (1.5 if run.probes else 1.0) * (config.data.size / 32) ** 2
     lines = [f"sweep {config.name}: {len(config.tasks)} tasks x {len(config.seeds)} seeds, {len(runs)} runs",
-             "runs by kind: " + ", ".join(f"{k} {v}" for k, v in kinds.items()),
+             "runs by kind: " + ", ".join(f"{k} {v}" for k, v in summary(runs).items()),
              f"resources per run: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
-             f"scorers: {', '.join(config.scorers)}",
-             f"estimated device-hours: {seconds / 3600:.2f} (CPU core-hours for the small model at 32 px; GPU runs are faster)",
-             f"output: {config.out}"]
+             f"scorers: {', '.join(config.scorers)}"]
+    views = _train_views(config)
+    if config.model.preset != "small" or r.gpus_per_run:
+        lines.append("estimated device-hours: none (throughput is measured for the 'small' model on CPU only)")
+    elif views is None:
+        lines.append(f"estimated device-hours: none ({config.data.path} has no readable manifest yet)")
+    else:
+        # samples/s of one CPU core for the small model at 32 px (docs/benchmarks.md), by task count
+        rates = {1: 1500.0, 2: 950.0}
+        count, size = views
+        seconds = sum(count * config.training.epochs / rates.get(len(run.tasks), 2700.0 / len(run.tasks))
+                      * (1.5 if run.probes else 1.0) * (size / 32) ** 2 for run in runs)
+        lines.append(f"estimated device-hours: {seconds / 3600:.2f} CPU core-hours ({count} training views of {size} px)")
+    lines.append(f"output: {config.out}")
     return "\n".join(lines)
 
 
