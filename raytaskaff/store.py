@@ -85,13 +85,20 @@ class ResultStore:
     def has(self, key: str) -> bool:
         return self.record(key) is not None
 
-    def load(self, key: str) -> RunResult:
+    def find(self, key: str) -> RunResult | None:
+        """The run's result (its network's path made local), or None when it has none."""
         data = self.record(key)
         if data is None:
-            raise StoreError(f"{self._path(key, 'result.json')}: no complete result")
+            return None
         result = RunResult.from_dict(data["result"])
         if result.model_path is not None:
             result.model_path = self.model_path(key)
+        return result
+
+    def load(self, key: str) -> RunResult:
+        result = self.find(key)
+        if result is None:
+            raise StoreError(f"{self._path(key, 'result.json')}: no complete result")
         return result
 
     def model_path(self, key: str) -> str:

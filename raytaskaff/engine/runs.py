@@ -41,11 +41,9 @@ class Execution:
 
 
 def train_config(config: SweepConfig, device: str, probes: bool) -> TrainConfig:
-    t = config.training
+    """The training loop's config: the sweep's hyper-parameters plus what the engine decides."""
     probe = ProbeConfig(**dataclasses.asdict(config.probes)) if probes else None
-    return TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, optimizer=t.optimizer, momentum=t.momentum,
-                       weight_decay=t.weight_decay, schedule=t.schedule, grad_scale=t.grad_scale, amp=t.amp, device=device,
-                       normalisation=config.data.normalisation, eval_batch_size=t.eval_batch_size, probes=probe)
+    return TrainConfig(**dataclasses.asdict(config.training), device=device, normalisation=config.data.normalisation, probes=probe)
 
 
 def _train_here(run: Run, tables: dict, size: int, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:

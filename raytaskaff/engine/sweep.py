@@ -55,9 +55,9 @@ def collect(runs: list[Run], store: ResultStore, seeds: tuple[int, ...]) -> list
     """Stored results, grouped by seed the way scorers read them."""
     by_seed = {s: SeedRuns(s) for s in seeds}
     for run in runs:
-        if not store.has(run.key):
+        result = store.find(run.key)
+        if result is None:
             continue
-        result = store.load(run.key)
         seed = by_seed[run.seed]
         if run.kind == "stl":
             seed.stl[run.tasks[0]] = result

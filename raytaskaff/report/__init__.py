@@ -39,7 +39,7 @@ def costs_table(summary: dict) -> pd.DataFrame:
 
 
 def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed: pd.DataFrame, truth: pd.DataFrame,
-                  runs: pd.DataFrame, report: bool = True) -> None:
+                  runs: pd.DataFrame) -> None:
     results = Path(out) / "results"
     results.mkdir(parents=True, exist_ok=True)
     affinity = pd.concat([s.table.assign(scorer=name)[["scorer", "target", "partner", "value"]] for name, s in scores.items()],
@@ -52,5 +52,4 @@ def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed:
     tmp = results / "runs.parquet.tmp"
     runs.to_parquet(tmp, index=False)
     os.replace(tmp, results / "runs.parquet")
-    if report:
-        build_report(out)
+    build_report(out)
