@@ -1,0 +1,136 @@
+"""python -m raytaskaff.group: choose task groups from measured networks or from an affinity.
+
+    python -m raytaskaff.group networks --results FILE.csv --budgets 1,1.5,2 [--hoa] [--json OUT.json]
+    python -m raytaskaff.group affinity --scores FILE.csv [--scorer NAME] --max-groups K [--json OUT.json]
+
+`networks`: FILE has header network,cost,task,val_loss,test_loss (one row per network and task it
+solves; test_loss may be empty). For each budget, the exact set of networks within it that covers
+every task with the lowest summed validation loss, scored on test (each task uses the chosen
+network best for it on validation). With --hoa, every group of three or more tasks missing from
+FILE is added with losses predicted from the pairwise networks (the higher-order approximation).
+
+`affinity`: FILE is CSV target,partner,value as in `python -m raytaskaff.evaluate` (a sweep's
+affinity.csv with --scorer, or its ground_truth.csv). At most K groups covering every task that
+maximise TAG's objective: the mean over tasks of the best chosen group's mean affinity onto it.
+
+Bad input is a one-line error and exit code 2; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+from raytaskaff.errors import RaytaskaffError
+from raytaskaff.evaluation.tables import TableError, read_table
+from raytaskaff.grouping import hoa_candidates, select_groups, select_networks
+from raytaskaff.grouping.affinity import TAG_SINGLETON
+from raytaskaff.grouping.files import read_networks
+
+#: At most this many budgets in one call.
+MAX_BUDGETS = 1000
+
+
+def parse_budgets(text: str) -> list[float]:
+    """'1,1.5,2' -> [1.0, 1.5, 2.0]: finite, positive, at most MAX_BUDGETS of them."""
+    budgets = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise TableError(f"--budgets: {part.strip()!r} is not a number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise TableError(f"--budgets: {part.strip()!r} must be a positive finite number")
+        budgets.append(value)
+    if len(budgets) > MAX_BUDGETS:
+        raise TableError(f"--budgets: {len(budgets)} budgets, at most {MAX_BUDGETS}")
+    return budgets
+
+
+def networks_command(results: str, budgets: list[float], hoa: bool = False, hoa_cost: float = 1.0) -> dict:
+    candidates = read_networks(results)
+    predicted = hoa_candidates(candidates, hoa_cost) if hoa else []
+    names = [c.name for c in candidates]
+    clash = next((p.name for p in predicted if p.name in names), None)
+    if clash:
+        raise TableError(f"{results}: a measured network is named {clash!r}, the name of a predicted group")
+    out = []
+    for budget in budgets:
+        selection = select_networks(candidates + predicted, budget).as_json()
+        selection["predicted"] = [n for n in selection["networks"] if n in {p.name for p in predicted}]
+        out.append(selection)
+    return {"budgets": out}
+
+
+def affinity_command(scores: str, max_groups: int, scorer: str | None = None, singleton: float = TAG_SINGLETON) -> dict:
+    table = read_table(scores, ground_truth=True, scorer=scorer)
+    if not table:
+        raise TableError(f"{scores}: no affinity values")
+    return {"max_groups": max_groups, **select_groups(table, max_groups, singleton=singleton).as_json()}
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _print_networks(result: dict) -> None:
+    print("| budget | networks | cost | val total | test total |\n|---|---|---|---|---|")
+    for b in result["budgets"]:
+        names = ", ".join(n + (" (predicted)" if n in b["predicted"] else "") for n in b["networks"]) or "no set covers every task"
+        print(f"| {b['budget']:g} | {names} | {b['cost']:g} | {_fmt(b['val_total'])} | {_fmt(b['test_total'])} |")
+
+
+def _print_groups(result: dict) -> None:
+    print(f"{len(result['groups'])} group(s), objective {result['objective']:.4g}"
+          f"{'' if result['exact'] else ' (heuristic search)'}:")
+    for group in result["groups"]:
+        served = [t for t, g in result["serving"].items() if g == group]
+        print(f"  {' + '.join(group)}   serves {', '.join(served)}")
+
+
+def _write(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m raytaskaff.group", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    nets = commands.add_parser("networks", help="exact network selection under inference budgets")
+    nets.add_argument("--results", required=True, help="CSV network,cost,task,val_loss,test_loss")
+    nets.add_argument("--budgets", required=True, help="comma-separated budgets, e.g. 1,1.5,2,2.5")
+    nets.add_argument("--hoa", action="store_true", help="add larger groups predicted from the pairs (higher-order approximation)")
+    nets.add_argument("--hoa-cost", type=float, default=1.0, help="inference cost of a predicted group (default 1)")
+    aff = commands.add_parser("affinity", help="TAG groups from an affinity table")
+    aff.add_argument("--scores", required=True, help="CSV target,partner,value")
+    aff.add_argument("--scorer", help="pick this scorer's rows of a table with a scorer column")
+    aff.add_argument("--max-groups", required=True, type=int, metavar="K")
+    aff.add_argument("--singleton", type=float, default=TAG_SINGLETON, help="score of a task alone (TAG: -1e6)")
+    for p in (nets, aff):
+        p.add_argument("--json", help="write the result as JSON")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "networks":
+            if not (math.isfinite(args.hoa_cost) and args.hoa_cost >= 0):
+                raise TableError(f"--hoa-cost: must be a non-negative finite number, got {args.hoa_cost}")
+            result = networks_command(args.results, parse_budgets(args.budgets), args.hoa, args.hoa_cost)
+        else:
+            if args.max_groups < 1:
+                raise TableError(f"--max-groups: must be at least 1, got {args.max_groups}")
+            result = affinity_command(args.scores, args.max_groups, args.scorer, args.singleton)
+    except RaytaskaffError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        _write(args.json, result)
+    (_print_networks if args.command == "networks" else _print_groups)(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

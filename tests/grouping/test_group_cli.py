@@ -1,0 +1,147 @@
+"""python -m raytaskaff.group: outputs on hand-made files, and one-line errors on bad ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raytaskaff.group import main
+
+NETWORKS = """network,cost,task,val_loss,test_loss
+all,1,a,3,3
+all,1,b,3,3
+all,1,c,3,3
+ab,1,a,1,1.5
+ab,1,b,1,1.5
+c,1,c,1,2
+half c,0.5,c,2,
+"""
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_networks_json(tmp_path, capsys):
+    (tmp_path / "nets.csv").write_text(NETWORKS)
+    code, out, _ = run(["networks", "--results", str(tmp_path / "nets.csv"), "--budgets", "0.5,1,1.5,2",
+                        "--json", str(tmp_path / "out.json")], capsys)
+    assert code == 0 and "no set covers every task" in out
+    budgets = json.loads((tmp_path / "out.json").read_text())["budgets"]
+    assert [b["budget"] for b in budgets] == [0.5, 1, 1.5, 2]
+    assert budgets[0]["networks"] == [] and budgets[0]["val_total"] is None
+    assert (budgets[1]["networks"], budgets[1]["val_total"], budgets[1]["test_total"]) == (["all"], 9.0, 9.0)
+    assert budgets[2]["networks"] == ["ab", "half c"] and budgets[2]["test_total"] is None  # half c has no test loss
+    assert budgets[3]["networks"] == ["ab", "c"] and budgets[3]["val_total"] == 3.0 and budgets[3]["test_total"] == 5.0
+
+
+def test_networks_hoa_adds_predicted_groups(tmp_path, capsys):
+    rows = ["network,cost,task,val_loss,test_loss"]
+    pair = {("a", "b"): (1.0, 2.0), ("a", "c"): (3.0, 4.0), ("b", "c"): (6.0, 8.0)}
+    for t in "abc":
+        rows.append(f"{t},1,{t},10,10")
+    for (x, y), (lx, ly) in pair.items():
+        rows += [f"{x}{y},1,{x},{lx},{lx}", f"{x}{y},1,{y},{ly},{ly}"]
+    (tmp_path / "nets.csv").write_text("\n".join(rows) + "\n")
+    code, out, _ = run(["networks", "--results", str(tmp_path / "nets.csv"), "--budgets", "1", "--hoa",
+                        "--json", str(tmp_path / "out.json")], capsys)
+    (b,) = json.loads((tmp_path / "out.json").read_text())["budgets"]
+    assert code == 0 and b["networks"] == ["a+b+c"] and b["predicted"] == ["a+b+c"] and b["val_total"] == 12.0
+    assert "(predicted)" in out
+
+
+def test_affinity_from_a_sweep_table(tmp_path, capsys):
+    rows = ["scorer,target,partner,value"]
+    tasks = "abcd"
+    for s, sign in (("good", 1), ("bad", -1)):
+        for x in tasks:
+            for y in tasks:
+                if x != y:
+                    same = (x in "ab") == (y in "ab")
+                    rows.append(f"{s},{x},{y},{sign * (1 if same else -1)}")
+    (tmp_path / "affinity.csv").write_text("\n".join(rows) + "\n")
+    code, out, _ = run(["affinity", "--scores", str(tmp_path / "affinity.csv"), "--scorer", "good", "--max-groups", "2",
+                        "--json", str(tmp_path / "g.json")], capsys)
+    result = json.loads((tmp_path / "g.json").read_text())
+    assert code == 0 and result["groups"] == [["a", "b"], ["c", "d"]] and result["objective"] == 1.0 and result["exact"]
+    assert "a + b" in out
+
+
+@pytest.mark.parametrize("content, args, message", [
+    ("network,cost,task\nx,1,a\n", [], "missing column 'val_loss'"),
+    ("", [], "empty file"),
+    (NETWORKS.replace("ab,1,a,1,1.5", "ab,one,a,1,1.5"), [], "cost 'one' is not a number"),
+    (NETWORKS.replace("ab,1,a,1,1.5", "ab,-1,a,1,1.5"), [], "cost '-1' is negative"),
+    (NETWORKS.replace("ab,1,b,1,1.5", "ab,2,b,1,1.5"), [], "has cost 2 here and 1 above"),
+    (NETWORKS.replace("ab,1,a,1,1.5", "ab,1,a,nan,1.5"), [], "not a finite number"),
+    (NETWORKS.replace("ab,1,a,1,1.5", "ab,1,a,1"), [], "expected 5 fields, got 4"),
+    (NETWORKS + "ab,1,a,1,1\n", [], "lists task 'a' twice"),
+    ("network,cost,task,val_loss,test_loss\n", [], "no networks"),
+    (NETWORKS, ["--budgets", "1,-2"], "'-2' must be a positive finite number"),
+    (NETWORKS, ["--budgets", "1,inf"], "'inf' must be a positive finite number"),
+    (NETWORKS, ["--budgets", "1,,2"], "'' is not a number"),
+])
+def test_bad_network_input(tmp_path, capsys, content, args, message):
+    path = tmp_path / "nets.csv"
+    path.write_text(content)
+    argv = ["networks", "--results", str(path), "--budgets", "1", "--json", str(tmp_path / "out.json"), *args]
+    code, out, err = run(argv, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1 and err.startswith("error: ")
+    assert not (tmp_path / "out.json").exists() and out == ""
+
+
+@pytest.mark.parametrize("content, args, message", [
+    ("target,partner,value\na,b,1\n", [], "no affinity for target 'b', partner 'a'"),
+    ("target,partner,value\na,b,x\nb,a,1\n", [], "value 'x' is not a number"),
+    ("scorer,target,partner,value\ngs,a,b,1\ngs,b,a,1\n", ["--scorer", "gt"], "no rows of scorer 'gt'"),
+    ("target,partner,value\na,b,1\nb,a,1\n", ["--scorer", "gt"], "no 'scorer' column"),
+    ("target,partner,value\na,b,1\nb,a,1\n", ["--max-groups", "0"], "must be at least 1"),
+    ("\x00\x01garbage", [], "NUL bytes"),
+])
+def test_bad_affinity_input(tmp_path, capsys, content, args, message):
+    path = tmp_path / "scores.csv"
+    path.write_text(content)
+    argv = ["affinity", "--scores", str(path), "--max-groups", "2", "--json", str(tmp_path / "out.json"), *args]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_binary_garbage_and_missing_file(tmp_path, capsys):
+    path = tmp_path / "x.csv"
+    path.write_bytes(bytes(range(128, 256)))
+    for command in (["networks", "--results", str(path), "--budgets", "1"], ["affinity", "--scores", str(path), "--max-groups", "1"]):
+        code, _, err = run(command, capsys)
+        assert code == 2 and ("UTF-8" in err or "cannot read" in err)
+    code, _, err = run(["networks", "--results", str(tmp_path / "absent.csv"), "--budgets", "1"], capsys)
+    assert code == 2 and "no such file" in err
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+def test_any_text_is_read_or_refused_in_one_line(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("csv") / "f.csv"
+    path.write_text("network,cost,task,val_loss,test_loss\n" + text, encoding="utf-8")
+    from raytaskaff.evaluation.tables import TableError
+    from raytaskaff.grouping.files import read_networks
+
+    try:
+        networks = read_networks(path)
+    except TableError as e:
+        assert "\n" not in str(e)
+    else:
+        assert networks and all(n.cost >= 0 for n in networks)
+
+
+def test_module_entry_point(tmp_path):
+    (tmp_path / "nets.csv").write_text(NETWORKS)
+    done = subprocess.run([sys.executable, "-m", "raytaskaff.group", "networks", "--results", str(tmp_path / "nets.csv"),
+                           "--budgets", "2"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "| 2 | ab, c | 2 | 3 | 5 |" in done.stdout
