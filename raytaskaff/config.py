@@ -130,6 +130,23 @@ class ResourcesSection:
 
 
 @dataclass(frozen=True)
+class GroupingSection:
+    """Validation of groupings by training. For each number of groups in `groups`, every scorer's
+    TAG grouping (and the ground truth's, and HOA's from the pairwise losses) is trained on `seeds`
+    (default: all the sweep's seeds) and scored on test, next to the STL networks, the all-task
+    network and the best selection over every trained network. `exhaustive` also trains every group
+    of three or more tasks, so that best selection is the true optimum."""
+
+    groups: tuple[int, ...] = ()
+    seeds: tuple[int, ...] | None = None
+    exhaustive: bool = False
+
+    def __post_init__(self) -> None:
+        for k in self.groups:
+            _at_least("grouping.groups[]", k, 1)
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str = "default"
     data: DataConfig = field(default_factory=DataConfig)
@@ -140,6 +157,7 @@ class SweepConfig:
     probes: ProbesSection = field(default_factory=ProbesSection)
     scorers: dict = field(default_factory=lambda: {name: {} for name in ("td", "ias", "rsa", "li", "gs", "gt", "etap")})
     resources: ResourcesSection = field(default_factory=ResourcesSection)
+    grouping: GroupingSection = field(default_factory=GroupingSection)
     retries: int = 1
     out: str = "out/default"
     storage: str | None = None
@@ -168,9 +186,18 @@ class SweepConfig:
         li_seeds = self.scorers.get("li", {}).get("seeds")
         if li_seeds is not None and (not isinstance(li_seeds, list) or not set(li_seeds) <= set(self.seeds)):
             raise ConfigError(f"scorers.li.seeds: must be a list of the sweep's seeds {list(self.seeds)}, got {li_seeds!r}")
+        if any(k > len(self.tasks) for k in self.grouping.groups):
+            raise ConfigError(f"grouping.groups: at most {len(self.tasks)} groups for {len(self.tasks)} tasks, got {list(self.grouping.groups)}")
+        if self.grouping.seeds is not None and (not self.grouping.seeds or not set(self.grouping.seeds) <= set(self.seeds)):
+            raise ConfigError(f"grouping.seeds: must be some of the sweep's seeds {list(self.seeds)}, got {list(self.grouping.seeds)}")
         _at_least("retries", self.retries, 0)
         _at_least("bootstrap", self.bootstrap, 0)
         self.model.build()
+
+    @property
+    def grouping_seeds(self) -> tuple[int, ...]:
+        """The seeds on which chosen groups are trained."""
+        return self.grouping.seeds if self.grouping.seeds is not None else self.seeds
 
     def scorer_options(self, name: str) -> dict:
         """Options passed to scorer `name` (without the sweep-level `seeds` key of li)."""

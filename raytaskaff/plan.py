@@ -5,7 +5,10 @@ Kinds of run, per seed:
 - "pair": one per unordered pair of tasks (the ground truth), instrumented when a gradient
   scorer reads pairs;
 - "all": the all-task network, instrumented, when a gradient scorer reads it;
-- "li": one per ordered (target, partner), for the seeds the li scorer names (default: all).
+- "li": one per ordered (target, partner), for the seeds the li scorer names (default: all);
+- "group": a network of three or more tasks, for validating groupings (on the grouping seeds):
+  the all-task network when no gradient scorer trains it, every such group when `exhaustive`,
+  and later the groups the scorers choose (`group_runs`).
 
 A run's key hashes what decides its result (tasks, injected labels, seed, data, model, training
 and probe settings), never the sweep name or output path: the same run in two sweeps has one key,
@@ -75,7 +78,25 @@ def plan(config: SweepConfig) -> list[Run]:
             runs.append(Run("all", tuple(config.tasks), seed, probes=True))
         if seed in li_seeds:
             runs += [Run("li", (t,), seed, inject=(p,)) for t, p in permutations(config.tasks, 2)]
+        if config.grouping.groups and seed in config.grouping_seeds:
+            largest = [tuple(config.tasks)] if "all" not in sources else []
+            if config.grouping.exhaustive:
+                largest = [g for k in range(3, len(config.tasks)) for g in combinations(config.tasks, k)] + largest
+            runs += [Run("group", g, seed) for g in largest]
     return [dataclasses.replace(r, key=_key(r, config)) for r in runs]
+
+
+def group_runs(config: SweepConfig, groups, planned: list[Run]) -> list[Run]:
+    """The runs that train each group of tasks on the grouping seeds: a planned run of the same
+    tasks where there is one (STL, pair, all-task or group), else a new "group" run."""
+    order = {t: i for i, t in enumerate(config.tasks)}
+    existing = {(r.tasks, r.seed): r for r in planned if r.kind in ("stl", "pair", "all", "group")}
+    out = []
+    for group in dict.fromkeys(tuple(sorted(g, key=order.__getitem__)) for g in groups):
+        for seed in config.grouping_seeds:
+            run = existing.get((group, seed)) or Run("group", group, seed)
+            out.append(run if run.key else dataclasses.replace(run, key=_key(run, config)))
+    return out
 
 
 def summary(runs: list[Run]) -> dict[str, int]:

@@ -25,7 +25,9 @@ from raytaskaff.engine.data import put_split
 from raytaskaff.engine.runs import Execution, train_runs
 from raytaskaff.engine.scorers import ModelMappers
 from raytaskaff.evaluation import evaluate_score, gains_per_seed, ground_truth, noise_ceiling
-from raytaskaff.plan import Run, plan
+from raytaskaff.grouping import GroupingError
+from raytaskaff.grouping.validation import affinity_choices, baseline_choices, best_choices, hoa_choices, mean_losses, realise
+from raytaskaff.plan import Run, group_runs, plan
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of, scorer
 from raytaskaff.scorers.base import ScorerError
@@ -68,6 +70,47 @@ def collect(runs: list[Run], store: ResultStore, seeds: tuple[int, ...]) -> list
         elif run.kind == "all":
             seed.all_tasks = result
     return list(by_seed.values())
+
+
+def network_losses(runs: list[Run], store: ResultStore, seeds: tuple[int, ...]) -> dict:
+    """{seed: {tasks: (val losses, test losses)}} of every stored network without injected labels."""
+    out: dict = {s: {} for s in seeds}
+    for run in runs:
+        if run.seed in out and not run.inject and (result := store.find(run.key)) is not None:
+            out[run.seed][run.tasks] = (result.val_losses, result.test_losses)
+    return out
+
+
+def validate_groupings(config: SweepConfig, runs: list[Run], store: ResultStore, tables: dict, costs: dict, train, say=print):
+    """Choose groups from every affinity table (and HOA), train those not yet trained, and realise
+    each grouping on test next to STL, all-in-one and the best selection. Returns (rows, errors,
+    the group runs); `train(runs)` trains runs on Ray."""
+    tasks, ks, seeds = tuple(config.tasks), config.grouping.groups, config.grouping_seeds
+    choices, errors = affinity_choices(tables, tasks, ks)
+    try:
+        choices += hoa_choices(mean_losses(network_losses(runs, store, seeds), seeds), tasks, ks)
+    except GroupingError as e:
+        errors["hoa"] = str(e)
+    wanted = [g for c in choices for g in c.groups] + [tuple(tasks)]
+    extra = [r for r in group_runs(config, wanted, runs) if r.key not in {p.key for p in runs}]
+    extra = list({r.key: r for r in extra}.values())
+    say(f"grouping: {len(choices)} choices need {len(extra)} more runs, {sum(store.has(r.key) for r in extra)} already stored")
+    train(extra)
+    losses = network_losses(runs + extra, store, seeds)
+    try:
+        choices += best_choices(mean_losses(losses, seeds), tasks, ks)
+    except GroupingError as e:
+        errors["best"] = str(e)
+    rows = []
+    for choice in baseline_choices(tasks) + choices:
+        realised = realise(choice.groups, losses, tasks, seeds)
+        cost = costs.get(choice.source, {}).get("device_seconds")
+        rows.append({"max_groups": choice.max_groups, "source": choice.source,
+                     "groups": " | ".join("+".join(g) for g in choice.groups), "networks": len(choice.groups),
+                     "test_total": realised["test_total"], "test_total_sd": realised["test_total_sd"],
+                     "relative_gain": realised["relative_gain"], "seeds": len(realised["seeds"]),
+                     "missing": " | ".join("+".join(g) for g in realised["missing"]), "score_device_seconds": cost})
+    return rows, errors, extra
 
 
 def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd.DataFrame:
@@ -153,13 +196,30 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         c["fraction_of_ground_truth"] = c["device_seconds"] / gt_cost["device_seconds"] if gt_cost["device_seconds"] else None
     stage("evaluation")
 
+    grouping = None
+    if config.grouping.groups:
+        tables = {name: {(r.target, r.partner): r.value for r in s.table.itertuples()} for name, s in scores.items()}
+        tables["ground_truth"] = truth_table
+        costs_by_source = {**costs, "ground_truth": dict(gt_cost), "hoa": dict(gt_cost)}
+
+        def train_more(extra: list[Run]) -> None:
+            more = train_runs(config, extra, store, data, manifest.stats, str(out / "tune"), say)
+            execution.trained += more.trained
+            execution.skipped += more.skipped
+            execution.failed.update(more.failed)
+
+        rows, errors, extra = validate_groupings(config, runs, store, tables, costs_by_source, train_more, say)
+        runs = runs + extra
+        grouping = {"rows": rows, "errors": errors, "seeds": list(config.grouping_seeds)}
+        stage("grouping")
+
     summary = {
         "sweep": config.name, "tasks": list(config.tasks), "seeds": list(config.seeds),
         "scorers": evaluation, "noise_ceiling": ceiling, "scorer_errors": scorer_errors,
         "costs": {**costs, "ground_truth": dict(gt_cost)},
         "runs": {"planned": len(runs), "trained": len(execution.trained), "skipped": len(execution.skipped),
                  "failed": execution.failed},
-        "details": {name: s.details for name, s in scores.items()},
+        "details": {name: s.details for name, s in scores.items()}, "grouping": grouping,
         "config": asdict(config), "versions": _versions(), "stages": stages,
     }
     stages["total"] = round(time.perf_counter() - start, 2)

@@ -6,6 +6,7 @@
     results/evaluation.json     the four levels per scorer, noise ceiling, costs, config, versions
     results/costs.csv           per scorer and for the ground truth: total and marginal cost
     results/runs.parquet        one row per run
+    results/grouping.csv        groupings chosen by each scorer, trained and realised on test (when asked for)
     report/report.md, report/index.html (self-contained: figures are embedded)
 
 The report is built from the results files alone, so `python -m raytaskaff.report OUT` rebuilds it.
@@ -49,6 +50,12 @@ def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed:
     _atomic_text(results / "gains_per_seed.csv", per_seed.to_csv(index=False))
     _atomic_text(results / "costs.csv", costs_table(summary).to_csv(index=False))
     _atomic_text(results / "evaluation.json", json.dumps(summary, indent=1, default=str))
+    if summary.get("grouping"):
+        columns = ["max_groups", "source", "groups", "networks", "test_total", "test_total_sd", "relative_gain", "seeds",
+                   "missing", "score_device_seconds"]
+        _atomic_text(results / "grouping.csv", pd.DataFrame(summary["grouping"]["rows"], columns=columns).to_csv(index=False))
+    else:
+        (results / "grouping.csv").unlink(missing_ok=True)  # never a stale table from an earlier sweep
     tmp = results / "runs.parquet.tmp"
     runs.to_parquet(tmp, index=False)
     os.replace(tmp, results / "runs.parquet")

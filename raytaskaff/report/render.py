@@ -90,6 +90,31 @@ def cost_plot(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None) -> st
     return _png(fig)
 
 
+def grouping_plot(rows: list[dict]) -> str:
+    """Realised total test loss of each source's grouping, one panel per number of groups; STL and
+    all-in-one as reference lines."""
+    baselines = {r["source"]: r["test_total"] for r in rows if r["source"] in ("stl", "all")}
+    ks = sorted({r["max_groups"] for r in rows if r["source"] not in ("stl", "all")})
+    fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 0.6 + 0.32 * max(len(rows) // max(len(ks), 1), 3)), squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        chosen = [r for r in rows if r["max_groups"] == k and r["source"] not in ("stl", "all") and r["test_total"] is not None]
+        chosen.sort(key=lambda r: r["test_total"])
+        colours = ["#2a7" if r["source"] == "best" else "#888" if r["source"] in ("ground_truth", "hoa") else "#47a" for r in chosen]
+        ax.barh([r["source"] for r in chosen], [r["test_total"] for r in chosen], color=colours)
+        ax.invert_yaxis()
+        for name, style in (("stl", "--"), ("all", ":")):
+            if baselines.get(name) is not None:
+                ax.axvline(baselines[name], color="black", linestyle=style, label={"stl": "every task alone", "all": "one network for all"}[name])
+        values = [r["test_total"] for r in chosen] + [v for v in baselines.values() if v is not None]
+        if values:
+            span = max(values) - min(values)
+            ax.set_xlim(min(values) - 0.3 * span - 1e-9, max(values) + 0.1 * span + 1e-9)
+        ax.set_title(f"at most {k} group(s)", fontsize=10)
+        ax.set_xlabel("total test loss (lower is better)")
+        ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -157,6 +182,19 @@ def build_report(out: str | Path) -> Path:
              _fmt(r.fraction_of_ground_truth, 3)] for r in costs.itertuples()]
     sections.append(("Cost", ["", "wall s", "device s", "marginal device s", "fraction of ground truth"], rows,
                      "Device-seconds are GPU-seconds, or CPU core-seconds without a GPU. Marginal: beyond the STL and pair runs the ground truth trains anyway."))
+    grouping = summary.get("grouping")
+    if grouping:
+        rows = [[str(r["max_groups"]) if r["source"] not in ("stl", "all") else "-", r["source"], r["groups"].replace("+", " + "),
+                 str(r["networks"]), f"{_fmt(r['test_total'], 3)}" + (f" ± {_fmt(r['test_total_sd'], 3)}" if r.get("test_total_sd") else ""),
+                 _fmt(None if r["relative_gain"] is None else 100 * r["relative_gain"], 1), _fmt(r.get("score_device_seconds"), 1)]
+                for r in grouping["rows"]]
+        rows += [["-", name, "not grouped: " + message, "-", "-", "-", "-"] for name, message in grouping.get("errors", {}).items()]
+        sections.append(("Groupings, trained", ["groups at most", "source", "groups", "networks", "total test loss", "gain over STL (%)",
+                                                "affinity device s"], rows,
+                         f"Each scorer's TAG grouping (and the ground truth's, HOA's from the pairs, and the best selection over every "
+                         f"trained network on validation), trained on seed(s) {', '.join(map(str, grouping['seeds']))}. Each task uses its "
+                         "chosen network that is best on validation; total = sum of test losses (mean over seeds ± sd); gain = mean over "
+                         "tasks of the relative loss reduction against training every task alone."))
     bad = runs[runs.status != "done"]
     rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(r.error)] for r in bad.itertuples()]
     rows += [["scorer", name, "-", "-", message] for name, message in summary.get("scorer_errors", {}).items()]
@@ -169,6 +207,7 @@ def build_report(out: str | Path) -> Path:
     for name in affinity.scorer.unique():
         figures.append((name, heatmap(_matrix(affinity[affinity.scorer == name], "value", tasks), tasks, name)))
     plot = cost_plot(costs, evaluation, ceiling)
+    group_plot = grouping_plot(grouping["rows"]) if grouping and any(r["test_total"] is not None for r in grouping["rows"]) else None
     config_text = yaml.safe_dump(summary.get("config", {}), sort_keys=False)
     versions = ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())
 
@@ -190,6 +229,8 @@ def build_report(out: str | Path) -> Path:
             f"<p>Tasks: {html.escape(', '.join(tasks))}. Seeds: {html.escape(', '.join(map(str, summary['seeds'])))}.</p>"]
     for title, header, rows, note in sections:
         body += [f"<h2>{html.escape(title)}</h2>", f"<p class='note'>{html.escape(note)}</p>" if note else "", _html_table(header, rows)]
+    if group_plot:
+        body += ["<h2>Groupings against the baselines</h2>", f"<img alt='grouping plot' src='data:image/png;base64,{group_plot}'>"]
     body += ["<h2>Cost against accuracy</h2>", f"<img alt='cost plot' src='data:image/png;base64,{plot}'>",
              "<h2>Heatmaps ([target][partner])</h2>", "<div class='figs'>"]
     body += [f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{p}'><figcaption>{html.escape(t)}</figcaption></figure>"

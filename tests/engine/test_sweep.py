@@ -32,10 +32,11 @@ def first_run(local_ray, smoke):
 
 def test_every_output(first_run, smoke):
     out = Path(smoke.out)
-    for name in ("affinity.csv", "ground_truth.csv", "gains_per_seed.csv", "evaluation.json", "costs.csv", "runs.parquet"):
+    for name in ("affinity.csv", "ground_truth.csv", "gains_per_seed.csv", "evaluation.json", "costs.csv", "runs.parquet",
+                 "grouping.csv"):
         assert (out / "results" / name).is_file(), name
     html = (out / "report" / "index.html").read_text()
-    assert html.count("data:image/png;base64,") == 1 + 1 + len(smoke.scorers)  # cost plot, ground truth, each scorer
+    assert html.count("data:image/png;base64,") == 3 + len(smoke.scorers)  # cost and grouping plots, ground truth, each scorer
     assert (out / "report" / "report.md").is_file()
     runs = pd.read_parquet(out / "results" / "runs.parquet")
     assert len(runs) == len(plan(smoke)) == 20 and (runs.status == "done").all() and runs.trained_now.all()
@@ -53,6 +54,28 @@ def test_every_output(first_run, smoke):
     assert costs.loc["ground_truth", "device_seconds"] == pytest.approx(runs[runs.kind.isin(["stl", "pair"])].device_seconds.sum())
     assert costs.loc["li", "marginal_device_seconds"] >= runs[runs.kind == "li"].device_seconds.sum()
     assert set(summary["stages"]) >= {"data", "training", "scorers", "evaluation", "total"}
+
+
+def test_groupings_are_realised_from_the_stored_runs(first_run, smoke):
+    out = Path(smoke.out)
+    grouping = pd.read_csv(out / "results" / "grouping.csv", keep_default_na=False)
+    sources = set(smoke.scorers) | {"ground_truth", "hoa", "best", "stl", "all"}
+    assert set(grouping.source) == sources and len(grouping) == len(sources)
+    store = ResultStore(str(out / "store"))
+    by_tasks = {r.tasks: store.load(r.key) for r in plan(smoke) if r.seed == 0 and r.kind in ("stl", "pair", "all")}
+    tasks = tuple(smoke.tasks)
+    for row in grouping.itertuples():
+        groups = [tuple(g.split("+")) for g in row.groups.split(" | ")]
+        assert set().union(*groups) == set(tasks) and row.networks == len(groups) and row.seeds == 1 and row.missing == ""
+        assert row.source in ("stl", "all") or len(groups) <= 2
+        # each task from its chosen network best on validation; total = sum of those test losses
+        total = 0.0
+        for t in tasks:
+            serving = min((g for g in groups if t in g), key=lambda g: by_tasks[g].val_losses[t])
+            total += by_tasks[serving].test_losses[t]
+        assert row.test_total == pytest.approx(total)
+    stl = grouping.set_index("source").loc["stl"]
+    assert stl.relative_gain == 0 and stl.test_total == pytest.approx(sum(by_tasks[(t,)].test_losses[t] for t in tasks))
 
 
 def test_resume_trains_only_what_is_missing(first_run, smoke):
@@ -91,7 +114,7 @@ def test_report_rebuilds_from_results_alone(first_run, smoke, tmp_path):
     assert main([str(copy)]) == 0
     html = (copy / "report" / "index.html").read_text()
     for section in ("Noise ceiling", "Scorers against the ground truth", "Best partner per target", "Partner ranking per target",
-                    "Cost", "Failed or missing", "Config"):
+                    "Cost", "Groupings, trained", "Failed or missing", "Config"):
         assert section in html, section
-    assert html.count("data:image/png;base64,") == 2 + len(smoke.scorers) and "src=''" not in html
+    assert html.count("data:image/png;base64,") == 3 + len(smoke.scorers) and "src=''" not in html
     assert main([str(tmp_path / "nothing")]) == 2
