@@ -24,9 +24,21 @@ from raytaskaff.data.shards import Manifest
 from raytaskaff.engine.data import put_split
 from raytaskaff.engine.runs import Execution, train_runs
 from raytaskaff.engine.scorers import ModelMappers
-from raytaskaff.evaluation import evaluate_score, gains_per_seed, ground_truth, noise_ceiling
+from raytaskaff.evaluation import (
+    evaluate_score,
+    gains_per_seed,
+    ground_truth,
+    noise_ceiling,
+)
 from raytaskaff.grouping import GroupingError
-from raytaskaff.grouping.validation import affinity_choices, baseline_choices, best_choices, hoa_choices, mean_losses, realise
+from raytaskaff.grouping.validation import (
+    affinity_choices,
+    baseline_choices,
+    best_choices,
+    hoa_choices,
+    mean_losses,
+    realise,
+)
 from raytaskaff.plan import Run, group_runs, plan
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of, scorer

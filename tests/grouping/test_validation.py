@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from raytaskaff.grouping.validation import (affinity_choices, baseline_choices, best_choices, hoa_choices, mean_losses,
-                                            realise)
+from raytaskaff.grouping.validation import (
+    affinity_choices,
+    baseline_choices,
+    best_choices,
+    hoa_choices,
+    mean_losses,
+    realise,
+)
 
 TASKS = ("a", "b", "c")
 
