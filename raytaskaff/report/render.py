@@ -22,7 +22,8 @@ def _fmt(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        text = f"{value:.{digits}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text  # never "-0.00"
     return str(value)
 
 
@@ -59,11 +60,14 @@ def heatmap(matrix: np.ndarray, tasks: list[str], title: str) -> str:
     ax.set_xlabel("partner")
     ax.set_ylabel("target")
     ax.set_title(title, fontsize=10)
-    if n <= 10:
+    if n <= 12:
+        # two significant digits of the largest value, the same decimals in every cell
+        decimals = max(0, 1 - int(np.floor(np.log10(bound)))) if bound > 0 else 0
         for i in range(n):
             for j in range(n):
                 if np.isfinite(matrix[i, j]):
-                    ax.text(j, i, f"{matrix[i, j]:.2g}", ha="center", va="center", fontsize=7)
+                    ax.text(j, i, _fmt(float(matrix[i, j]), decimals), ha="center", va="center", fontsize=7 if n <= 6 else 6,
+                            color="white" if abs(matrix[i, j]) > 0.6 * bound else "black")
     fig.colorbar(image, ax=ax, shrink=0.8)
     return _png(fig)
 
@@ -115,15 +119,20 @@ def grouping_plot(rows: list[dict]) -> str:
     return _png(fig)
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def _md_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; a cell given as a list of lines is joined with '; '."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join("; ".join(c) if isinstance(c, list) else c for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
+def _html_table(header: list[str], rows: list[list]) -> str:
+    """An HTML table; a cell given as a list of lines shows one per line."""
+    def cell(c) -> str:
+        return "<br>".join(map(html.escape, c)) if isinstance(c, list) else html.escape(c)
+
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -139,7 +148,11 @@ def build_report(out: str | Path) -> Path:
     tasks, evaluation, ceiling = summary["tasks"], summary["scorers"], summary.get("noise_ceiling")
 
     sections: list[tuple[str, list[str], list[list[str]], str]] = []  # (title, header, rows, note)
-    if ceiling:
+    if not ceiling:
+        note = (f"Not measured: it needs at least two seeds, the sweep has {len(summary['seeds'])}. Without it, no scorer's "
+                "agreement with the ground truth can be put in proportion.")
+        sections.append(("Noise ceiling of the ground truth", [], [], note))
+    else:
         rows = [[level, _fmt(ceiling["single_seed"].get(k)), _fmt((ceiling.get("split_half") or {}).get(k))]
                 for level, k in (("Pearson", "pearson"), ("Spearman", "spearman"), ("Kendall", "kendall"),
                                  ("partner ranking (Kendall)", "ranking_kendall"))]
@@ -184,17 +197,22 @@ def build_report(out: str | Path) -> Path:
                      "Device-seconds are GPU-seconds, or CPU core-seconds without a GPU. Marginal: beyond the STL and pair runs the ground truth trains anyway."))
     grouping = summary.get("grouping")
     if grouping:
-        rows = [[str(r["max_groups"]) if r["source"] not in ("stl", "all") else "-", r["source"], r["groups"].replace("+", " + "),
+        baselines = [r for r in grouping["rows"] if r["source"] in ("stl", "all")]
+        chosen = sorted((r for r in grouping["rows"] if r["source"] not in ("stl", "all")),
+                        key=lambda r: (r["max_groups"], math.inf if r["test_total"] is None else r["test_total"]))
+        rows = [[str(r["max_groups"]) if r["source"] not in ("stl", "all") else "-", r["source"],
+                 ["every task alone"] if r["source"] == "stl" else
+                 [f"({i}) " + g.replace("+", " + ") for i, g in enumerate(r["groups"].split(" | "), start=1)],
                  str(r["networks"]), f"{_fmt(r['test_total'], 3)}" + (f" ± {_fmt(r['test_total_sd'], 3)}" if r.get("test_total_sd") else ""),
                  _fmt(None if r["relative_gain"] is None else 100 * r["relative_gain"], 1), _fmt(r.get("score_device_seconds"), 1)]
-                for r in grouping["rows"]]
+                for r in baselines + chosen]
         rows += [["-", name, "not grouped: " + message, "-", "-", "-", "-"] for name, message in grouping.get("errors", {}).items()]
-        sections.append(("Groupings, trained", ["groups at most", "source", "groups", "networks", "total test loss", "gain over STL (%)",
-                                                "affinity device s"], rows,
-                         f"Each scorer's TAG grouping (and the ground truth's, HOA's from the pairs, and the best selection over every "
-                         f"trained network on validation), trained on seed(s) {', '.join(map(str, grouping['seeds']))}. Each task uses its "
-                         "chosen network that is best on validation; total = sum of test losses (mean over seeds ± sd); gain = mean over "
-                         "tasks of the relative loss reduction against training every task alone."))
+        note = (f"Each scorer's TAG grouping (and the ground truth's, HOA's from the pairs, and the best selection over every "
+                f"trained network on validation), trained on seed(s) {', '.join(map(str, grouping['seeds']))}. Each task uses its "
+                "chosen network that is best on validation; total = sum of test losses (mean over seeds ± sd); gain = mean over "
+                "tasks of the relative loss reduction against training every task alone. Sorted by total within each number of groups.")
+        header = ["groups at most", "source", "groups", "networks", "total test loss", "gain over STL (%)", "affinity device s"]
+        sections.append(("Groupings, trained", header, rows, note))
     bad = runs[runs.status != "done"]
     rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(r.error)] for r in bad.itertuples()]
     rows += [["scorer", name, "-", "-", message] for name, message in summary.get("scorer_errors", {}).items()]
@@ -216,7 +234,7 @@ def build_report(out: str | Path) -> Path:
     md = [f"# raytaskaff sweep `{summary['sweep']}`", "",
           f"Tasks: {', '.join(tasks)}. Seeds: {', '.join(map(str, summary['seeds']))}.", ""]
     for title, header, rows, note in sections:
-        md += [f"## {title}", "", note, "", _md_table(header, rows), ""] if note else [f"## {title}", "", _md_table(header, rows), ""]
+        md += [f"## {title}", ""] + ([note, ""] if note else []) + ([_md_table(header, rows), ""] if header else [])
     md += ["## Heatmaps and cost plot", "", "In index.html (rows: targets, columns: partners).", "",
            "## Config", "", "```yaml", config_text.rstrip(), "```", "", f"Versions: {versions}", ""]
     (report / "report.md").write_text("\n".join(md))
@@ -228,13 +246,13 @@ def build_report(out: str | Path) -> Path:
     body = [f"<h1>raytaskaff sweep <code>{html.escape(summary['sweep'])}</code></h1>",
             f"<p>Tasks: {html.escape(', '.join(tasks))}. Seeds: {html.escape(', '.join(map(str, summary['seeds'])))}.</p>"]
     for title, header, rows, note in sections:
-        body += [f"<h2>{html.escape(title)}</h2>", f"<p class='note'>{html.escape(note)}</p>" if note else "", _html_table(header, rows)]
+        body += [f"<h2>{html.escape(title)}</h2>", f"<p class='note'>{html.escape(note)}</p>" if note else "",
+                 _html_table(header, rows) if header else ""]
     if group_plot:
         body += ["<h2>Groupings against the baselines</h2>", f"<img alt='grouping plot' src='data:image/png;base64,{group_plot}'>"]
     body += ["<h2>Cost against accuracy</h2>", f"<img alt='cost plot' src='data:image/png;base64,{plot}'>",
              "<h2>Heatmaps ([target][partner])</h2>", "<div class='figs'>"]
-    body += [f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{p}'><figcaption>{html.escape(t)}</figcaption></figure>"
-             for t, p in figures]
+    body += [f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{p}'></figure>" for t, p in figures]
     body += ["</div>", "<h2>Config</h2>", f"<pre>{html.escape(config_text)}</pre>", f"<p class='note'>Versions: {html.escape(versions)}</p>"]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>raytaskaff {html.escape(summary['sweep'])}</title><style>{css}</style></head><body>{''.join(body)}</body></html>"
     (report / "index.html").write_text(page)
