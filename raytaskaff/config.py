@@ -23,10 +23,15 @@ from pathlib import Path
 import yaml
 
 from raytaskaff.errors import RaytaskaffError
+from raytaskaff.settings import (
+    ConfigError,
+    ProbeConfig,
+    Training,
+    check_at_least,
+    check_choice,
+)
 
-
-class ConfigError(RaytaskaffError):
-    """The sweep config is malformed; the message names the key."""
+__all__ = ["ConfigError", "SweepConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,11 @@ class DataConfig:
     normalisation: str = "dataset"
 
     def __post_init__(self) -> None:
-        _choice("data.kind", self.kind, ("synthetic", "shards"))
-        _choice("data.normalisation", self.normalisation, ("dataset", "taskonomy"))
-        _at_least("data.n", self.n, 1)
-        _at_least("data.size", self.size, 8)
-        _at_least("data.workers", self.workers, 1)
+        check_choice("data.kind", self.kind, ("synthetic", "shards"))
+        check_choice("data.normalisation", self.normalisation, ("dataset", "taskonomy"))
+        check_at_least("data.n", self.n, 1)
+        check_at_least("data.size", self.size, 8)
+        check_at_least("data.workers", self.workers, 1)
 
 
 @dataclass(frozen=True)
@@ -73,40 +78,6 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
-class TrainingSection:
-    epochs: int = 2
-    batch_size: int = 64
-    lr: float = 2e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    grad_scale: bool = False
-    amp: bool = True
-    eval_batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        _at_least("training.epochs", self.epochs, 1)
-        _at_least("training.batch_size", self.batch_size, 1)
-        if not self.lr > 0:
-            raise ConfigError(f"training.lr: must be positive, got {self.lr}")
-        _choice("training.optimizer", self.optimizer, ("adam", "adamw", "sgd"))
-        _choice("training.schedule", self.schedule, ("cosine", "constant"))
-
-
-@dataclass(frozen=True)
-class ProbesSection:
-    lookahead_every: int = 10
-    variant: str = "corrected"
-    gradients_every: int = 1
-
-    def __post_init__(self) -> None:
-        _at_least("probes.lookahead_every", self.lookahead_every, 1)
-        _at_least("probes.gradients_every", self.gradients_every, 1)
-        _choice("probes.variant", self.variant, ("faithful", "corrected"))
-
-
-@dataclass(frozen=True)
 class ResourcesSection:
     """cpus_per_run / gpus_per_run: Ray resources of one run (fractions pack several runs per
     GPU); max_concurrent: runs at once (None: as many as resources allow); workers: >0 trains
@@ -124,9 +95,9 @@ class ResourcesSection:
         if not self.cpus_per_run > 0 or self.gpus_per_run < 0:
             raise ConfigError(f"resources: cpus_per_run must be positive and gpus_per_run non-negative, got {self.cpus_per_run}, {self.gpus_per_run}")
         if self.max_concurrent is not None:
-            _at_least("resources.max_concurrent", self.max_concurrent, 1)
-        _at_least("resources.workers", self.workers, 0)
-        _at_least("resources.scorer_actors", self.scorer_actors, 1)
+            check_at_least("resources.max_concurrent", self.max_concurrent, 1)
+        check_at_least("resources.workers", self.workers, 0)
+        check_at_least("resources.scorer_actors", self.scorer_actors, 1)
 
 
 @dataclass(frozen=True)
@@ -143,7 +114,7 @@ class GroupingSection:
 
     def __post_init__(self) -> None:
         for k in self.groups:
-            _at_least("grouping.groups[]", k, 1)
+            check_at_least("grouping.groups[]", k, 1)
 
 
 @dataclass(frozen=True)
@@ -153,8 +124,8 @@ class SweepConfig:
     tasks: tuple[str, ...] = ("segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal")
     seeds: tuple[int, ...] = (0, 1, 2)
     model: ModelSection = field(default_factory=ModelSection)
-    training: TrainingSection = field(default_factory=TrainingSection)
-    probes: ProbesSection = field(default_factory=ProbesSection)
+    training: Training = field(default_factory=Training)
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
     scorers: dict = field(default_factory=lambda: {name: {} for name in ("td", "ias", "rsa", "li", "gs", "gt", "etap")})
     resources: ResourcesSection = field(default_factory=ResourcesSection)
     grouping: GroupingSection = field(default_factory=GroupingSection)
@@ -190,8 +161,8 @@ class SweepConfig:
             raise ConfigError(f"grouping.groups: at most {len(self.tasks)} groups for {len(self.tasks)} tasks, got {list(self.grouping.groups)}")
         if self.grouping.seeds is not None and (not self.grouping.seeds or not set(self.grouping.seeds) <= set(self.seeds)):
             raise ConfigError(f"grouping.seeds: must be some of the sweep's seeds {list(self.seeds)}, got {list(self.grouping.seeds)}")
-        _at_least("retries", self.retries, 0)
-        _at_least("bootstrap", self.bootstrap, 0)
+        check_at_least("retries", self.retries, 0)
+        check_at_least("bootstrap", self.bootstrap, 0)
         self.model.build()
 
     @property
@@ -202,16 +173,6 @@ class SweepConfig:
     def scorer_options(self, name: str) -> dict:
         """Options passed to scorer `name` (without the sweep-level `seeds` key of li)."""
         return {k: v for k, v in self.scorers.get(name, {}).items() if k != "seeds"}
-
-
-def _choice(key: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
-
-
-def _at_least(key: str, value, low) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{key}: must be an integer >= {low}, got {value!r}")
 
 
 def _convert(key: str, kind, value):

@@ -38,6 +38,10 @@ def _write(tmp_path, text):
     ("resources: {cpus_per_run: 0}\n", "resources: cpus_per_run must be positive"),
     ("seeds: []\n", "seeds: need at least one seed"),
     ("probes: {variant: exact}\n", "probes.variant: 'exact' is not one of faithful, corrected"),
+    ("grouping: {groups: [2, 9]}\n", "grouping.groups: at most 5 groups for 5 tasks"),
+    ("grouping: {groups: [0]}\n", "grouping.groups[]: must be an integer >= 1, got 0"),
+    ("grouping: {groups: [2], seeds: [5]}\n", "grouping.seeds: must be some of the sweep's seeds"),
+    ("grouping: {groups: [2], exhaustive: yes please}\n", "grouping.exhaustive: expected true or false"),
     ("- a\n- b\n", "config: expected a mapping"),
     ("tasks: [a, b\n", "not valid YAML"),
 ])
@@ -53,7 +57,7 @@ def test_cli_exits_2_before_ray_starts(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'sweep.yaml'}: epochs: unknown key (known: bootstrap, data, "
-                                                  "model, name, out, probes, resources, retries, scorers, seeds, storage, tasks, training)"]
+                                                  "grouping, model, name, out, probes, resources, retries, scorers, seeds, storage, tasks, training)"]
     assert "Ray" not in result.stdout + result.stderr.split("error:")[0]
     missing = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such config file" in missing.stderr

@@ -27,7 +27,6 @@ from raytaskaff.data.reader import SplitData
 from raytaskaff.plan import Run
 from raytaskaff.store import ResultStore
 from raytaskaff.training.loop import DataSplits, RunResult, RunSpec, TrainConfig, train
-from raytaskaff.training.probes import ProbeConfig
 
 
 @dataclass
@@ -42,8 +41,8 @@ class Execution:
 
 def train_config(config: SweepConfig, device: str, probes: bool) -> TrainConfig:
     """The training loop's config: the sweep's hyper-parameters plus what the engine decides."""
-    probe = ProbeConfig(**dataclasses.asdict(config.probes)) if probes else None
-    return TrainConfig(**dataclasses.asdict(config.training), device=device, normalisation=config.data.normalisation, probes=probe)
+    return TrainConfig(**dataclasses.asdict(config.training), device=device, normalisation=config.data.normalisation,
+                       probes=config.probes if probes else None)
 
 
 def _train_here(run: Run, tables: dict, size: int, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:

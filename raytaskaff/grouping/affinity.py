@@ -15,8 +15,9 @@ f(P) + best_{k-1}(S \\ P). Cost O(K 3^n): under a second for 12 tasks.
 
 Beyond that, a documented heuristic: local search over partitions into at most K groups (each
 group serving its own members), from several seeded starts, moving and swapping single tasks while
-the objective rises. It finds the exact optimum on the small cases of the tests, but carries no
-guarantee.
+the objective rises; then the best partition's groups may overlap, adding or dropping one task of
+one group at a time while the objective rises. It carries no guarantee: on random affinities of 8
+to 12 tasks it reaches 0.87-1.0 of the exact objective (`python -m bench.grouping`).
 """
 
 from __future__ import annotations
@@ -176,7 +177,30 @@ def _heuristic(affinity: np.ndarray, max_groups: int, singleton: float, restarts
                     break
         if current > best_value:
             best_label, best_value = label, current
-    return [sum(1 << a for a in range(n) if best_label[a] == k) for k in sorted(set(best_label))]
+    groups = [{a for a in range(n) if best_label[a] == k} for k in sorted(set(best_label))]
+    return [sum(1 << a for a in g) for g in _overlap(affinity, groups, singleton)]
+
+
+def _overlap(affinity: np.ndarray, groups: list[set[int]], singleton: float) -> list[set[int]]:
+    """Improve a partition by letting groups overlap: add a task to a group or drop one from a
+    group (every task stays covered) while the objective rises; a task is served by its best group."""
+    n = len(affinity)
+
+    def value(gs: list[set[int]]) -> float:
+        return sum(max(_score_in(affinity, sorted(g), a, singleton) for g in gs if a in g) for a in range(n))
+
+    current, improved = value(groups), True
+    while improved:
+        improved = False
+        for k, a in ((k, a) for k in range(len(groups)) for a in range(n)):
+            trial = [set(g) for g in groups]
+            trial[k] ^= {a}
+            if not trial[k] or any(not any(b in g for g in trial) for b in range(n)):
+                continue
+            if (v := value(trial)) > current + 1e-12:
+                groups, current, improved = trial, v, True
+                break
+    return groups
 
 
 def select_groups(table: dict[tuple[str, str], float], max_groups: int, tasks: tuple[str, ...] | None = None,

@@ -24,6 +24,7 @@ from raytaskaff.data.reader import SplitData
 from raytaskaff.data.transforms import rgb_input
 from raytaskaff.errors import RaytaskaffError
 from raytaskaff.models import ModelConfig, MultiTaskNet, part_seed, save_model
+from raytaskaff.settings import Training, check_choice
 from raytaskaff.tasks import Task, task
 from raytaskaff.training.optim import make_optimizer
 from raytaskaff.training.probes import GradientProbe, ProbeConfig
@@ -56,33 +57,18 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """epochs, batch_size, lr (peak), optimizer ("adam", "adamw", "sgd"), schedule ("cosine" per
-    step, or "constant"), grad_scale (1/sqrt(T) at the shared representation), amp (bf16 autocast,
-    CUDA only), device ("auto", "cpu", "cuda", ...), normalisation ("dataset": the manifest's
-    statistics for scalar labels; "taskonomy": the reference constants), probes (MTL runs only)."""
+class TrainConfig(Training):
+    """The sweep's hyper-parameters (`settings.Training`) plus what the caller decides: device
+    ("auto", "cpu", "cuda", ...), normalisation ("dataset": the manifest's statistics for scalar
+    labels; "taskonomy": the reference constants) and probes (MTL runs only)."""
 
-    epochs: int = 2
-    batch_size: int = 64
-    lr: float = 2e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    grad_scale: bool = False
-    amp: bool = True
     device: str = "auto"
     normalisation: str = "dataset"
-    eval_batch_size: int = 256
     probes: ProbeConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive: {self}")
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"unknown schedule {self.schedule!r} (known: cosine, constant)")
-        if self.normalisation not in ("dataset", "taskonomy"):
-            raise ValueError(f"unknown normalisation {self.normalisation!r} (known: dataset, taskonomy)")
+        super().__post_init__()
+        check_choice("normalisation", self.normalisation, ("dataset", "taskonomy"))
 
 
 @dataclass

@@ -23,35 +23,16 @@ untouched (the reference edits the model in place, and its lookahead updates BN 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch.func import functional_call
 
 from raytaskaff.data.transforms import Target
 from raytaskaff.models import MultiTaskNet
+from raytaskaff.settings import VARIANTS, ProbeConfig
 from raytaskaff.tasks import Task
 from raytaskaff.training.optim import virtual_update
 
-VARIANTS = ("faithful", "corrected")
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """lookahead_every: steps between TAG lookaheads (the reference uses 10); gradients_every:
-    steps between gs/etap records (1: every step, TAG's definition of CS; per-task gradients cost
-    one encoder backward per task, so larger values make long all-task runs cheaper);
-    variant: see above."""
-
-    lookahead_every: int = 10
-    variant: str = "corrected"
-    gradients_every: int = 1
-
-    def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown probe variant {self.variant!r} (known: {', '.join(VARIANTS)})")
-        if self.lookahead_every < 1 or self.gradients_every < 1:
-            raise ValueError(f"lookahead_every and gradients_every must be at least 1, got {self}")
+__all__ = ["VARIANTS", "GradientProbe", "ProbeConfig"]
 
 
 def _flat(tensors: list[torch.Tensor | None], like: list[torch.Tensor]) -> torch.Tensor:

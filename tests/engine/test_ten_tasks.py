@@ -9,9 +9,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from raytaskaff.config import ModelSection, TrainingSection, load_config  # noqa: E402
+from raytaskaff.config import ModelSection, load_config  # noqa: E402
 from raytaskaff.engine.sweep import run_sweep  # noqa: E402
 from raytaskaff.plan import plan, summary  # noqa: E402
+from raytaskaff.settings import Training  # noqa: E402
 
 pytestmark = pytest.mark.ray
 TEN = Path(__file__).resolve().parents[2] / "sweeps" / "synthetic-10.yaml"
@@ -23,7 +24,7 @@ def reduced(tmp_path_factory):
     config = load_config(TEN, out=str(root / "out"))
     return dataclasses.replace(
         config, data=dataclasses.replace(config.data, path=str(root / "data"), n=160, size=16, workers=2), seeds=(0,),
-        model=ModelSection(preset="small", widths=(8, 16), decoder_width=4), training=TrainingSection(epochs=1, batch_size=32, lr=0.01),
+        model=ModelSection(preset="small", widths=(8, 16), decoder_width=4), training=Training(epochs=1, batch_size=32, lr=0.01),
         scorers={k: v for k, v in config.scorers.items() if k in ("td", "rsa", "gs", "gt")} | {"rsa": {"images": 16}},
         resources=dataclasses.replace(config.resources, cpus_per_run=1, gpus_per_run=0, scorer_actors=1),
         grouping=dataclasses.replace(config.grouping, groups=(2, 3)), bootstrap=50)

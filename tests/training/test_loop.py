@@ -11,7 +11,14 @@ from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest
 from raytaskaff.models import MultiTaskNet, preset
 from raytaskaff.tasks import Task, task
-from raytaskaff.training.loop import DataSplits, RunSpec, TrainConfig, TrainingDiverged, evaluate, train
+from raytaskaff.training.loop import (
+    DataSplits,
+    RunSpec,
+    TrainConfig,
+    TrainingDiverged,
+    evaluate,
+    train,
+)
 from raytaskaff.training.probes import ProbeConfig
 
 MODEL = preset("small")
@@ -107,8 +114,10 @@ def test_bad_specs_and_configs():
         RunSpec(("normal",), inject=("normal",))
     with pytest.raises(KeyError, match="unknown task"):
         RunSpec(("normals",))
-    with pytest.raises(ValueError, match="unknown schedule"):
+    with pytest.raises(ValueError, match="training.schedule: 'step' is not one of cosine, constant"):
         TrainConfig(schedule="step")
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="training.epochs: must be an integer >= 1"):
         TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="normalisation: 'imagenet' is not one of dataset, taskonomy"):
+        TrainConfig(normalisation="imagenet")
     assert RunSpec(("normal", "depth_zbuffer", "edge_texture")).kind == "group"

@@ -168,7 +168,7 @@ def test_etap_is_the_first_order_lookahead():
 
 
 def test_probe_rejects_bad_configs():
-    with pytest.raises(ValueError, match="unknown probe variant"):
+    with pytest.raises(ValueError, match="probes.variant: 'exact' is not one of faithful, corrected"):
         ProbeConfig(variant="exact")
     with pytest.raises(ValueError, match="lookahead_every"):
         ProbeConfig(lookahead_every=0)
