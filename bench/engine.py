@@ -24,6 +24,7 @@ import torch
 from raytaskaff.config import load_config
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest
+from raytaskaff.engine.data import share_splits
 from raytaskaff.engine.runs import train_config, train_runs
 from raytaskaff.plan import plan
 from raytaskaff.store import ResultStore
@@ -61,7 +62,8 @@ def main() -> None:
         startup = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as tmp:
             store = ResultStore(str(Path(tmp) / "store"))
-            execution = train_runs(config, runs, store, splits, stats, str(Path(tmp) / "tune"), say=lambda *a: None)
+            tables = share_splits(args.data, "object_store")
+            execution = train_runs(config, runs, store, tables, splits["train"].size, stats, str(Path(tmp) / "tune"), say=lambda *a: None)
             assert not execution.failed, execution.failed
             engine[cpus] = execution.wall_seconds
         ray.shutdown()

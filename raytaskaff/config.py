@@ -37,7 +37,9 @@ __all__ = ["ConfigError", "SweepConfig", "load_config"]
 @dataclass(frozen=True)
 class DataConfig:
     """kind "synthetic": rendered into `path` if absent (n views of size px from seed);
-    kind "shards": an existing dataset directory (e.g. converted Taskonomy) at `path`."""
+    kind "shards": an existing dataset directory (e.g. converted Taskonomy) at `path`.
+    reader: how trials get the splits (engine/data.py `share_splits`): "object_store" (the driver
+    puts each split once) or "ray_data" (Ray Data reads the Parquet shards across the cluster)."""
 
     kind: str = "synthetic"
     path: str = "data/synthetic-32"
@@ -46,9 +48,11 @@ class DataConfig:
     seed: int = 0
     workers: int = 2
     normalisation: str = "dataset"
+    reader: str = "object_store"
 
     def __post_init__(self) -> None:
         check_choice("data.kind", self.kind, ("synthetic", "shards"))
+        check_choice("data.reader", self.reader, ("object_store", "ray_data"))
         check_choice("data.normalisation", self.normalisation, ("dataset", "taskonomy"))
         check_at_least("data.n", self.n, 1)
         check_at_least("data.size", self.size, 8)

@@ -1,6 +1,6 @@
 """Sharing a split through Ray: the object store on one node, Ray Data at cluster scale.
 
-`put_split` stores a split's Arrow table once; every task or actor that receives the reference
+`share_splits` shares every split one way or the other. `put_split` stores a split's Arrow table once; every task or actor that receives the reference
 maps the same shared-memory buffers, and `SplitData` turns them into numpy views without a copy
 (the views are read-only). `read_split` streams the Parquet shards of shared storage with Ray Data
 and `torch_batches` yields the same raw batches as `SplitData.batches`.
@@ -18,6 +18,25 @@ import torch
 from raytaskaff.data.reader import SplitData, dataset_files
 from raytaskaff.data.shards import Manifest
 from raytaskaff.errors import DataError
+
+
+def share_splits(root: str | os.PathLike, reader: str, splits: tuple[str, ...] = ("train", "val", "test")) -> dict:
+    """Each split in the object store once, for trials to map without a copy: {split: reference}.
+
+    "object_store": the driver reads the shards and puts each split as one Arrow table (a single
+    node, or a cluster whose driver can hold the dataset in memory).
+    "ray_data": Ray Data reads the Parquet shards in parallel tasks across the cluster and each
+    block stays in the object store of the node that read it; a split is the list of its block
+    references, in shard order (order is preserved, so paired seeds see the rows as the local
+    reader does). The shard directory must be readable from every node (NFS or a shared mount).
+    A trial turns either form into a `SplitData` with `SplitData(ray.get(reference), size)`.
+    """
+    if reader == "ray_data":
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        return {s: read_split(root, s).to_arrow_refs() for s in splits}
+    if reader != "object_store":
+        raise ValueError(f"unknown reader {reader!r} (known: object_store, ray_data)")
+    return {s: put_split(SplitData.open(root, s)) for s in splits}
 
 
 def put_split(data: SplitData) -> ray.ObjectRef:

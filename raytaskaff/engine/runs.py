@@ -130,16 +130,16 @@ class _Progress(tune.Callback):
         self._line(trial, "FAILED")
 
 
-def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, data: dict[str, SplitData], stats: dict,
+def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, tables: dict, size: int, stats: dict,
                tune_dir: str, say=print) -> Execution:
-    """Train every run without a stored result as a Tune trial; return what happened."""
+    """Train every run without a stored result as a Tune trial; return what happened.
+
+    tables: {split: reference(s)} from `engine.data.share_splits`; size: the views' side in pixels."""
     start = time.perf_counter()
     execution = Execution(skipped=[r.key for r in runs if store.has(r.key)])
     pending = [r for r in runs if r.key not in set(execution.skipped)]
     if not pending:
         return execution
-    tables = {name: ray.put(split.table) for name, split in data.items()}
-    size = data["train"].size
     trainable = tune.with_parameters(_trial, tables=tables, size=size, stats=stats, sweep=config, store_uri=store.uri)
     own = {"CPU": config.resources.cpus_per_run, **({"GPU": config.resources.gpus_per_run} if config.resources.gpus_per_run else {})}
 

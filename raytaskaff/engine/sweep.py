@@ -21,7 +21,7 @@ from raytaskaff import __version__
 from raytaskaff.config import SweepConfig
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest
-from raytaskaff.engine.data import put_split
+from raytaskaff.engine.data import put_split, share_splits
 from raytaskaff.engine.runs import Execution, train_runs
 from raytaskaff.engine.scorers import ModelMappers
 from raytaskaff.evaluation import (
@@ -172,7 +172,8 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     store = ResultStore(config.storage or str(out / "store"))
     say(f"{len(runs)} runs planned, {sum(store.has(r.key) for r in runs)} already stored")
     stage("ray start")
-    execution = train_runs(config, runs, store, data, manifest.stats, str(out / "tune"), say)
+    tables = share_splits(root, config.data.reader)
+    execution = train_runs(config, runs, store, tables, data["train"].size, manifest.stats, str(out / "tune"), say)
     stage("training")
 
     seeds = collect(runs, store, config.seeds)
@@ -215,7 +216,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         costs_by_source = {**costs, "ground_truth": dict(gt_cost), "hoa": dict(gt_cost)}
 
         def train_more(extra: list[Run]) -> None:
-            more = train_runs(config, extra, store, data, manifest.stats, str(out / "tune"), say)
+            more = train_runs(config, extra, store, tables, data["train"].size, manifest.stats, str(out / "tune"), say)
             execution.trained += more.trained
             execution.skipped += more.skipped
             execution.failed.update(more.failed)

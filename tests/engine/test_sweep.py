@@ -118,3 +118,31 @@ def test_report_rebuilds_from_results_alone(first_run, smoke, tmp_path):
         assert section in html, section
     assert html.count("data:image/png;base64,") == 3 + len(smoke.scorers) and "src=''" not in html
     assert main([str(tmp_path / "nothing")]) == 2
+
+
+def test_ray_data_reader_trains_identical_runs(first_run, smoke, tmp_path):
+    """Splits read by Ray Data reach the trials in the same row order: the same runs give the same losses."""
+    config = dataclasses.replace(smoke, tasks=("depth_zbuffer", "normal"), seeds=(0,), out=str(tmp_path / "out"),
+                                 scorers={"td": smoke.scorers["td"]}, grouping=dataclasses.replace(smoke.grouping, groups=()),
+                                 data=dataclasses.replace(smoke.data, reader="ray_data"))
+    summary = run_sweep(config, say=lambda *a: None)
+    assert summary["runs"]["trained"] == 3 and not summary["runs"]["failed"]
+    here, there = ResultStore(str(tmp_path / "out" / "store")), ResultStore(str(Path(smoke.out) / "store"))
+    for run in plan(config):
+        assert here.load(run.key).test_losses == there.load(run.key).test_losses, run.label
+
+
+def test_run_counters_reach_the_metrics_export(first_run):
+    """The dashboard's metrics: Ray exports the sweep's counters on the node's metrics port."""
+    import time
+    import urllib.request
+
+    port = ray.nodes()[0]["MetricsExportPort"]
+    done = []
+    for _ in range(30):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        done = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("ray_raytaskaff_runs_done_total")]
+        if done and sum(done) >= 20:
+            break
+        time.sleep(1)
+    assert sum(done) >= 20  # the 20 runs of the first smoke sweep, at least
