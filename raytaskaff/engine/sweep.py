@@ -172,8 +172,8 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     store = ResultStore(config.storage or str(out / "store"))
     say(f"{len(runs)} runs planned, {sum(store.has(r.key) for r in runs)} already stored")
     stage("ray start")
-    tables = share_splits(root, config.data.reader)
-    execution = train_runs(config, runs, store, tables, data["train"].size, manifest.stats, str(out / "tune"), say)
+    shared = share_splits(root, config.data.reader)
+    execution = train_runs(config, runs, store, shared, data["train"].size, manifest.stats, str(out / "tune"), say)
     stage("training")
 
     seeds = collect(runs, store, config.seeds)
@@ -211,17 +211,17 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
 
     grouping = None
     if config.grouping.groups:
-        tables = {name: {(r.target, r.partner): r.value for r in s.table.itertuples()} for name, s in scores.items()}
-        tables["ground_truth"] = truth_table
+        affinities = {name: {(r.target, r.partner): r.value for r in s.table.itertuples()} for name, s in scores.items()}
+        affinities["ground_truth"] = truth_table
         costs_by_source = {**costs, "ground_truth": dict(gt_cost), "hoa": dict(gt_cost)}
 
         def train_more(extra: list[Run]) -> None:
-            more = train_runs(config, extra, store, tables, data["train"].size, manifest.stats, str(out / "tune"), say)
+            more = train_runs(config, extra, store, shared, data["train"].size, manifest.stats, str(out / "tune"), say)
             execution.trained += more.trained
             execution.skipped += more.skipped
             execution.failed.update(more.failed)
 
-        rows, errors, extra = validate_groupings(config, runs, store, tables, costs_by_source, train_more, say)
+        rows, errors, extra = validate_groupings(config, runs, store, affinities, costs_by_source, train_more, say)
         runs = runs + extra
         grouping = {"rows": rows, "errors": errors, "seeds": list(config.grouping_seeds)}
         stage("grouping")
