@@ -1,0 +1,172 @@
+"""Faults on a Ray cluster simulated on this machine (`ray.cluster_utils.Cluster`: a head that runs
+no trials and two one-CPU worker nodes). Each test counts what was lost, and that must be nothing."""
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from raytaskaff.config import load_config  # noqa: E402
+from raytaskaff.engine.sweep import run_sweep  # noqa: E402
+from raytaskaff.plan import plan  # noqa: E402
+from raytaskaff.store import ResultStore  # noqa: E402
+
+pytestmark = pytest.mark.ray
+SMOKE = Path(__file__).resolve().parents[2] / "sweeps" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    yield c, workers
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Two tasks, two seeds, runs of a few seconds (so that a fault lands mid-run), two retries."""
+    root = tmp_path_factory.mktemp("faults")
+    config = load_config(SMOKE, out=str(root / "out"))
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(root / "data")),
+                               tasks=("depth_zbuffer", "normal"), scorers={"td": config.scorers["td"]}, retries=2,
+                               training=dataclasses.replace(config.training, epochs=8),
+                               grouping=dataclasses.replace(config.grouping, groups=()))
+
+
+def _trial_processes() -> list[int]:
+    """PIDs of the processes running a Tune trial (Ray titles them after the trainable's actor)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                title = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("ray::ImplicitFunc"):
+                pids.append(int(entry))
+    return pids
+
+
+class _WhenMidRun(threading.Thread):
+    """Calls `action()` once some run has written an epoch checkpoint but not yet its result;
+    `join()` re-raises what the action raised."""
+
+    def __init__(self, store_root: Path, action, timeout: float = 120) -> None:
+        super().__init__(daemon=True)
+        self.store_root, self.action, self.timeout, self.error = store_root, action, timeout, None
+        self.start()
+
+    def run(self) -> None:
+        end = time.time() + self.timeout
+        while time.time() < end:
+            if list(self.store_root.glob("runs/*/checkpoint.pt")):
+                try:
+                    self.action()
+                except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+                    self.error = e
+                return
+            time.sleep(0.05)
+
+    def join(self, timeout=None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
+def _assert_nothing_lost(config, summary) -> pd.DataFrame:
+    runs = pd.read_parquet(Path(config.out) / "results" / "runs.parquet")
+    store = ResultStore(str(Path(config.out) / "store"))
+    assert not summary["runs"]["failed"] and (runs.status == "done").all()
+    assert all(store.has(r.key) for r in plan(config))  # every planned run has its result
+    return runs
+
+
+def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cluster, small, tmp_path):
+    config = dataclasses.replace(small, out=str(tmp_path / "out"))
+    killed = []
+
+    def kill_one():
+        pids = _trial_processes()
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    watcher = _WhenMidRun(tmp_path / "out" / "store", kill_one)
+    summary = run_sweep(config, address=cluster[0].address, say=lambda *a: None)
+    watcher.join()
+    assert killed, "no trial process was found to kill"
+    runs = _assert_nothing_lost(config, summary)
+    assert runs.retries.sum() >= 1 and len(runs) == len(plan(config))
+
+
+def test_a_node_removed_mid_sweep_loses_nothing(cluster, small, tmp_path):
+    c, workers = cluster
+    config = dataclasses.replace(small, out=str(tmp_path / "out"))
+    removed = []
+
+    def remove_node():
+        node = workers.pop()
+        c.remove_node(node, allow_graceful=False)
+        removed.append(node)  # the sweep goes on with the other worker node
+
+    watcher = _WhenMidRun(tmp_path / "out" / "store", remove_node)
+    summary = run_sweep(config, address=c.address, say=lambda *a: None)
+    watcher.join()
+    assert removed
+    runs = _assert_nothing_lost(config, summary)
+    assert len(runs) == len(plan(config)) and runs.retries.sum() >= 1  # the runs on the removed node ran again
+
+
+def _sweep_command(config_path: Path, out: Path) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "raytaskaff.sweep", "--config", str(config_path), "--out", str(out)]
+
+
+def test_a_killed_driver_resumes_and_ends_as_an_uninterrupted_sweep(small, tmp_path):
+    """The whole sweep command is killed (driver and its local Ray) once two runs are stored; the
+    same command run again trains only what is missing, and every result equals an uninterrupted
+    sweep's."""
+    import json
+    import subprocess
+
+    import yaml
+
+    config_path = tmp_path / "sweep.yaml"
+    config_path.write_text(yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(small)))))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
+    out = tmp_path / "interrupted"
+    process = subprocess.Popen(_sweep_command(config_path, out), env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "store" / "runs"
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(results.glob("*/result.json"))) < 2 and process.poll() is None:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    stored = {p.parent.name for p in results.glob("*/result.json")}
+    assert 2 <= len(stored) < len(plan(small)), "the kill did not land mid-sweep"
+
+    done = subprocess.run(_sweep_command(config_path, out), env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "results" / "evaluation.json").read_text())
+    assert summary["runs"]["skipped"] == len(stored) and summary["runs"]["trained"] == len(plan(small)) - len(stored)
+
+    reference = tmp_path / "uninterrupted"
+    assert subprocess.run(_sweep_command(config_path, reference), env=env, capture_output=True, check=False).returncode == 0
+    resumed, clean = ResultStore(str(out / "store")), ResultStore(str(reference / "store"))
+    for run in plan(small):
+        assert resumed.load(run.key).test_losses == clean.load(run.key).test_losses, run.label
