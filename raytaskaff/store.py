@@ -43,6 +43,16 @@ class ResultStore:
         except OSError as e:
             raise StoreError(f"{self.uri}: cannot create the result store ({e})") from None
 
+    def check_writable(self) -> None:
+        """Write and delete a probe file: a read-only or full store fails here, before any training."""
+        probe = f"{self.root}/runs/.write-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            with self.fs.open_output_stream(probe) as f:
+                f.write(b"probe")
+            self.fs.delete_file(probe)
+        except OSError as e:
+            raise StoreError(f"{self.uri}: the result store is not writable ({e})") from None
+
     def _path(self, key: str, name: str) -> str:
         return f"{self.root}/runs/{key}/{name}"
 

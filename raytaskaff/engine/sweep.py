@@ -43,7 +43,7 @@ from raytaskaff.plan import Run, group_runs, plan
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of, scorer
 from raytaskaff.scorers.base import ScorerError
-from raytaskaff.store import ResultStore
+from raytaskaff.store import ResultStore, StoreError
 
 
 def prepare_data(config: SweepConfig, say=print) -> Path:
@@ -144,6 +144,17 @@ def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd
     return pd.DataFrame(rows)
 
 
+def _check_writable(out: Path) -> None:
+    """The output directory exists and takes a file, or a one-line StoreError says why not."""
+    probe = out / f".write-probe-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as e:
+        raise StoreError(f"{out}: cannot write the sweep's outputs ({e.strerror or e})") from None
+
+
 def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dict:
     """Run the whole sweep; returns the evaluation summary written to evaluation.json."""
     stages: dict[str, float] = {}
@@ -156,7 +167,9 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         mark = now
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
+    store = ResultStore(config.storage or str(out / "store"))
+    store.check_writable()
     root = prepare_data(config, say)
     manifest = Manifest.load(root)
     data = {s: SplitData.open(root, s) for s in ("train", "val", "test")}
@@ -169,7 +182,6 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     runs = plan(config)
-    store = ResultStore(config.storage or str(out / "store"))
     say(f"{len(runs)} runs planned, {sum(store.has(r.key) for r in runs)} already stored")
     stage("ray start")
     shared = share_splits(root, config.data.reader)

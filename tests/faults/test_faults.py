@@ -170,3 +170,23 @@ def test_a_killed_driver_resumes_and_ends_as_an_uninterrupted_sweep(small, tmp_p
     resumed, clean = ResultStore(str(out / "store")), ResultStore(str(reference / "store"))
     for run in plan(small):
         assert resumed.load(run.key).test_losses == clean.load(run.key).test_losses, run.label
+
+
+@pytest.mark.parametrize("where", ["out", "storage"])
+def test_unwritable_outputs_or_store_stop_the_sweep_before_training(tmp_path, where):
+    """/sys exists but takes no new file, even for root: a read-only storage stand-in."""
+    import subprocess
+    import sys
+
+    if os.access("/sys", os.W_OK) and not Path("/sys").is_dir():
+        pytest.skip("no read-only directory to stand in for read-only storage")
+    out = tmp_path / "out"
+    args = ["--out", "/sys"] if where == "out" else ["--out", str(out)]
+    config = tmp_path / "sweep.yaml"
+    config.write_text(SMOKE.read_text() + ("storage: /sys\n" if where == "storage" else ""))
+    done = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(config), *args],
+                          capture_output=True, text=True, check=False)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: /sys"), done.stderr[-1000:]
+    assert "not writable" in lines[0] or "cannot" in lines[0]
+    assert not (out / "results").exists() and not list(Path("/sys").glob("runs"))  # nothing half-written
