@@ -104,8 +104,8 @@ def validate_groupings(config: SweepConfig, runs: list[Run], store: ResultStore,
     except GroupingError as e:
         errors["hoa"] = str(e)
     wanted = [g for c in choices for g in c.groups] + [tuple(tasks)]
-    extra = [r for r in group_runs(config, wanted, runs) if r.key not in {p.key for p in runs}]
-    extra = list({r.key: r for r in extra}.values())
+    planned = {r.key for r in runs}
+    extra = list({r.key: r for r in group_runs(config, wanted, runs) if r.key not in planned}.values())
     say(f"grouping: {len(choices)} choices need {len(extra)} more runs, {sum(store.has(r.key) for r in extra)} already stored")
     train(extra)
     losses = network_losses(runs + extra, store, seeds)

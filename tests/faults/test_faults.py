@@ -26,6 +26,8 @@ SMOKE = Path(__file__).resolve().parents[2] / "sweeps" / "smoke.yaml"
 def cluster():
     from ray.cluster_utils import Cluster
 
+    if ray.is_initialized():  # the engine tests' local Ray lives for the session; this module needs a cluster
+        ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     c.wait_for_nodes()
