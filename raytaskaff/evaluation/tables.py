@@ -14,6 +14,19 @@ class TableError(RaytaskaffError):
     """A table file is missing or malformed; the message names the file and the problem."""
 
 
+def parse_number(path, line: int, column: str, text: str, empty_ok: bool = False) -> float | None:
+    """A finite float from one CSV cell, or a TableError naming file, line, column and text."""
+    if empty_ok and text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise TableError(f"{path}:{line}: {column} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise TableError(f"{path}:{line}: {column} {text!r} is not a finite number")
+    return value
+
+
 def read_table(path: str | os.PathLike, ground_truth: bool = False, scorer: str | None = None) -> dict[tuple[str, str], float]:
     """{(target, partner): value} from a CSV with header target,partner,value (other columns ignored).
 
@@ -60,13 +73,7 @@ def read_table(path: str | os.PathLike, ground_truth: bool = False, scorer: str 
         seen.add((target, partner))
         if ground_truth and text.lower() in ("", "nan"):
             continue  # an unknown gain: left out of every statistic
-        try:
-            value = float(text)
-        except ValueError:
-            raise TableError(f"{path}:{line}: value {text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise TableError(f"{path}:{line}: value {text!r} is not a finite number")
-        table[target, partner] = value
+        table[target, partner] = parse_number(path, line, "value", text)
     if scorer is not None and not seen:
         raise TableError(f"{path}: no rows of scorer {scorer!r}")
     return table

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import csv
-import math
 import os
 
-from raytaskaff.evaluation.tables import TableError
+from raytaskaff.evaluation.tables import TableError, parse_number
 from raytaskaff.grouping.networks import Network
 
 NETWORK_COLUMNS = ("network", "cost", "task", "val_loss", "test_loss")
-
-
-def _number(path, line: int, column: str, text: str, empty_ok: bool = False) -> float | None:
-    if empty_ok and text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise TableError(f"{path}:{line}: {column} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise TableError(f"{path}:{line}: {column} {text!r} is not a finite number")
-    return value
 
 
 def read_networks(path: str | os.PathLike) -> list[Network]:
@@ -55,15 +42,15 @@ def read_networks(path: str | os.PathLike) -> list[Network]:
         network, cost, task, val_text, test_text = (row[col[c]].strip() for c in NETWORK_COLUMNS)
         if not network or not task:
             raise TableError(f"{path}:{line}: empty {'network' if not network else 'task'} name")
-        cost_value = _number(path, line, "cost", cost)
+        cost_value = parse_number(path, line, "cost", cost)
         if cost_value < 0:
             raise TableError(f"{path}:{line}: cost {cost!r} is negative")
         if costs.setdefault(network, cost_value) != cost_value:
             raise TableError(f"{path}:{line}: network {network!r} has cost {cost_value:g} here and {costs[network]:g} above")
         if task in val.setdefault(network, {}):
             raise TableError(f"{path}:{line}: network {network!r} lists task {task!r} twice")
-        val[network][task] = _number(path, line, "val_loss", val_text)
-        test.setdefault(network, {})[task] = _number(path, line, "test_loss", test_text, empty_ok=True)
+        val[network][task] = parse_number(path, line, "val_loss", val_text)
+        test.setdefault(network, {})[task] = parse_number(path, line, "test_loss", test_text, empty_ok=True)
     if not val:
         raise TableError(f"{path}: no networks (only a header)")
     return [Network(name, costs[name], val[name], test[name]) for name in val]
