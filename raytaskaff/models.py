@@ -213,8 +213,12 @@ def save_model(model: MultiTaskNet, path, seed: int = 0) -> None:
         "grad_scale": model.grad_scale != 1.0, "state": model.state_dict(),
     }
     tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # a full disk leaves no partial file behind
+            os.remove(tmp)
 
 
 def load_model(path, map_location="cpu") -> MultiTaskNet:

@@ -72,6 +72,10 @@ class ResultStore:
                 f.write(data)
             self.fs.move(tmp, final)
         except OSError as e:
+            try:
+                self.fs.delete_file(tmp)  # a full store keeps no partial file
+            except OSError:
+                pass
             raise StoreError(f"{final}: cannot write ({e})") from None
 
     def save(self, key: str, result: RunResult, **extra) -> None:

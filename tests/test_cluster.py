@@ -19,8 +19,6 @@ def test_cluster_yaml_is_valid_for_ray():
     assert any(t["resources"].get("GPU", 0) >= 1 for t in config["available_node_types"].values())
     setup = " ".join(raw["setup_commands"])
     assert "ray[default,train,tune,data]==2.60.0" in setup and "pip install -e /home/ubuntu/raytaskaff" in setup
-    starts = " ".join(raw["head_start_ray_commands"] + raw["worker_start_ray_commands"])
-    assert "dashboard-host" not in starts and "0.0.0.0" not in starts  # the dashboard stays on localhost
 
 
 def test_a_typo_is_caught_by_the_same_validation():

@@ -155,6 +155,18 @@ def _check_writable(out: Path) -> None:
         raise StoreError(f"{out}: cannot write the sweep's outputs ({e.strerror or e})") from None
 
 
+def start_ray(config: SweepConfig, address: str | None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray of this machine (never
+    a stray cluster). A local Ray's dashboard binds to 127.0.0.1, Ray's default: reach a cluster's
+    through an SSH tunnel (`ray dashboard cluster.yaml`)."""
+    if ray.is_initialized():
+        return
+    if address is None and "RAY_ADDRESS" not in os.environ:
+        ray.init(address="local", num_cpus=config.resources.num_cpus, log_to_driver=False, configure_logging=False)
+    else:  # --address auto, or the driver of a `ray job submit`
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+
+
 def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dict:
     """Run the whole sweep; returns the evaluation summary written to evaluation.json."""
     stages: dict[str, float] = {}
@@ -175,11 +187,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     data = {s: SplitData.open(root, s) for s in ("train", "val", "test")}
     stage("data")
 
-    if not ray.is_initialized():
-        if address is None and "RAY_ADDRESS" not in os.environ:  # a local Ray of this machine (never a stray cluster)
-            ray.init(address="local", num_cpus=config.resources.num_cpus, log_to_driver=False, configure_logging=False)
-        else:  # --address auto, or the driver of a `ray job submit`
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    start_ray(config, address)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     runs = plan(config)
     say(f"{len(runs)} runs planned, {sum(store.has(r.key) for r in runs)} already stored")

@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -170,8 +171,23 @@ def evaluate(model: MultiTaskNet, data: SplitData, tasks: list[Task], inject: li
 
 def _save(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+
+
+def _resume_state(path: Path | None, device: torch.device) -> dict | None:
+    """The checkpoint at `path`, or None when there is none or it cannot be read safely (tensors and
+    plain data only; anything else is refused by weights_only and the run starts afresh)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # weights_only refusing a pickled object, a truncated or foreign file
+        warnings.warn(f"{path}: unreadable checkpoint ignored, training from the start ({str(e).splitlines()[0]})", stacklevel=2)
+        return None
 
 
 def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: DataSplits, seed: int,
@@ -209,9 +225,9 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
     best = (math.inf, -1, None)  # (summed val loss, epoch, state dict)
     first_epoch = 0
     path = Path(checkpoint) if checkpoint else None
-    if path is not None and path.exists():
-        saved = torch.load(path, map_location=device, weights_only=True)
-        if saved["spec"] == [list(spec.tasks), list(spec.inject)] and saved["seed"] == seed:
+    saved = _resume_state(path, device)
+    if saved is not None:
+        if saved.get("spec") == [list(spec.tasks), list(spec.inject)] and saved.get("seed") == seed:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
