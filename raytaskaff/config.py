@@ -15,6 +15,7 @@ one-line `ConfigError` naming it.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from raytaskaff.settings import (
     Training,
     check_at_least,
     check_choice,
+    check_range,
 )
 
 __all__ = ["ConfigError", "SweepConfig", "load_config"]
@@ -56,6 +58,8 @@ class DataConfig:
         check_choice("data.normalisation", self.normalisation, ("dataset", "taskonomy"))
         check_at_least("data.n", self.n, 1)
         check_at_least("data.size", self.size, 8)
+        if self.size > 512:
+            raise ConfigError(f"data.size: at most 512 (Taskonomy's own resolution), got {self.size}")
         check_at_least("data.workers", self.workers, 1)
 
 
@@ -96,8 +100,8 @@ class ResourcesSection:
     num_cpus: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.cpus_per_run > 0 or self.gpus_per_run < 0:
-            raise ConfigError(f"resources: cpus_per_run must be positive and gpus_per_run non-negative, got {self.cpus_per_run}, {self.gpus_per_run}")
+        check_range("resources.cpus_per_run", self.cpus_per_run, 0, above=True)
+        check_range("resources.gpus_per_run", self.gpus_per_run, 0)
         if self.max_concurrent is not None:
             check_at_least("resources.max_concurrent", self.max_concurrent, 1)
         check_at_least("resources.workers", self.workers, 0)
@@ -142,6 +146,8 @@ class SweepConfig:
         from raytaskaff.scorers import scorer
         from raytaskaff.tasks import task
 
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise ConfigError(f"name: letters, digits, '.', '_' and '-' only (it names directories), got {self.name!r}")
         if len(self.tasks) < 2 or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"tasks: need at least two distinct tasks, got {list(self.tasks)}")
         for name in self.tasks:
@@ -152,12 +158,12 @@ class SweepConfig:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: need at least one seed, all distinct, got {list(self.seeds)}")
         for name, options in self.scorers.items():
-            try:
-                scorer(name)
-            except RaytaskaffError as e:
-                raise ConfigError(f"scorers: {e}") from None
             if not isinstance(options, dict):
                 raise ConfigError(f"scorers.{name}: options must be a mapping, got {options!r}")
+            try:
+                scorer(name).check_options({k: v for k, v in options.items() if not (name == "li" and k == "seeds")})
+            except RaytaskaffError as e:
+                raise ConfigError(f"scorers: {e}") from None
         li_seeds = self.scorers.get("li", {}).get("seeds")
         if li_seeds is not None and (not isinstance(li_seeds, list) or not set(li_seeds) <= set(self.seeds)):
             raise ConfigError(f"scorers.li.seeds: must be a list of the sweep's seeds {list(self.seeds)}, got {li_seeds!r}")

@@ -6,6 +6,7 @@ A bad value raises `ConfigError` (a `ValueError`) naming the key as a sweep conf
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from raytaskaff.errors import RaytaskaffError
@@ -26,6 +27,14 @@ def check_choice(key: str, value, allowed) -> None:
 def check_at_least(key: str, value, low) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(f"{key}: must be an integer >= {low}, got {value!r}")
+
+
+def check_range(key: str, value, low: float, high: float = math.inf, *, above: bool = False) -> None:
+    """A finite number in [low, high] (in (low, high] when `above`)."""
+    ok = math.isfinite(value) and (value > low if above else value >= low) and value <= high
+    if not ok:
+        bounds = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+        raise ConfigError(f"{key}: must be a finite number {bounds}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -50,8 +59,9 @@ class Training:
         check_at_least("training.epochs", self.epochs, 1)
         check_at_least("training.batch_size", self.batch_size, 1)
         check_at_least("training.eval_batch_size", self.eval_batch_size, 1)
-        if not self.lr > 0:
-            raise ConfigError(f"training.lr: must be positive, got {self.lr}")
+        check_range("training.lr", self.lr, 0, above=True)
+        check_range("training.momentum", self.momentum, 0, 1)
+        check_range("training.weight_decay", self.weight_decay, 0)
         check_choice("training.optimizer", self.optimizer, ("adam", "adamw", "sgd"))
         check_choice("training.schedule", self.schedule, ("cosine", "constant"))
 

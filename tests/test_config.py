@@ -1,12 +1,19 @@
 """Sweep configs: every shipped config loads; bad keys and values are one-line errors naming them."""
 
+import dataclasses
+import math
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from raytaskaff.config import ConfigError, load_config
+from raytaskaff.config import ConfigError, SweepConfig, load_config
+from raytaskaff.plan import plan
 
 SWEEPS = sorted(Path(__file__).resolve().parent.parent.joinpath("sweeps").glob("*.yaml"))
 
@@ -28,20 +35,34 @@ def _write(tmp_path, text):
     ("training: {epochs: 2, lr: 0.1, momentun: 0.9}\n", "training.momentun: unknown key"),
     ("training: {epochs: two}\n", "training.epochs: expected an integer, got 'two'"),
     ("training: {epochs: 0}\n", "training.epochs: must be an integer >= 1"),
-    ("training: {lr: -1}\n", "training.lr: must be positive"),
+    ("training: {lr: -1}\n", "training.lr: must be a finite number > 0, got -1.0"),
     ("tasks: [depth_zbuffer, normals]\n", "tasks: unknown task 'normals'"),
     ("tasks: [depth_zbuffer]\n", "tasks: need at least two distinct tasks"),
     ("scorers: {td: {}, tag: {}}\n", "scorers: unknown scorer 'tag'"),
     ("scorers: {li: {seeds: [7]}}\n", "scorers.li.seeds: must be a list of the sweep's seeds"),
     ("data: {kind: lmdb}\n", "data.kind: 'lmdb' is not one of synthetic, shards"),
     ("model: {preset: huge}\n", "model: unknown model preset 'huge'"),
-    ("resources: {cpus_per_run: 0}\n", "resources: cpus_per_run must be positive"),
+    ("resources: {cpus_per_run: 0}\n", "resources.cpus_per_run: must be a finite number > 0, got 0.0"),
     ("seeds: []\n", "seeds: need at least one seed"),
     ("probes: {variant: exact}\n", "probes.variant: 'exact' is not one of faithful, corrected"),
     ("grouping: {groups: [2, 9]}\n", "grouping.groups: at most 5 groups for 5 tasks"),
     ("grouping: {groups: [0]}\n", "grouping.groups[]: must be an integer >= 1, got 0"),
     ("grouping: {groups: [2], seeds: [5]}\n", "grouping.seeds: must be some of the sweep's seeds"),
     ("grouping: {groups: [2], exhaustive: yes please}\n", "grouping.exhaustive: expected true or false"),
+    ("training: {lr: .inf}\n", "training.lr: must be a finite number > 0, got inf"),
+    ("training: {lr: .nan}\n", "training.lr: must be a finite number > 0, got nan"),
+    ("training: {momentum: 2}\n", "training.momentum: must be a finite number >= 0 and <= 1, got 2.0"),
+    ("training: {weight_decay: -0.1}\n", "training.weight_decay: must be a finite number >= 0, got -0.1"),
+    ("training: {epochs: 1.0e+30}\n", "training.epochs: expected an integer, got 1e+30"),
+    ("resources: {gpus_per_run: .nan}\n", "resources.gpus_per_run: must be a finite number >= 0, got nan"),
+    ("resources: {cpus_per_run: .inf}\n", "resources.cpus_per_run: must be a finite number > 0, got inf"),
+    ("data: {size: 100000}\n", "data.size: at most 512"),
+    ("scorers: {ias: {imagez: 5}}\n", "scorers: ias: unknown option 'imagez' (known: images)"),
+    ("scorers: {rsa: {images: 0}}\n", "scorers: rsa.images: must be an integer >= 1, got 0"),
+    ("scorers: {li: {seeds: [0], images: 3}}\n", "scorers: li: unknown option 'images' (known: none)"),
+    ("scorers: {gs: {source: pair}}\n", "scorers: gs.source: 'pair' is not one of all, pairs"),
+    ("scorers: {etap: {source: 3}}\n", "scorers: etap.source: expected a string, got 3"),
+    ("name: ../../etc\n", "name: letters, digits"),
     ("- a\n- b\n", "config: expected a mapping"),
     ("tasks: [a, b\n", "not valid YAML"),
 ])
@@ -65,3 +86,79 @@ def test_cli_exits_2_before_ray_starts(tmp_path):
 
 def test_out_overrides_the_config(tmp_path):
     assert load_config(SWEEPS[0], out=str(tmp_path)).out == str(tmp_path)
+
+
+def _paths(cls, prefix=()):
+    """Every settable key path of a config dataclass, nested sections included."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        yield prefix + (f.name,)
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _paths(hints[f.name], prefix + (f.name,))
+
+
+PATHS = sorted(set(_paths(SweepConfig)) | {("scorers", name, key) for name in ("ias", "rsa", "gs", "td", "li") for key in ("images", "source", "seeds", "x")})
+NEAR_VALID = st.integers(-2, 40) | st.sampled_from([0.0, 0.5, 1e-3, 2.0, 1e30, -1e-9, math.nan, math.inf, -math.inf]) | st.booleans()
+ANY = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10) | st.integers(-2**64, 2**64) | st.floats() | st.text(max_size=10)
+    | st.sampled_from(["small", "adam", "cosine", "all", "pairs", "synthetic", "depth_zbuffer", "normal"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+VALUES = NEAR_VALID | ANY
+
+
+def _finite_numbers(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite_numbers(v) for v in value)
+    return True
+
+
+def _load_edited(tmp_path, edits):
+    """The smoke config with `edits` ([(key path, value)]) applied: (path, config or ConfigError)."""
+    data = yaml.safe_load(SWEEPS[[p.name for p in SWEEPS].index("smoke.yaml")].read_text())
+    for keys, value in edits:
+        node = data
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        return path, load_config(path)
+    except ConfigError as e:
+        assert "\n" not in str(e) and str(e).startswith(f"{path}: ")
+        return path, e
+
+
+def test_no_key_takes_a_non_finite_or_absurd_number(tmp_path):
+    """Every key, set to NaN, an infinity, a negative or an astronomically large number: refused in
+    one line, or loaded with every number finite (brute force over all keys)."""
+    for keys in PATHS:
+        for value in (math.nan, math.inf, -math.inf, -1, -0.5, 10**30, 1e30):
+            _, config = _load_edited(tmp_path, [(keys, value)])
+            if not isinstance(config, ConfigError):
+                assert _finite_numbers(dataclasses.asdict(config)), (keys, value)
+                assert config.data.size <= 512 and config.data.n >= 1, (keys, value)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.sampled_from(PATHS), VALUES), min_size=1, max_size=3))
+def test_any_edit_of_a_config_loads_sanely_or_is_refused_in_one_line(tmp_path, edits):
+    """Whatever a config holds, loading it gives a config that plans a sweep with finite numbers,
+    or a one-line ConfigError naming the file; never another exception."""
+    path, config = _load_edited(tmp_path, edits)
+    if isinstance(config, ConfigError):
+        event("refused: " + str(config).split(": ")[1].split(".")[0].split("[")[0])
+        return
+    event("loaded")
+    assert _finite_numbers(dataclasses.asdict(config))
+    runs = plan(config)
+    assert {r.kind for r in runs} >= {"stl", "pair"} and all(r.seed in config.seeds for r in runs)
+    assert config.training.epochs >= 1 and config.training.lr > 0 and config.resources.cpus_per_run > 0

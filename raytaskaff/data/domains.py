@@ -44,6 +44,7 @@ class Domain:
         where any source pixel is invalid) or "nearest" (class maps).
     invalid: raw value of a pixel with no geometry, or None when the domain has none.
     file_names: spellings of the domain in file names (`segmentsemantic` for semantics).
+    classes: for a class map that a task learns, the number of class ids (every value is below it).
     """
 
     name: str
@@ -52,6 +53,7 @@ class Domain:
     resize: str
     invalid: int | None = None
     file_names: tuple[str, ...] = ()
+    classes: int | None = None
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -69,7 +71,7 @@ DOMAINS: dict[str, Domain] = {
         Domain("depth_euclidean", "uint16", 1, "depth", DEPTH_INVALID),
         Domain("normal", "uint8", 3, "normal", NORMAL_INVALID),
         Domain("segment_semantic", "uint8", 1, "nearest", SEGMENT_UNCERTAIN,
-               file_names=("segmentsemantic", "segment_semantic")),
+               file_names=("segmentsemantic", "segment_semantic"), classes=SEGMENT_CLASSES),
         Domain("edge_texture", "uint16", 1, "area"),
         Domain("keypoints2d", "uint16", 1, "area"),
         Domain("edge_occlusion", "uint16", 1, "area"),
@@ -129,3 +131,5 @@ def check_raw(name: str, array: np.ndarray, size: int | None = None) -> None:
         raise DataError(f"{name}: shape {array.shape}, expected (H, W, {spec.channels})")
     if size is not None and array.shape[:2] != (size, size):
         raise DataError(f"{name}: shape {array.shape}, expected ({size}, {size}, {spec.channels})")
+    if spec.classes is not None and array.size and int(array.max()) >= spec.classes:
+        raise DataError(f"{name}: class id {int(array.max())} out of range (ids are 0..{spec.classes - 1})")

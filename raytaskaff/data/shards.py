@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -302,4 +303,22 @@ def read_shard(root: str | os.PathLike, info: ShardInfo, manifest: Manifest, col
             raise DataError(f"{path}: column {f.name!r} is {table.schema.field(f.name).type}, expected {f.type}")
     if table.num_rows != info.rows:
         raise DataError(f"{path}: {table.num_rows} rows, manifest says {info.rows}")
+    if verify:
+        _check_classes(path, table, manifest)
     return table.select(columns) if columns is not None else table
+
+
+def _check_classes(path: Path, table: pa.Table, manifest: Manifest) -> None:
+    """Every class map's ids are below its class count (a label out of range would break the loss)."""
+    for name in manifest.domains:
+        classes = domain(name).classes
+        if classes is None or not table.num_rows:
+            continue
+        values = pc.list_flatten(table.column(name))
+        top = pc.max(values).as_py()
+        if top is not None and top >= classes:
+            first = pc.index(pc.greater_equal(values, classes), True).as_py()
+            row = first // (manifest.size * manifest.size)
+            view = ", ".join(f"{k} {table.column(k)[row].as_py()}" for k in ("building", "point", "view"))
+            raise DataError(f"{path}: {name} of row {row} ({view}) holds class id {values[first].as_py()}, out of range "
+                            f"(ids are 0..{classes - 1})")

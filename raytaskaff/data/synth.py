@@ -13,16 +13,18 @@ Views are rendered at `render_size` (default max(128, 2 * size)) and every domai
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from skimage.filters import sobel
 
 from raytaskaff.data import derive
 from raytaskaff.data.domains import (
-    CURVATURE_MIN_RADIUS, DEPTH_INVALID, NORMAL_INVALID, RESHADING_BACKGROUND, SEGMENT_UNCERTAIN,
+    CURVATURE_MIN_RADIUS, DEPTH_INVALID, NORMAL_INVALID, RESHADING_BACKGROUND, SEGMENT_UNCERTAIN, domain,
 )
 from raytaskaff.data.render import Hits, cast, shade
 from raytaskaff.data.resize import resize_raw
@@ -204,9 +206,20 @@ def synth_views(config: SynthConfig, workers: int = 1) -> Iterator[tuple[str, st
             yield from emit(index, views)
 
 
+def _check_space(out: Path, config: SynthConfig) -> None:
+    need = config.n * config.size ** 2 * sum(domain(d).channels * domain(d).np_dtype.itemsize for d in SYNTH_DOMAINS)
+    parent = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(parent).free
+    if need > free:
+        raise DataError(f"{out}: {config.n} views of {config.size} px need {need / 1e9:.3g} GB, "
+                        f"{parent} has {free / 1e9:.3g} GB free")
+
+
 def generate(out: str | os.PathLike, config: SynthConfig, *, format: str = "arrow", workers: int = 1,
              overwrite: bool = False, rows_per_shard: int = 1024, progress: bool = False) -> Manifest:
-    """Render `config` into a shard dataset at `out` (atomically); return its manifest."""
+    """Render `config` into a shard dataset at `out` (atomically); return its manifest. A dataset
+    that the disk cannot hold is refused before rendering starts."""
+    _check_space(Path(out), config)
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
     params["render_size"] = config.resolution
     views = synth_views(config, workers)

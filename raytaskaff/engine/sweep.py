@@ -65,6 +65,13 @@ def prepare_data(config: SweepConfig, say=print) -> Path:
     return path
 
 
+def open_data(config: SweepConfig, say=print) -> tuple[Path, Manifest, dict[str, SplitData]]:
+    """The dataset (rendered first if it is synthetic and absent), its manifest and its three splits,
+    every shard checked against the manifest (size, checksum, columns, class ids)."""
+    root = prepare_data(config, say)
+    return root, Manifest.load(root), {s: SplitData.open(root, s) for s in ("train", "val", "test")}
+
+
 def collect(runs: list[Run], store: ResultStore, seeds: tuple[int, ...]) -> list[SeedRuns]:
     """Stored results, grouped by seed the way scorers read them."""
     by_seed = {s: SeedRuns(s) for s in seeds}
@@ -179,12 +186,14 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         mark = now
 
     out = Path(config.out)
+    rendered = config.data.kind == "shards" or (Path(config.data.path) / "manifest.json").exists()
+    if rendered:  # damaged data stops the sweep before anything is written
+        root, manifest, data = open_data(config, say)
     _check_writable(out)
     store = ResultStore(config.storage or str(out / "store"))
     store.check_writable()
-    root = prepare_data(config, say)
-    manifest = Manifest.load(root)
-    data = {s: SplitData.open(root, s) for s in ("train", "val", "test")}
+    if not rendered:
+        root, manifest, data = open_data(config, say)
     stage("data")
 
     start_ray(config, address)

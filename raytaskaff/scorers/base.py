@@ -23,6 +23,7 @@ Whole-run costs (training the models it reads) are added by `cost_of`, total and
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -154,6 +155,19 @@ class Scorer:
         """{(target, partner): value} for every ordered pair; may fill `self.details`."""
         raise NotImplementedError
 
+    def check_options(self, options: dict) -> None:
+        """ScorerError unless every option is a keyword of `compute` with a value of its default's
+        kind (a count is an integer >= 1), so that a sweep config is checked before training."""
+        known = {n: p.default for n, p in inspect.signature(self.compute).parameters.items() if n != "artifacts"}
+        for key, value in options.items():
+            if key not in known:
+                raise ScorerError(f"{self.name}: unknown option {key!r} (known: {', '.join(known) or 'none'})")
+            default = known[key]
+            if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ScorerError(f"{self.name}.{key}: must be an integer >= 1, got {value!r}")
+            if isinstance(default, str) and not isinstance(value, str):
+                raise ScorerError(f"{self.name}.{key}: expected a string, got {value!r}")
+
     def score(self, artifacts: Artifacts, **options) -> Score:
         self.details: dict = {}
         wall, cpu, remote = time.perf_counter(), time.process_time(), artifacts.remote_device_seconds
@@ -257,6 +271,11 @@ class ProbeScorer(Scorer):
 
     def requirements(self, source: str = "all", **options) -> Needs:
         return Needs(mtl=source)
+
+    def check_options(self, options: dict) -> None:
+        super().check_options(options)
+        if options.get("source", "all") not in ("all", "pairs"):
+            raise ScorerError(f"{self.name}.source: {options['source']!r} is not one of all, pairs")
 
     def compute(self, artifacts: Artifacts, source: str = "all") -> dict[tuple[str, str], float]:
         values, variants = probe_affinities(artifacts, self.probe, source)

@@ -92,6 +92,10 @@ def test_add_rejects_bad_arrays(tmp_path):
             w.add("train", building, point, view, fov, {**arrays, "depth_zbuffer": arrays["depth_zbuffer"].astype(np.int32)})
         with pytest.raises(DataError, match=r"rgb: shape \(4, 4, 1\)"):
             w.add("train", building, point, view, fov, {**arrays, "rgb": arrays["rgb"][..., :1]})
+        with pytest.raises(DataError, match=r"segment_semantic: class id 18 out of range \(ids are 0..17\)"):
+            w.add("train", building, point, view, fov, {**arrays, "segment_semantic": np.full_like(arrays["segment_semantic"], 18)})
+        with pytest.raises(DataError, match=r"depth_zbuffer: shape \(4, 4, 2\)"):
+            w.add("train", building, point, view, fov, {**arrays, "depth_zbuffer": np.repeat(arrays["depth_zbuffer"], 2, axis=2)})
         with pytest.raises(DataError, match="missing domains"):
             w.add("train", building, point, view, fov, {"rgb": arrays["rgb"]})
         with pytest.raises(DataError, match="unknown split"):
@@ -163,6 +167,37 @@ def test_missing_column_and_wrong_type(dataset):
     changed = _replace_shard(root, changed, 0, table)
     with pytest.raises(DataError, match="column 'segment_semantic' is fixed_size_list<item: uint16>"):
         read_shard(root, changed.shards[0], changed)
+
+
+@pytest.mark.parametrize("format", ["arrow", "parquet"])
+def test_class_id_out_of_range(tmp_path, format):
+    """A label the loss cannot take (class 200 of 18) is found when the shard is read, naming the view."""
+    root = tmp_path / "ds"
+    _, manifest = _write(root, format=format)
+    table = read_shard(root, manifest.shards[1], manifest)
+    labels = np.stack(table.column("segment_semantic").to_numpy(zero_copy_only=False)).copy()
+    labels[2, 5] = 200
+    column = pa.FixedSizeListArray.from_arrays(pa.array(labels.ravel()), 16)
+    if format == "parquet":
+        import pyarrow.parquet as pq
+
+        from raytaskaff.data.shards import _sha256
+
+        pq.write_table(table.set_column(table.schema.get_field_index("segment_semantic"), "segment_semantic", column),
+                       root / manifest.shards[1].file)
+        data = json.loads((root / MANIFEST).read_text())
+        data["shards"][1].update(bytes=(root / manifest.shards[1].file).stat().st_size, sha256=_sha256(root / manifest.shards[1].file))
+        (root / MANIFEST).write_text(json.dumps(data))
+        changed = Manifest.load(root)
+    else:
+        changed = _replace_shard(root, manifest, 1, table.set_column(table.schema.get_field_index("segment_semantic"),
+                                                                       "segment_semantic", column))
+    building, point = table.column("building")[2].as_py(), table.column("point")[2].as_py()
+    with pytest.raises(DataError, match=rf"segment_semantic of row 2 \(building {building}, point {point}, view 0\) "
+                                        r"holds class id 200, out of range \(ids are 0..17\)") as e:
+        read_shard(root, changed.shards[1], changed)
+    _one_line(e)
+    read_shard(root, changed.shards[1], changed, verify=False)  # the check belongs to verification
 
 
 def test_rows_disagreeing_with_manifest(dataset):

@@ -11,7 +11,7 @@ from raytaskaff.data.domains import (
 )
 from raytaskaff.data.render import cast, shade
 from raytaskaff.data.scene import ARCHETYPES, sample_building, sample_cameras
-from raytaskaff.data.synth import SYNTH_DOMAINS, SynthConfig, encode_view, synth_views
+from raytaskaff.data.synth import SYNTH_DOMAINS, SynthConfig, encode_view, generate, synth_views
 from raytaskaff.errors import DataError
 
 
@@ -189,3 +189,9 @@ def test_curvature_encodes_shapes(native):
 def test_bad_configs_are_rejected(kwargs, match):
     with pytest.raises(DataError, match=match):
         SynthConfig(**kwargs)
+
+
+def test_a_dataset_the_disk_cannot_hold_is_refused_before_rendering(tmp_path):
+    with pytest.raises(DataError, match=r"ds: 1000000000 views of 512 px need .* GB, .* has .* GB free") as e:
+        generate(tmp_path / "ds", SynthConfig(n=10**9, size=512))
+    assert "\n" not in str(e.value) and list(tmp_path.iterdir()) == []
