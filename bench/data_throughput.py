@@ -1,29 +1,31 @@
 """Data-layer throughput, measured side by side in one run.
 
-    python -m bench.data_throughput [--views 96] [--size 64]
+    python -m bench.data_throughput [--views 96] [--size 64] [--steps 30] [--json]
 
 1. generator: synthetic views rendered per second on one core (aim: >= 200 at 64 x 64);
 2. reader: raw batches read from memory-mapped shards and normalised to training targets, per
    second on one thread, against what one training step of a model of the default size consumes
    (aim: >= 10x, so data never limits training). The model is the shape the embedded default uses
-   (a 3-stage conv encoder of width 16, per-task decoders of width 8, Adam, batch 64, one thread).
+   (a 3-stage conv encoder of width 16, per-task decoders of width 8, Adam, batch 64, one thread),
+   timed over `--steps` steps after 5 of warm-up.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from raytaskaff.data.reader import SplitData  # noqa: E402
-from raytaskaff.data.synth import SynthConfig, generate, synth_views  # noqa: E402
-from raytaskaff.data.transforms import channels, normalise, rgb_input  # noqa: E402
+from bench.rows import Row, bench_parser, report
+from raytaskaff.data.reader import SplitData
+from raytaskaff.data.synth import SynthConfig, generate, synth_views
+from raytaskaff.data.transforms import channels, normalise, rgb_input
 
 TASKS = ("segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal")
 
@@ -72,30 +74,30 @@ def training_rate(size: int, tasks: int, batch_size: int = 64, steps: int = 30) 
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--views", type=int, default=96)
-    parser.add_argument("--size", type=int, default=64)
-    args = parser.parse_args()
+def rows(views: int = 96, size: int = 64, steps: int = 30) -> Iterator[Row]:
     torch.set_num_threads(1)
-
-    rows = []
-    for size in sorted({32, args.size}):
-        rate = generator_rate(args.views, size)
-        rows.append((f"generator {size}x{size}, 1 core", f"{rate:.0f} views/s", rate / 200, ">= 1 (200 views/s)" if size == 64 else "-"))
+    for px in sorted({32, size}):
+        rate = generator_rate(views, px)
+        yield Row("data_throughput", f"generator {px}x{px}, 1 core", f"{rate:.0f} views/s", rate / 200,
+                  ">= 1 (200 views/s)" if px == 64 else "-")
     with tempfile.TemporaryDirectory() as tmp:
-        for size in (32, 64):
-            root = os.path.join(tmp, f"d{size}")
-            generate(root, SynthConfig(n=480, size=size, seed=12), workers=2)
+        for px in (32, 64):
+            root = os.path.join(tmp, f"d{px}")
+            generate(root, SynthConfig(n=480, size=px, seed=12), workers=2)
             read = reader_rate(root, 64)
             for tasks in (1, 2, 5):
-                train = training_rate(size, tasks)
-                rows.append((f"reader {size}x{size} vs training {tasks} task(s)", f"{read:.0f} vs {train:.0f} samples/s",
-                             read / train, ">= 10"))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure'.ljust(width)}  {'value':>26}  {'ratio':>7}  aim")
-    for name, value, ratio, aim in rows:
-        print(f"{name.ljust(width)}  {value:>26}  {ratio:7.2f}  {aim}")
+                train = training_rate(px, tasks, steps=steps)
+                yield Row("data_throughput", f"reader {px}x{px} vs training {tasks} task(s)",
+                          f"{read:.0f} vs {train:.0f} samples/s", read / train, ">= 10")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = bench_parser("data_throughput", __doc__)
+    parser.add_argument("--views", type=int, default=96)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per model")
+    args = parser.parse_args(argv)
+    report(rows(args.views, args.size, args.steps), args.json)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,28 @@
 """Speed of the exact group selections as the task count grows.
 
-    python -m bench.grouping [--repeat 3]
+    python -m bench.grouping [--repeat 3] [--json]
 
 1. networks: exact selection over Standley's full candidate set (every task subset at cost 1 plus
    half-size single-task networks at 0.5: 2^n - 1 + n candidates) for every budget 1, 1.5, ..., n,
-   against enumerating every set of candidates within the budget (only where that is feasible);
-2. affinity: the exact TAG grouping for K = 2, 3 and n/2 groups, and the local-search heuristic.
-Random losses and affinities; the answers do not depend on them, the times barely.
+   against enumerating every set of candidates within budget 2 (only where that is feasible: up to
+   5 tasks), whose lowest total loss the exact selection must match (aim: == 1);
+2. affinity: the exact TAG grouping for K = 2, 3 and n/2 groups, and the local-search heuristic
+   (ratio: the heuristic's objective over the exact one; values: objectives, then seconds).
+Random losses and affinities; the answers do not depend on them, the times barely. Times are the
+best of `--repeat` calls.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import time
+from collections.abc import Iterator
 from functools import partial
 
 import numpy as np
 
+from bench.rows import Row, bench_parser, report
 from raytaskaff.grouping import Network, select_groups
 from raytaskaff.grouping.networks import select_for_budgets
 
@@ -52,33 +56,35 @@ def timed(fn, repeat: int) -> tuple[float, object]:
     return min(times), result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.grouping", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args(argv)
+def rows(repeat: int = 3) -> Iterator[Row]:
     rng = np.random.default_rng(0)
-
-    print("networks: exact selection for every budget 1, 1.5, ..., n")
-    print(f"{'tasks':>5} {'candidates':>10} {'budgets':>7} {'exact s':>9} {'brute force s (budget 2)':>25} {'same answer':>11}")
     for n in (3, 4, 5, 6, 8, 10):
         tasks, candidates = full_candidates(n, rng)
         budgets = list(np.arange(1.0, n + 0.25, 0.5))
-        seconds, selections = timed(partial(select_for_budgets, candidates, budgets), args.repeat)
-        brute, same = "-", "-"
+        seconds, selections = timed(partial(select_for_budgets, candidates, budgets), repeat)
+        yield Row("grouping", f"networks, {n} tasks: exact, {len(budgets)} budgets", f"{seconds:.4f} s")
         if len(candidates) <= 40:  # sets of up to 4 candidates of 36: about 66k
-            brute_seconds, value = timed(partial(enumerate_sets, candidates, tasks, 2.0), 1)
-            brute, same = f"{brute_seconds:.3f}", str(abs(value - selections[2].val_total) < 1e-9)
-        print(f"{n:>5} {len(candidates):>10} {len(budgets):>7} {seconds:>9.4f} {brute:>25} {same:>11}")
+            brute_seconds, brute = timed(partial(enumerate_sets, candidates, tasks, 2.0), 1)
+            exact = selections[2].val_total
+            yield Row("grouping", f"networks, {n} tasks: exact / brute, budget 2",
+                      f"{exact:.3f} vs {brute:.3f} ({brute_seconds:.3f} s)", exact / brute, "== 1")
 
-    print("\naffinity: TAG groups (exact up to 12 tasks)")
-    print(f"{'tasks':>5} {'K':>3} {'exact s':>9} {'heuristic s':>12} {'heuristic / exact objective':>28}")
     for n in (5, 8, 10, 12):
         tasks = [f"task{i}" for i in range(n)]
         table = {(a, b): float(rng.normal()) for a in tasks for b in tasks if a != b}
         for k in sorted({2, 3, n // 2}):
-            exact_s, exact = timed(partial(select_groups, table, k, exact=True), args.repeat)
-            heur_s, heur = timed(partial(select_groups, table, k, exact=False), args.repeat)
-            print(f"{n:>5} {k:>3} {exact_s:>9.3f} {heur_s:>12.3f} {heur.objective / exact.objective:>28.3f}")
+            exact_s, exact = timed(partial(select_groups, table, k, exact=True), repeat)
+            heur_s, heur = timed(partial(select_groups, table, k, exact=False), repeat)
+            yield Row("grouping", f"affinity, {n} tasks, K={k}: heuristic / exact",
+                      f"{heur.objective:.3f} vs {exact.objective:.3f} ({heur_s:.3f} s vs {exact_s:.3f} s)",
+                      heur.objective / exact.objective)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = bench_parser("grouping", __doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    report(rows(args.repeat), args.json)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training throughput and the cost of gradient instrumentation, measured side by side.
 
-    python -m bench.training [--data DIR] [--size 32] [--device cpu|cuda] [--threads 1]
+    python -m bench.training [--data DIR] [--device cpu|cuda] [--threads 1] [--batch-size 64]
+                             [--tasks 1,2,5,10] [--json]
 
 1. throughput: training samples per second of the default ("small") model for 1, 2, 5 and 10
    tasks (one epoch of the train split; validation excluded);
@@ -11,12 +12,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
+from collections.abc import Iterator
 
 import torch
 
+from bench.rows import Row, bench_parser, report
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest
 from raytaskaff.data.synth import SynthConfig, generate
@@ -53,34 +55,39 @@ def _validation_seconds(spec, data, device) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def rows(path: str = "data/synthetic-32", device: str = "cpu", threads: int = 1, batch_size: int = 64,
+         counts: tuple[int, ...] = (1, 2, 5, 10)) -> Iterator[Row]:
+    """Rows for runs of the first `counts` tasks of TEN; renders the default dataset at `path` if missing."""
+    torch.set_num_threads(threads)
+    if not os.path.exists(os.path.join(path, "manifest.json")):
+        generate(path, SynthConfig(n=5000, size=32, seed=0), workers=min(8, os.cpu_count() or 1))
+    stats = Manifest.load(path).stats
+    data = DataSplits(*(SplitData.open(path, s) for s in ("train", "val", "test")), stats=stats)
+    n = len(data.train) // batch_size * batch_size
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu, {threads} thread(s)"
+    print(f"device: {name}; {n} training samples of {Manifest.load(path).size} px per epoch, batch {batch_size}")
+    epoch_seconds(RunSpec(TEN[:1]), data, device, None, batch_size)  # warm-up, discarded
+    for count in counts:
+        spec = RunSpec(TEN[:count])
+        plain = epoch_seconds(spec, data, device, None, batch_size)
+        yield Row("training", f"throughput, {count} task(s)", f"{n / plain:.0f} samples/s")
+        if count > 1:
+            probed = epoch_seconds(spec, data, device, ProbeConfig(lookahead_every=10), batch_size)
+            yield Row("training", f"instrumented epoch, {count} tasks", f"{probed:.1f} s vs {plain:.1f} s", probed / plain, "<= 1.3")
+            sparse = epoch_seconds(spec, data, device, ProbeConfig(lookahead_every=10, gradients_every=10), batch_size)
+            yield Row("training", f"  gs/etap every 10th step, {count} tasks", f"{sparse:.1f} s vs {plain:.1f} s", sparse / plain, "<= 1.3")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = bench_parser("training", __doc__)
     parser.add_argument("--data", default="data/synthetic-32")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--tasks", default="1,2,5,10")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if not os.path.exists(os.path.join(args.data, "manifest.json")):
-        generate(args.data, SynthConfig(n=5000, size=32, seed=0), workers=min(8, os.cpu_count() or 1))
-    stats = Manifest.load(args.data).stats
-    data = DataSplits(*(SplitData.open(args.data, s) for s in ("train", "val", "test")), stats=stats)
-    n = len(data.train) // args.batch_size * args.batch_size
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {args.threads} thread(s)"
-    print(f"device: {device}; {n} training samples of {Manifest.load(args.data).size} px per epoch, batch {args.batch_size}")
-    print(f"{'measure':40}  {'value':>22}  {'ratio':>6}  aim")
-    epoch_seconds(RunSpec(TEN[:1]), data, args.device, None, args.batch_size)  # warm-up, discarded
-    for count in (int(c) for c in args.tasks.split(",")):
-        spec = RunSpec(TEN[:count])
-        plain = epoch_seconds(spec, data, args.device, None, args.batch_size)
-        print(f"{f'throughput, {count} task(s)':40}  {f'{n / plain:.0f} samples/s':>22}  {'':>6}  -", flush=True)
-        if count > 1:
-            probed = epoch_seconds(spec, data, args.device, ProbeConfig(lookahead_every=10), args.batch_size)
-            ratio = probed / plain
-            print(f"{f'instrumented epoch, {count} tasks':40}  {f'{probed:.1f} s vs {plain:.1f} s':>22}  {ratio:6.2f}  <= 1.3", flush=True)
-            sparse = epoch_seconds(spec, data, args.device, ProbeConfig(lookahead_every=10, gradients_every=10), args.batch_size)
-            print(f"{f'  gs/etap every 10th step, {count} tasks':40}  {f'{sparse:.1f} s vs {plain:.1f} s':>22}  {sparse / plain:6.2f}  <= 1.3", flush=True)
+    parser.add_argument("--tasks", default="1,2,5,10", help="task counts, comma-separated")
+    args = parser.parse_args(argv)
+    counts = tuple(int(c) for c in args.tasks.split(","))
+    report(rows(args.data, args.device, args.threads, args.batch_size, counts), args.json)
 
 
 if __name__ == "__main__":
