@@ -26,6 +26,10 @@ class StoreError(RaytaskaffError):
     """The store cannot be read or written."""
 
 
+#: What `ResultStore.check_writable` says of a store that takes no file (full or read-only).
+NOT_WRITABLE = "the result store is not writable"
+
+
 class ResultStore:
     def __init__(self, uri: str, cache: str | os.PathLike | None = None) -> None:
         self.uri = str(uri)
@@ -51,7 +55,7 @@ class ResultStore:
                 f.write(b"probe")
             self.fs.delete_file(probe)
         except OSError as e:
-            raise StoreError(f"{self.uri}: the result store is not writable ({e})") from None
+            raise StoreError(f"{self.uri}: {NOT_WRITABLE} ({e})") from None
 
     def _path(self, key: str, name: str) -> str:
         return f"{self.root}/runs/{key}/{name}"

@@ -25,7 +25,7 @@ from ray.util import metrics
 from raytaskaff.config import SweepConfig
 from raytaskaff.data.reader import SplitData
 from raytaskaff.plan import Run
-from raytaskaff.store import ResultStore
+from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
 from raytaskaff.training.loop import DataSplits, RunResult, RunSpec, TrainConfig, train
 
 
@@ -87,26 +87,56 @@ def _trial(trial_config: dict, tables: dict, size: int, stats: dict, sweep: Swee
     """One Tune trial: train one run and store its result (resuming from its checkpoint)."""
     run = Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in trial_config["run"].items()})
     store = ResultStore(store_uri)
-    folder = store.run_dir(run.key)
-    attempts_file = folder / "attempts"
-    attempts = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
-    attempts_file.write_text(str(attempts))
-    if sweep.resources.workers and not run.probes:
-        result = train_with_ray_train(run, tables, size, stats, sweep, folder)
-    else:
-        result = _train_here(run, tables, size, stats, sweep, folder,
-                             on_epoch=lambda epoch, record: tune.report({"epoch": epoch, "val": sum(record["val"].values())}))
-    threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
-    store.save(run.key, result, kind=run.kind, label=run.label, node=ray.util.get_node_ip_address(), attempts=attempts,
-               threads=threads)
-    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    try:
+        folder = store.run_dir(run.key)
+        attempts = _count_attempt(folder / "attempts")
+        if sweep.resources.workers and not run.probes:
+            result = train_with_ray_train(run, tables, size, stats, sweep, folder)
+        else:
+            result = _train_here(run, tables, size, stats, sweep, folder,
+                                 on_epoch=lambda epoch, record: tune.report({"epoch": epoch, "val": sum(record["val"].values())}))
+        threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
+        store.save(run.key, result, kind=run.kind, label=run.label, node=ray.util.get_node_ip_address(), attempts=attempts,
+                   threads=threads)
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
+    except Exception:
+        store.check_writable()  # a full or read-only store says so (StoreError), which stops the sweep
+        raise
+
+
+def _count_attempt(path) -> int:
+    """This attempt's number (1 for the first), recorded atomically in `path`: a full disk keeps the
+    previous count instead of leaving an empty file."""
+    text = path.read_text().strip() if path.exists() else ""
+    attempts = int(text) + 1 if text.isdigit() else 1
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(str(attempts))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return attempts
+
+
+class _StopWhenStoreFails(tune.Stopper):
+    """Ends the experiment once a trial found the result store unwritable: every run after it would
+    fail the same way."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.error is not None
 
 
 class _Progress(tune.Callback):
     """Runs done / total with an ETA on the terminal, and Ray metrics for the dashboard."""
 
-    def __init__(self, total: int, labels: dict[str, str], say) -> None:
-        self.total, self.labels, self.say = total, labels, say
+    def __init__(self, total: int, labels: dict[str, str], say, stopper: _StopWhenStoreFails) -> None:
+        self.total, self.labels, self.say, self.stopper = total, labels, say, stopper
         self.done = self.failed = 0
         self.start = time.perf_counter()
         self.done_counter = metrics.Counter("raytaskaff_runs_done", description="Sweep runs finished")
@@ -128,6 +158,18 @@ class _Progress(tune.Callback):
         self.failed += 1
         self.failed_counter.inc()
         self._line(trial, "FAILED")
+        store_error = _store_error(str(trial.get_error() or ""))
+        if store_error and self.stopper.error is None:
+            self.stopper.error = store_error
+            self.say(f"stopping: {store_error}")
+
+
+def _store_error(text: str) -> str | None:
+    """The StoreError line of a trial's error text, without its class name, or None."""
+    for line in reversed(text.strip().splitlines()):
+        if f"{StoreError.__name__}: " in line and NOT_WRITABLE in line:
+            return line.split(f"{StoreError.__name__}: ", 1)[1].strip()
+    return None
 
 
 def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, tables: dict, size: int, stats: dict,
@@ -140,6 +182,7 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, tables:
     pending = [r for r in runs if r.key not in set(execution.skipped)]
     if not pending:
         return execution
+    stopper = _StopWhenStoreFails()
     trainable = tune.with_parameters(_trial, tables=tables, size=size, stats=stats, sweep=config, store_uri=store.uri)
     own = {"CPU": config.resources.cpus_per_run, **({"GPU": config.resources.gpus_per_run} if config.resources.gpus_per_run else {})}
 
@@ -155,10 +198,14 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, tables:
         run_config=tune.RunConfig(
             name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", storage_path=os.path.abspath(tune_dir),
             failure_config=tune.FailureConfig(max_failures=config.retries),
-            callbacks=[_Progress(len(pending), {r.key: r.label for r in pending}, say)], verbose=0,
+            callbacks=[_Progress(len(pending), {r.key: r.label for r in pending}, say, stopper)], stop=stopper, verbose=0,
         ),
     )
     grid = tuner.fit()
+    if stopper.error is not None:
+        stored = sum(store.has(r.key) for r in pending)
+        raise StoreError(f"{stopper.error}; {stored} of {len(pending)} runs were stored before it and are kept: "
+                         "make room and run the same command again to resume")
     errors = {}
     for result in grid:
         if result.error is not None:

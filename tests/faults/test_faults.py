@@ -192,3 +192,66 @@ def test_unwritable_outputs_or_store_stop_the_sweep_before_training(tmp_path, wh
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: /sys"), done.stderr[-1000:]
     assert "not writable" in lines[0] or "cannot" in lines[0]
     assert not (out / "results").exists() and not list(Path("/sys").glob("runs"))  # nothing half-written
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MiB tmpfs (needs root and mount; skipped where the machine allows neither)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                                           capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs to fill up")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path) -> None:
+    """Take every free byte of `disk` with one file."""
+    with open(disk / "filler", "wb", buffering=0) as f:  # unbuffered: nothing left to flush on close
+        for chunk in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                continue
+
+
+def test_a_full_store_stops_the_sweep_in_one_line_and_keeps_what_was_stored(small, small_disk, tmp_path):
+    """The store's disk fills up once a run is stored: the sweep stops with one line saying so and
+    writes no outputs; every stored result reads back whole and no partial file is left; with space
+    freed, the same command trains only the runs that were not stored."""
+    import json
+    import subprocess
+
+    import yaml
+
+    config_path = tmp_path / "sweep.yaml"
+    config_path.write_text(yaml.safe_dump(json.loads(json.dumps({**dataclasses.asdict(small), "storage": str(small_disk / "store")}))))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = tmp_path / "out"
+    process = subprocess.Popen(_sweep_command(config_path, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(small_disk.glob("store/runs/*/result.json")) and process.poll() is None:
+        time.sleep(0.05)
+    _fill(small_disk)
+    stdout, stderr = process.communicate(timeout=300)
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert process.returncode == 2 and len(errors) == 1 and errors[0] == stderr.strip().splitlines()[-1], stderr[-2000:]
+    assert "result store" in errors[0] and "No space left on device" in errors[0] and "run the same command again" in errors[0]
+    assert not (out / "results").exists()  # no outputs from a sweep cut short
+
+    store = ResultStore(str(small_disk / "store"))
+    stored = {p.parent.name for p in small_disk.glob("store/runs/*/result.json")}
+    assert 1 <= len(stored) < len(plan(small)), "the disk did not fill mid-sweep"
+    assert all(store.record(key) is not None for key in stored)  # whole, and under their own keys
+    assert not [p for p in small_disk.rglob("*") if ".tmp" in p.name]  # no partial file left behind
+
+    (small_disk / "filler").unlink()
+    done = subprocess.run(_sweep_command(config_path, out), env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "results" / "evaluation.json").read_text())
+    assert summary["runs"]["skipped"] == len(stored) and summary["runs"]["trained"] == len(plan(small)) - len(stored)
+    assert all(store.has(r.key) for r in plan(small))
