@@ -16,6 +16,7 @@ rendering its two 480-view datasets; training 34 s; grouping 3 s):
     training         --tasks 1,2            (no 5- and 10-task epochs)
     engine           --tasks 2 --epochs 1   (2 STL runs and 1 pair)
     grouping         --repeat 1
+    scaling          --measure ""           (estimates and projections only; no sweep is run)
 --markdown prints the table as Markdown, for docs/benchmarks.md.
 """
 
@@ -35,7 +36,7 @@ from bench.rows import COLUMNS, Row, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = {"data_throughput": ["--views", "16", "--steps", "5"], "training": ["--tasks", "1,2"],
-         "engine": ["--tasks", "2", "--epochs", "1"], "grouping": ["--repeat", "1"]}
+         "engine": ["--tasks", "2", "--epochs", "1"], "grouping": ["--repeat", "1"], "scaling": ["--measure", ""]}
 
 
 def run(name: str, options: list[str]) -> subprocess.CompletedProcess:

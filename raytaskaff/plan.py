@@ -99,6 +99,19 @@ def group_runs(config: SweepConfig, groups, planned: list[Run]) -> list[Run]:
     return out
 
 
+#: Training samples per second of one CPU core, model "small" at 32 px, by the run's task count
+#: (docs/benchmarks.md, bench.training); beyond two tasks about 2700 / tasks.
+CPU_SAMPLES_PER_SECOND = {1: 1500.0, 2: 950.0}
+
+
+def cpu_seconds(run: Run, config: SweepConfig, views: int, size: int) -> float:
+    """Estimated CPU core-seconds of one run of the "small" model on `views` training views of
+    `size` px (instrumented runs cost about 1.5x, pixels scale the cost)."""
+    tasks = len(run.tasks)  # an injected label widens only the first convolution
+    rate = CPU_SAMPLES_PER_SECOND.get(tasks, 2700.0 / tasks)
+    return views * config.training.epochs / rate * (1.5 if run.probes else 1.0) * (size / 32) ** 2
+
+
 def summary(runs: list[Run]) -> dict[str, int]:
     """Runs per kind."""
     return dict(Counter(r.kind for r in runs))

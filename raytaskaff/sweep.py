@@ -15,7 +15,7 @@ from pathlib import Path
 
 from raytaskaff.config import SweepConfig, load_config
 from raytaskaff.errors import RaytaskaffError
-from raytaskaff.plan import plan, summary
+from raytaskaff.plan import cpu_seconds, plan, summary
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "default.yaml"
 
@@ -57,11 +57,8 @@ def describe(config: SweepConfig) -> str:
     elif views is None:
         lines.append(f"estimated device-hours: none ({config.data.path} has no readable manifest yet)")
     else:
-        # samples/s of one CPU core for the small model at 32 px (docs/benchmarks.md), by task count
-        rates = {1: 1500.0, 2: 950.0}
         count, size = views
-        seconds = sum(count * config.training.epochs / rates.get(len(run.tasks), 2700.0 / len(run.tasks))
-                      * (1.5 if run.probes else 1.0) * (size / 32) ** 2 for run in runs)
+        seconds = sum(cpu_seconds(run, config, count, size) for run in runs)
         lines.append(f"estimated device-hours: {seconds / 3600:.2f} CPU core-hours ({count} training views of {size} px)")
     lines.append(f"output: {config.out}")
     return "\n".join(lines)
