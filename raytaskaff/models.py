@@ -212,12 +212,18 @@ def save_model(model: MultiTaskNet, path, seed: int = 0) -> None:
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(model.config).items()},
         "grad_scale": model.grad_scale != 1.0, "state": model.state_dict(),
     }
+    save_atomic(state, path)
+
+
+def save_atomic(state: dict, path) -> None:
+    """torch.save to a temporary name, then move into place: a crash or a full disk leaves the old
+    file or none, never a partial one."""
     tmp = f"{path}.tmp"
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):  # a full disk leaves no partial file behind
+        if os.path.exists(tmp):
             os.remove(tmp)
 
 

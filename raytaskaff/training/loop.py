@@ -24,7 +24,13 @@ import torch
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.transforms import rgb_input
 from raytaskaff.errors import RaytaskaffError
-from raytaskaff.models import ModelConfig, MultiTaskNet, part_seed, save_model
+from raytaskaff.models import (
+    ModelConfig,
+    MultiTaskNet,
+    part_seed,
+    save_atomic,
+    save_model,
+)
 from raytaskaff.settings import Training, check_choice
 from raytaskaff.tasks import Task, task
 from raytaskaff.training.optim import make_optimizer
@@ -169,15 +175,6 @@ def evaluate(model: MultiTaskNet, data: SplitData, tasks: list[Task], inject: li
     return losses, {t.name: t.metrics_from_sums(sums[t.name]) for t in tasks}
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
-
-
 def _resume_state(path: Path | None, device: torch.device) -> dict | None:
     """The checkpoint at `path`, or None when there is none or it cannot be read safely (tensors and
     plain data only; anything else is refused by weights_only and the run starts afresh)."""
@@ -270,10 +267,10 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
         if val_total < best[0]:
             best = (val_total, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if path is not None and rank == 0:
-            _save(path, {"spec": [list(spec.tasks), list(spec.inject)], "seed": seed, "epoch": epoch,
+            save_atomic({"spec": [list(spec.tasks), list(spec.inject)], "seed": seed, "epoch": epoch,
                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "history": history, "best_val": best[0],
-                         "best_epoch": best[1], "best_model": best[2], "probes": probe.epochs if probe else {}})
+                         "best_epoch": best[1], "best_model": best[2], "probes": probe.epochs if probe else {}}, path)
         if on_epoch is not None:
             on_epoch(epoch, record)
 
