@@ -7,7 +7,7 @@ For each task count n, the embedded default's settings (3 epochs of the 32 px sy
 model "small", 3 paired seeds, every scorer, label injection on seed 0) with the first n tasks of
 sweeps/synthetic-10.yaml. Per n:
 - runs by kind, from the planner (exact);
-- CPU core-hours, estimated run by run from the measured one-core throughput (`plan.cpu_seconds`,
+- CPU core-hours, estimated run by run from the measured one-core throughput (raytaskaff/throughput.py,
   the `--dry-run` estimate), and the wall-clock it means on this machine's cores;
 - for the n in `--measure`: the sweep run for real (`python -m raytaskaff.sweep`, fresh output,
   grouping validation off, so that only the planned runs are timed); ratio: measured training
@@ -32,13 +32,13 @@ import yaml
 
 from bench.rows import Row, bench_parser, report
 from raytaskaff.config import SweepConfig, load_config
-from raytaskaff.plan import cpu_seconds, plan, summary
+from raytaskaff import throughput
+from raytaskaff.plan import plan, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Tune's cost per trial beyond training, in seconds of a slot (the load test: 396 tiny runs in 55 s on 2 slots).
 TRIAL_OVERHEAD_SECONDS = 0.3
-#: H100 training samples per second of the default model at 32 px, batch 64, by task count (docs/benchmarks.md).
-H100_SAMPLES_PER_SECOND = {1: 9010.0, 2: 4999.0, 5: 2732.0, 10: 1384.0}
+GPU = "NVIDIA H100 80GB HBM3"
 
 
 def config_for(n: int) -> SweepConfig:
@@ -50,14 +50,17 @@ def config_for(n: int) -> SweepConfig:
 
 
 def gpu_seconds(tasks: int, samples: float) -> float:
-    """Seconds of an H100 for `samples` training samples of a `tasks`-task run (interpolated in 1/rate)."""
-    known = sorted(H100_SAMPLES_PER_SECOND)
-    low = max([k for k in known if k <= tasks], default=known[0])
-    high = min([k for k in known if k >= tasks], default=known[-1])
-    if low == high:
-        return samples / H100_SAMPLES_PER_SECOND[low]
-    w = (tasks - low) / (high - low)
-    return samples * ((1 - w) / H100_SAMPLES_PER_SECOND[low] + w / H100_SAMPLES_PER_SECOND[high])
+    """Seconds of an H100 for `samples` training samples of a `tasks`-task run of the default model
+    at 32 px, batch 64 (throughput.json, interpolated in 1/rate)."""
+    table = [m for m in throughput.load_table() if m.device == GPU]
+    return samples / throughput.rate(table, "cuda", "small", 32, tasks, 64).samples_per_second
+
+
+def cpu_seconds(run, config: SweepConfig, views: int, size: int) -> float:
+    """CPU core-seconds of one run, as the dry run estimates them."""
+    cost = throughput.run_seconds(throughput.load_table(), "cpu", config.model.preset, size, len(run.tasks),
+                                  views * config.training.epochs, run.probes, config.training.batch_size)
+    return cost[0]
 
 
 def measure(config: SweepConfig) -> dict:

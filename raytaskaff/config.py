@@ -36,12 +36,22 @@ from raytaskaff.settings import (
 __all__ = ["ConfigError", "SweepConfig", "load_config"]
 
 
+READERS = ("auto", "object_store", "mmap", "streaming")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """kind "synthetic": rendered into `path` if absent (n views of size px from seed);
-    kind "shards": an existing dataset directory (e.g. converted Taskonomy) at `path`.
-    reader: how trials get the splits (engine/data.py `share_splits`): "object_store" (the driver
-    puts each split once) or "ray_data" (Ray Data reads the Parquet shards across the cluster)."""
+    kind "shards": an existing dataset at `path`, a directory (e.g. converted Taskonomy) or a URI
+    (s3://bucket/taskonomy-256, any pyarrow.fs URI).
+    reader: how trials get the splits (engine/data.py `share_splits`):
+      "object_store": the driver puts each split in Ray's object store once (small data, one node);
+      "mmap": each trial memory-maps the Arrow shards on a path every node sees (NVMe copy, NFS);
+      "streaming": each trial reads the shards from `path` in turn (object storage);
+      "auto": streaming for a URI, object_store on a local Ray, mmap on a cluster.
+    shuffle_window: shards shuffled together per epoch (data/order.py); 0 shuffles every row as
+    one permutation, which streaming cannot do. readahead: shard groups a streaming trial reads
+    ahead (its memory is (1 + readahead) x shuffle_window shards)."""
 
     kind: str = "synthetic"
     path: str = "data/synthetic-32"
@@ -50,17 +60,40 @@ class DataConfig:
     seed: int = 0
     workers: int = 2
     normalisation: str = "dataset"
-    reader: str = "object_store"
+    reader: str = "auto"
+    shuffle_window: int = 0
+    readahead: int = 1
 
     def __post_init__(self) -> None:
         check_choice("data.kind", self.kind, ("synthetic", "shards"))
-        check_choice("data.reader", self.reader, ("object_store", "ray_data"))
+        if self.reader == "ray_data":
+            raise ConfigError("data.reader: 'ray_data' is gone (it held every split in the object store): "
+                              "use 'mmap' for shards on a shared path, 'streaming' for object storage")
+        check_choice("data.reader", self.reader, READERS)
         check_choice("data.normalisation", self.normalisation, ("dataset", "taskonomy"))
         check_at_least("data.n", self.n, 1)
         check_at_least("data.size", self.size, 8)
         if self.size > 512:
             raise ConfigError(f"data.size: at most 512 (Taskonomy's own resolution), got {self.size}")
         check_at_least("data.workers", self.workers, 1)
+        check_at_least("data.shuffle_window", self.shuffle_window, 0)
+        check_at_least("data.readahead", self.readahead, 0)
+        uri = "://" in self.path
+        if uri and self.kind == "synthetic":
+            raise ConfigError(f"data.path: synthetic data is rendered to a local directory, got the URI {self.path!r}")
+        if uri and self.reader in ("object_store", "mmap"):
+            raise ConfigError(f"data.reader: {self.reader!r} reads local shards; {self.path!r} is a URI (use 'streaming')")
+        if (self.reader == "streaming" or (uri and self.reader == "auto")) and self.shuffle_window == 0:
+            raise ConfigError("data.shuffle_window: streaming reads shards in turn and needs a window of at least 1 "
+                              "shard (0 shuffles every row at once)")
+
+    def resolved_reader(self, on_cluster: bool) -> str:
+        """The reader trials use: `reader`, or for "auto" the one that suits the path and the cluster."""
+        if self.reader != "auto":
+            return self.reader
+        if "://" in self.path:
+            return "streaming"
+        return "mmap" if on_cluster else "object_store"
 
 
 @dataclass(frozen=True)

@@ -46,28 +46,39 @@ class Run:
         return f"{self.kind} {tasks} seed {self.seed}"
 
 
-def data_identity(config: SweepConfig) -> dict:
-    """What identifies the dataset: the generator's parameters, or the shard directory."""
+def data_identity(config: SweepConfig, content: str | None = None) -> dict:
+    """What identifies the data a run sees: the generator's parameters (the rendered directory is
+    checked against them), or for shards the manifest's content fingerprint (`Manifest.fingerprint`),
+    never the path: moved or copied data keeps its runs, re-converted data retrains. A shuffle
+    window other than 0 changes the data order, so it is part of the identity too."""
     d = config.data
     if d.kind == "synthetic":
-        return {"kind": "synthetic", "n": d.n, "size": d.size, "seed": d.seed, "normalisation": d.normalisation}
-    return {"kind": "shards", "path": d.path, "normalisation": d.normalisation}
+        identity = {"kind": "synthetic", "n": d.n, "size": d.size, "seed": d.seed, "normalisation": d.normalisation}
+    else:
+        if content is None:
+            raise ValueError("the runs of a shard dataset are keyed by its content: pass its manifest's fingerprint")
+        identity = {"kind": "shards", "content": content, "normalisation": d.normalisation}
+    if d.shuffle_window:
+        identity["shuffle_window"] = d.shuffle_window
+    return identity
 
 
-def _key(run: Run, config: SweepConfig) -> str:
-    content = {
+def _key(run: Run, config: SweepConfig, content: str | None) -> str:
+    decided = {
         "kind": run.kind, "tasks": list(run.tasks), "inject": list(run.inject), "seed": run.seed,
-        "data": data_identity(config), "model": dataclasses.asdict(config.model.build()),
+        "data": data_identity(config, content), "model": dataclasses.asdict(config.model.build()),
         "training": dataclasses.asdict(config.training),
         "probes": dataclasses.asdict(config.probes) if run.probes else None,
         "workers": config.resources.workers,
     }
-    text = json.dumps(content, sort_keys=True, default=list)
+    text = json.dumps(decided, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def plan(config: SweepConfig) -> list[Run]:
-    """Every run of the sweep, in a fixed order (seed by seed; STL, pairs, all-task, LI)."""
+def plan(config: SweepConfig, content: str | None = None) -> list[Run]:
+    """Every run of the sweep, in a fixed order (seed by seed; STL, pairs, all-task, LI).
+
+    content: the dataset's fingerprint (`Manifest.fingerprint`), needed for shard datasets."""
     sources = {config.scorers[n].get("source", "all") for n in GRADIENT_SCORERS if n in config.scorers}
     li_seeds = set(config.scorers["li"].get("seeds", config.seeds)) if "li" in config.scorers else set()
     runs = []
@@ -83,10 +94,10 @@ def plan(config: SweepConfig) -> list[Run]:
             if config.grouping.exhaustive:
                 largest = [g for k in range(3, len(config.tasks)) for g in combinations(config.tasks, k)] + largest
             runs += [Run("group", g, seed) for g in largest]
-    return [dataclasses.replace(r, key=_key(r, config)) for r in runs]
+    return [dataclasses.replace(r, key=_key(r, config, content)) for r in runs]
 
 
-def group_runs(config: SweepConfig, groups, planned: list[Run]) -> list[Run]:
+def group_runs(config: SweepConfig, groups, planned: list[Run], content: str | None = None) -> list[Run]:
     """The runs that train each group of tasks on the grouping seeds: a planned run of the same
     tasks where there is one (STL, pair, all-task or group), else a new "group" run."""
     order = {t: i for i, t in enumerate(config.tasks)}
@@ -95,21 +106,8 @@ def group_runs(config: SweepConfig, groups, planned: list[Run]) -> list[Run]:
     for group in dict.fromkeys(tuple(sorted(g, key=order.__getitem__)) for g in groups):
         for seed in config.grouping_seeds:
             run = existing.get((group, seed)) or Run("group", group, seed)
-            out.append(run if run.key else dataclasses.replace(run, key=_key(run, config)))
+            out.append(run if run.key else dataclasses.replace(run, key=_key(run, config, content)))
     return out
-
-
-#: Training samples per second of one CPU core, model "small" at 32 px, by the run's task count
-#: (docs/benchmarks.md, bench.training); beyond two tasks about 2700 / tasks.
-CPU_SAMPLES_PER_SECOND = {1: 1500.0, 2: 950.0}
-
-
-def cpu_seconds(run: Run, config: SweepConfig, views: int, size: int) -> float:
-    """Estimated CPU core-seconds of one run of the "small" model on `views` training views of
-    `size` px (instrumented runs cost about 1.5x, pixels scale the cost)."""
-    tasks = len(run.tasks)  # an injected label widens only the first convolution
-    rate = CPU_SAMPLES_PER_SECOND.get(tasks, 2700.0 / tasks)
-    return views * config.training.epochs / rate * (1.5 if run.probes else 1.0) * (size / 32) ** 2
 
 
 def summary(runs: list[Run]) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """python -m raytaskaff.sweep: run a sweep (default: the embedded default on a local Ray).
 
-    python -m raytaskaff.sweep [--config sweeps/default.yaml] [--out DIR] [--address auto] [--dry-run]
+    python -m raytaskaff.sweep [--config sweeps/default.yaml] [--out DIR] [--address auto]
+                               [--dry-run [--views N --size PX] [--gpus N]]
 
 The config is read and checked before Ray starts: an unknown key or a bad value is a one-line
 error and exit code 2. A re-run of the same command resumes: runs with a stored result are not
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from raytaskaff.config import SweepConfig, load_config
 from raytaskaff.errors import RaytaskaffError
-from raytaskaff.plan import cpu_seconds, plan, summary
+from raytaskaff.plan import plan, summary
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "default.yaml"
 
@@ -27,39 +28,72 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", default=None,
                         help="Ray address: omit to start a local Ray, `auto` to join the cluster this machine belongs to")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (runs by kind, resources, estimate) and exit")
+    parser.add_argument("--views", type=int, default=None,
+                        help="dry run: training views to estimate for (default: the dataset's, when it exists)")
+    parser.add_argument("--size", type=int, default=None, help="dry run: image size with --views (default: the dataset's)")
+    parser.add_argument("--gpus", type=int, default=None, help="dry run: wall-clock on this many GPUs (or CPU cores)")
     return parser
+
+
+def _manifest(config: SweepConfig):
+    """The manifest of the sweep's shard dataset, or None (synthetic, or not readable yet)."""
+    if config.data.kind == "synthetic":
+        return None
+    from raytaskaff.data.shards import Manifest
+
+    try:
+        return Manifest.load(config.data.path)
+    except RaytaskaffError:
+        return None
 
 
 def _train_views(config: SweepConfig) -> tuple[int, int] | None:
     """(training views, image size) of the sweep's data, when known without reading it all."""
     if config.data.kind == "synthetic":
         return int(config.data.n * 0.8), config.data.size
-    try:
-        from raytaskaff.data.shards import Manifest
-
-        manifest = Manifest.load(config.data.path)
-    except RaytaskaffError:
-        return None
-    return manifest.splits.get("train", {}).get("count", 0), manifest.size
+    manifest = _manifest(config)
+    return None if manifest is None else (manifest.splits.get("train", {}).get("count", 0), manifest.size)
 
 
-def describe(config: SweepConfig) -> str:
-    """The plan in words: runs by kind, resources, and an estimate of device-hours."""
-    runs = plan(config)
+def describe(config: SweepConfig, views: int | None = None, size: int | None = None, devices: int | None = None) -> str:
+    """The plan in words: runs by kind, resources, and an estimate of device-hours from measured
+    throughput (`throughput.json`) for `views` training views of `size` px (default: the
+    dataset's), with the wall-clock on `devices` GPUs (or CPU cores)."""
+    from raytaskaff import throughput
+
+    manifest = _manifest(config)
+    # the keys of a dry run are never stored: a dataset not yet converted gets a stand-in identity
+    runs = plan(config, manifest.fingerprint if manifest else "not-yet-read")
     r = config.resources
     lines = [f"sweep {config.name}: {len(config.tasks)} tasks x {len(config.seeds)} seeds, {len(runs)} runs",
              "runs by kind: " + ", ".join(f"{k} {v}" for k, v in summary(runs).items()),
              f"resources per run: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
              f"scorers: {', '.join(config.scorers)}"]
-    views = _train_views(config)
-    if config.model.preset != "small" or r.gpus_per_run:
-        lines.append("estimated device-hours: none (throughput is measured for the 'small' model on CPU only)")
-    elif views is None:
-        lines.append(f"estimated device-hours: none ({config.data.path} has no readable manifest yet)")
+    known = _train_views(config)
+    if views is not None:
+        known = (views, size or (known[1] if known else None))
+    kind, unit = ("cuda", "GPU-hours") if r.gpus_per_run else ("cpu", "CPU core-hours")
+    if known is None or known[1] is None:
+        lines.append(f"estimated device-hours: none ({config.data.path} has no readable manifest yet: give --views and --size)")
     else:
-        count, size = views
-        seconds = sum(cpu_seconds(run, config, count, size) for run in runs)
-        lines.append(f"estimated device-hours: {seconds / 3600:.2f} CPU core-hours ({count} training views of {size} px)")
+        count, px = known
+        table = throughput.load_table()
+        costs = [throughput.run_seconds(table, kind, config.model.preset, px, len(run.tasks), count * config.training.epochs,
+                                        run.probes, config.training.batch_size) for run in runs]
+        if any(c is None for c in costs):
+            lines.append(f"estimated device-hours: none (no {kind} throughput of model {config.model.preset!r} is recorded in "
+                         f"raytaskaff/throughput.json; measure it with `python -m bench.training --device {kind} "
+                         f"--model {config.model.preset} --size {px} --record`)")
+        else:
+            seconds = sum(c[0] for c in costs)
+            used = {c[1].measurement.device for c in costs}
+            notes = sorted({c[1].note for c in costs if c[1].note})
+            lines.append(f"estimated device-hours: {seconds / 3600:.2f} {unit} ({count} training views of {px} px x "
+                         f"{config.training.epochs} epochs; measured on {', '.join(sorted(used))}"
+                         + (f"; {'; '.join(notes)}" if notes else "") + ")")
+            if devices:
+                lines.append(f"wall-clock on {devices} {'GPUs' if kind == 'cuda' else 'CPU cores'}: {seconds / devices / 3600:.2f} h "
+                             "at the throughput of one run per device (packed runs may do better; not in the estimate)")
     lines.append(f"output: {config.out}")
     return "\n".join(lines)
 
@@ -69,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, out=args.out)
         if args.dry_run:
-            print(describe(config))
+            print(describe(config, args.views, args.size, args.gpus))
             return 0
         from raytaskaff.engine.sweep import run_sweep
 

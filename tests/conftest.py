@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
 from raytaskaff.data.synth import SynthConfig, generate
+
+# verification stamps (data/verify.py) of this session's datasets, never the user's cache
+os.environ["RAYTASKAFF_CACHE"] = tempfile.mkdtemp(prefix="raytaskaff-test-cache-")
 
 
 @pytest.fixture(scope="session")

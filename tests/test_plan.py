@@ -37,3 +37,49 @@ def test_dry_run(capsys):
     text = capsys.readouterr().out
     assert "runs by kind: stl 30, pair 135, all 3, li 90" in text and "estimated device-hours" in text
     assert "sweep synthetic-10" in describe(load_config(ROOT / "sweeps" / "synthetic-10.yaml"))
+
+
+def test_stored_runs_of_the_default_keep_their_keys():
+    """Keys are what resume relies on: the default's keys are those of the stores users already have."""
+    runs = plan(load_config(ROOT / "sweeps" / "default.yaml"))
+    assert (runs[0].label, runs[0].key) == ("stl segment_semantic seed 0", "5047bc50d51cb41cbcb7")
+    assert runs[-1].key == "e55f6d3639c6b4e395c2"
+
+
+def _shards_config(path, **data):
+    config = load_config(ROOT / "sweeps" / "smoke.yaml")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, kind="shards", path=str(path), **data))
+
+
+def test_shard_datasets_are_keyed_by_content_not_path(tmp_path, tiny_dataset):
+    """Moved, copied or spelled with a trailing slash: the same keys. Converted anew from other
+    data at the same path: other keys."""
+    import shutil
+
+    import pytest
+
+    from raytaskaff.data.shards import Manifest
+    from raytaskaff.data.synth import SynthConfig, generate
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, copy)
+    fingerprints = {Manifest.load(p).fingerprint for p in (tiny_dataset, copy, f"{copy}/", f"file://{copy}")}
+    assert len(fingerprints) == 1
+    content = fingerprints.pop()
+    keys = [r.key for r in plan(_shards_config(tiny_dataset), content)]
+    assert keys == [r.key for r in plan(_shards_config(f"{copy}/"), content)]
+    other = generate(tmp_path / "other", SynthConfig(n=40, size=16, seed=4, points_per_building=2, views_per_point=4)).fingerprint
+    assert other != content and not set(keys) & {r.key for r in plan(_shards_config(tiny_dataset), other)}
+    windowed = [r.key for r in plan(_shards_config(tiny_dataset, shuffle_window=2), content)]
+    assert not set(windowed) & set(keys)  # another data order, another run
+    with pytest.raises(ValueError, match="keyed by its content"):
+        plan(_shards_config(tiny_dataset))
+
+
+def test_the_reader_follows_the_path_and_the_cluster():
+    from raytaskaff.config import DataConfig
+
+    assert DataConfig().resolved_reader(on_cluster=False) == "object_store"
+    assert DataConfig().resolved_reader(on_cluster=True) == "mmap"
+    assert DataConfig(kind="shards", path="s3://bucket/t", shuffle_window=4).resolved_reader(on_cluster=False) == "streaming"
+    assert DataConfig(reader="mmap").resolved_reader(on_cluster=False) == "mmap"

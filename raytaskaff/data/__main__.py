@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--points-per-building", type=_positive, default=8)
     synth.add_argument("--views-per-point", type=_positive, default=3)
     synth.add_argument("--format", choices=("arrow", "parquet"), default="arrow")
+    synth.add_argument("--rows-per-shard", type=_positive, default=1024, help="views per shard (default 1024)")
     synth.add_argument("--workers", type=_positive, default=1, help="rendering processes")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
 
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--size", type=_positive, default=256)
     conv.add_argument("--domains", nargs="+", default=list(REFERENCE_DOMAINS), help="label domains besides rgb")
     conv.add_argument("--format", choices=("arrow", "parquet"), default="arrow")
+    conv.add_argument("--rows-per-shard", type=_positive, default=1024,
+                      help="views per shard (default 1024; a streaming trial holds a few shards at a time)")
     conv.add_argument("--workers", type=_positive, default=1, help="decoding processes")
     conv.add_argument("--overwrite", action="store_true")
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
             config = SynthConfig(n=args.n, size=args.size, seed=args.seed, render_size=args.render_size,
                                  points_per_building=args.points_per_building, views_per_point=args.views_per_point)
-            manifest = generate(args.out, config, format=args.format, workers=args.workers,
+            manifest = generate(args.out, config, format=args.format, workers=args.workers, rows_per_shard=args.rows_per_shard,
                                 overwrite=args.overwrite, progress=sys.stderr.isatty())
             counts = ", ".join(f"{s} {i['count']}" for s, i in manifest.splits.items())
             print(f"wrote {args.out}: {counts} views of {args.size}x{args.size}, domains {', '.join(manifest.domains)}")
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             from raytaskaff.data.taskonomy import convert
 
             summary = convert(args.root, args.out, split=args.split, size=args.size, domains=args.domains,
-                              format=args.format, overwrite=args.overwrite, progress=not args.quiet, workers=args.workers)
+                              format=args.format, overwrite=args.overwrite, progress=not args.quiet, workers=args.workers,
+                              rows_per_shard=args.rows_per_shard)
             print(summary.format())
         else:
             _info(args.root, verify=not args.no_verify)

@@ -1,9 +1,11 @@
 """Reading a split as torch batches without needless copies.
 
-`SplitData` wraps Arrow tables (memory-mapped shards, a table fetched from Ray's object store, or
-a batch from Ray Data); every domain comes out as zero-copy numpy views of shape
+`SplitData` wraps Arrow tables with random access to every row (memory-mapped shards, or a table
+fetched from Ray's object store); every domain comes out as zero-copy numpy views of shape
 (rows, H, W, C), one per Arrow chunk. Building a batch is the only copy: the rows of a batch are
-gathered into one fresh array, which torch then wraps without copying again.
+gathered into one fresh array, which torch then wraps without copying again. The rows come in
+the order `data.order` gives, which `data.stream.StreamingSplit` (shards read in turn from
+object storage) follows too, so that every reader yields the same batches for a seed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pyarrow as pa
 import torch
 
 from raytaskaff.data.domains import domain
+from raytaskaff.data.order import flat_order
 from raytaskaff.data.shards import META_COLUMNS, Manifest, read_shard
 from raytaskaff.errors import DataError
 
@@ -39,9 +42,12 @@ class SplitData:
 
     tables: Arrow tables with the shard schema (a list, or one table of several chunks).
     size: H = W of the arrays. domains: the domain columns to expose (default: all present).
+    shard_rows: rows of each shard, in order (default: the table's chunks); window: shards
+    shuffled together (`data.order.row_order`; 0: one permutation of every row).
     """
 
-    def __init__(self, tables: pa.Table | list[pa.Table], size: int, domains: list[str] | None = None) -> None:
+    def __init__(self, tables: pa.Table | list[pa.Table], size: int, domains: list[str] | None = None, *,
+                 shard_rows: tuple[int, ...] | None = None, window: int = 0) -> None:
         table = tables if isinstance(tables, pa.Table) else pa.concat_tables(tables)
         present = [c for c in table.column_names if c not in META_COLUMNS]
         self.domains = [domain(d).name for d in (domains if domains is not None else present)]
@@ -53,10 +59,16 @@ class SplitData:
         self._arrays: dict[str, list[np.ndarray]] = {}
         lengths = [len(c) for c in table.column(self.domains[0]).chunks] if self.domains else [table.num_rows]
         self._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.shard_rows = tuple(shard_rows) if shard_rows is not None else tuple(lengths)
+        if sum(self.shard_rows) != table.num_rows:
+            raise DataError(f"shards of {sum(self.shard_rows)} rows given for a table of {table.num_rows}")
+        self.window = window
 
     @classmethod
-    def open(cls, root: str | os.PathLike, split: str, domains: list[str] | None = None, verify: bool = True) -> SplitData:
-        """Memory-map the shards of `split` under dataset directory `root`, checking each one."""
+    def open(cls, root: str | os.PathLike, split: str, domains: list[str] | None = None, verify: bool = True,
+             window: int = 0) -> SplitData:
+        """Memory-map the shards of `split` under dataset directory `root`, checking each one
+        (sizes, columns, rows; `verify` also checksums and checks class ids)."""
         manifest = Manifest.load(root)
         names = [domain(d).name for d in domains] if domains is not None else list(manifest.domains)
         unknown = [d for d in names if d not in manifest.domains]
@@ -67,7 +79,7 @@ class SplitData:
             raise DataError(f"{root}: split {split!r} is empty")
         columns = list(META_COLUMNS) + names
         tables = [read_shard(root, s, manifest, columns=columns, verify=verify) for s in shards]
-        return cls(tables, manifest.size, names)
+        return cls(tables, manifest.size, names, shard_rows=tuple(s.rows for s in shards), window=window)
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -91,6 +103,10 @@ class SplitData:
             out[pick] = chunks[c][rows[pick] - self._offsets[c]]
         return out
 
+    def head(self, n: int) -> SplitData:
+        """The first n rows (all, when fewer), without a copy."""
+        return SplitData(self.table.slice(0, min(n, len(self))), self.size, self.domains)
+
     def meta(self, column: str) -> np.ndarray:
         """A metadata column (building, point, view, split, field_of_view_rads) as numpy."""
         return self.table.column(column).to_numpy()
@@ -99,13 +115,17 @@ class SplitData:
                 seed: int = 0, drop_last: bool = False, rows: np.ndarray | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """Yield {domain: raw (B, H, W, C) tensor} batches (uint8/uint16, as stored).
 
-        shuffle: a permutation drawn from `seed`, so two runs with one seed see one data order.
-        rows: restrict to these row indices (default: all).
+        shuffle: the order `data.order.row_order` draws from `seed` and this split's window, so two
+        runs with one seed see one data order, whichever reader serves them.
+        rows: restrict to these row indices (default: all; shuffled as one permutation).
         """
         names = [domain(d).name for d in domains] if domains is not None else self.domains
-        order = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
-        if shuffle:
-            order = np.random.default_rng(seed).permutation(order)
+        if rows is None:
+            order = flat_order(self.shard_rows, shuffle=shuffle, seed=seed, window=self.window)
+        else:
+            order = np.asarray(rows, dtype=np.int64)
+            if shuffle:
+                order = np.random.default_rng(seed).permutation(order)
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             picked = order[start:start + batch_size]

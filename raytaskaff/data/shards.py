@@ -8,7 +8,8 @@ A dataset is a directory:
 
 Shards hold one record batch each, uncompressed Arrow IPC by default so that they memory-map and
 convert to numpy without a copy; Parquet (`format="parquet"`) is for Ray Data on shared storage.
-Everything is first written into a hidden staging directory beside the target and renamed into
+A dataset is read from a local path or from any URI pyarrow.fs understands (s3://, gs://,
+file://...): see `location`. Everything is first written into a hidden staging directory beside the target and renamed into
 place at the end, so an interrupted write leaves no half-written dataset. The manifest is written
 last: a directory without one is not a dataset.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -45,6 +47,27 @@ META_COLUMNS = {
     "split": pa.string(),
     "field_of_view_rads": pa.float32(),
 }
+
+
+def is_uri(root: str | os.PathLike) -> bool:
+    """Whether `root` names object storage or another pyarrow filesystem (s3://..., file://...)."""
+    return "://" in str(root)
+
+
+def location(root: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, base path) of a dataset: a local path (made absolute, trailing slash dropped)
+    or a URI such as s3://bucket/taskonomy-256."""
+    if is_uri(root):
+        try:
+            fs, base = pafs.FileSystem.from_uri(str(root))
+        except (pa.ArrowException, ValueError, OSError) as e:
+            raise DataError(f"{root}: not a readable dataset location ({str(e).splitlines()[0]})") from None
+        return fs, base.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(root)
+
+
+def join(base: str, name: str) -> str:
+    return f"{base}/{name}" if base else name
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,20 @@ class Manifest:
     def shape(self, name: str) -> tuple[int, int, int]:
         return tuple(self.domains[name]["shape"])
 
+    def shard_rows(self, split: str) -> tuple[int, ...]:
+        return tuple(s.rows for s in self.shards_of(split))
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies the dataset's content: a hash of every shard's checksum, split and row
+        count, the shapes, the producer and the format version. Not its path or file names, so the
+        same data moved or copied keeps its fingerprint, and data converted anew changes it."""
+        content = {
+            "format_version": self.format_version, "size": self.size, "domains": self.domains, "producer": self.producer,
+            "shards": sorted((s.split, s.rows, s.sha256) for s in self.shards),
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
+
     def to_json(self) -> str:
         data = asdict(self)
         data["shards"] = [asdict(s) for s in self.shards]
@@ -90,11 +127,17 @@ class Manifest:
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> Manifest:
-        path = Path(root) / MANIFEST
-        if not path.is_file():
-            raise DataError(f"{root}: no {MANIFEST} (not a dataset, or its writing was interrupted)")
+        fs, base = location(root)
+        path = join(base, MANIFEST)
         try:
-            data = json.loads(path.read_text())
+            with fs.open_input_stream(path) as f:
+                text = f.read().decode()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise DataError(f"{root}: no {MANIFEST} (not a dataset, or its writing was interrupted)") from None
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(f"{root}: cannot read {MANIFEST} ({str(e).splitlines()[0]})") from None
+        try:
+            data = json.loads(text)
             shards = tuple(ShardInfo(**s) for s in data.pop("shards"))
             manifest = cls(shards=shards, **data)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
@@ -102,7 +145,7 @@ class Manifest:
         manifest._check(path)
         return manifest
 
-    def _check(self, path: Path) -> None:
+    def _check(self, path: str) -> None:
         if self.format_version != FORMAT_VERSION:
             raise DataError(f"{path}: format_version {self.format_version}, this reader knows {FORMAT_VERSION}")
         if self.format not in FORMATS:
@@ -125,9 +168,9 @@ def schema(size: int, domains: list[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: str | Path, fs: pafs.FileSystem | None = None) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with (open(path, "rb") if fs is None else fs.open_input_stream(str(path))) as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -276,23 +319,29 @@ class ShardWriter:
 
 def read_shard(root: str | os.PathLike, info: ShardInfo, manifest: Manifest, columns: list[str] | None = None,
                verify: bool = True) -> pa.Table:
-    """Open one shard, memory-mapped when it is Arrow, and check it against the manifest.
+    """Open one shard and check it against the manifest (size, columns and their types, rows).
 
-    verify: also compare the file's SHA-256 with the manifest (reads the whole file once).
+    A local Arrow shard is memory-mapped (its pages are shared through the page cache, nothing is
+    read until used); a shard behind a URI, or in Parquet, is read into memory.
+    verify: also compare the file's SHA-256 with the manifest and check class ids (reads the whole
+    file once: the driver does it once per dataset, see `data.verify`; trials do not).
     """
-    path = Path(root) / info.file
-    if not path.is_file():
+    fs, base = location(root)
+    path = join(base, info.file)
+    found = fs.get_file_info(path)
+    if found.type != pafs.FileType.File:
         raise DataError(f"{path}: missing (listed in the manifest)")
-    size = path.stat().st_size
-    if size != info.bytes:
-        raise DataError(f"{path}: {size} bytes, manifest says {info.bytes} (truncated or replaced)")
-    if verify and _sha256(path) != info.sha256:
+    if found.size != info.bytes:
+        raise DataError(f"{path}: {found.size} bytes, manifest says {info.bytes} (truncated or replaced)")
+    remote = is_uri(root)
+    if verify and _sha256(path, fs if remote else None) != info.sha256:
         raise DataError(f"{path}: checksum mismatch (corrupt or replaced)")
     try:
         if manifest.format == "arrow":
-            table = ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+            source = fs.open_input_file(path) if remote else pa.memory_map(path, "r")
+            table = ipc.open_file(source).read_all()
         else:
-            table = pq.read_table(path, memory_map=True)
+            table = pq.read_table(path, filesystem=fs, memory_map=not remote)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: not a readable {manifest.format} file ({str(e).splitlines()[0]})") from None
     expected = schema(manifest.size, list(manifest.domains))
@@ -308,7 +357,7 @@ def read_shard(root: str | os.PathLike, info: ShardInfo, manifest: Manifest, col
     return table.select(columns) if columns is not None else table
 
 
-def _check_classes(path: Path, table: pa.Table, manifest: Manifest) -> None:
+def _check_classes(path: str, table: pa.Table, manifest: Manifest) -> None:
     """Every class map's ids are below its class count (a label out of range would break the loss)."""
     for name in manifest.domains:
         classes = domain(name).classes

@@ -1,69 +1,77 @@
-"""Sharing a split through Ray: the object store on one node, Ray Data at cluster scale.
+"""How trials and scorer actors get the splits: the object store, memory-mapped shards, or a stream.
 
-`share_splits` shares every split one way or the other. `put_split` stores a split's Arrow table once; every task or actor that receives the reference
-maps the same shared-memory buffers, and `SplitData` turns them into numpy views without a copy
-(the views are read-only). `read_split` streams the Parquet shards of shared storage with Ray Data
-and `torch_batches` yields the same raw batches as `SplitData.batches`.
+`share_splits` returns a `SharedData`, a small picklable handle that every trial and actor turns
+into its splits with `open(split)`:
+
+- "object_store": the driver puts each split's Arrow table in Ray's object store once; every
+  trial on a node maps the same shared-memory buffers without a copy. Fastest for data that fits
+  in a node's object store (the embedded default, one machine).
+- "mmap": each trial memory-maps the Arrow shards itself, from a path every node sees (a local
+  NVMe copy on each node, or a shared mount). Only the pages a trial touches are read, and the
+  page cache is what several trials on a node share: nothing goes to the object store, and a
+  trial's own memory is its batches. The default on clusters.
+- "streaming": each trial reads the shards from object storage (s3://, any pyarrow.fs URI) a
+  shuffle window at a time with a bounded read-ahead (`data.stream.StreamingSplit`).
+
+All three yield the same batches for a seed (`data.order`), so paired seeds stay paired whichever
+reader serves a run.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-import pyarrow as pa
 import ray
-import torch
 
-from raytaskaff.data.reader import SplitData, dataset_files
-from raytaskaff.data.shards import Manifest
-from raytaskaff.errors import DataError
+from raytaskaff.data.reader import SplitData
+from raytaskaff.data.shards import Manifest, is_uri
+from raytaskaff.data.stream import StreamingSplit
+
+SPLITS = ("train", "val", "test")
 
 
-def share_splits(root: str | os.PathLike, reader: str, splits: tuple[str, ...] = ("train", "val", "test")) -> dict:
-    """Each split in the object store once, for trials to map without a copy: {split: reference}.
+@dataclass(frozen=True)
+class SharedData:
+    """Where the splits are and how to open them (see the module's docstring).
 
-    "object_store": the driver reads the shards and puts each split as one Arrow table (a single
-    node, or a cluster whose driver can hold the dataset in memory).
-    "ray_data": Ray Data reads the Parquet shards in parallel tasks across the cluster and each
-    block stays in the object store of the node that read it; a split is the list of its block
-    references, in shard order (order is preserved, so paired seeds see the rows as the local
-    reader does). The shard directory must be readable from every node (NFS or a shared mount).
-    A trial turns either form into a `SplitData` with `SplitData(ray.get(reference), size)`.
+    root: the dataset's absolute path or URI; size: H = W of its views; shard_rows: {split: rows
+    per shard}; refs: {split: object reference of its table} for "object_store".
     """
-    if reader == "ray_data":
-        ray.data.DataContext.get_current().execution_options.preserve_order = True
-        return {s: read_split(root, s).to_arrow_refs() for s in splits}
-    if reader != "object_store":
-        raise ValueError(f"unknown reader {reader!r} (known: object_store, ray_data)")
-    return {s: put_split(SplitData.open(root, s)) for s in splits}
+
+    reader: str
+    root: str
+    size: int
+    shard_rows: dict[str, tuple[int, ...]]
+    window: int = 0
+    readahead: int = 1
+    refs: dict = field(default_factory=dict)
+
+    def open(self, split: str, domains: list[str] | None = None) -> SplitData | StreamingSplit:
+        """The split as this process reads it (inside a trial or an actor); domains: the columns
+        to expose (default: all)."""
+        if self.reader == "object_store":
+            return SplitData(ray.get(self.refs[split]), self.size, domains, shard_rows=self.shard_rows[split], window=self.window)
+        if self.reader == "mmap":
+            return SplitData.open(self.root, split, domains, verify=False, window=self.window)
+        return StreamingSplit(self.root, split, domains, window=self.window, readahead=self.readahead)
+
+
+def share_splits(root: str | os.PathLike, reader: str, manifest: Manifest | None = None, *, window: int = 0,
+                 readahead: int = 1, local: dict[str, SplitData] | None = None, splits: tuple[str, ...] = SPLITS) -> SharedData:
+    """A handle on the dataset at `root` for trials to open (nothing is read for "mmap" and
+    "streaming"; "object_store" puts each split once, from `local` when the driver has it open)."""
+    manifest = manifest or Manifest.load(root)
+    where = str(root) if is_uri(root) else os.path.abspath(root)
+    rows = {s: manifest.shard_rows(s) for s in splits}
+    refs = {}
+    if reader == "object_store":
+        refs = {s: put_split(local[s] if local and s in local else SplitData.open(root, s, verify=False)) for s in splits}
+    elif reader not in ("mmap", "streaming"):
+        raise ValueError(f"unknown reader {reader!r} (known: object_store, mmap, streaming)")
+    return SharedData(reader, where, manifest.size, rows, window, readahead, refs)
 
 
 def put_split(data: SplitData) -> ray.ObjectRef:
     """Put the split's Arrow table in the object store (once; share the reference)."""
     return ray.put(data.table)
-
-
-def split_from_store(table: pa.Table, size: int, domains: list[str] | None = None) -> SplitData:
-    """A SplitData over a table received from the object store (pass the ObjectRef as a top-level
-    task or actor argument and Ray hands over the table, backed by shared memory)."""
-    return SplitData(table, size, domains)
-
-
-def read_split(root: str | os.PathLike, split: str, **read_args) -> ray.data.Dataset:
-    """A Ray Dataset over the shards of `split` (Parquet shards are read with read_parquet;
-    Arrow IPC shards, which Ray Data cannot read itself, are memory-mapped here and handed over)."""
-    manifest = Manifest.load(root)
-    files = dataset_files(root, split)
-    if manifest.format == "parquet":
-        return ray.data.read_parquet(files, **read_args)
-    local = SplitData.open(root, split)
-    return ray.data.from_arrow(local.table)
-
-
-def torch_batches(dataset: ray.data.Dataset, size: int, batch_size: int, domains: list[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Raw {domain: (B, H, W, C) tensor} batches from a Ray Dataset, as SplitData.batches gives."""
-    for batch in dataset.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
-        if not isinstance(batch, pa.Table):
-            raise DataError(f"Ray Data returned a {type(batch).__name__}, expected a pyarrow Table")
-        yield from SplitData(batch, size, domains).batches(batch.num_rows, domains)

@@ -1,6 +1,8 @@
 """Training the planned runs on Ray: one Tune trial per run, fractional resources, retries.
 
-The train/val/test tables are put in the object store once; every trial maps them without a copy.
+Each trial opens its splits through the sweep's `SharedData` (the object store, memory-mapped
+shards or a stream; engine/data.py). A run with a fraction of a GPU caps its own CUDA memory at
+that fraction, since Ray does not isolate GPU memory between the runs it packs on one device.
 A trial trains with the plain loop (`training.loop.train`), checkpointing each epoch into the run's
 directory, and records its result in the `ResultStore` under the run's key. With
 `resources.workers > 0` a trial instead fits a Ray Train TorchTrainer with that many DDP workers
@@ -23,7 +25,7 @@ from ray import tune
 from ray.util import metrics
 
 from raytaskaff.config import SweepConfig
-from raytaskaff.data.reader import SplitData
+from raytaskaff.engine.data import SharedData
 from raytaskaff.plan import Run
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
 from raytaskaff.training.loop import DataSplits, RunResult, RunSpec, TrainConfig, train
@@ -45,15 +47,25 @@ def train_config(config: SweepConfig, device: str, probes: bool) -> TrainConfig:
                        probes=config.probes if probes else None)
 
 
-def _train_here(run: Run, tables: dict, size: int, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:
+def cap_cuda_memory(fraction: float, device: str) -> None:
+    """Let this process allocate at most `fraction` of the GPU's memory (a fractional run packed
+    with others on one GPU then fails alone with an out-of-memory error instead of starving them)."""
+    if 0 < fraction < 1 and device.startswith("cuda"):
+        torch.cuda.set_per_process_memory_fraction(fraction, torch.device(device))
+
+
+def _train_here(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:
     """Train one run in this process (a Tune trial, or one Ray Train worker of a DDP run)."""
     torch.set_num_threads(max(1, int(sweep.resources.cpus_per_run)))
-    data = DataSplits(*(SplitData(ray.get(tables[s]), size) for s in ("train", "val", "test")), stats=stats)
+    data = DataSplits(*(shared.open(s) for s in ("train", "val", "test")), stats=stats)
     device = "cuda" if sweep.resources.gpus_per_run > 0 and torch.cuda.is_available() else "cpu"
     if device == "cuda" and sweep.resources.workers:
         from ray.train.torch import get_device
 
         device = str(get_device())
+    if device == "cuda":
+        device = f"cuda:{torch.cuda.current_device()}"  # the GPU Ray assigned (CUDA_VISIBLE_DEVICES)
+    cap_cuda_memory(sweep.resources.gpus_per_run, device)
     return train(RunSpec(run.tasks, run.inject), sweep.model.build(), train_config(sweep, device, run.probes), data, run.seed,
                  checkpoint=folder / "checkpoint.pt", model_path=folder / "model.pt", on_epoch=on_epoch)
 
@@ -64,7 +76,7 @@ def _ddp_worker(loop_config: dict) -> dict | None:
     return result.to_dict() if ray.train.get_context().get_world_rank() == 0 else None
 
 
-def train_with_ray_train(run: Run, tables: dict, size: int, stats: dict, sweep: SweepConfig, folder) -> RunResult:
+def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder) -> RunResult:
     """One run on `sweep.resources.workers` Ray Train workers (TorchTrainer, DDP). A fixed cost of
     20-30 s makes this the path for runs too large for one device, not for small ones."""
     from ray.train import RunConfig, ScalingConfig
@@ -74,7 +86,7 @@ def train_with_ray_train(run: Run, tables: dict, size: int, stats: dict, sweep: 
     per_worker = {"CPU": r.cpus_per_run, **({"GPU": r.gpus_per_run} if r.gpus_per_run else {})}
     trainer = TorchTrainer(
         _ddp_worker,
-        train_loop_config={"run": run, "tables": tables, "size": size, "stats": stats, "sweep": sweep, "folder": folder},
+        train_loop_config={"run": run, "shared": shared, "stats": stats, "sweep": sweep, "folder": folder},
         scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=r.gpus_per_run > 0, resources_per_worker=per_worker),
         run_config=RunConfig(name=f"raytaskaff-{run.key}", storage_path=str(folder / "ray_train")),
     )
@@ -83,7 +95,7 @@ def train_with_ray_train(run: Run, tables: dict, size: int, stats: dict, sweep: 
     return result
 
 
-def _trial(trial_config: dict, tables: dict, size: int, stats: dict, sweep: SweepConfig, store_uri: str) -> None:
+def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConfig, store_uri: str) -> None:
     """One Tune trial: train one run and store its result (resuming from its checkpoint)."""
     run = Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in trial_config["run"].items()})
     store = ResultStore(store_uri)
@@ -91,17 +103,34 @@ def _trial(trial_config: dict, tables: dict, size: int, stats: dict, sweep: Swee
         folder = store.run_dir(run.key)
         attempts = _count_attempt(folder / "attempts")
         if sweep.resources.workers and not run.probes:
-            result = train_with_ray_train(run, tables, size, stats, sweep, folder)
+            result = train_with_ray_train(run, shared, stats, sweep, folder)
         else:
-            result = _train_here(run, tables, size, stats, sweep, folder,
+            result = _train_here(run, shared, stats, sweep, folder,
                                  on_epoch=lambda epoch, record: tune.report({"epoch": epoch, "val": sum(record["val"].values())}))
         threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
         store.save(run.key, result, kind=run.kind, label=run.label, node=ray.util.get_node_ip_address(), attempts=attempts,
-                   threads=threads)
+                   threads=threads, memory=process_memory())
         (folder / "checkpoint.pt").unlink(missing_ok=True)
     except Exception:
         store.check_writable()  # a full or read-only store says so (StoreError), which stops the sweep
         raise
+
+
+def process_memory() -> dict[str, float]:
+    """This process's memory in MiB (Linux /proc): peak resident set, and now its private memory
+    (anon: heap, batches, the model), pages of mapped files (file: memory-mapped shards, shared
+    through the page cache) and shared memory (shmem: Ray's object store). Empty elsewhere."""
+    fields = {"VmHWM": "peak_rss_mb", "RssAnon": "rss_anon_mb", "RssFile": "rss_file_mb", "RssShmem": "rss_shmem_mb"}
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in fields:
+                    out[fields[name]] = round(int(value.split()[0]) / 1024, 1)  # kB
+    except OSError:
+        return {}
+    return out
 
 
 def _count_attempt(path) -> int:
@@ -172,18 +201,18 @@ def _store_error(text: str) -> str | None:
     return None
 
 
-def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, tables: dict, size: int, stats: dict,
+def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared: SharedData, stats: dict,
                tune_dir: str, say=print) -> Execution:
     """Train every run without a stored result as a Tune trial; return what happened.
 
-    tables: {split: reference(s)} from `engine.data.share_splits`; size: the views' side in pixels."""
+    shared: the splits, from `engine.data.share_splits`; stats: the manifest's statistics."""
     start = time.perf_counter()
     execution = Execution(skipped=[r.key for r in runs if store.has(r.key)])
     pending = [r for r in runs if r.key not in set(execution.skipped)]
     if not pending:
         return execution
     stopper = _StopWhenStoreFails()
-    trainable = tune.with_parameters(_trial, tables=tables, size=size, stats=stats, sweep=config, store_uri=store.uri)
+    trainable = tune.with_parameters(_trial, shared=shared, stats=stats, sweep=config, store_uri=store.uri)
     own = {"CPU": config.resources.cpus_per_run, **({"GPU": config.resources.gpus_per_run} if config.resources.gpus_per_run else {})}
 
     def resources(trial_config: dict) -> tune.PlacementGroupFactory:

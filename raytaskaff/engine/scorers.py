@@ -1,7 +1,7 @@
 """STL-based scorers on Ray: actors next to the test split, one saved network at a time.
 
-Each actor receives the test split's Arrow table by reference (shared memory, no copy), builds
-its N input images once, and applies a scorer's per-network function (`ias.attribution_maps`,
+Each actor opens the test split through the sweep's `SharedData` (a table in shared memory, or
+memory-mapped or streamed shards, reading only the first rows it needs), builds its N input images once, and applies a scorer's per-network function (`ias.attribution_maps`,
 `rsa.ranked_upper_triangle`) to the networks it is handed; the driver combines the results into
 pairwise tables. `ModelMappers` is the callable `Artifacts.map_models` expects, so the scorer
 code is the same with and without Ray; the CPU time the actors spend is reported back so the
@@ -13,28 +13,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import pyarrow as pa
 import ray
 import torch
 from ray.util import ActorPool
 
 from raytaskaff.data.reader import SplitData
+from raytaskaff.data.stream import StreamingSplit
 from raytaskaff.data.transforms import rgb_input
+from raytaskaff.engine.data import SharedData
 from raytaskaff.models import load_model
 
 
-def first_images(data: SplitData, n: int) -> torch.Tensor:
+def first_images(data: SplitData | StreamingSplit, n: int) -> torch.Tensor:
     """(min(n, rows), 3, H, W) float images in [0, 1]: the first n rows of a split."""
-    rows = torch.arange(min(n, len(data))).numpy()
-    return rgb_input(torch.from_numpy(data.gather("rgb", rows))).contiguous()
+    head = data.head(n)
+    return rgb_input(torch.from_numpy(head.gather("rgb", torch.arange(len(head)).numpy()))).contiguous()
 
 
 @ray.remote
 class ModelMapper:
-    """Holds the test split (shared memory) and applies per-network functions to saved networks."""
+    """Holds the test split and applies per-network functions to saved networks."""
 
-    def __init__(self, table: pa.Table, size: int) -> None:
-        self.data = SplitData(table, size, ["rgb"])
+    def __init__(self, shared: SharedData) -> None:
+        self.data = shared.open("test", ["rgb"])
         self.images: dict[int, torch.Tensor] = {}
         self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
 
@@ -53,8 +54,8 @@ class ModelMappers:
     Call: (fn, {key: model path}, n_images) -> ({key: fn(network, images)}, actor CPU-seconds).
     """
 
-    def __init__(self, table_ref: ray.ObjectRef, size: int, actors: int = 2, num_cpus: float = 1, num_gpus: float = 0) -> None:
-        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(table_ref, size) for _ in range(actors)]
+    def __init__(self, shared: SharedData, actors: int = 2, num_cpus: float = 1, num_gpus: float = 0) -> None:
+        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(shared) for _ in range(actors)]
         self.pool = ActorPool(self.actors)
 
     def __call__(self, fn: Callable, paths: dict, n_images: int) -> tuple[dict, float]:

@@ -19,9 +19,9 @@ import ray
 
 from raytaskaff import __version__
 from raytaskaff.config import SweepConfig
-from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest
-from raytaskaff.engine.data import put_split, share_splits
+from raytaskaff.data.verify import verify_once
+from raytaskaff.engine.data import share_splits
 from raytaskaff.engine.runs import Execution, train_runs
 from raytaskaff.engine.scorers import ModelMappers
 from raytaskaff.evaluation import (
@@ -46,30 +46,35 @@ from raytaskaff.scorers.base import ScorerError
 from raytaskaff.store import ResultStore, StoreError
 
 
-def prepare_data(config: SweepConfig, say=print) -> Path:
-    """The dataset directory, rendered first when the config asks for synthetic data not yet there."""
-    path = Path(config.data.path)
-    if config.data.kind == "synthetic" and not (path / "manifest.json").exists():
+def prepare_data(config: SweepConfig, say=print) -> str:
+    """The dataset's path or URI, rendered first when the config asks for synthetic data not yet there."""
+    root = config.data.path
+    if config.data.kind == "synthetic" and not (Path(root) / "manifest.json").exists():
         from raytaskaff.data.synth import SynthConfig, generate
 
-        say(f"rendering {config.data.n} synthetic views of {config.data.size} px into {path} ...")
-        generate(path, SynthConfig(n=config.data.n, size=config.data.size, seed=config.data.seed), workers=config.data.workers)
-    manifest = Manifest.load(path)
+        say(f"rendering {config.data.n} synthetic views of {config.data.size} px into {root} ...")
+        generate(root, SynthConfig(n=config.data.n, size=config.data.size, seed=config.data.seed), workers=config.data.workers)
+    manifest = Manifest.load(root)
     if config.data.kind == "synthetic":
         params = manifest.producer.get("params", {})
         wanted = {"n": config.data.n, "size": config.data.size, "seed": config.data.seed}
         if any(params.get(k) != v for k, v in wanted.items()):
             from raytaskaff.errors import DataError
 
-            raise DataError(f"{path}: holds synthetic data {({k: params.get(k) for k in wanted})}, the config asks for {wanted}")
-    return path
+            raise DataError(f"{root}: holds synthetic data {({k: params.get(k) for k in wanted})}, the config asks for {wanted}")
+    return root
 
 
-def open_data(config: SweepConfig, say=print) -> tuple[Path, Manifest, dict[str, SplitData]]:
-    """The dataset (rendered first if it is synthetic and absent), its manifest and its three splits,
-    every shard checked against the manifest (size, checksum, columns, class ids)."""
+def open_data(config: SweepConfig, say=print) -> tuple[str, Manifest]:
+    """The dataset (rendered first if it is synthetic and absent) and its manifest, every shard
+    checked against the manifest (size, checksum, columns, class ids) once: shards unchanged since
+    an earlier check of the same dataset are trusted (`data.verify`)."""
     root = prepare_data(config, say)
-    return root, Manifest.load(root), {s: SplitData.open(root, s) for s in ("train", "val", "test")}
+    manifest = Manifest.load(root)
+    verification = verify_once(root, manifest)
+    if verification.checked and verification.trusted:
+        say(f"checked {verification.checked} changed shards of {root} ({verification.trusted} unchanged since their last check)")
+    return root, manifest
 
 
 def collect(runs: list[Run], store: ResultStore, seeds: tuple[int, ...]) -> list[SeedRuns]:
@@ -100,10 +105,11 @@ def network_losses(runs: list[Run], store: ResultStore, seeds: tuple[int, ...]) 
     return out
 
 
-def validate_groupings(config: SweepConfig, runs: list[Run], store: ResultStore, tables: dict, costs: dict, train, say=print):
+def validate_groupings(config: SweepConfig, runs: list[Run], store: ResultStore, tables: dict, costs: dict, train, say=print,
+                       content: str | None = None):
     """Choose groups from every affinity table (and HOA), train those not yet trained, and realise
     each grouping on test next to STL, all-in-one and the best selection. Returns (rows, errors,
-    the group runs); `train(runs)` trains runs on Ray."""
+    the group runs); `train(runs)` trains runs on Ray; content: the dataset's fingerprint."""
     tasks, ks, seeds = tuple(config.tasks), config.grouping.groups, config.grouping_seeds
     choices, errors = affinity_choices(tables, tasks, ks)
     try:
@@ -112,7 +118,7 @@ def validate_groupings(config: SweepConfig, runs: list[Run], store: ResultStore,
         errors["hoa"] = str(e)
     wanted = [g for c in choices for g in c.groups] + [tuple(tasks)]
     planned = {r.key for r in runs}
-    extra = list({r.key: r for r in group_runs(config, wanted, runs) if r.key not in planned}.values())
+    extra = list({r.key: r for r in group_runs(config, wanted, runs, content) if r.key not in planned}.values())
     say(f"grouping: {len(choices)} choices need {len(extra)} more runs, {sum(store.has(r.key) for r in extra)} already stored")
     train(extra)
     losses = network_losses(runs + extra, store, seeds)
@@ -132,6 +138,10 @@ def validate_groupings(config: SweepConfig, runs: list[Run], store: ResultStore,
     return rows, errors, extra
 
 
+#: The trial process's memory when its run ended, in MiB (engine.runs.process_memory).
+MEMORY_COLUMNS = ("peak_rss_mb", "rss_anon_mb", "rss_file_mb", "rss_shmem_mb")
+
+
 def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd.DataFrame:
     rows = []
     for run in runs:
@@ -145,6 +155,7 @@ def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd
             "node": record.get("node") if record else None, "attempts": record.get("attempts") if record else None,
             "retries": (record.get("attempts", 1) - 1) if record else None,
             "best_epoch": result["best_epoch"] if result else None,
+            **{k: (record or {}).get("memory", {}).get(k, math.nan) for k in MEMORY_COLUMNS},
             "test_losses": str(result["test_losses"]) if result else None,
             "error": execution.failed.get(run.key),
         })
@@ -188,26 +199,29 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     out = Path(config.out)
     rendered = config.data.kind == "shards" or (Path(config.data.path) / "manifest.json").exists()
     if rendered:  # damaged data stops the sweep before anything is written
-        root, manifest, data = open_data(config, say)
+        root, manifest = open_data(config, say)
     _check_writable(out)
     store = ResultStore(config.storage or str(out / "store"))
     store.check_writable()
     if not rendered:
-        root, manifest, data = open_data(config, say)
+        root, manifest = open_data(config, say)
     stage("data")
 
+    on_cluster = address is not None or "RAY_ADDRESS" in os.environ
     start_ray(config, address)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    runs = plan(config)
-    say(f"{len(runs)} runs planned, {sum(store.has(r.key) for r in runs)} already stored")
+    content = manifest.fingerprint if config.data.kind == "shards" else None
+    runs = plan(config, content)
+    reader = config.data.resolved_reader(on_cluster)
+    say(f"{len(runs)} runs planned, {sum(store.has(r.key) for r in runs)} already stored; trials read the data by {reader}")
     stage("ray start")
-    shared = share_splits(root, config.data.reader)
-    execution = train_runs(config, runs, store, shared, data["train"].size, manifest.stats, str(out / "tune"), say)
+    shared = share_splits(root, reader, manifest, window=config.data.shuffle_window, readahead=config.data.readahead)
+    execution = train_runs(config, runs, store, shared, manifest.stats, str(out / "tune"), say)
     stage("training")
 
     seeds = collect(runs, store, config.seeds)
     scores, costs, scorer_errors = {}, {}, {}
-    with ModelMappers(put_split(data["test"]), data["test"].size, actors=config.resources.scorer_actors,
+    with ModelMappers(shared, actors=config.resources.scorer_actors,
                       num_cpus=min(1.0, config.resources.cpus_per_run), num_gpus=min(config.resources.gpus_per_run, 1.0)) as mapper:
         artifacts = Artifacts(tuple(config.tasks), seeds, map_models=mapper)
         for name in config.scorers:
@@ -245,12 +259,12 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         costs_by_source = {**costs, "ground_truth": dict(gt_cost), "hoa": dict(gt_cost)}
 
         def train_more(extra: list[Run]) -> None:
-            more = train_runs(config, extra, store, shared, data["train"].size, manifest.stats, str(out / "tune"), say)
+            more = train_runs(config, extra, store, shared, manifest.stats, str(out / "tune"), say)
             execution.trained += more.trained
             execution.skipped += more.skipped
             execution.failed.update(more.failed)
 
-        rows, errors, extra = validate_groupings(config, runs, store, affinities, costs_by_source, train_more, say)
+        rows, errors, extra = validate_groupings(config, runs, store, affinities, costs_by_source, train_more, say, content)
         runs = runs + extra
         grouping = {"rows": rows, "errors": errors, "seeds": list(config.grouping_seeds)}
         stage("grouping")

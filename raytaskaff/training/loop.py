@@ -34,6 +34,7 @@ from raytaskaff.models import (
 from raytaskaff.settings import Training, check_choice
 from raytaskaff.tasks import Task, task
 from raytaskaff.training.optim import make_optimizer
+from raytaskaff.training.prefetch import prefetch
 from raytaskaff.training.probes import GradientProbe, ProbeConfig
 
 
@@ -67,15 +68,21 @@ class RunSpec:
 class TrainConfig(Training):
     """The sweep's hyper-parameters (`settings.Training`) plus what the caller decides: device
     ("auto", "cpu", "cuda", ...), normalisation ("dataset": the manifest's statistics for scalar
-    labels; "taskonomy": the reference constants) and probes (MTL runs only)."""
+    labels; "taskonomy": the reference constants), probes (MTL runs only) and prefetch (batches
+    gathered ahead on a thread, pinned on CUDA; None: 2 on CUDA, none on CPU, where the thread
+    would only compete with the run's own cores)."""
 
     device: str = "auto"
     normalisation: str = "dataset"
     probes: ProbeConfig | None = None
+    prefetch: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("normalisation", self.normalisation, ("dataset", "taskonomy"))
+
+    def prefetch_depth(self, device: torch.device) -> int:
+        return self.prefetch if self.prefetch is not None else (2 if device.type == "cuda" else 0)
 
 
 @dataclass
@@ -154,13 +161,17 @@ def _check_finite(losses: dict[str, torch.Tensor], epoch: int, step: int) -> Non
 
 @torch.no_grad()
 def evaluate(model: MultiTaskNet, data: SplitData, tasks: list[Task], inject: list[Task], stats: dict,
-             device: torch.device, batch_size: int, autocast) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Mean loss per task over the split (weighted by batch size) and task metrics."""
+             device: torch.device, batch_size: int, autocast, ahead: int = 0) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Mean loss per task over the split (weighted by batch size) and task metrics.
+
+    data: a `SplitData` or any split with its `batches` (`data.stream.StreamingSplit`);
+    ahead: batches prefetched on a thread (`training.prefetch`)."""
     model.eval()
     totals = {t.name: 0.0 for t in tasks}
     sums: dict[str, dict[str, torch.Tensor]] = {t.name: {} for t in tasks}
     count = 0
-    for batch in data.batches(batch_size, _domains(tasks, inject, data)):
+    batches = data.batches(batch_size, _domains(tasks, inject, data))
+    for batch in prefetch(batches, ahead, pin=device.type == "cuda"):
         x, extra, targets = _prepare(batch, tasks, inject, stats, device)
         with autocast():
             preds = model(x, extra)
@@ -234,11 +245,13 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
                 probe.epochs = saved["probes"]
 
     domains = _domains(tasks, inject, data.train)
+    ahead, pin = config.prefetch_depth(device), device.type == "cuda"
     model.train()
     for epoch in range(first_epoch, config.epochs):
         seen, running = 0, {t.name: 0.0 for t in tasks}
         order_seed = part_seed(seed, f"data/{epoch}")  # the same order for every run of this seed
-        for step, batch in enumerate(data.train.batches(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)):
+        batches = data.train.batches(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)
+        for step, batch in enumerate(prefetch(batches, ahead, pin=pin)):
             if world > 1:  # every rank draws the same global batch and trains on its share of the rows
                 batch = {k: v[rank::world] for k, v in batch.items()}
             x, extra, targets = _prepare(batch, tasks, inject, stats, device)
@@ -258,7 +271,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
             seen += len(x)
         if probe is not None:
             probe.end_epoch()
-        val_losses, _ = evaluate(model, data.val, tasks, inject, stats, device, config.eval_batch_size, autocast)
+        val_losses, _ = evaluate(model, data.val, tasks, inject, stats, device, config.eval_batch_size, autocast, ahead)
         record = {"epoch": epoch, "train": {k: v / seen for k, v in running.items()}, "val": val_losses}
         history.append(record)
         val_total = sum(val_losses.values())
@@ -277,7 +290,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
     model.load_state_dict(best[2])
     if model_path is not None and rank == 0:
         save_model(model, model_path, seed)
-    test_losses, test_metrics = evaluate(model, data.test, tasks, inject, stats, device, config.eval_batch_size, autocast)
+    test_losses, test_metrics = evaluate(model, data.test, tasks, inject, stats, device, config.eval_batch_size, autocast, ahead)
     wall = time.perf_counter() - wall_start
     return RunResult(
         spec=spec, seed=seed, test_losses=test_losses, val_losses=history[best[1]]["val"], test_metrics=test_metrics,

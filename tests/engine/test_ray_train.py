@@ -9,8 +9,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from raytaskaff.config import load_config  # noqa: E402
-from raytaskaff.data.reader import SplitData  # noqa: E402
 from raytaskaff.data.shards import Manifest  # noqa: E402
+from raytaskaff.engine.data import share_splits  # noqa: E402
 from raytaskaff.engine.runs import train_with_ray_train  # noqa: E402
 from raytaskaff.models import load_model  # noqa: E402
 from raytaskaff.plan import Run  # noqa: E402
@@ -23,9 +23,9 @@ def test_ddp_run_with_two_workers(local_ray, train_dataset, tmp_path):
     config = load_config(SMOKE)
     config = dataclasses.replace(config, resources=dataclasses.replace(config.resources, workers=2, cpus_per_run=1),
                                  training=dataclasses.replace(config.training, epochs=2, batch_size=32))
-    tables = {s: ray.put(SplitData.open(train_dataset, s).table) for s in ("train", "val", "test")}
+    shared = share_splits(train_dataset, "object_store")
     run = Run("pair", ("depth_zbuffer", "normal"), seed=0, key="ddp-test")
-    result = train_with_ray_train(run, tables, 32, Manifest.load(train_dataset).stats, config, tmp_path)
+    result = train_with_ray_train(run, shared, Manifest.load(train_dataset).stats, config, tmp_path)
     assert result.spec.tasks == ("depth_zbuffer", "normal") and len(result.history) == 2
     assert all(math.isfinite(v) for v in result.test_losses.values())
     assert result.history[-1]["train"]["normal"] < result.history[0]["train"]["normal"] * 1.5

@@ -120,16 +120,67 @@ def test_report_rebuilds_from_results_alone(first_run, smoke, tmp_path):
     assert main([str(tmp_path / "nothing")]) == 2
 
 
-def test_ray_data_reader_trains_identical_runs(first_run, smoke, tmp_path):
-    """Splits read by Ray Data reach the trials in the same row order: the same runs give the same losses."""
-    config = dataclasses.replace(smoke, tasks=("depth_zbuffer", "normal"), seeds=(0,), out=str(tmp_path / "out"),
-                                 scorers={"td": smoke.scorers["td"]}, grouping=dataclasses.replace(smoke.grouping, groups=()),
-                                 data=dataclasses.replace(smoke.data, reader="ray_data"))
+def _small(smoke, out, **data):
+    """Two tasks, one seed, td only: the three runs of the ground truth."""
+    return dataclasses.replace(smoke, tasks=("depth_zbuffer", "normal"), seeds=(0,), out=str(out),
+                               scorers={"td": smoke.scorers["td"]}, grouping=dataclasses.replace(smoke.grouping, groups=()),
+                               data=dataclasses.replace(smoke.data, **data))
+
+
+def test_memory_mapped_trials_train_identical_runs(first_run, smoke, tmp_path):
+    """Trials that memory-map the shards themselves see the rows of the object store, in its order:
+    the same runs give bit-identical losses."""
+    config = _small(smoke, tmp_path / "out", reader="mmap")
     summary = run_sweep(config, say=lambda *a: None)
     assert summary["runs"]["trained"] == 3 and not summary["runs"]["failed"]
     here, there = ResultStore(str(tmp_path / "out" / "store")), ResultStore(str(Path(smoke.out) / "store"))
     for run in plan(config):
         assert here.load(run.key).test_losses == there.load(run.key).test_losses, run.label
+        assert here.load(run.key).history == there.load(run.key).history, run.label
+
+
+def test_streamed_trials_train_identical_runs_and_moved_data_keeps_its_runs(first_run, smoke, tmp_path):
+    """The same shards streamed through a URI and put in the object store from a path spelled with a
+    trailing slash: one content, one set of keys, bit-identical losses; a second sweep over a copy
+    of the data elsewhere trains nothing."""
+    import shutil
+
+    data = Path(smoke.data.path).resolve()
+    streamed = _small(smoke, tmp_path / "streamed", kind="shards", path=f"file://{data}", reader="streaming", shuffle_window=2)
+    stored = _small(smoke, tmp_path / "stored", kind="shards", path=f"{data}/", reader="object_store", shuffle_window=2)
+    a, b = run_sweep(streamed, say=lambda *a: None), run_sweep(stored, say=lambda *a: None)
+    assert a["runs"]["trained"] == b["runs"]["trained"] == 3
+    from raytaskaff.data.shards import Manifest
+
+    content = Manifest.load(data).fingerprint
+    keys = [r.key for r in plan(streamed, content)]
+    assert keys == [r.key for r in plan(stored, content)]
+    assert not set(keys) & {r.key for r in plan(smoke)}  # a shuffle window is another data order
+    here, there = ResultStore(str(tmp_path / "streamed" / "store")), ResultStore(str(tmp_path / "stored" / "store"))
+    for key in keys:
+        assert here.load(key).test_losses == there.load(key).test_losses and here.load(key).history == there.load(key).history
+
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    again = run_sweep(dataclasses.replace(stored, data=dataclasses.replace(stored.data, path=str(moved))), say=lambda *a: None)
+    assert again["runs"]["trained"] == 0 and again["runs"]["skipped"] == 3
+
+
+def test_data_replaced_in_place_is_trained_again(smoke, tmp_path, local_ray):
+    """Another dataset at the same path (other seed) gets new keys: nothing of the old one is reused."""
+    from raytaskaff.data.synth import SynthConfig, generate
+
+    path = tmp_path / "data"
+    old = generate(path, SynthConfig(n=96, size=16, seed=0)).fingerprint
+    config = _small(smoke, tmp_path / "out", kind="shards", path=str(path))
+    first = run_sweep(config, say=lambda *a: None)
+    new = generate(path, SynthConfig(n=96, size=16, seed=1), overwrite=True).fingerprint
+    second = run_sweep(config, say=lambda *a: None)
+    assert old != new
+    assert first["runs"]["trained"] == second["runs"]["trained"] == 3 and second["runs"]["skipped"] == 0
+    store = ResultStore(str(tmp_path / "out" / "store"))
+    old_keys, new_keys = {r.key for r in plan(config, old)}, {r.key for r in plan(config, new)}
+    assert not old_keys & new_keys and all(store.has(k) for k in old_keys | new_keys)
 
 
 def test_run_counters_reach_the_metrics_export(first_run):

@@ -1,6 +1,7 @@
 """Faults on a Ray cluster simulated on this machine (`ray.cluster_utils.Cluster`: a head that runs
 no trials and two one-CPU worker nodes). Each test counts what was lost, and that must be nothing."""
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -62,6 +63,20 @@ def _trial_processes() -> list[int]:
     return pids
 
 
+def _children(parent: int) -> list[int]:
+    """PIDs of the processes whose parent is `parent`."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                out.append(int(entry))
+    return out
+
+
 class _WhenMidRun(threading.Thread):
     """Calls `action()` once some run has written an epoch checkpoint but not yet its result;
     `join()` re-raises what the action raised."""
@@ -121,7 +136,13 @@ def test_a_node_removed_mid_sweep_loses_nothing(cluster, small, tmp_path):
 
     def remove_node():
         node = workers.pop()
+        # a machine that goes takes its processes with it; a worker Ray leaves behind would finish a
+        # run it holds in memory (memory-mapped data needs no Ray until the result is stored)
+        processes = _children(node.all_processes["raylet"][0].process.pid)
         c.remove_node(node, allow_graceful=False)
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         removed.append(node)  # the sweep goes on with the other worker node
 
     watcher = _WhenMidRun(tmp_path / "out" / "store", remove_node)

@@ -1,0 +1,115 @@
+"""The three readers side by side, against what training consumes.
+
+    python -m bench.readers [--sizes 64,256] [--views 192] [--batch-size 64] [--json]
+
+For each image size, one synthetic dataset (shards of 32 views) is read for two shuffled epochs by
+every reader a trial can use, on one thread: the object store (the split's table put in a local
+Ray and read back zero-copy), memory-mapped Arrow shards, and the stream of shard groups through
+a file:// URI (pyarrow.fs, as for s3://; shuffle window 4, read-ahead 1). A batch is gathered and
+turned into the five reference tasks' targets, as a training step needs it. Each rate is set
+against the training rate of the model the shipped configs use at that size (64 px: "medium", as
+sweeps/synthetic-10.yaml; 256 px: "large", as sweeps/taskonomy-5.yaml), one task, on one CPU
+thread: aim >= 3x, so that the reader never limits a CPU trial. The stream reads local files here;
+from object storage its rate is also bounded by the network.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
+
+from bench.rows import Row, bench_parser, report
+from raytaskaff.data.reader import SplitData
+from raytaskaff.data.stream import StreamingSplit
+from raytaskaff.data.synth import SynthConfig, generate
+from raytaskaff.data.transforms import normalise, rgb_input
+
+TASKS = ("segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal")
+MODEL_AT = {64: "medium", 256: "large"}
+WINDOW = 4
+
+
+def read_rate(split, batch_size: int, epochs: int = 2) -> float:
+    """Samples per second of shuffled batches, turned into targets, from `split`."""
+    start, count = time.perf_counter(), 0
+    for epoch in range(epochs):
+        for batch in split.batches(batch_size, ["rgb", *TASKS], shuffle=True, seed=epoch, drop_last=True):
+            rgb_input(batch["rgb"])
+            for name in TASKS:
+                normalise(name, batch[name], depth_raw=batch["depth_zbuffer"])
+            count += len(batch["rgb"])
+    return count / (time.perf_counter() - start)
+
+
+def training_rate(model: str, size: int, batch_size: int, steps: int) -> float:
+    """Samples per second one CPU thread trains model preset `model` on one dense task."""
+    from raytaskaff.models import MultiTaskNet, preset
+    from raytaskaff.tasks import task
+
+    net = MultiTaskNet([task("depth_zbuffer")], preset(model)).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    x = torch.rand(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
+    for step in range(steps + 1):
+        if step == 1:
+            start = time.perf_counter()
+        loss = net(x, None)["depth_zbuffer"].abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def _object_store_split(root: str, window: int) -> SplitData:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    local = SplitData.open(root, "train", verify=False)
+    table = ray.get(ray.put(local.table))  # what a trial gets: the table in shared memory
+    return SplitData(table, local.size, shard_rows=local.shard_rows, window=window)
+
+
+def rows(sizes: tuple[int, ...] = (64, 256), views: int = 192, batch_size: int = 64) -> Iterator[Row]:
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            root = os.path.join(tmp, f"d{size}")
+            start = time.perf_counter()
+            generate(root, SynthConfig(n=views, size=size, seed=12), workers=2, rows_per_shard=32)
+            print(f"rendered {views} views of {size} px in {time.perf_counter() - start:.0f} s", flush=True)
+            model = MODEL_AT.get(size, "small")
+            train = training_rate(model, size, min(batch_size, 16) if size >= 256 else batch_size, steps=3 if size >= 256 else 10)
+            yield Row("readers", f"training {model} at {size} px, 1 task, 1 thread", f"{train:.1f} samples/s")
+            readers = {
+                "object_store": _object_store_split(root, WINDOW),
+                "mmap": SplitData.open(root, "train", verify=False, window=WINDOW),
+                "streaming": StreamingSplit(f"file://{root}", "train", window=WINDOW, readahead=1),
+            }
+            for name, split in readers.items():
+                rate = read_rate(split, batch_size)
+                yield Row("readers", f"{name} {size}x{size} vs training", f"{rate:.0f} vs {train:.1f} samples/s", rate / train, ">= 3")
+    try:
+        import ray
+
+        ray.shutdown()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = bench_parser("readers", __doc__)
+    parser.add_argument("--sizes", default="64,256", help="image sizes, comma-separated")
+    parser.add_argument("--views", type=int, default=192)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    report(rows(tuple(int(s) for s in args.sizes.split(",")), args.views, args.batch_size), args.json)
+
+
+if __name__ == "__main__":
+    main()
