@@ -18,7 +18,7 @@ rendering its two 480-view datasets; training 34 s; grouping 3 s):
     grouping         --repeat 1
     scaling          --measure ""           (estimates and projections only; no sweep is run)
     readers          --sizes 64 --views 96  (no 256 px dataset)
-    scale            --views 1200 --readers mmap  (a dataset about the store's size; no object-store pass)
+    scale            --views 400,1200 --readers mmap  (datasets below 3x the store; no object-store pass)
 --markdown prints the table as Markdown, for docs/benchmarks.md.
 """
 
@@ -39,7 +39,7 @@ from bench.rows import COLUMNS, Row, print_table
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = {"data_throughput": ["--views", "16", "--steps", "5"], "training": ["--tasks", "1,2"],
          "engine": ["--tasks", "2", "--epochs", "1"], "grouping": ["--repeat", "1"], "scaling": ["--measure", ""],
-         "readers": ["--sizes", "64", "--views", "96"], "scale": ["--views", "1200", "--readers", "mmap"]}
+         "readers": ["--sizes", "64", "--views", "96"], "scale": ["--views", "400,1200", "--readers", "mmap"]}
 
 
 def run(name: str, options: list[str]) -> subprocess.CompletedProcess:

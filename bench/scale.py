@@ -1,15 +1,20 @@
 """A sweep over a dataset several times larger than Ray's object store, in bounded memory.
 
-    python -m bench.scale [--views 4000] [--size 64] [--store-mb 100] [--readers mmap,object_store] [--json]
+    python -m bench.scale [--views 1000,4000] [--size 64] [--store-mb 100] [--readers mmap,object_store] [--json]
 
-Renders a synthetic dataset of `--views` views (all eleven domains), starts a local Ray whose object
-store is capped at `--store-mb` MiB (as `ray start --object-store-memory` does), and runs a small
-sweep on it with each reader: two tasks, one seed, one epoch, the small model, td and rsa (whose
-actor reads the test split too). Reported side by side: the dataset's size against the store's,
-whether every run was stored, the bytes Ray spilled to disk or allocated outside its store, the
-peak of the store's use (polled every 0.2 s), and each trial's memory when its run ended
-(runs.parquet: private memory, mapped shard pages, shared memory). Aims: the dataset >= 3x the
-store; with `mmap`, every run stored and nothing spilled.
+Renders synthetic datasets of each of `--views` views (all eleven domains), starts a local Ray whose
+object store is capped at `--store-mb` MiB (as `ray start --object-store-memory` does), and runs a
+small sweep on the largest with each reader, and on the others with the first reader: two tasks,
+one seed, one epoch, the small model, td and rsa (whose actor reads the test split too). Reported
+side by side: the dataset's size against the store's, whether every run was stored, the bytes Ray
+spilled to disk or allocated outside its store, the peak of the store's use (polled every 0.2 s),
+and each trial's memory when its run ended (runs.parquet: private memory; file-backed pages,
+the libraries' and the touched shards', shared through the page cache; shared memory, the object
+store's). Evaluation batches are 64 views, so that every split fills them and the compute memory
+of the datasets' runs is alike. Aims: the largest dataset >= 3x the store; with `mmap`, every run stored, nothing
+spilled, and a trial's private memory (the batches, the model's activations, torch and Ray
+themselves) no larger on the largest dataset than on the smallest (ratio <= 1.1): the data is in
+the page cache, shared and evictable, not in the trial.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def sweep_once(root: str, reader: str, store_mb: int, out: str) -> dict:
     config = dataclasses.replace(
         smoke, name=f"scale-{reader}", tasks=("depth_zbuffer", "normal"), seeds=(0,), out=out,
         data=dataclasses.replace(smoke.data, kind="shards", path=root, reader=reader),
-        model=dataclasses.replace(smoke.model, widths=None), training=dataclasses.replace(smoke.training, epochs=1, batch_size=64),
+        model=dataclasses.replace(smoke.model, widths=None), training=dataclasses.replace(smoke.training, epochs=1, batch_size=64, eval_batch_size=64),
         scorers={"td": smoke.scorers["td"], "rsa": {"images": 64}},
         grouping=dataclasses.replace(smoke.grouping, groups=()), bootstrap=0)
     ray.init(num_cpus=2, object_store_memory=store_mb * 2**20, include_dashboard=False, log_to_driver=False,
@@ -92,43 +97,59 @@ def sweep_once(root: str, reader: str, store_mb: int, out: str) -> dict:
     return {"summary": summary, "runs": runs, "wall": wall, "peak": peak, "spilled": spilled, "fallback": fallback}
 
 
-def rows(views: int = 4000, size: int = 64, store_mb: int = 100, readers: tuple[str, ...] = ("mmap", "object_store")) -> Iterator[Row]:
+def rows(views: tuple[int, ...] = (1000, 4000), size: int = 64, store_mb: int = 100,
+         readers: tuple[str, ...] = ("mmap", "object_store")) -> Iterator[Row]:
     from raytaskaff.data.synth import SynthConfig, generate
 
     mib = 2**20
+    private: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = os.path.join(tmp, "data")
-        start = time.perf_counter()
-        generate(root, SynthConfig(n=views, size=size, seed=21), workers=2)
-        size_bytes = _dataset_bytes(root)
-        yield Row("scale", f"dataset: {views} views of {size} px, rendered in {time.perf_counter() - start:.0f} s vs "
-                  f"object store", f"{size_bytes / mib:.0f} vs {store_mb} MiB", size_bytes / (store_mb * mib), ">= 3")
-        for reader in readers:
-            got = sweep_once(root, reader, store_mb, os.path.join(tmp, f"out-{reader}"))
-            runs, summary = got["runs"], got["summary"]
-            stored = int((runs.status == "done").sum())
-            aim = reader == "mmap"
-            yield Row("scale", f"{reader}: runs stored of planned ({got['wall']:.0f} s)", f"{stored} / {len(runs)}",
-                      stored / len(runs), ">= 1" if aim else "-")
-            moved = got["spilled"] + got["fallback"]
-            yield Row("scale", f"{reader}: spilled or allocated on disk", f"{moved / mib:.0f} MiB "
-                      f"(peak in store {got['peak'] / mib:.0f} MiB)", moved / mib, "<= 0" if aim else "-")
-            for _, run in runs.iterrows():
-                yield Row("scale", f"{reader}: {run.kind} {run.tasks}: trial memory at its end",
-                          f"private {run.rss_anon_mb:.0f}, shard pages {run.rss_file_mb:.0f}, shared {run.rss_shmem_mb:.0f}, "
-                          f"peak RSS {run.peak_rss_mb:.0f} MiB")
-            if summary["runs"]["failed"]:
-                yield Row("scale", f"{reader}: first failure", next(iter(summary["runs"]["failed"].values()))[:120])
+        for n in sorted(views):
+            root = os.path.join(tmp, f"data-{n}")
+            start = time.perf_counter()
+            generate(root, SynthConfig(n=n, size=size, seed=21), workers=2)
+            size_bytes = _dataset_bytes(root)
+            largest = n == max(views)
+            yield Row("scale", f"dataset: {n} views of {size} px, rendered in {time.perf_counter() - start:.0f} s vs "
+                      f"object store", f"{size_bytes / mib:.0f} vs {store_mb} MiB", size_bytes / (store_mb * mib),
+                      ">= 3" if largest else "-")
+            for reader in readers if largest else readers[:1]:
+                got = sweep_once(root, reader, store_mb, os.path.join(tmp, f"out-{n}-{reader}"))
+                yield from _sweep_rows(n, reader, got, aim=reader == "mmap")
+                if reader == readers[0]:
+                    private[n] = float(got["runs"].rss_anon_mb.max())
+        if len(private) > 1:
+            low, high = min(private), max(private)
+            yield Row("scale", f"{readers[0]}: largest private memory of a trial, {high} vs {low} views",
+                      f"{private[high]:.0f} vs {private[low]:.0f} MiB", private[high] / private[low], "<= 1.1")
+
+
+def _sweep_rows(n: int, reader: str, got: dict, aim: bool) -> Iterator[Row]:
+    mib = 2**20
+    runs, summary = got["runs"], got["summary"]
+    stored = int((runs.status == "done").sum())
+    yield Row("scale", f"{n} views, {reader}: runs stored of planned ({got['wall']:.0f} s)", f"{stored} / {len(runs)}",
+              stored / len(runs), ">= 1" if aim else "-")
+    moved = got["spilled"] + got["fallback"]
+    yield Row("scale", f"{n} views, {reader}: spilled or allocated on disk",
+              f"{moved / mib:.0f} MiB (peak in store {got['peak'] / mib:.0f} MiB)", moved / mib, "<= 0" if aim else "-")
+    for _, run in runs.iterrows():
+        yield Row("scale", f"{n} views, {reader}: {run.kind} {run.tasks}, trial memory at its end",
+                  f"private {run.rss_anon_mb:.0f}, file-backed {run.rss_file_mb:.0f}, shared {run.rss_shmem_mb:.0f}, "
+                  f"peak RSS {run.peak_rss_mb:.0f} MiB")
+    if summary["runs"]["failed"]:
+        yield Row("scale", f"{n} views, {reader}: first failure", next(iter(summary["runs"]["failed"].values()))[:120])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser("scale", __doc__)
-    parser.add_argument("--views", type=int, default=4000)
+    parser.add_argument("--views", default="1000,4000", help="dataset sizes in views, comma-separated")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--store-mb", type=int, default=100, help="object store cap in MiB (Ray's minimum is about 75)")
     parser.add_argument("--readers", default="mmap,object_store")
     args = parser.parse_args(argv)
-    report(rows(args.views, args.size, args.store_mb, tuple(args.readers.split(","))), args.json)
+    views = tuple(int(v) for v in args.views.split(","))
+    report(rows(views, args.size, args.store_mb, tuple(args.readers.split(","))), args.json)
 
 
 if __name__ == "__main__":
