@@ -47,3 +47,19 @@ def test_scaling_plans_every_pair_and_interpolates_gpu_rates():
         assert sum(r.kind == "pair" for r in runs) == 3 * n * (n - 1) // 2 and sum(r.kind == "li" for r in runs) == n * (n - 1)
     assert gpu_seconds(1, 9010) == pytest.approx(1.0) and gpu_seconds(10, 1384) == pytest.approx(1.0)
     assert gpu_seconds(5, 2732) < gpu_seconds(7, 2732) < gpu_seconds(10, 2732)
+
+
+@pytest.mark.ray
+def test_packing_runs_on_cpu_and_sets_the_packed_total_against_one_run(train_dataset):
+    """The GPU packing benchmark, checked on this machine's cores: one row pair per k, the first
+    total is its own reference."""
+    import json
+
+    done = subprocess.run([sys.executable, "-m", "bench.packing", "--device", "cpu", "--per-gpu", "1,2", "--data",
+                           str(train_dataset), "--tasks", "depth_zbuffer", "--json"], cwd=ROOT, capture_output=True, text=True,
+                          check=False, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout.splitlines()[-1])
+    totals = [r for r in rows if "total vs one at a time" in r["measure"]]
+    assert [r["measure"].split()[0] for r in totals] == ["1", "2"]
+    assert totals[0]["ratio"] == pytest.approx(1.0) and totals[1]["ratio"] > 0
