@@ -10,6 +10,7 @@ one-line `ConfigError` naming it.
     probes: {lookahead_every: 10, variant: corrected}
     scorers: {td: {}, ias: {images: 2048}, rsa: {}, li: {seeds: [0]}, gs: {}, gt: {}, etap: {}}
     resources: {cpus_per_run: 1, gpus_per_run: 0}
+    tracking: {tensorboard: true}   # and mlflow: {tracking_uri: ..., experiment: ...}, wandb: {project: ..., mode: offline}
 """
 
 from __future__ import annotations
@@ -158,6 +159,63 @@ class GroupingSection:
             check_at_least("grouping.groups[]", k, 1)
 
 
+def _check_installed(key: str, package: str) -> None:
+    """A tracker the config asks for must be importable, said before Ray starts (and without importing it)."""
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError(f"{key}: needs the {package} package, which is not installed: pip install 'raytaskaff[{package}]'")
+
+
+def _check_name(key: str, value: str | None) -> None:
+    if value is not None and not value.strip():
+        raise ConfigError(f"{key}: must not be empty (leave it out for the default)")
+
+
+@dataclass(frozen=True)
+class MlflowSection:
+    """MLflow, through Ray's MLflowLoggerCallback on the driver: one MLflow run per sweep run.
+    tracking_uri: a server (http://...), sqlite:///path or file:///path (default: MLflow's own,
+    MLFLOW_TRACKING_URI or its local default); on a cluster a file store is the driver's disk.
+    experiment: default the sweep's name."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("tracking.mlflow.tracking_uri", self.tracking_uri)
+        _check_name("tracking.mlflow.experiment", self.experiment)
+        _check_installed("tracking.mlflow", "mlflow")
+
+
+@dataclass(frozen=True)
+class WandbSection:
+    """Weights & Biases, through Ray's WandbLoggerCallback: one W&B run per sweep run, grouped
+    by Tune experiment. project: default the sweep's name; entity: default W&B's (your user);
+    mode: online, offline (written under the trial's directory, `wandb sync` later) or disabled."""
+
+    project: str | None = None
+    entity: str | None = None
+    mode: str = "online"
+
+    def __post_init__(self) -> None:
+        _check_name("tracking.wandb.project", self.project)
+        _check_name("tracking.wandb.entity", self.entity)
+        check_choice("tracking.wandb.mode", self.mode, ("online", "offline", "disabled"))
+        _check_installed("tracking.wandb", "wandb")
+
+
+@dataclass(frozen=True)
+class TrackingSection:
+    """Per-epoch train and val losses of every run, per task (engine/tracking.py). tensorboard:
+    event files under OUT/tensorboard/, one TensorBoard run per sweep run; mlflow, wandb: off
+    unless given (`mlflow: {}` for every default), each needing its pip extra."""
+
+    tensorboard: bool = True
+    mlflow: MlflowSection | None = None
+    wandb: WandbSection | None = None
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     name: str = "default"
@@ -170,6 +228,7 @@ class SweepConfig:
     scorers: dict = field(default_factory=lambda: {name: {} for name in ("td", "ias", "rsa", "li", "gs", "gt", "etap")})
     resources: ResourcesSection = field(default_factory=ResourcesSection)
     grouping: GroupingSection = field(default_factory=GroupingSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
     retries: int = 1
     out: str = "out/default"
     storage: str | None = None
@@ -197,8 +256,9 @@ class SweepConfig:
                 scorer(name).check_options({k: v for k, v in options.items() if not (name == "li" and k == "seeds")})
             except RaytaskaffError as e:
                 raise ConfigError(f"scorers: {e}") from None
-        li_seeds = self.scorers.get("li", {}).get("seeds")
-        if li_seeds is not None and (not isinstance(li_seeds, list) or not set(li_seeds) <= set(self.seeds)):
+        li = self.scorers.get("li", {})
+        li_seeds = li.get("seeds")
+        if "seeds" in li and (not isinstance(li_seeds, list) or not set(li_seeds) <= set(self.seeds)):
             raise ConfigError(f"scorers.li.seeds: must be a list of the sweep's seeds {list(self.seeds)}, got {li_seeds!r}")
         if any(k > len(self.tasks) for k in self.grouping.groups):
             raise ConfigError(f"grouping.groups: at most {len(self.tasks)} groups for {len(self.tasks)} tasks, got {list(self.grouping.groups)}")
@@ -268,7 +328,8 @@ def from_dict(cls, data, prefix: str = ""):
     known = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:
-            where = f"{prefix}.{key}" if prefix else str(key)
+            name = str(key) if re.fullmatch(r"[\w.-]+", str(key)) else repr(key)  # a key of "\n" stays on one line
+            where = f"{prefix}.{name}" if prefix else name
             raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
     values = {key: _convert(f"{prefix}.{key}" if prefix else key, hints[key], value) for key, value in data.items()}
     try:
@@ -285,7 +346,10 @@ def load_config(path: str | Path, out: str | None = None) -> SweepConfig:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from None
     if out is not None:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")

@@ -98,8 +98,21 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     return "\n".join(lines)
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`, `ray job stop`) stops the sweep as Ctrl-C does."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _interrupt_on_sigterm()
     try:
         config = load_config(args.config, out=args.out)
         if args.dry_run:

@@ -72,7 +72,10 @@ def _write(tmp_path, text):
     ("scorers: {etap: {source: 3}}\n", "scorers: etap.source: expected a string, got 3"),
     ("name: ../../etc\n", "name: letters, digits"),
     ("- a\n- b\n", "config: expected a mapping"),
-    ("tasks: [a, b\n", "not valid YAML"),
+    ("tasks: [a, b\n", "not valid YAML at line 2, column 1 (expected ',' or ']'"),
+    ("name: x\n  bad: : :\n", "not valid YAML at line 2, column 6 (mapping values are not allowed here)"),
+    ("scorers: {li: {seeds: null}}\n", "scorers.li.seeds: must be a list of the sweep's seeds"),
+    ("data: {\"\\n\": 1}\n", "data.'\\n': unknown key"),
 ])
 def test_bad_configs_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
@@ -86,7 +89,7 @@ def test_cli_exits_2_before_ray_starts(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'sweep.yaml'}: epochs: unknown key (known: bootstrap, data, "
-                                                  "grouping, model, name, out, probes, resources, retries, scorers, seeds, storage, tasks, training)"]
+                                                  "grouping, model, name, out, probes, resources, retries, scorers, seeds, storage, tasks, tracking, training)"]
     assert "Ray" not in result.stdout + result.stderr.split("error:")[0]
     missing = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such config file" in missing.stderr

@@ -17,6 +17,7 @@ import dataclasses
 import os
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import ray
@@ -25,6 +26,8 @@ from ray import tune
 from ray.util import metrics
 
 from raytaskaff.config import SweepConfig
+from raytaskaff.engine import tracking
+from raytaskaff.engine.cluster import WaitingReporter
 from raytaskaff.engine.data import SharedData
 from raytaskaff.plan import Run
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
@@ -106,9 +109,10 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
             result = train_with_ray_train(run, shared, stats, sweep, folder)
         else:
             result = _train_here(run, shared, stats, sweep, folder,
-                                 on_epoch=lambda epoch, record: tune.report({"epoch": epoch, "val": sum(record["val"].values())}))
+                                 on_epoch=lambda epoch, record: tune.report(tracking.epoch_metrics(epoch, record)))
         threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
-        store.save(run.key, result, kind=run.kind, label=run.label, node=ray.util.get_node_ip_address(), attempts=attempts,
+        store.save(run.key, result, kind=run.kind, label=run.label, node=ray.util.get_node_ip_address(),
+                   node_id=ray.get_runtime_context().get_node_id(), attempts=attempts,
                    threads=threads, memory=process_memory())
         (folder / "checkpoint.pt").unlink(missing_ok=True)
     except Exception:
@@ -162,14 +166,29 @@ class _StopWhenStoreFails(tune.Stopper):
 
 
 class _Progress(tune.Callback):
-    """Runs done / total with an ETA on the terminal, and Ray metrics for the dashboard."""
+    """Runs done / total with an ETA on the terminal, and Ray metrics for the dashboard: counters
+    of runs done and failed, and gauges by kind (stl, pair, all, li, group) of the runs of this
+    call (`raytaskaff_runs_planned_by_kind`, those already stored included) and of those done
+    (`raytaskaff_runs_done_by_kind`, stored or trained). Gauges, not counters, since they say
+    where the sweep stands (a resumed sweep starts with its stored runs done); a later call sets
+    the kinds it trains."""
 
-    def __init__(self, total: int, labels: dict[str, str], say, stopper: _StopWhenStoreFails) -> None:
-        self.total, self.labels, self.say, self.stopper = total, labels, say, stopper
+    def __init__(self, runs: list[Run], pending: list[Run], say, stopper: _StopWhenStoreFails) -> None:
+        """runs: those of this call; pending: those of them to train (the others are stored)."""
+        self.total, self.labels, self.say, self.stopper = len(pending), {r.key: r.label for r in pending}, say, stopper
         self.done = self.failed = 0
         self.start = time.perf_counter()
         self.done_counter = metrics.Counter("raytaskaff_runs_done", description="Sweep runs finished")
         self.failed_counter = metrics.Counter("raytaskaff_runs_failed", description="Sweep runs failed after retries")
+        self.planned_gauge = metrics.Gauge("raytaskaff_runs_planned_by_kind", description="Sweep runs to have, by kind",
+                                           tag_keys=("kind",))
+        self.done_gauge = metrics.Gauge("raytaskaff_runs_done_by_kind", description="Sweep runs stored, by kind",
+                                        tag_keys=("kind",))
+        waiting = {r.key for r in pending}
+        self.done_by_kind = Counter(r.kind for r in runs if r.key not in waiting)
+        for kind, n in Counter(r.kind for r in runs).items():
+            self.planned_gauge.set(n, tags={"kind": kind})
+            self.done_gauge.set(self.done_by_kind[kind], tags={"kind": kind})
 
     def _line(self, trial, status: str) -> None:
         finished = self.done + self.failed
@@ -181,6 +200,9 @@ class _Progress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.done += 1
         self.done_counter.inc()
+        kind = trial.config["run"]["kind"]
+        self.done_by_kind[kind] += 1
+        self.done_gauge.set(self.done_by_kind[kind], tags={"kind": kind})
         self._line(trial, "done")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -223,11 +245,13 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         param_space={"run": tune.grid_search([dataclasses.asdict(r) for r in pending])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=config.resources.max_concurrent, reuse_actors=True),
+        tune_config=tune.TuneConfig(max_concurrent_trials=config.resources.max_concurrent, reuse_actors=True,
+                                    trial_name_creator=tracking.trial_name, trial_dirname_creator=tracking.trial_dirname),
         run_config=tune.RunConfig(
             name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", storage_path=os.path.abspath(tune_dir),
             failure_config=tune.FailureConfig(max_failures=config.retries),
-            callbacks=[_Progress(len(pending), {r.key: r.label for r in pending}, say, stopper)], stop=stopper, verbose=0,
+            callbacks=[_Progress(runs, pending, say, stopper), WaitingReporter(own, say), *tracking.callbacks(config)],
+            stop=stopper, verbose=0,
         ),
     )
     grid = tuner.fit()

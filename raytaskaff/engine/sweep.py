@@ -21,6 +21,7 @@ from raytaskaff import __version__
 from raytaskaff.config import SweepConfig
 from raytaskaff.data.shards import Manifest
 from raytaskaff.data.verify import verify_once
+from raytaskaff.engine.cluster import capacity, connect, probe
 from raytaskaff.engine.data import share_splits
 from raytaskaff.engine.runs import Execution, train_runs
 from raytaskaff.engine.scorers import ModelMappers
@@ -40,6 +41,8 @@ from raytaskaff.grouping.validation import (
     realise,
 )
 from raytaskaff.plan import Run, group_runs, plan
+from raytaskaff.plan import summary as runs_by_kind
+from raytaskaff.preflight import check_data, check_resources
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of, scorer
 from raytaskaff.scorers.base import ScorerError
@@ -152,7 +155,8 @@ def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd
             "status": "done" if record else "failed", "trained_now": run.key in execution.trained,
             "wall_seconds": result["wall_seconds"] if result else math.nan,
             "device_seconds": result["device_seconds"] if result else math.nan,
-            "node": record.get("node") if record else None, "attempts": record.get("attempts") if record else None,
+            "node": record.get("node") if record else None, "node_id": record.get("node_id") if record else None,
+            "attempts": record.get("attempts") if record else None,
             "retries": (record.get("attempts", 1) - 1) if record else None,
             "best_epoch": result["best_epoch"] if result else None,
             **{k: (record or {}).get("memory", {}).get(k, math.nan) for k in MEMORY_COLUMNS},
@@ -177,12 +181,7 @@ def start_ray(config: SweepConfig, address: str | None) -> None:
     """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray of this machine (never
     a stray cluster). A local Ray's dashboard binds to 127.0.0.1, Ray's default: reach a cluster's
     through an SSH tunnel (`ray dashboard cluster.yaml`)."""
-    if ray.is_initialized():
-        return
-    if address is None and "RAY_ADDRESS" not in os.environ:
-        ray.init(address="local", num_cpus=config.resources.num_cpus, log_to_driver=False, configure_logging=False)
-    else:  # --address auto, or the driver of a `ray job submit`
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    connect(address, config.resources.num_cpus)
 
 
 def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dict:
@@ -197,21 +196,27 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         mark = now
 
     out = Path(config.out)
+    on_cluster = address is not None or "RAY_ADDRESS" in os.environ
+    if on_cluster and not ray.is_initialized():  # a cluster that does not answer stops the sweep before anything is written
+        probe(address or os.environ["RAY_ADDRESS"])
     rendered = config.data.kind == "shards" or (Path(config.data.path) / "manifest.json").exists()
-    if rendered:  # damaged data stops the sweep before anything is written
-        root, manifest = open_data(config, say)
+    if not rendered:  # rendering takes a while: first make sure its results can be written
+        _check_writable(out)
+    root, manifest = open_data(config, say)  # damaged or unfit data stops the sweep before anything is written
+    check_data(config, manifest, root)
+    stage("data")
+
+    start_ray(config, address)
+    content = manifest.fingerprint if config.data.kind == "shards" else None
+    runs = plan(config, content)
+    check_resources(config, capacity(), sorted(runs_by_kind(runs)))  # a run no node can hold would wait forever
     _check_writable(out)
     store = ResultStore(config.storage or str(out / "store"))
     store.check_writable()
-    if not rendered:
-        root, manifest = open_data(config, say)
-    stage("data")
-
-    on_cluster = address is not None or "RAY_ADDRESS" in os.environ
-    start_ray(config, address)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    content = manifest.fingerprint if config.data.kind == "shards" else None
-    runs = plan(config, content)
+    # Ctrl-C stops the sweep (KeyboardInterrupt), not just Tune's loop: the store decides what is done,
+    # so nothing is lost, and the command says how to resume
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     reader = config.data.resolved_reader(on_cluster)
     say(f"{len(runs)} runs planned, {sum(store.has(r.key) for r in runs)} already stored; trials read the data by {reader}")
     stage("ray start")

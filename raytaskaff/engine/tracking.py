@@ -1,0 +1,129 @@
+"""Experiment tracking of a sweep's runs: Tune callbacks on the driver, built from `tracking`.
+
+After each epoch a trial reports its losses per task (`epoch_metrics`: `train_loss/<task>`,
+`val_loss/<task>`, and the summed `val`); the callbacks send them on:
+- TensorBoard (on by default): `OUT/tensorboard/<run name>/`, one TensorBoard run per sweep run,
+  written with tensorboardX (a dependency of ray[tune]); the step is the epoch, 0-based as in the
+  stored history. Our own callback rather than Tune's TBXLoggerCallback, whose runs are named by
+  trial id and nested in Tune's experiment folders, one folder per sweep invocation.
+- MLflow (`tracking.mlflow`): Ray's MLflowLoggerCallback, one MLflow run per trial with the run's
+  name, its `run/...` fields as parameters, every numeric result as a metric at Tune's iteration
+  (epoch + 1 for a run trained in one go).
+- W&B (`tracking.wandb`): Ray's WandbLoggerCallback, one W&B run per trial with the run's name.
+
+A run's name says its kind, tasks, injected labels and seed, then its key's first 8 characters,
+so that runs of a changed setting (keyed anew) keep their curves apart:
+`pair_depth_zbuffer+normal_seed_0_3fa81c2b`. A run trained again under the same key (its result
+lost, or resumed from its checkpoint in a later invocation) writes into the same TensorBoard run,
+with the same values, since its training is deterministic. Tune's trials carry the same name
+(`trial_name`), so MLflow, W&B and Tune's own logs say it too.
+
+Limits: a trial trained by Ray Train's DDP workers (`resources.workers`) reports no epochs, so it
+has no curves; MLflow and W&B log from the driver, so a file store is the driver's disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ray import tune
+
+from raytaskaff.config import SweepConfig
+from raytaskaff.plan import Run
+
+#: Prefixes of the per-task losses a trial reports (`epoch_metrics`): `train_loss/<task>`, `val_loss/<task>`.
+LOSSES = ("train_loss/", "val_loss/")
+
+
+def epoch_metrics(epoch: int, record: dict) -> dict[str, float]:
+    """What a trial reports to Tune after `epoch` (0-based), from the training loop's record
+    {"epoch", "train": {task: loss}, "val": {task: loss}}: flat keys, so that every tracker shows
+    one group of curves for train and one for val."""
+    return {"epoch": epoch, "val": sum(record["val"].values()),
+            **{f"train_loss/{task}": loss for task, loss in record["train"].items()},
+            **{f"val_loss/{task}": loss for task, loss in record["val"].items()}}
+
+
+def run_name(run: Run) -> str:
+    """A filesystem-safe name that says the run's kind, tasks, injected labels and seed, then
+    its key's first 8 characters: `li_depth_zbuffer_from_normal_seed_0_1c9e2f04`."""
+    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "_", run.label.replace("<-", " from "))
+    return f"{safe}_{run.key[:8]}"
+
+
+def _run(trial) -> Run:
+    return Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in trial.config["run"].items()})
+
+
+def trial_name(trial) -> str:
+    """Tune's name for the trial of a run (TuneConfig.trial_name_creator): its `run_name`."""
+    return run_name(_run(trial))
+
+
+def trial_dirname(trial) -> str:
+    """Tune's folder for the trial of a run (TuneConfig.trial_dirname_creator): its name and trial id."""
+    return f"{trial_name(trial)}_{trial.trial_id}"
+
+
+class TensorBoardCallback(tune.Callback):
+    """Writes each trial's per-task train and val losses, one scalar per loss per epoch, to a
+    TensorBoard run `logdir/<run name>` (tags `train_loss/<task>`, `val_loss/<task>`, step =
+    epoch). Flushes after every epoch, so that a TensorBoard open on `logdir` follows the sweep."""
+
+    def __init__(self, logdir: str | os.PathLike) -> None:
+        self.logdir = Path(logdir)
+        self._writers: dict[str, object] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        losses = {k: v for k, v in result.items() if k.startswith(LOSSES)}
+        if not losses or "epoch" not in result:
+            return
+        writer = self._writers.get(trial.trial_id)
+        if writer is None:
+            from tensorboardX import SummaryWriter
+
+            writer = self._writers[trial.trial_id] = SummaryWriter(str(self.logdir / trial_name(trial)))
+        for tag, value in losses.items():
+            writer.add_scalar(tag, value, global_step=result["epoch"])
+        writer.flush()
+
+    def _close(self, trial) -> None:
+        writer = self._writers.pop(trial.trial_id, None)
+        if writer is not None:
+            writer.close()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._close(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:  # after its last retry
+        self._close(trial)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        for trial in trials:
+            self._close(trial)
+
+
+def callbacks(config: SweepConfig) -> list[tune.Callback]:
+    """The tracking callbacks of `config.tracking`, TensorBoard's under `config.out`/tensorboard.
+    MLflow and W&B are imported only here, when asked for (the config checked they are installed)."""
+    tracking, found = config.tracking, []
+    if tracking.tensorboard:
+        found.append(TensorBoardCallback(Path(config.out).resolve() / "tensorboard"))
+    if tracking.mlflow is not None:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        uri = tracking.mlflow.tracking_uri
+        if uri is not None and uri.startswith("file:"):
+            # MLflow 3 refuses its file store unless asked for it: a config naming one has asked
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        found.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=tracking.mlflow.experiment or config.name,
+                                          tags={"sweep": config.name}))
+    if tracking.wandb is not None:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        w = tracking.wandb
+        found.append(WandbLoggerCallback(project=w.project or config.name, mode=w.mode,
+                                         **({"entity": w.entity} if w.entity else {})))
+    return found

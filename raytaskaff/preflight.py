@@ -1,0 +1,81 @@
+"""What a sweep can be refused for before it trains: checks on what the config, the manifest and the
+cluster's resources already tell. Pure functions; the engine gathers the cluster's side
+(`engine.cluster`). Each failure is one line naming what is wrong, raised before anything is
+written or trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raytaskaff.config import SweepConfig
+from raytaskaff.errors import DataError, RaytaskaffError
+from raytaskaff.tasks import task
+
+
+class ResourceError(RaytaskaffError):
+    """A run asks for more than any node of the cluster, or any node its autoscaler can add, holds."""
+
+
+def check_data(config: SweepConfig, manifest, where: str) -> None:
+    """The dataset holds every domain the tasks read, and each split can feed the training."""
+    needed = {"rgb": "the input"}
+    for name in config.tasks:
+        needed.setdefault(task(name).domain, f"task {name}")
+    missing = [(domain, who) for domain, who in needed.items() if domain not in manifest.domains]
+    if missing:
+        domain, who = missing[0]
+        raise DataError(f"{where}: {who} needs the domain {domain!r}, which the dataset does not hold "
+                        f"(it has: {', '.join(manifest.domains)})")
+    counts = {split: info.get("count", 0) for split, info in manifest.splits.items()}
+    batch = config.training.batch_size
+    if counts.get("train", 0) < batch:
+        raise DataError(f"{where}: the train split holds {counts.get('train', 0)} views, fewer than one batch of {batch} "
+                        "(training.batch_size)")
+    for split in ("val", "test"):
+        if counts.get(split, 0) < 1:
+            raise DataError(f"{where}: the {split} split is empty (model selection and the ground truth need it)")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the cluster can hold: its live nodes' resources, and the node types its autoscaler can
+    add ({name: resources}), each a {resource: amount} mapping ("CPU", "GPU", custom ones)."""
+
+    nodes: tuple[dict, ...]
+    node_types: dict
+
+    def holds(self, request: dict) -> bool:
+        shapes = [*self.nodes, *self.node_types.values()]
+        return any(all(shape.get(k, 0) >= v for k, v in request.items() if v) for shape in shapes)
+
+    def largest(self) -> str:
+        shapes = [*self.nodes, *self.node_types.values()]
+        if not shapes:
+            return "no node"
+        best = max(shapes, key=lambda s: (s.get("GPU", 0), s.get("CPU", 0)))
+        return _shape(best)
+
+
+def _shape(resources: dict) -> str:
+    return ", ".join(f"{resources.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
+
+
+def run_requests(config: SweepConfig) -> dict[str, dict]:
+    """{what asks: the resources one of it needs}: a run (or one Ray Train worker of a run), and a
+    scorer actor."""
+    r = config.resources
+    run = {"CPU": r.cpus_per_run, "GPU": r.gpus_per_run}
+    what = "run" if not r.workers else "Ray Train worker of a run"
+    return {what: run, "scorer actor": {"CPU": min(1.0, r.cpus_per_run), "GPU": min(r.gpus_per_run, 1.0)}}
+
+
+def check_resources(config: SweepConfig, capacity: Capacity, kinds: list[str]) -> None:
+    """Every request fits some node, or some node type the autoscaler can add; else a ResourceError
+    naming the run kinds, the request and the largest node."""
+    for what, request in run_requests(config).items():
+        if not capacity.holds(request):
+            who = f"every {what} ({', '.join(kinds)})" if what != "scorer actor" else "a scorer actor (ias, rsa)"
+            types = ", ".join(f"{n} ({_shape(t)})" for n, t in capacity.node_types.items()) or "none"
+            raise ResourceError(f"resources: {who} asks for {_shape(request)}, more than any node holds: the largest has "
+                                f"{capacity.largest()}; node types the autoscaler can add: {types}")

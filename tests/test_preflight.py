@@ -1,0 +1,152 @@
+"""The preflight: what the config, the manifest and the cluster's resources already tell, refused in
+one line before anything trains or is written."""
+
+import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raytaskaff.config import load_config
+from raytaskaff.data.shards import Manifest, ShardWriter
+from raytaskaff.data.synth import SynthConfig, synth_views
+from raytaskaff.errors import DataError
+from raytaskaff.preflight import Capacity, ResourceError, check_data, check_resources
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "sweeps" / "smoke.yaml"
+
+
+def _smoke(**changes):
+    return dataclasses.replace(load_config(SMOKE), **changes)
+
+
+@pytest.fixture(scope="module")
+def three_domains(tmp_path_factory):
+    """Shards of rgb, depth and normals only: no reshading, no edges."""
+    out = tmp_path_factory.mktemp("data") / "three"
+    with ShardWriter(out, 16, ["rgb", "depth_zbuffer", "normal"]) as writer:
+        for split, building, point, view, fov, arrays in synth_views(SynthConfig(n=120, size=16, seed=2)):
+            writer.add(split, building, point, view, fov, {k: arrays[k] for k in ("rgb", "depth_zbuffer", "normal")})
+    return out
+
+
+def test_a_task_whose_domain_the_data_lacks_is_named(three_domains):
+    manifest = Manifest.load(three_domains)
+    config = _smoke(tasks=("depth_zbuffer", "reshading"))
+    with pytest.raises(DataError, match="task reshading needs the domain 'reshading', which the dataset does not hold "
+                                        r"\(it has: rgb, depth_zbuffer, normal\)"):
+        check_data(config, manifest, str(three_domains))
+    check_data(_smoke(tasks=("depth_zbuffer", "normal")), manifest, str(three_domains))
+
+
+def test_a_train_split_smaller_than_a_batch_is_refused(three_domains):
+    manifest = Manifest.load(three_domains)
+    train = manifest.splits["train"]["count"]
+    config = _smoke(tasks=("depth_zbuffer", "normal"))
+    big = dataclasses.replace(config, training=dataclasses.replace(config.training, batch_size=train + 1))
+    with pytest.raises(DataError, match=f"the train split holds {train} views, fewer than one batch of {train + 1}"):
+        check_data(big, manifest, "d")
+    empty = dataclasses.replace(manifest, splits={**manifest.splits, "test": {"count": 0, "buildings": {}}})
+    with pytest.raises(DataError, match="the test split is empty"):
+        check_data(config, empty, "d")
+
+
+def _resources(**r):
+    config = load_config(SMOKE)
+    return dataclasses.replace(config, resources=dataclasses.replace(config.resources, **r))
+
+
+def test_a_run_no_node_can_hold_names_the_request_and_the_largest_node():
+    laptop = Capacity(({"CPU": 2.0, "memory": 1e9},), {})
+    with pytest.raises(ResourceError, match=r"every run \(pair, stl\) asks for 4 CPU, 0 GPU, more than any node holds: "
+                                            r"the largest has 2 CPU, 0 GPU; node types the autoscaler can add: none"):
+        check_resources(_resources(cpus_per_run=4), laptop, ["pair", "stl"])
+    check_resources(_resources(cpus_per_run=2), laptop, ["stl"])
+    with pytest.raises(ResourceError, match="asks for 1 CPU, 0.5 GPU"):
+        check_resources(_resources(gpus_per_run=0.5), laptop, ["stl"])
+
+
+def test_node_types_the_autoscaler_can_add_count():
+    cpu_head = Capacity(({"CPU": 8.0, "GPU": 0.0},), {"gpu_worker": {"CPU": 8, "GPU": 1}})
+    check_resources(_resources(gpus_per_run=0.5), cpu_head, ["stl"])
+    check_resources(_resources(gpus_per_run=1, cpus_per_run=8), cpu_head, ["stl"])
+    with pytest.raises(ResourceError, match=r"asks for 1 CPU, 2 GPU.*largest has 8 CPU, 1 GPU; .*gpu_worker \(8 CPU, 1 GPU\)"):
+        check_resources(_resources(gpus_per_run=2), cpu_head, ["stl"])
+
+
+def test_node_types_are_read_from_an_autoscaling_config(tmp_path):
+    from raytaskaff.engine.cluster import node_types
+
+    raw = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert node_types(path) == {"gpu_worker": {"CPU": 8, "GPU": 1}}  # the head is not a type to add
+    assert node_types(tmp_path / "absent.yaml") == {}
+
+
+def _sweep(tmp_path, config: dict, *args, timeout=120):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(path), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    return done, time.perf_counter() - start
+
+
+def _small_config(tmp_path, data, **changes) -> dict:
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update({"data": data, "tasks": ["depth_zbuffer", "normal"], "seeds": [0], "out": str(tmp_path / "out"),
+                "scorers": {"td": raw["scorers"]["td"]}, "grouping": {"groups": []}}, **changes)
+    return raw
+
+
+def _one_error_line(done) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("address,says", [
+    ("127.0.0.1:1", "--address 127.0.0.1:1: no Ray cluster answers there"),
+    ("http://127.0.0.1:8265", "that is a dashboard (job submission) address"),
+    ("localhost", "expected host:port"),
+])
+def test_an_address_where_no_cluster_answers_fails_fast_and_writes_nothing(tmp_path, three_domains, address, says):
+    data = {"kind": "shards", "path": str(three_domains)}
+    done, seconds = _sweep(tmp_path, _small_config(tmp_path, data), "--address", address)
+    assert says in _one_error_line(done) and seconds < 30
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("tasks,says", [
+    (["depth_zbuffer", "reshading"], "task reshading needs the domain 'reshading'"),
+])
+def test_data_the_tasks_cannot_use_stops_the_cli_before_ray(tmp_path, three_domains, tasks, says):
+    data = {"kind": "shards", "path": str(three_domains)}
+    done, seconds = _sweep(tmp_path, {**_small_config(tmp_path, data), "tasks": tasks})
+    assert says in _one_error_line(done) and "Ray" not in done.stderr and seconds < 30
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_batch_larger_than_the_train_split_stops_the_cli(tmp_path, three_domains):
+    data = {"kind": "shards", "path": str(three_domains)}
+    raw = _small_config(tmp_path, data)
+    raw["training"] = {**raw["training"], "batch_size": 4096}
+    done, seconds = _sweep(tmp_path, raw)
+    assert "fewer than one batch of 4096" in _one_error_line(done) and seconds < 30
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.ray
+def test_more_cpus_per_run_than_the_machine_has_stops_the_sweep_in_one_line(tmp_path, three_domains):
+    data = {"kind": "shards", "path": str(three_domains)}
+    raw = _small_config(tmp_path, data, resources={"cpus_per_run": 64, "num_cpus": 2})
+    done, seconds = _sweep(tmp_path, raw)
+    line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and line.startswith("error: resources: every run (pair, stl) asks for 64 CPU, 0 GPU"), done.stderr[-3000:]
+    assert "the largest has 2 CPU, 0 GPU" in line and seconds < 60
+    assert not (tmp_path / "out").exists()
