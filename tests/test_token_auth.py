@@ -4,13 +4,9 @@ The head is this test's own (`ray start --head --block` in its own session and t
 its processes are stopped: never `ray stop`, which ends every Ray of the machine."""
 
 import os
-import secrets
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -30,37 +26,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _processes_of(token: Path) -> list[int]:
-    """Every process of the test's head: all inherit its token path (Ray retitles its processes,
-    so their command lines cannot tell)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                pairs = Path(f"/proc/{entry}/environ").read_bytes().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            if f"RAY_AUTH_TOKEN_PATH={token}" in pairs:
-                pids.append(int(entry))
-    return pids
-
-
 @pytest.fixture(scope="module")
-def token_head():
-    base = Path(tempfile.mkdtemp(prefix="rt-auth-", dir="/tmp"))  # short: Ray's socket paths must fit
-    token = base / "token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
+def token_head(own_ray_head):
     dashboard = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_USAGE_STATS_ENABLED="0")
-    log = open(base / "head.log", "w")
-    head = subprocess.Popen([*RAY, "start", "--head", "--block", f"--port={_free_port()}", f"--dashboard-port={dashboard}",
-                             "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
-                             f"--temp-dir={base / 'ray'}"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{dashboard}"
-    try:
+    args = [f"--port={_free_port()}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
+            "--num-cpus=2"]
+    with own_ray_head(args) as (base, token, env):
+        url = f"http://127.0.0.1:{dashboard}"
         for _ in range(120):
             try:
                 urllib.request.urlopen(f"{url}/api/version", timeout=2)
@@ -72,18 +44,6 @@ def token_head():
         else:
             pytest.fail(f"the head's dashboard never answered: {(base / 'head.log').read_text()[-2000:]}")
         yield {"url": url, "token": token, "base": base, "env": env}
-    finally:
-        with __import__("contextlib").suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        for pid in _processes_of(token):  # what the head left: only processes of this head
-            with __import__("contextlib").suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        log.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,10 @@ stopped, never with `ray stop`."""
 import contextlib
 import json
 import os
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -68,18 +65,6 @@ def _environ(entry: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs if "=" in p)
 
 
-def _processes_of(token: Path) -> list[int]:
-    """Every process of this cluster: all inherit its token path (Ray retitles them, so their
-    command lines cannot tell)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            with contextlib.suppress(OSError):
-                if _environ(entry).get("RAY_AUTH_TOKEN_PATH") == str(token):
-                    pids.append(int(entry))
-    return pids
-
-
 def _worker_nodes(token: Path) -> dict[str, list[int]]:
     """{fake node id: its processes} of this cluster's launched worker nodes."""
     nodes: dict[str, list[int]] = {}
@@ -93,45 +78,23 @@ def _worker_nodes(token: Path) -> dict[str, list[int]]:
 
 
 @pytest.fixture(scope="module")
-def fake_cluster():
+def fake_cluster(own_ray_head, tmp_path_factory):
     if not _port_free(6379):
         pytest.skip("port 6379 is taken: the fake provider's workers can only join a head there")
-    base = Path(tempfile.mkdtemp(prefix="rt-as-", dir="/tmp"))
-    (base / "autoscaling.yaml").write_text(yaml.safe_dump(autoscaling_config()))
-    token = base / "token"
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
-    env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_AUTH_MODE="token",
-               RAY_AUTH_TOKEN_PATH=str(token), RAY_USAGE_STATS_ENABLED="0")
-    head_resources = autoscaling_config()["available_node_types"][FAKE_HEAD_TYPE]["resources"]
-    log = open(base / "head.log", "w")
-    head = subprocess.Popen([*RAY, "start", "--head", "--block", "--port=6379", f"--autoscaling-config={base / 'autoscaling.yaml'}",
-                             f"--num-cpus={head_resources['CPU']}", f"--num-gpus={head_resources['GPU']}",
-                             "--include-dashboard=false", f"--temp-dir={base / 'ray'}", "--object-store-memory=100000000"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    config = tmp_path_factory.mktemp("autoscaling") / "autoscaling.yaml"
+    config.write_text(yaml.safe_dump(autoscaling_config()))
+    head = autoscaling_config()["available_node_types"][FAKE_HEAD_TYPE]["resources"]
+    args = ["--port=6379", f"--autoscaling-config={config}", f"--num-cpus={head['CPU']}", f"--num-gpus={head['GPU']}",
+            "--include-dashboard=false", "--object-store-memory=100000000"]
     from ray._private.services import get_node_ip_address
 
-    address = f"{get_node_ip_address()}:6379"
-    try:
+    with own_ray_head(args, {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}) as (base, token, env):
         for _ in range(120):
             if not _port_free(6379):
                 break
             time.sleep(0.5)
         time.sleep(3)
-        yield {"address": address, "env": env, "base": base, "token": token}
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        for pid in _processes_of(token):  # what the head left, and the fake workers
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        log.close()
-        shutil.rmtree(base, ignore_errors=True)
+        yield {"address": f"{get_node_ip_address()}:6379", "env": env, "base": base, "token": token}
 
 
 def _nodes(cluster) -> list[dict]:
