@@ -49,8 +49,9 @@ from raytaskaff.scorers.base import ScorerError
 from raytaskaff.store import ResultStore, StoreError
 
 
-def prepare_data(config: SweepConfig, say=print) -> str:
-    """The dataset's path or URI, rendered first when the config asks for synthetic data not yet there."""
+def prepare_data(config: SweepConfig, say=print) -> tuple[str, Manifest]:
+    """The dataset's path or URI and its manifest, rendered first when the config asks for synthetic
+    data not yet there."""
     root = config.data.path
     if config.data.kind == "synthetic" and not (Path(root) / "manifest.json").exists():
         from raytaskaff.data.synth import SynthConfig, generate
@@ -65,15 +66,14 @@ def prepare_data(config: SweepConfig, say=print) -> str:
             from raytaskaff.errors import DataError
 
             raise DataError(f"{root}: holds synthetic data {({k: params.get(k) for k in wanted})}, the config asks for {wanted}")
-    return root
+    return root, manifest
 
 
 def open_data(config: SweepConfig, say=print) -> tuple[str, Manifest]:
     """The dataset (rendered first if it is synthetic and absent) and its manifest, every shard
     checked against the manifest (size, checksum, columns, class ids) once: shards unchanged since
     an earlier check of the same dataset are trusted (`data.verify`)."""
-    root = prepare_data(config, say)
-    manifest = Manifest.load(root)
+    root, manifest = prepare_data(config, say)
     verification = verify_once(root, manifest)
     if verification.checked and verification.trusted:
         say(f"checked {verification.checked} changed shards of {root} ({verification.trusted} unchanged since their last check)")
