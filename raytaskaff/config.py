@@ -38,11 +38,13 @@ __all__ = ["ConfigError", "SweepConfig", "load_config"]
 
 
 READERS = ("auto", "object_store", "mmap", "streaming")
+SYNTH_SPLITS = (0.8, 0.1, 0.1)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """kind "synthetic": rendered into `path` if absent (n views of size px from seed);
+    """kind "synthetic": rendered into `path` if absent (n views of size px from seed, whole
+    buildings assigned to train, val and test by the fractions `splits`);
     kind "shards": an existing dataset at `path`, a directory (e.g. converted Taskonomy) or a URI
     (s3://bucket/taskonomy-256, any pyarrow.fs URI).
     reader: how trials get the splits (engine/data.py `share_splits`):
@@ -59,6 +61,7 @@ class DataConfig:
     n: int = 5000
     size: int = 32
     seed: int = 0
+    splits: tuple[float, ...] = SYNTH_SPLITS
     workers: int = 2
     normalisation: str = "dataset"
     reader: str = "auto"
@@ -77,6 +80,10 @@ class DataConfig:
         if self.size > 512:
             raise ConfigError(f"data.size: at most 512 (Taskonomy's own resolution), got {self.size}")
         check_at_least("data.workers", self.workers, 1)
+        if len(self.splits) != 3 or min(self.splits) <= 0 or abs(sum(self.splits) - 1) > 1e-6:
+            raise ConfigError(f"data.splits: three positive fractions (train, val, test) summing to 1, got {list(self.splits)}")
+        if self.kind == "shards" and self.splits != SYNTH_SPLITS:
+            raise ConfigError("data.splits: only synthetic data is split by the config; shards hold their own splits")
         check_at_least("data.shuffle_window", self.shuffle_window, 0)
         check_at_least("data.readahead", self.readahead, 0)
         uri = "://" in self.path

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations, permutations
 
-from raytaskaff.config import SweepConfig
+from raytaskaff.config import SYNTH_SPLITS, SweepConfig
 
 GRADIENT_SCORERS = ("gs", "gt", "etap")
 
@@ -54,6 +54,8 @@ def data_identity(config: SweepConfig, content: str | None = None) -> dict:
     d = config.data
     if d.kind == "synthetic":
         identity = {"kind": "synthetic", "n": d.n, "size": d.size, "seed": d.seed, "normalisation": d.normalisation}
+        if d.splits != SYNTH_SPLITS:  # the default split keeps the keys it always had
+            identity["splits"] = list(d.splits)
     else:
         if content is None:
             raise ValueError("the runs of a shard dataset are keyed by its content: pass its manifest's fingerprint")

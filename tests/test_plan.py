@@ -46,6 +46,16 @@ def test_stored_runs_of_the_default_keep_their_keys():
     assert runs[-1].key == "e55f6d3639c6b4e395c2"
 
 
+def test_synthetic_splits_are_part_of_the_data_identity():
+    """The default split leaves the keys as they were; another split is other data."""
+    config = load_config(ROOT / "sweeps" / "smoke.yaml")
+    same = dataclasses.replace(config, data=dataclasses.replace(config.data, splits=(0.8, 0.1, 0.1)))
+    other = dataclasses.replace(config, data=dataclasses.replace(config.data, splits=(0.4, 0.1, 0.5)))
+    keys = [r.key for r in plan(config)]
+    assert [r.key for r in plan(same)] == keys
+    assert not set(keys) & {r.key for r in plan(other)}
+
+
 def _shards_config(path, **data):
     config = load_config(ROOT / "sweeps" / "smoke.yaml")
     return dataclasses.replace(config, data=dataclasses.replace(config.data, kind="shards", path=str(path), **data))

@@ -57,11 +57,12 @@ def prepare_data(config: SweepConfig, say=print) -> tuple[str, Manifest]:
         from raytaskaff.data.synth import SynthConfig, generate
 
         say(f"rendering {config.data.n} synthetic views of {config.data.size} px into {root} ...")
-        generate(root, SynthConfig(n=config.data.n, size=config.data.size, seed=config.data.seed), workers=config.data.workers)
+        generate(root, SynthConfig(n=config.data.n, size=config.data.size, seed=config.data.seed,
+                                   split_fractions=config.data.splits), workers=config.data.workers)
     manifest = Manifest.load(root)
     if config.data.kind == "synthetic":
         params = manifest.producer.get("params", {})
-        wanted = {"n": config.data.n, "size": config.data.size, "seed": config.data.seed}
+        wanted = {"n": config.data.n, "size": config.data.size, "seed": config.data.seed, "split_fractions": list(config.data.splits)}
         if any(params.get(k) != v for k, v in wanted.items()):
             from raytaskaff.errors import DataError
 
