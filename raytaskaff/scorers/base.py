@@ -17,8 +17,10 @@ one file:
             rng = np.random.default_rng(seed)
             return {(t, p): rng.normal() for t, p in artifacts.ordered_pairs()}
 
-`Scorer.score` times `compute` and returns a `Score`: the table and the scorer's own cost.
-Whole-run costs (training the models it reads) are added by `cost_of`, total and marginal.
+`Scorer.score` times `compute` and returns a `Score`: the table and the scorer's own cost. A
+scorer computed per seed (the STL- and MTL-based ones) passes its per-seed tables through
+`self.seed_mean`, which keeps them (`Score.per_seed`) and returns their mean; a seed-free scorer
+(`td`) has none. Whole-run costs (training the models it reads) are added by `cost_of`, total and marginal.
 """
 
 from __future__ import annotations
@@ -124,12 +126,17 @@ class Cost:
 
 @dataclass
 class Score:
-    """A scorer's affinity table (columns target, partner, value) and its own compute cost."""
+    """A scorer's affinity table (columns target, partner, value) and its own compute cost.
+
+    per_seed: the tables it averaged (columns seed, target, partner, value), None for a scorer
+    that does not depend on the seed.
+    """
 
     name: str
     table: pd.DataFrame
     compute: Cost
     details: dict = field(default_factory=dict)
+    per_seed: pd.DataFrame | None = None
 
     def matrix(self, tasks: Iterable[str]) -> np.ndarray:
         """[target][partner] matrix in the order of `tasks` (NaN on the diagonal)."""
@@ -155,6 +162,11 @@ class Scorer:
         """{(target, partner): value} for every ordered pair; may fill `self.details`."""
         raise NotImplementedError
 
+    def seed_mean(self, per_seed: dict[int, dict[tuple[str, str], float]]) -> dict[tuple[str, str], float]:
+        """The mean over seeds of {seed: table}; the tables are kept for `Score.per_seed`."""
+        self.per_seed = dict(per_seed)
+        return mean_over_seeds(list(per_seed.values()))
+
     def check_options(self, options: dict) -> None:
         """ScorerError unless every option is a keyword of `compute` with a value of its default's
         kind (a count is an integer >= 1), so that a sweep config is checked before training."""
@@ -170,6 +182,7 @@ class Scorer:
 
     def score(self, artifacts: Artifacts, **options) -> Score:
         self.details: dict = {}
+        self.per_seed: dict[int, dict[tuple[str, str], float]] = {}
         wall, cpu, remote = time.perf_counter(), time.process_time(), artifacts.remote_device_seconds
         values = self.compute(artifacts, **options)
         device = time.process_time() - cpu + artifacts.remote_device_seconds - remote
@@ -178,7 +191,12 @@ class Scorer:
         if missing:
             raise ScorerError(f"{self.name}: no value for {len(missing)} pairs, e.g. {missing[0]}")
         rows = [(t, p, float(values[t, p])) for t, p in artifacts.ordered_pairs()]
-        return Score(self.name, pd.DataFrame(rows, columns=["target", "partner", "value"]), compute, dict(self.details))
+        per_seed = None
+        if self.per_seed:
+            seed_rows = [(seed, t, p, float(table[t, p])) for seed, table in sorted(self.per_seed.items())
+                         for t, p in artifacts.ordered_pairs() if (t, p) in table]
+            per_seed = pd.DataFrame(seed_rows, columns=["seed", "target", "partner", "value"])
+        return Score(self.name, pd.DataFrame(rows, columns=["target", "partner", "value"]), compute, dict(self.details), per_seed)
 
 
 SCORERS: dict[str, type[Scorer]] = {}
@@ -235,16 +253,16 @@ def cost_of(score: Score, needs: Needs, artifacts: Artifacts, ground_truth_kinds
             "compute_wall_seconds": score.compute.wall_seconds}
 
 
-def probe_affinities(artifacts: Artifacts, probe: str, source: str = "all") -> tuple[dict[tuple[str, str], float], set]:
-    """A probe's affinities from the instrumented MTL runs of every seed, mean over epochs, then
-    over seeds; also the probe variants the runs used.
+def probe_affinities(artifacts: Artifacts, probe: str, source: str = "all") -> tuple[dict[int, dict[tuple[str, str], float]], set]:
+    """A probe's affinities from the instrumented MTL runs of every seed, mean over epochs, as
+    {seed: table}; also the probe variants the runs used.
 
     source: "all" reads the all-task run ([target][partner] over all tasks); "pairs" reads each
     pairwise run's 2 x 2 matrix.
     """
     if source not in ("all", "pairs"):
         raise ScorerError(f"{probe}: source must be 'all' or 'pairs', got {source!r}")
-    per_seed, variants = [], set()
+    per_seed, variants = {}, set()
     for runs in artifacts.seeds:
         results = [runs.all_tasks] if source == "all" and runs.all_tasks else list(runs.pairs.values()) if source == "pairs" else []
         table = {}
@@ -259,8 +277,8 @@ def probe_affinities(artifacts: Artifacts, probe: str, source: str = "all") -> t
                     if i != j:
                         table[target, partner] = float(mean[i, j])
         if table:
-            per_seed.append(table)
-    return mean_over_seeds(per_seed), variants
+            per_seed[runs.seed] = table
+    return per_seed, variants
 
 
 class ProbeScorer(Scorer):
@@ -278,6 +296,6 @@ class ProbeScorer(Scorer):
             raise ScorerError(f"{self.name}.source: {options['source']!r} is not one of all, pairs")
 
     def compute(self, artifacts: Artifacts, source: str = "all") -> dict[tuple[str, str], float]:
-        values, variants = probe_affinities(artifacts, self.probe, source)
+        per_seed, variants = probe_affinities(artifacts, self.probe, source)
         self.details = {"source": source, "variant": sorted(v for v in variants if v)}
-        return values
+        return self.seed_mean(per_seed)

@@ -17,7 +17,7 @@ import torch
 from captum.attr import InputXGradient
 
 from raytaskaff.models import MultiTaskNet
-from raytaskaff.scorers.base import Artifacts, Needs, Scorer, mean_over_seeds, register
+from raytaskaff.scorers.base import Artifacts, Needs, Scorer, register
 
 
 def attribution_maps(model: MultiTaskNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
@@ -45,9 +45,9 @@ class InputAttributionSimilarity(Scorer):
     needs = Needs(stl=True)
 
     def compute(self, artifacts: Artifacts, images: int = 2048) -> dict[tuple[str, str], float]:
-        per_seed = []
+        per_seed = {}
         for runs in artifacts.seeds:
             maps = artifacts.apply_to_models(attribution_maps, artifacts.stl_model_paths(runs), images)
-            per_seed.append({(t, p): mean_cosine(maps[t], maps[p]) for t, p in artifacts.ordered_pairs()})
+            per_seed[runs.seed] = {(t, p): mean_cosine(maps[t], maps[p]) for t, p in artifacts.ordered_pairs()}
         self.details = {"images": images}
-        return mean_over_seeds(per_seed)
+        return self.seed_mean(per_seed)

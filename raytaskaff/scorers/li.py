@@ -12,7 +12,7 @@ ordered pair (n(n-1) for n tasks), more than the pairs of the ground truth.
 
 from __future__ import annotations
 
-from raytaskaff.scorers.base import Artifacts, Needs, Scorer, mean_over_seeds, register
+from raytaskaff.scorers.base import Artifacts, Needs, Scorer, register
 
 
 def relative_gain(reference: float, other: float) -> float:
@@ -26,12 +26,12 @@ class LabelInjection(Scorer):
     needs = Needs(stl=True, li=True)
 
     def compute(self, artifacts: Artifacts) -> dict[tuple[str, str], float]:
-        per_seed = []
+        per_seed = {}
         for runs in artifacts.seeds:
             table = {}
             for (target, partner), li in runs.li.items():
                 if target in runs.stl:
                     table[target, partner] = relative_gain(runs.stl[target].test_losses[target], li.test_losses[target])
             if table:
-                per_seed.append(table)
-        return mean_over_seeds(per_seed)
+                per_seed[runs.seed] = table
+        return self.seed_mean(per_seed)

@@ -18,7 +18,7 @@ import torch
 from scipy.stats import rankdata
 
 from raytaskaff.models import MultiTaskNet
-from raytaskaff.scorers.base import Artifacts, Needs, Scorer, mean_over_seeds, register
+from raytaskaff.scorers.base import Artifacts, Needs, Scorer, register
 
 
 @torch.no_grad()
@@ -57,9 +57,9 @@ class RepresentationSimilarity(Scorer):
     needs = Needs(stl=True)
 
     def compute(self, artifacts: Artifacts, images: int = 500) -> dict[tuple[str, str], float]:
-        per_seed = []
+        per_seed = {}
         for runs in artifacts.seeds:
             ranks = artifacts.apply_to_models(ranked_upper_triangle, artifacts.stl_model_paths(runs), images)
-            per_seed.append({(t, p): pearson(ranks[t], ranks[p]) for t, p in artifacts.ordered_pairs()})
+            per_seed[runs.seed] = {(t, p): pearson(ranks[t], ranks[p]) for t, p in artifacts.ordered_pairs()}
         self.details = {"images": images}
-        return mean_over_seeds(per_seed)
+        return self.seed_mean(per_seed)

@@ -34,6 +34,10 @@ def test_all_task_run_mean_over_epochs_then_seeds(result, name):
             if i != j:
                 assert table[t, p] == pytest.approx(expected[i, j])  # row = target
     assert score.details == {"source": "all", "variant": ["corrected"]}
+    # each seed's table is kept: seed 1's is its own mean over epochs
+    seed_one = {(r.target, r.partner): r.value for r in score.per_seed[score.per_seed.seed == 1].itertuples()}
+    own = np.mean(_matrices(1), axis=0)
+    assert seed_one == pytest.approx({(t, p): own[i, j] for i, t in enumerate(TASKS) for j, p in enumerate(TASKS) if i != j})
     # the sweep's task order does not change any value
     assert _table(scorer(name).score(Artifacts(TASKS[::-1], seeds))) == pytest.approx(table)
 

@@ -62,3 +62,19 @@ def test_li_is_the_relative_loss_change_averaged_over_seeds(result):
 def test_li_without_runs_is_an_error():
     with pytest.raises(ScorerError, match="no seed has the runs"):
         scorer("li").score(Artifacts(("depth_zbuffer", "normal"), [SeedRuns(0)]))
+
+
+def test_per_seed_tables_are_kept_for_seeded_scorers_and_absent_for_td(result):
+    tasks = ("depth_zbuffer", "normal")
+    seeds = []
+    for seed, (stl_d, stl_n, li_dn, li_nd) in zip((3, 7), [(2.0, 4.0, 1.0, 5.0), (1.0, 2.0, 0.9, 2.0)]):
+        seeds.append(SeedRuns(seed, stl={"depth_zbuffer": result(["depth_zbuffer"], {"depth_zbuffer": stl_d}),
+                                         "normal": result(["normal"], {"normal": stl_n})},
+                              li={("depth_zbuffer", "normal"): result(["depth_zbuffer"], {"depth_zbuffer": li_dn}, inject=["normal"]),
+                                  ("normal", "depth_zbuffer"): result(["normal"], {"normal": li_nd}, inject=["depth_zbuffer"])}))
+    score = scorer("li").score(Artifacts(tasks, seeds))
+    rows = {(r.seed, r.target, r.partner): r.value for r in score.per_seed.itertuples()}
+    assert rows == pytest.approx({(3, "depth_zbuffer", "normal"): 50.0, (3, "normal", "depth_zbuffer"): -25.0,
+                                  (7, "depth_zbuffer", "normal"): 10.0, (7, "normal", "depth_zbuffer"): 0.0})
+    assert list(score.per_seed.columns) == ["seed", "target", "partner", "value"]
+    assert scorer("td").score(Artifacts(FIVE)).per_seed is None
