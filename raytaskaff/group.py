@@ -10,7 +10,8 @@ network best for it on validation). With --hoa, every group of three or more tas
 FILE is added with losses predicted from the pairwise networks (the higher-order approximation).
 
 `affinity`: FILE is CSV target,partner,value as in `python -m raytaskaff.evaluate` (a sweep's
-affinity.csv with --scorer, or its ground_truth.csv). At most K groups covering every task that
+affinity.csv with --scorer: without it, a file of several scorers is refused with their names; its
+ground_truth.csv; or a table with a seed column, read as the mean over seeds). At most K groups covering every task that
 maximise TAG's objective: the mean over tasks of the best chosen group's mean affinity onto it.
 
 Bad input is a one-line error and exit code 2; nothing is written then.
@@ -66,7 +67,7 @@ def networks_command(results: str, budgets: list[float], hoa: bool = False, hoa_
 
 
 def affinity_command(scores: str, max_groups: int, scorer: str | None = None, singleton: float = TAG_SINGLETON) -> dict:
-    table = read_table(scores, ground_truth=True, scorer=scorer)
+    table = read_table(scores, ground_truth=True, scorer=scorer, choose="choose one with --scorer NAME")
     if not table:
         raise TableError(f"{scores}: no affinity values")
     return {"max_groups": max_groups, **select_groups(table, max_groups, singleton=singleton).as_json()}

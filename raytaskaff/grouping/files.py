@@ -18,7 +18,7 @@ def read_networks(path: str | os.PathLike) -> list[Network]:
     same on each of its rows); `test_loss` may be empty (unknown).
     """
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's byte-order mark
             rows = list(csv.reader(handle))
     except FileNotFoundError:
         raise TableError(f"{path}: no such file") from None

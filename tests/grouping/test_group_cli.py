@@ -145,3 +145,30 @@ def test_module_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "raytaskaff.group", "networks", "--results", str(tmp_path / "nets.csv"),
                            "--budgets", "2"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "| 2 | ab, c | 2 | 3 | 5 |" in done.stdout
+
+
+def test_a_table_of_several_scorers_names_them_without_scorer(tmp_path, capsys):
+    path = tmp_path / "affinity.csv"
+    path.write_text("scorer,target,partner,value\ngs,a,b,1\ngs,b,a,1\ntd,a,b,-1\ntd,b,a,-1\nli,a,b,2\nli,b,a,2\n")
+    code, out, err = run(["affinity", "--scores", str(path), "--max-groups", "1"], capsys)
+    assert code == 2 and not out
+    assert err == f"error: {path}: holds the tables of 3 scorers (gs, li, td): choose one with --scorer NAME\n"
+    code, out, _ = run(["affinity", "--scores", str(path), "--max-groups", "1", "--scorer", "td"], capsys)
+    assert code == 0 and "a + b" in out
+
+
+def test_a_byte_order_mark_is_accepted_by_both_readers(tmp_path, capsys):
+    (tmp_path / "nets.csv").write_text("\ufeff" + NETWORKS, encoding="utf-8")
+    (tmp_path / "plain.csv").write_text(NETWORKS)
+    with_bom = run(["networks", "--results", str(tmp_path / "nets.csv"), "--budgets", "2"], capsys)
+    assert with_bom[0] == 0 and with_bom == run(["networks", "--results", str(tmp_path / "plain.csv"), "--budgets", "2"], capsys)
+    (tmp_path / "aff.csv").write_text("\ufefftarget,partner,value\na,b,1\nb,a,1\n", encoding="utf-8")
+    code, out, err = run(["affinity", "--scores", str(tmp_path / "aff.csv"), "--max-groups", "1"], capsys)
+    assert code == 0 and "a + b" in out and not err
+
+
+def test_a_per_seed_table_is_grouped_on_its_mean(tmp_path, capsys):
+    path = tmp_path / "gains_per_seed.csv"
+    path.write_text("seed,target,partner,gain\n0,a,b,1\n0,b,a,3\n1,a,b,3\n1,b,a,1\n")
+    code, out, _ = run(["affinity", "--scores", str(path), "--max-groups", "1", "--json", str(tmp_path / "o.json")], capsys)
+    assert code == 0 and json.loads((tmp_path / "o.json").read_text())["objective"] == 2.0
