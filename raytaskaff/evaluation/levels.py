@@ -6,10 +6,15 @@
    over targets;
 3. best partner: per target, the partners with the highest S (all of them on ties; the realised
    gain is their mean known gain), the true best partners, hit (they share one; unknown when they
-   do not and a chosen partner's gain is unknown) and regret (best gain minus realised gain);
+   do not and a chosen partner's gain is unknown) and regret (best gain minus realised gain). A
+   target whose known gains are all equal (every partner is a true best one, a single known
+   partner included) is undecidable: any choice would "hit", so it is neither a hit nor a miss and
+   has no regret;
 4. cost lives with the scorers (`scorers.base.cost_of`).
 
-Inputs are {(target, partner): value} dicts; a pair missing from either side is left out.
+Inputs are {(target, partner): value} dicts; a pair missing from either side is left out. Each
+score's coverage (pairs and targets it scores, out of those the ground truth knows) and warnings
+(partial coverage, a ground truth that cannot rank) say how far its numbers can be trusted.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ def _finite(value: float | None):
 
 
 def best_partners(score: dict, truth: dict, targets: list[str]) -> dict:
-    """Per target: chosen (highest score, ties all), best (highest known gain), their gains, hit."""
+    """Per target: chosen (highest score, ties all), best (highest known gain), their gains, hit,
+    and whether the target is undecidable (every known partner is a true best one)."""
     out = {}
     for target in targets:
         scored = {p: v for (t, p), v in score.items() if t == target and math.isfinite(v)}
@@ -61,7 +67,8 @@ def best_partners(score: dict, truth: dict, targets: list[str]) -> dict:
         chosen = sorted(p for p, v in scored.items() if v == max(scored.values())) if scored else []
         best = sorted(p for p, v in known.items() if v == max(known.values())) if known else []
         realised = [known[p] for p in chosen if p in known]
-        if not chosen or not best:
+        undecidable = bool(known) and len(best) == len(known)
+        if not chosen or not best or undecidable:
             hit = None
         elif set(chosen) & set(best):
             hit = True
@@ -71,7 +78,7 @@ def best_partners(score: dict, truth: dict, targets: list[str]) -> dict:
             "chosen": chosen, "best": best,
             "chosen_gain": float(np.mean(realised)) if realised else None,
             "best_gain": float(max(known.values())) if known else None,
-            "hit": hit,
+            "hit": hit, "undecidable": undecidable,
         }
     return out
 
@@ -90,19 +97,59 @@ def partner_ranking(score: dict, truth: dict, targets: list[str]) -> dict:
             "ranking_per_target": {t: {"kendall": _finite(kendall[t]), "spearman": _finite(spearman[t])} for t in targets}}
 
 
+def truth_warnings(truth: dict) -> list[str]:
+    """What keeps a ground truth from ranking: no known gain, every gain equal, targets whose
+    partners all tie (undecidable) or whose best partners tie."""
+    known = {k: v for k, v in truth.items() if math.isfinite(v)}
+    if not known:
+        return ["the ground truth has no known gain: nothing can be judged"]
+    if len(set(known.values())) == 1:
+        return [f"the ground truth is constant (every known gain is {next(iter(known.values())):g}): "
+                "it cannot rank pairs or partners, so no correlation or best-partner hit can be judged"]
+    out = []
+    best = best_partners({}, known, sorted({t for t, _ in known}))
+    undecidable = [t for t, b in best.items() if b["undecidable"]]
+    tied = [f"{t} ({' = '.join(b['best'])})" for t, b in best.items() if len(b["best"]) > 1 and not b["undecidable"]]
+    if undecidable:
+        out.append(f"the ground truth cannot rank the partners of {len(undecidable)} target(s) (all tied or only one known): "
+                   f"{', '.join(undecidable)} undecidable, counted neither as hit nor as miss")
+    if tied:
+        out.append(f"the ground truth's best partners tie for {len(tied)} target(s): {', '.join(tied)}")
+    return out
+
+
+def coverage(score: dict, truth: dict) -> dict:
+    """Pairs and targets with a score, out of those with a known gain."""
+    known = {k for k, v in truth.items() if math.isfinite(v)}
+    scored = {k for k in known if k in score and math.isfinite(score[k])}
+    return {"pairs": len(scored), "pairs_known": len(known),
+            "targets": len({t for t, _ in scored}), "targets_known": len({t for t, _ in known})}
+
+
+def coverage_warning(name: str, cover: dict) -> str | None:
+    """A one-line warning when a score covers only part of the ground truth, else None."""
+    if cover["pairs"] == cover["pairs_known"]:
+        return None
+    return (f"score {name} covers {cover['pairs']}/{cover['pairs_known']} pairs and {cover['targets']}/{cover['targets_known']} "
+            "targets of the ground truth: its numbers speak for those only")
+
+
 def evaluate_score(score: dict, truth: dict, bootstrap: int = 2000, seed: int = 0) -> dict:
-    """All levels of one score (the evaluate command's JSON for one scorer)."""
+    """All levels of one score (the evaluate command's JSON for one scorer), with its coverage."""
     pairs = sorted(k for k in score if k in truth and math.isfinite(score[k]) and math.isfinite(truth[k]))
     x = np.array([score[k] for k in pairs], dtype=float)
     y = np.array([truth[k] for k in pairs], dtype=float)
     targets = sorted({t for t, _ in truth} | {t for t, _ in score})
     best = best_partners(score, truth, targets)
     decided = [b for b in best.values() if b["hit"] is not None]
-    regrets = [b["best_gain"] - b["chosen_gain"] for b in best.values() if b["best_gain"] is not None and b["chosen_gain"] is not None]
+    regrets = [b["best_gain"] - b["chosen_gain"] for b in best.values()
+               if b["best_gain"] is not None and b["chosen_gain"] is not None and not b["undecidable"]]
     return {
         **correlations(x, y, bootstrap, seed), "pairs": len(pairs),
         **partner_ranking(score, truth, targets),
         "hits": sum(b["hit"] for b in decided), "targets": len(decided),
+        "undecidable": sum(b["undecidable"] for b in best.values()),
         "regret": float(np.mean(regrets)) if regrets else None,
+        "coverage": coverage(score, truth),
         "best_partner": best,
     }

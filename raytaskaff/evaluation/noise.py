@@ -37,6 +37,9 @@ def noise_ceiling(per_seed: pd.DataFrame, max_splits: int = 50, seed: int = 0) -
     out = {"seeds": len(seeds), "single_seed": {k: _mean(e[k] for e in single) for k in keys}}
     if single:
         out["single_seed"]["hit_rate"] = _mean(e["hits"] / e["targets"] for e in single if e["targets"])
+        targets = sorted({t for e in single for t in e["ranking_per_target"]})
+        out["single_seed"]["ranking_per_target"] = {
+            t: _mean(e["ranking_per_target"].get(t, {}).get("kendall") for e in single) for t in targets}
     splits = []
     if len(seeds) >= 2:
         half = len(seeds) // 2
