@@ -5,7 +5,14 @@
 
 Every FILE is a CSV with header target,partner,value; in the ground truth `value` is the gain and
 pairs may be missing (or empty): they are left out of correlations and best-partner gains. Task
-names are free strings. Malformed input is a one-line error and exit code 2.
+names are free strings. A file with a `scorer` column (a sweep's affinity.csv) gives NAME's rows.
+A file with a `seed` column holds one table per seed (a sweep's gains_per_seed.csv,
+affinity_per_seed.csv): the table is their mean, the noise ceiling and seed stability are
+measured, and the bootstrap resamples seeds too. --bootstrap N > 0 adds intervals and the paired
+comparison of every two scores ("comparisons"). Coverage (pairs and targets scored out of those
+known) is given for every score; partial coverage and a ground truth that cannot rank (constant,
+tied) are warned about on stderr and under "warnings". Malformed input is a one-line error and
+exit code 2.
 """
 
 from __future__ import annotations
@@ -16,36 +23,61 @@ import os
 import sys
 
 from raytaskaff.errors import RaytaskaffError
-from raytaskaff.evaluation.levels import evaluate_score
-from raytaskaff.evaluation.tables import TableError, check_tasks, read_table
+from raytaskaff.evaluation.summary import evaluate_all
+from raytaskaff.evaluation.tables import TableError, check_tasks, mean_table, read_tables
 
 #: The keys of one scorer in --json (the command's documented schema).
-SCHEMA_KEYS = ("pearson", "spearman", "kendall", "ranking_kendall", "hits", "targets", "regret", "best_partner")
+SCHEMA_KEYS = ("pearson", "spearman", "kendall", "ranking_kendall", "hits", "targets", "undecidable", "regret", "coverage",
+               "warnings", "best_partner")
 
 
 def evaluate_files(ground_truth: str, scores: dict[str, str], bootstrap: int = 0) -> dict:
-    """{"scorers": {name: {...}}} in the command's schema, plus intervals under "intervals"."""
-    truth = read_table(ground_truth, ground_truth=True)
+    """The command's JSON: headline, warnings, scorers {name: {...}}, intervals, comparisons,
+    stability, noise_ceiling, reference."""
+    truth_tables = read_tables(ground_truth, ground_truth=True)
+    truth = mean_table(truth_tables)
     if not truth:
         raise TableError(f"{ground_truth}: no known gain")
-    out, intervals = {}, {}
+    seeded_truth = None not in truth_tables
+    truth_per_seed = truth_tables if seeded_truth else {0: truth}
+    tables, per_seed = {}, {}
     for name, path in scores.items():
-        score = read_table(path)
-        check_tasks(name, score, truth)
-        full = evaluate_score(score, truth, bootstrap=bootstrap)
-        out[name] = {k: full[k] for k in SCHEMA_KEYS}
-        intervals[name] = {k: full[f"{k}_ci"] for k in ("pearson", "spearman", "kendall")}
-    return {"scorers": out, "intervals": intervals}
+        by_seed = read_tables(path, by_name=name)
+        tables[name] = mean_table(by_seed)
+        check_tasks(name, tables[name], truth)
+        if None not in by_seed and seeded_truth:
+            extra = sorted(set(by_seed) - set(truth_tables))
+            if extra:
+                raise TableError(f"score {name}: seed {extra[0]} is not a seed of the ground truth "
+                                 f"(its seeds: {', '.join(map(str, sorted(truth_tables)))})")
+            per_seed[name] = by_seed
+    judged = evaluate_all(truth_per_seed, tables, per_seed, bootstrap=bootstrap)
+    return {"headline": judged["headline"], "warnings": judged["warnings"],
+            "scorers": {name: {k: e[k] for k in SCHEMA_KEYS} for name, e in judged["scorers"].items()},
+            "intervals": {name: {k: e[f"{k}_ci"] for k in ("pearson", "spearman", "kendall")} for name, e in judged["scorers"].items()},
+            "comparisons": judged["comparisons"], "stability": judged["stability"],
+            "noise_ceiling": judged["noise_ceiling"], "reference": judged["reference"]}
 
 
 def markdown(result: dict) -> str:
     def fmt(v):
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    lines = ["| scorer | Pearson | Spearman | Kendall | partner ranking | best partner hits | regret |", "|---|---|---|---|---|---|---|"]
+    lines = [result["headline"], ""] + [f"> warning: {w}" for w in result["warnings"]] + ([""] if result["warnings"] else [])
+    lines += ["| scorer | Pearson | Spearman | Kendall | partner ranking | best partner hits | undecidable | regret | pairs scored | targets scored |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in result["scorers"].items():
+        c = e["coverage"]
         lines.append(f"| {name} | {fmt(e['pearson'])} | {fmt(e['spearman'])} | {fmt(e['kendall'])} | {fmt(e['ranking_kendall'])} "
-                     f"| {e['hits']}/{e['targets']} | {fmt(e['regret'])} |")
+                     f"| {e['hits']}/{e['targets']} | {e['undecidable']} | {fmt(e['regret'])} | {c['pairs']}/{c['pairs_known']} "
+                     f"| {c['targets']}/{c['targets_known']} |")
+    ceiling = result.get("noise_ceiling")
+    if not ceiling:
+        lines.append("| noise ceiling | not measured: the ground truth has one seed (give it a seed column) | | | | | | | | |")
+    for label, key in (("noise ceiling (one seed)", "single_seed"), ("noise ceiling (split-half)", "split_half")) if ceiling else ():
+        c = ceiling.get(key) or {}
+        lines.append(f"| {label} | {fmt(c.get('pearson'))} | {fmt(c.get('spearman'))} | {fmt(c.get('kendall'))} "
+                     f"| {fmt(c.get('ranking_kendall'))} | - | - | {fmt(c.get('regret'))} | - | - |")
     targets = sorted({t for e in result["scorers"].values() for t in e["best_partner"]})
     lines += ["", "| target | true best | " + " | ".join(result["scorers"]) + " |", "|---|---|" + "---|" * len(result["scorers"])]
     for t in targets:
@@ -54,7 +86,14 @@ def markdown(result: dict) -> str:
         for e in result["scorers"].values():
             b = e["best_partner"].get(t, {})
             cells.append(f"{', '.join(b.get('chosen', [])) or '-'} ({fmt(b.get('chosen_gain'))})")
-        lines.append(f"| {t} | {', '.join(first.get('best', [])) or '-'} ({fmt(first.get('best_gain'))}) | " + " | ".join(cells) + " |")
+        best = f"{', '.join(first.get('best', [])) or '-'} ({fmt(first.get('best_gain'))})" + (" undecidable" if first.get("undecidable") else "")
+        lines.append(f"| {t} | {best} | " + " | ".join(cells) + " |")
+    if result["comparisons"]:
+        lines += ["", "| a | b | Spearman a - b | 95% CI | significant | hits a - b | 95% CI | significant |", "|---|---|---|---|---|---|---|---|"]
+        for c in result["comparisons"]:
+            ci = lambda k: "-" if c[k] is None else f"[{c[k][0]:.3f}, {c[k][1]:.3f}]"  # noqa: E731
+            lines.append(f"| {c['a']} | {c['b']} | {fmt(c['spearman_diff'])} | {ci('spearman_ci')} | {fmt(c['spearman_significant'])} "
+                         f"| {c['hits_diff']} | {ci('hits_ci')} | {fmt(c['hits_significant'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -78,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--score", action="append", type=_score_arg, required=True, metavar="NAME=FILE")
     parser.add_argument("--json", help="write the results as JSON")
     parser.add_argument("--markdown", help="write the report's tables as Markdown")
-    parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap samples for intervals (JSON 'intervals')")
+    parser.add_argument("--bootstrap", type=int, default=0,
+                        help="bootstrap replicates for intervals and the paired comparisons of scores (0: none)")
     args = parser.parse_args(argv)
     names = [n for n, _ in args.score]
     duplicate = next((n for n in names if names.count(n) > 1), None)
@@ -89,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     except RaytaskaffError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         _write(args.json, json.dumps(result, indent=1))
     if args.markdown:

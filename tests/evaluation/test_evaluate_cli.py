@@ -1,14 +1,17 @@
 """`python -m raytaskaff.evaluate`: the JSON schema, missing gains, and malformed input."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from scipy import stats
 
 from raytaskaff.evaluate import main
 
+ROOT = str(Path(__file__).resolve().parents[2])
 GT = "target,partner,value\nkey points,edges,4\nkey points,depth,1\nedges,key points,2\nedges,depth,\ndepth,key points,-1\ndepth,edges,3\n"
 SCORE = "target,partner,value\nkey points,edges,0.9\nkey points,depth,0.1\nedges,key points,0.5\nedges,depth,0.7\ndepth,key points,0.2\ndepth,edges,0.2\n"
 
@@ -25,15 +28,20 @@ def test_json_schema_and_values(tmp_path):
     assert main(["--ground-truth", str(tmp_path / "gt.csv"), "--score", f"mine={tmp_path / 'mine.csv'}",
                  "--json", str(tmp_path / "out.json"), "--markdown", str(tmp_path / "out.md")]) == 0
     result = json.loads((tmp_path / "out.json").read_text())["scorers"]["mine"]
-    assert list(result) == ["pearson", "spearman", "kendall", "ranking_kendall", "hits", "targets", "regret", "best_partner"]
+    assert list(result) == ["pearson", "spearman", "kendall", "ranking_kendall", "hits", "targets", "undecidable", "regret",
+                            "coverage", "warnings", "best_partner"]
     known = [("key points", "edges", 0.9, 4), ("key points", "depth", 0.1, 1), ("edges", "key points", 0.5, 2),
              ("depth", "key points", 0.2, -1), ("depth", "edges", 0.2, 3)]  # (edges, depth) has no gain
     x, y = [k[2] for k in known], [k[3] for k in known]
     assert result["spearman"] == pytest.approx(stats.spearmanr(x, y).statistic)
     assert result["kendall"] == pytest.approx(stats.kendalltau(x, y).statistic)
-    assert result["best_partner"]["edges"] == {"chosen": ["depth"], "best": ["key points"], "chosen_gain": None, "best_gain": 2.0, "hit": None}
-    assert result["best_partner"]["depth"] == {"chosen": ["edges", "key points"], "best": ["edges"], "chosen_gain": 1.0, "best_gain": 3.0, "hit": True}
-    assert (result["hits"], result["targets"]) == (2, 2)
+    # edges knows one partner's gain only: nothing to choose between, so undecidable
+    assert result["best_partner"]["edges"] == {"chosen": ["depth"], "best": ["key points"], "chosen_gain": None, "best_gain": 2.0,
+                                               "hit": None, "undecidable": True}
+    assert result["best_partner"]["depth"] == {"chosen": ["edges", "key points"], "best": ["edges"], "chosen_gain": 1.0, "best_gain": 3.0,
+                                               "hit": True, "undecidable": False}
+    assert (result["hits"], result["targets"], result["undecidable"]) == (2, 2, 1)
+    assert result["coverage"] == {"pairs": 5, "pairs_known": 5, "targets": 3, "targets_known": 3}
     assert result["regret"] == pytest.approx((0 + 2) / 2)
     assert "| mine |" in (tmp_path / "out.md").read_text()
 
@@ -71,4 +79,84 @@ def test_a_sweep_ground_truth_is_read_as_it_is(tmp_path):
     _files(tmp_path, gt="target,partner,gain,gain_std,seeds\nkey points,edges,4,1,3\nedges,key points,2,1,3\n",
            mine="target,partner,value\nkey points,edges,1\nedges,key points,2\n")
     assert main(["--ground-truth", str(tmp_path / "gt.csv"), "--score", f"mine={tmp_path / 'mine.csv'}", "--json", str(tmp_path / "o.json")]) == 0
-    assert json.loads((tmp_path / "o.json").read_text())["scorers"]["mine"]["hits"] == 2
+    result = json.loads((tmp_path / "o.json").read_text())["scorers"]["mine"]
+    # two tasks: each target has one partner, nothing to choose, so no hit is counted
+    assert (result["hits"], result["targets"], result["undecidable"]) == (0, 0, 2)
+    assert result["spearman"] == pytest.approx(-1.0)
+
+
+def _run(tmp_path, *args):
+    """The command in tmp_path (file names relative to it), importing this checkout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "raytaskaff.evaluate", *args], capture_output=True, text=True, cwd=tmp_path, env=env)
+
+
+def test_a_byte_order_mark_is_read_like_any_csv(tmp_path):
+    _files(tmp_path, gt="\ufeff" + GT, mine="\ufeff" + SCORE, plain=SCORE)
+    assert main(["--ground-truth", str(tmp_path / "gt.csv"), "--score", f"mine={tmp_path / 'mine.csv'}",
+                 "--score", f"plain={tmp_path / 'plain.csv'}", "--json", str(tmp_path / "out.json")]) == 0
+    result = json.loads((tmp_path / "out.json").read_text())["scorers"]
+    assert result["mine"]["spearman"] == result["plain"]["spearman"] and result["mine"]["coverage"]["pairs"] == 5
+
+
+def test_a_constant_ground_truth_is_warned_about_and_decides_nothing(tmp_path):
+    constant = "target,partner,value\n" + "".join(f"{t},{p},1\n" for t, p in (("a", "b"), ("a", "c"), ("b", "a"), ("b", "c"), ("c", "a"), ("c", "b")))
+    score = "target,partner,value\n" + "".join(f"{t},{p},{i}\n" for i, (t, p) in enumerate((("a", "b"), ("a", "c"), ("b", "a"), ("b", "c"), ("c", "a"), ("c", "b"))))
+    _files(tmp_path, gt=constant, mine=score)
+    result = _run(tmp_path, "--ground-truth", "gt.csv", "--score", "mine=mine.csv", "--json", "out.json")
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == ["warning: the ground truth is constant (every known gain is 1): it cannot rank pairs or "
+                                          "partners, so no correlation or best-partner hit can be judged"]
+    out = json.loads((tmp_path / "out.json").read_text())
+    mine = out["scorers"]["mine"]
+    assert (mine["hits"], mine["targets"], mine["undecidable"], mine["regret"], mine["spearman"]) == (0, 0, 3, None, None)
+    assert out["warnings"] == result.stderr.removeprefix("warning: ").splitlines()
+    assert out["headline"] == "the ground truth is constant: it ranks nothing, so no scorer can be judged."
+
+
+def test_partial_coverage_is_reported_and_warned_about(tmp_path):
+    full = "target,partner,value\n" + "".join(f"{t},{p},{i}\n" for i, (t, p) in enumerate((("a", "b"), ("a", "c"), ("b", "a"), ("b", "c"), ("c", "a"), ("c", "b"))))
+    _files(tmp_path, gt=full, one="target,partner,value\na,c,1\n")
+    result = _run(tmp_path, "--ground-truth", "gt.csv", "--score", "one=one.csv", "--markdown", "out.md", "--json", "out.json")
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == ["warning: score one covers 1/6 pairs and 1/3 targets of the ground truth: its numbers "
+                                          "speak for those only"]
+    one = json.loads((tmp_path / "out.json").read_text())["scorers"]["one"]
+    assert one["coverage"] == {"pairs": 1, "pairs_known": 6, "targets": 1, "targets_known": 3}
+    assert one["warnings"] == [result.stderr.removeprefix("warning: ").strip()]
+    assert "| one | - | - | - | - | 1/1 | 0 | 0.000 | 1/6 | 1/3 |" in (tmp_path / "out.md").read_text()
+
+
+SWEEP_AFFINITY = ("scorer,target,partner,value\n" + "".join(f"li,{t},{p},{v}\n" for t, p, v in (("a", "b", 3), ("a", "c", 1), ("b", "a", 2), ("b", "c", 0), ("c", "a", 1), ("c", "b", 2)))
+                  + "".join(f"td,{t},{p},{v}\n" for t, p, v in (("a", "b", -1), ("a", "c", -2), ("b", "a", -1), ("b", "c", -3), ("c", "a", -2), ("c", "b", -3))))
+GAINS_PER_SEED = "seed,target,partner,gain\n" + "".join(
+    f"{s},{t},{p},{v + 0.3 * s * (-1) ** i}\n" for s in (0, 1, 2) for i, (t, p, v) in enumerate(
+        (("a", "b", 4), ("a", "c", 1), ("b", "a", 2), ("b", "c", 3), ("c", "a", 1), ("c", "b", 2))))
+
+
+def test_a_sweep_affinity_table_gives_each_name_its_rows_and_per_seed_files_add_seeds(tmp_path):
+    _files(tmp_path, gt=GAINS_PER_SEED, affinity=SWEEP_AFFINITY,
+           li_seeds="scorer,seed,target,partner,value\n" + "".join(f"li,{s},{t},{p},{v + s}\n" for s in (0, 1, 2) for t, p, v in
+                                                                     (("a", "b", 3), ("a", "c", 1), ("b", "a", 2), ("b", "c", 0), ("c", "a", 1), ("c", "b", 2))))
+    assert main(["--ground-truth", str(tmp_path / "gt.csv"), "--score", f"li={tmp_path / 'li_seeds.csv'}",
+                 "--score", f"td={tmp_path / 'affinity.csv'}", "--bootstrap", "200", "--json", str(tmp_path / "out.json")]) == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["scorers"]["td"]["coverage"]["pairs"] == 6 and out["noise_ceiling"]["seeds"] == 3
+    (c,) = out["comparisons"]
+    assert (c["a"], c["b"], c["seeds"], c["pairs"], c["replicates"]) == ("li", "td", 3, 6, 200)
+    assert c["spearman_ci"] is not None and isinstance(c["spearman_significant"], bool)
+    assert out["stability"]["li"]["seeds"] == 3 and out["stability"]["li"]["mean_spearman"] == pytest.approx(1.0)
+    assert out["stability"]["td"]["seeds"] == 0
+    assert out["headline"].endswith(".") and "li" in out["headline"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--score", "gs=affinity.csv"], "affinity.csv: no rows of scorer 'gs' (it holds li, td)"),
+    (["--score", "li=bad_seed.csv"], "bad_seed.csv:2: seed 'x' is not an integer"),
+    (["--score", "li=other_seed.csv"], "score li: seed 9 is not a seed of the ground truth (its seeds: 0, 1, 2)"),
+])
+def test_bad_per_scorer_or_per_seed_input_is_one_line_and_exit_2(tmp_path, args, message):
+    _files(tmp_path, gt=GAINS_PER_SEED, affinity=SWEEP_AFFINITY, bad_seed="seed,target,partner,value\nx,a,b,1\n",
+           other_seed="seed,target,partner,value\n9,a,b,1\n")
+    result = _run(tmp_path, "--ground-truth", "gt.csv", *args)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {message}", result.stderr
