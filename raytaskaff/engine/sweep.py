@@ -25,12 +25,7 @@ from raytaskaff.engine.cluster import capacity, connect, probe
 from raytaskaff.engine.data import share_splits
 from raytaskaff.engine.runs import Execution, train_runs
 from raytaskaff.engine.scorers import ModelMappers
-from raytaskaff.evaluation import (
-    evaluate_score,
-    gains_per_seed,
-    ground_truth,
-    noise_ceiling,
-)
+from raytaskaff.evaluation import evaluate_all, gains_per_seed, ground_truth
 from raytaskaff.grouping import GroupingError
 from raytaskaff.grouping.validation import (
     affinity_choices,
@@ -246,9 +241,14 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     per_seed = gains_per_seed(stl, pairs)
     truth = ground_truth(per_seed)
     truth_table = {(r.target, r.partner): r.gain for r in truth.itertuples()}
-    evaluation = {name: evaluate_score({(r.target, r.partner): r.value for r in s.table.itertuples()}, truth_table,
-                                       bootstrap=config.bootstrap) for name, s in scores.items()}
-    ceiling = noise_ceiling(per_seed) if len(per_seed) else None
+    judged = evaluate_all(
+        {int(seed): {(r.target, r.partner): r.gain for r in rows.itertuples()} for seed, rows in per_seed.groupby("seed")},
+        {name: {(r.target, r.partner): r.value for r in s.table.itertuples()} for name, s in scores.items()},
+        {name: {int(seed): {(r.target, r.partner): r.value for r in rows.itertuples()} for seed, rows in s.per_seed.groupby("seed")}
+         for name, s in scores.items() if s.per_seed is not None and len(s.per_seed)},
+        bootstrap=config.bootstrap, tasks=list(config.tasks))
+    for warning in judged["warnings"]:
+        say(f"warning: {warning}")
     gt_cost = defaultdict(float)
     for s in seeds:
         for r in [*s.stl.values(), *s.pairs.values()]:
@@ -277,7 +277,9 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
 
     summary = {
         "sweep": config.name, "tasks": list(config.tasks), "seeds": list(config.seeds),
-        "scorers": evaluation, "noise_ceiling": ceiling, "scorer_errors": scorer_errors,
+        "headline": judged["headline"], "warnings": judged["warnings"],
+        "scorers": judged["scorers"], "noise_ceiling": judged["noise_ceiling"], "comparisons": judged["comparisons"],
+        "stability": judged["stability"], "reference": judged["reference"], "scorer_errors": scorer_errors,
         "costs": {**costs, "ground_truth": dict(gt_cost)},
         "runs": {"planned": len(runs), "trained": len(execution.trained), "skipped": len(execution.skipped),
                  "failed": execution.failed},

@@ -1,9 +1,13 @@
 """Outputs of a sweep: long tables under OUT/results, and a report under OUT/report.
 
     results/affinity.csv        scorer,target,partner,value
+    results/affinity_per_seed.csv  scorer,seed,target,partner,value: the per-seed tables of the
+                                scorers computed per seed (affinity.csv holds their mean)
     results/ground_truth.csv    target,partner,gain,gain_std,gain_ci_low,gain_ci_high,seeds
     results/gains_per_seed.csv  seed,target,partner,gain
-    results/evaluation.json     the four levels per scorer, noise ceiling, costs, config, versions
+    results/evaluation.json     the headline, the four levels and coverage per scorer, noise ceiling,
+                                scorer-against-scorer comparisons, seed stability, the reference
+                                study's best partners, warnings, costs, config, versions
     results/costs.csv           per scorer and for the ground truth: total and marginal cost
     results/runs.parquet        one row per run
     results/grouping.csv        groupings chosen by each scorer, trained and realised on test (when asked for)
@@ -46,6 +50,10 @@ def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed:
     affinity = pd.concat([s.table.assign(scorer=name)[["scorer", "target", "partner", "value"]] for name, s in scores.items()],
                          ignore_index=True) if scores else pd.DataFrame(columns=["scorer", "target", "partner", "value"])
     _atomic_text(results / "affinity.csv", affinity.to_csv(index=False))
+    seeded = [s.per_seed.assign(scorer=name) for name, s in scores.items() if s.per_seed is not None]
+    columns = ["scorer", "seed", "target", "partner", "value"]
+    per_seed_affinity = pd.concat(seeded, ignore_index=True)[columns] if seeded else pd.DataFrame(columns=columns)
+    _atomic_text(results / "affinity_per_seed.csv", per_seed_affinity.to_csv(index=False))
     _atomic_text(results / "ground_truth.csv", truth.to_csv(index=False))
     _atomic_text(results / "gains_per_seed.csv", per_seed.to_csv(index=False))
     _atomic_text(results / "costs.csv", costs_table(summary).to_csv(index=False))

@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from raytaskaff.evaluation.summary import headline  # noqa: E402
+
 
 def _fmt(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -30,6 +32,47 @@ def _fmt(value, digits: int = 2) -> str:
 def _ci(e: dict, kind: str) -> str:
     ci = e.get(f"{kind}_ci")
     return f"{_fmt(e.get(kind))} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else _fmt(e.get(kind))
+
+
+def _hits(e: dict) -> str:
+    text = f"{e['hits']}/{e['targets']}"
+    return text + (f" ({e['undecidable']} undecidable)" if e.get("undecidable") else "")
+
+
+def _coverage(e: dict) -> str:
+    c = e.get("coverage")
+    return f"{c['pairs']}/{c['pairs_known']} / {c['targets']}/{c['targets_known']}" if c else "-"
+
+
+def _ceiling_rows(ceiling: dict | None) -> list[list[str]]:
+    """The noise ceiling as rows of the scorers' table (same columns)."""
+    if not ceiling:
+        return [["noise ceiling", "not measured (one seed)", "-", "-", "-", "-", "-", "-"]]
+    rows = []
+    for label, key in (("noise ceiling: one seed vs another", "single_seed"), ("noise ceiling: split-half", "split_half")):
+        c = ceiling.get(key) or {}
+        hit_rate = c.get("hit_rate")
+        rows.append([label, _fmt(c.get("pearson")), _fmt(c.get("spearman")), _fmt(c.get("kendall")), _fmt(c.get("ranking_kendall")),
+                     "-" if hit_rate is None else f"rate {_fmt(hit_rate)}", _fmt(c.get("regret")), "-"])
+    return rows
+
+
+def _ceiling_text(ceiling: dict | None) -> str:
+    if not ceiling:
+        return "not measured (one seed)"
+    one = (ceiling.get("single_seed") or {}).get("spearman")
+    half = (ceiling.get("split_half") or {}).get("spearman")
+    return f"Spearman {_fmt(one)} one seed vs another, {_fmt(half)} split-half"
+
+
+def _diff(c: dict, kind: str, digits: int = 2) -> str:
+    ci = c.get(f"{kind}_ci")
+    value = c.get(f"{kind}_diff")
+    return f"{_fmt(value, digits)} [{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]" if ci else _fmt(value, digits)
+
+
+def _verdict(significant: bool | None) -> str:
+    return {True: "significant", False: "within noise", None: "-"}[significant]
 
 
 def _matrix(frame: pd.DataFrame, value: str, tasks: list[str]) -> np.ndarray:
@@ -85,6 +128,8 @@ def cost_plot(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None) -> st
         ax.axvline(truth.device_seconds.iloc[0], color="grey", linestyle="--", label="ground truth cost")
     if ceiling and ceiling.get("single_seed", {}).get("spearman") is not None:
         ax.axhline(ceiling["single_seed"]["spearman"], color="black", linestyle=":", label="single-seed noise ceiling")
+    if ceiling and (ceiling.get("split_half") or {}).get("spearman") is not None:
+        ax.axhline(ceiling["split_half"]["spearman"], color="black", linestyle="-.", label="split-half noise ceiling")
     ax.set_xscale("log")
     ax.set_xlabel("device-seconds (total)")
     ax.set_ylabel("Spearman with the ground truth")
@@ -146,6 +191,8 @@ def build_report(out: str | Path) -> Path:
     costs = pd.read_csv(results / "costs.csv")
     runs = pd.read_parquet(results / "runs.parquet")
     tasks, evaluation, ceiling = summary["tasks"], summary["scorers"], summary.get("noise_ceiling")
+    conclusion = summary.get("headline") or headline(evaluation, summary.get("comparisons") or [], ceiling)
+    warnings = summary.get("warnings") or []
 
     sections: list[tuple[str, list[str], list[list[str]], str]] = []  # (title, header, rows, note)
     if not ceiling:
@@ -162,10 +209,36 @@ def build_report(out: str | Path) -> Path:
         sections.append(("Noise ceiling of the ground truth", ["level", "one seed vs another", "split-half (seed means)"], rows,
                          f"{ceiling['seeds']} seeds. No scorer can be judged better than the ground truth agrees with itself."))
     rows = [[name, _ci(e, "pearson"), _ci(e, "spearman"), _ci(e, "kendall"), _fmt(e.get("ranking_kendall")),
-             f"{e['hits']}/{e['targets']}", _fmt(e.get("regret"))] for name, e in evaluation.items()]
+             _hits(e), _fmt(e.get("regret")), _coverage(e)] for name, e in evaluation.items()]
+    rows += _ceiling_rows(ceiling)
     sections.append(("Scorers against the ground truth", ["scorer", "Pearson [95% CI]", "Spearman [95% CI]", "Kendall [95% CI]",
-                                                          "partner ranking", "best partner hits", "regret (gain points)"], rows,
-                     "Correlations over all ordered pairs; intervals from a bootstrap over pairs."))
+                                                          "partner ranking", "best partner hits", "regret (gain points)",
+                                                          "pairs / targets scored"], rows,
+                     "Correlations over all ordered pairs; intervals from a bootstrap over pairs. The last rows are the ground "
+                     "truth's noise ceiling on the same levels: no scorer can be judged better than it. Hits count decidable "
+                     "targets only (a target whose known partners all tie is undecidable)."))
+    comparisons = summary.get("comparisons") or []
+    if comparisons:
+        rows = [[c["a"], c["b"], _diff(c, "spearman"), _verdict(c.get("spearman_significant")), _diff(c, "hits", 0),
+                 _verdict(c.get("hits_significant"))] for c in comparisons]
+        seeds = max((c.get("seeds", 1) for c in comparisons), default=1)
+        note = (f"Difference a - b of the Spearman correlation with the ground truth, and of best-partner hits, with 95% "
+                f"intervals from a paired bootstrap ({max(c.get('replicates', 0) for c in comparisons)} replicates) over "
+                f"target-partner pairs (targets for hits) and over the {seeds} seed(s): each replicate averages the ground "
+                "truth and every per-seed scorer over the same drawn seeds. Significant: the interval excludes 0. "
+                f"For scale, the ground truth's noise ceiling: {_ceiling_text(ceiling)}.")
+        sections.append(("Scorer against scorer", ["a", "b", "Spearman a - b [95% CI]", "Spearman", "hits a - b [95% CI]", "hits"],
+                         rows, note))
+    stability = summary.get("stability") or {}
+    if stability:
+        rows = []
+        for name, st in stability.items():
+            pairwise = [f"{a}-{b}: {_fmt(p['spearman'])}" for p in st.get("pairwise", []) for a, b in [p["seeds"]]]
+            rows.append([name, str(st.get("seeds") or "seed-free"), _fmt(st.get("mean_spearman")), pairwise or ["-"]])
+        sections.append(("Seed-to-seed stability", ["table", "seeds", "mean Spearman between seeds", "each two seeds"], rows,
+                         "Spearman correlation of a table from one seed with the same table from another seed (per-seed "
+                         "tables in results/affinity_per_seed.csv and gains_per_seed.csv). The ground truth's row is its "
+                         f"single-seed noise ceiling ({_ceiling_text(ceiling)}); a seed-free scorer does not vary."))
     truth_best = {}
     for target in tasks:
         known = truth[truth.target == target]
@@ -179,18 +252,36 @@ def build_report(out: str | Path) -> Path:
         row = [target, f"{best} ({_fmt(gain, 1)})"]
         for e in evaluation.values():
             b = e["best_partner"].get(target, {})
-            mark = {True: "hit", False: "miss", None: "-"}[b.get("hit")]
+            mark = "undecidable" if b.get("undecidable") else {True: "hit", False: "miss", None: "-"}[b.get("hit")]
             row.append(f"{', '.join(b.get('chosen', [])) or '-'} ({_fmt(b.get('chosen_gain'), 1)}, {mark})")
         rows.append(row)
     sections.append(("Best partner per target", header, rows, "Each scorer's choice with the gain it realises (mean over ties)."))
+    reference = summary.get("reference") or []
+    if reference:
+        from raytaskaff.evaluation.reference import SOURCE
+
+        rows = [[r["target"], f"{', '.join(r['best']) or '-'} ({_fmt(r['best_gain'], 1)})", r["reference_partner"],
+                 "not available" if r.get("reference_gain") is None else _fmt(r["reference_gain"], 1),
+                 _fmt(r.get("gain_of_reference_partner"), 1), {True: "agree", False: "disagree", None: "cannot say"}[r["agree"]]]
+                for r in reference]
+        agreed = sum(r["agree"] is True for r in reference)
+        decided = sum(r["agree"] is not None for r in reference)
+        sections.append(("Against the reference study", ["target", "best partner here (gain %)", "reference best partner",
+                                                         "reference gain %", "gain % here of the reference partner", "partners"], rows,
+                         f"Best partners of the reference study ({SOURCE}) on Taskonomy beside this sweep's ground truth: "
+                         f"{agreed} of {decided} agree. The study's relative gains are not available here and are not guessed."))
     rows = []
+    single_ranking = ((ceiling or {}).get("single_seed") or {}).get("ranking_per_target") or {}
     for target in tasks:
         true_order = truth[truth.target == target].sort_values("gain", ascending=False).partner.tolist()
         row = [target, " > ".join(true_order) or "-"]
         row += [_fmt((e.get("ranking_per_target") or {}).get(target, {}).get("kendall")) for e in evaluation.values()]
+        row.append(_fmt(single_ranking.get(target)))
         rows.append(row)
-    sections.append(("Partner ranking per target", ["target", "true order of partners (by gain)"] + list(evaluation), rows,
-                     "Kendall tau-b between each scorer's ordering of a target's partners and the true one."))
+    sections.append(("Partner ranking per target", ["target", "true order of partners (by gain)"] + list(evaluation)
+                     + ["ceiling (one seed)"], rows,
+                     "Kendall tau-b between each scorer's ordering of a target's partners and the true one; the last column, "
+                     "the same between one seed's ground truth and another's (mean over seed pairs)."))
     rows = [[r.name, _fmt(r.wall_seconds, 1), _fmt(r.device_seconds, 1), _fmt(r.marginal_device_seconds, 1),
              _fmt(r.fraction_of_ground_truth, 3)] for r in costs.itertuples()]
     sections.append(("Cost", ["", "wall s", "device s", "marginal device s", "fraction of ground truth"], rows,
@@ -231,8 +322,9 @@ def build_report(out: str | Path) -> Path:
 
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
-    md = [f"# raytaskaff sweep `{summary['sweep']}`", "",
+    md = [f"# raytaskaff sweep `{summary['sweep']}`", "", f"**{conclusion}**", "",
           f"Tasks: {', '.join(tasks)}. Seeds: {', '.join(map(str, summary['seeds']))}.", ""]
+    md += [f"> warning: {w}" for w in warnings] + ([""] if warnings else [])
     for title, header, rows, note in sections:
         md += [f"## {title}", ""] + ([note, ""] if note else []) + ([_md_table(header, rows), ""] if header else [])
     md += ["## Heatmaps and cost plot", "", "In index.html (rows: targets, columns: partners).", "",
@@ -242,9 +334,11 @@ def build_report(out: str | Path) -> Path:
     css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
            "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.85em;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
            "th{background:#f2f2f2}.figs{display:flex;flex-wrap:wrap;gap:12px}.figs figure{margin:0}pre{background:#f6f6f6;padding:1em;overflow:auto}"
-           "p.note{color:#555;font-size:0.9em}")
+           "p.note{color:#555;font-size:0.9em}p.warn{color:#a40}")
     body = [f"<h1>raytaskaff sweep <code>{html.escape(summary['sweep'])}</code></h1>",
+            f"<p><strong>{html.escape(conclusion)}</strong></p>",
             f"<p>Tasks: {html.escape(', '.join(tasks))}. Seeds: {html.escape(', '.join(map(str, summary['seeds'])))}.</p>"]
+    body += [f"<p class='warn'>warning: {html.escape(w)}</p>" for w in warnings]
     for title, header, rows, note in sections:
         body += [f"<h2>{html.escape(title)}</h2>", f"<p class='note'>{html.escape(note)}</p>" if note else "",
                  _html_table(header, rows) if header else ""]
