@@ -94,6 +94,10 @@ def markdown(result: dict) -> str:
             ci = lambda k: "-" if c[k] is None else f"[{c[k][0]:.3f}, {c[k][1]:.3f}]"  # noqa: E731
             lines.append(f"| {c['a']} | {c['b']} | {fmt(c['spearman_diff'])} | {ci('spearman_ci')} | {fmt(c['spearman_significant'])} "
                          f"| {c['hits_diff']} | {ci('hits_ci')} | {fmt(c['hits_significant'])} |")
+    seeded = {name: st for name, st in result["stability"].items() if st["seeds"] >= 2}
+    if seeded:
+        lines += ["", "| table | seeds | mean Spearman between seeds |", "|---|---|---|"]
+        lines += [f"| {name} | {st['seeds']} | {fmt(st['mean_spearman'])} |" for name, st in seeded.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -2,9 +2,8 @@
 
 "It's a Match!" -- A Benchmark of Task Affinity Scores for Joint Learning (Azorin, Gallo,
 Finamore, Rossi, Michiardi; arXiv 2301.02873), on Taskonomy: the best partner of each of its five
-tasks in its pairwise MTL runs. Its relative gains are not reproduced here: none could be read
-from a source at hand (`GAINS` stays empty and the report says "not available"), and none is
-guessed. Only the partners are compared.
+tasks in its pairwise MTL runs. Its relative gains are not recorded here (`GAINS` is empty and
+the report says "not available"); only the partners are compared.
 """
 
 from __future__ import annotations

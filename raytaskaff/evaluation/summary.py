@@ -75,7 +75,8 @@ def _fmt(value) -> str:
 
 def headline(scorers: dict, comparisons: list[dict], ceiling: dict | None, cannot_rank: str | None = None) -> str:
     """One sentence: which scorers are indistinguishable, which beat which (Spearman against the
-    ground truth, paired bootstrap at 95%), and whether the ground truth's noise ceiling lets the
+    ground truth, paired bootstrap at 95%; then best-partner hits where they differ significantly),
+    and whether the ground truth's noise ceiling lets the
     sweep judge at all. cannot_rank: why the ground truth ranks nothing, when it does not."""
     if cannot_rank:
         return f"{cannot_rank}: it ranks nothing, so no scorer can be judged."
@@ -112,6 +113,10 @@ def headline(scorers: dict, comparisons: list[dict], ceiling: dict | None, canno
         others = [f"{n} beats {_join(sorted(beats[n], key=names.index))}" for n in rest if beats[n]]
         clauses += others
         clauses.append("other differences are within noise")
+    hit_wins = [(c["a"], c["b"]) if c["hits_diff"] > 0 else (c["b"], c["a"]) for c in comparisons
+                if c.get("hits_significant") and c.get("hits_diff")]
+    if hit_wins:
+        clauses.append("on best partners " + ", ".join(f"{w} beats {loser}" for w, loser in hit_wins))
     if ceiling is None:
         clauses.append("the ground truth has fewer than two seeds, so its own noise is unknown and no scorer can be put in proportion")
     else:

@@ -244,7 +244,8 @@ def build_report(out: str | Path) -> Path:
         known = truth[truth.target == target]
         if len(known):
             top = known.gain.max()
-            truth_best[target] = (", ".join(sorted(known[known.gain == top].partner)), top)
+            tied_all = (known.gain == top).all()  # every partner is a best one: undecidable
+            truth_best[target] = (", ".join(sorted(known[known.gain == top].partner)) + (" (undecidable)" if tied_all else ""), top)
     header = ["target", "true best partner (gain %)"] + list(evaluation)
     rows = []
     for target in tasks:

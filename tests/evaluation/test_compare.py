@@ -191,3 +191,10 @@ def test_headline_says_when_the_ceiling_is_too_low_or_missing():
     assert headline(scorers, [], CEILING, "the ground truth is constant").startswith("the ground truth is constant: it ranks nothing")
     unbooted = [{"a": "li", "b": "td", "spearman_diff": 0.85, "spearman_significant": None}]
     assert headline(scorers, unbooted, CEILING).startswith("without bootstrap replicates no difference between li and td")
+
+
+def test_headline_adds_significant_best_partner_differences():
+    scorers = {"li": {"spearman": 0.6}, "td": {"spearman": 0.5}}
+    comparisons = [{**_comparison("li", "td", 0.1, False), "hits_diff": -3, "hits_significant": True}]
+    assert headline(scorers, comparisons, CEILING).startswith("li and td are indistinguishable (no Spearman difference is "
+                                                              "significant at 95%); on best partners td beats li;")
