@@ -28,6 +28,7 @@ from raytaskaff.data.shards import Manifest
 from raytaskaff.engine.data import share_splits
 from raytaskaff.engine.runs import train_config, train_runs
 from raytaskaff.plan import plan
+from raytaskaff.settings import RunKind
 from raytaskaff.store import ResultStore
 from raytaskaff.training.loop import DataSplits, RunSpec, train
 
@@ -39,7 +40,7 @@ def rows(path: str = "data/synthetic-32", tasks: int = 3, epochs: int = 1) -> It
     config = dataclasses.replace(base, tasks=base.tasks[:tasks], seeds=(0,), scorers={"td": {}},
                                  data=dataclasses.replace(base.data, path=path),
                                  training=dataclasses.replace(base.training, epochs=epochs))
-    runs = [r for r in plan(config) if r.kind in ("stl", "pair")]
+    runs = [r for r in plan(config) if r.kind in (RunKind.STL, RunKind.PAIR)]
     splits = {s: SplitData.open(path, s) for s in ("train", "val", "test")}
     stats = Manifest.load(path).stats
     print(f"{len(runs)} runs ({', '.join(r.label for r in runs)}), {len(splits['train'])} training views, {epochs} epoch(s)")

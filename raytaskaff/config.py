@@ -32,6 +32,8 @@ from raytaskaff.settings import (
     check_at_least,
     check_choice,
     check_range,
+    preset,
+    task_preset,
 )
 
 __all__ = ["ConfigError", "SweepConfig", "load_config"]
@@ -115,8 +117,6 @@ class ModelSection:
     neck: int | None = None
 
     def build(self):
-        from raytaskaff.models import preset
-
         overrides = {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
         if "widths" in overrides:
             overrides["widths"] = tuple(overrides["widths"])
@@ -243,7 +243,6 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         from raytaskaff.scorers import scorer
-        from raytaskaff.tasks import task
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
             raise ConfigError(f"name: letters, digits, '.', '_' and '-' only (it names directories), got {self.name!r}")
@@ -251,7 +250,7 @@ class SweepConfig:
             raise ConfigError(f"tasks: need at least two distinct tasks, got {list(self.tasks)}")
         for name in self.tasks:
             try:
-                task(name)
+                task_preset(name)
             except RaytaskaffError as e:
                 raise ConfigError(f"tasks: {e}") from None
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

@@ -14,48 +14,14 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
+from raytaskaff.settings import MODEL_PRESETS as PRESETS  # noqa: F401  (the presets live with the settings)
+from raytaskaff.settings import ModelConfig, preset  # noqa: F401
 from raytaskaff.tasks import Task, task
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """widths: output channels of the encoder's stages, each halving the resolution;
-    blocks: 3x3 conv blocks per stage; decoder_width: channels of the decoders' first stage (halved
-    at each later stage, at least 8); neck: channels of the shared 1x1 neck (0: none);
-    backbone: "conv" (the stages above) or "resnet18" (torchvision, random init, stride 32)."""
-
-    widths: tuple[int, ...] = (16, 32, 64)
-    blocks: int = 1
-    decoder_width: int = 8
-    neck: int = 0
-    backbone: str = "conv"
-
-    def __post_init__(self) -> None:
-        if self.backbone not in ("conv", "resnet18"):
-            raise ValueError(f"unknown backbone {self.backbone!r} (known: conv, resnet18)")
-        if not self.widths or min(self.widths) < 1 or self.blocks < 1 or self.decoder_width < 1 or self.neck < 0:
-            raise ValueError(f"model sizes must be positive: {self}")
-
-
-#: "small": trains on 2 CPU cores in seconds at 32-64 px. "large": in the spirit of the reference
-#: networks (8x8 to 16x16 representation, decoders of 4-5 up-samplings) for GPUs at 128-256 px.
-PRESETS = {
-    "small": ModelConfig(),
-    "medium": ModelConfig(widths=(32, 64, 128), blocks=2, decoder_width=32),
-    "large": ModelConfig(widths=(64, 128, 256, 512), blocks=2, decoder_width=128, neck=512),
-    "resnet18": ModelConfig(backbone="resnet18", decoder_width=128, neck=512),
-}
-
-
-def preset(name: str, **overrides) -> ModelConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r} (known: {', '.join(PRESETS)})")
-    return replace(PRESETS[name], **overrides)
 
 
 def part_seed(seed: int, part: str) -> int:

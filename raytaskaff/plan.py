@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from itertools import combinations, permutations
 
 from raytaskaff.config import SYNTH_SPLITS, SweepConfig
+from raytaskaff.settings import RunKind
 
 GRADIENT_SCORERS = ("gs", "gt", "etap")
 
 
 @dataclass(frozen=True)
 class Run:
-    kind: str
+    kind: RunKind
     tasks: tuple[str, ...]
     seed: int
     inject: tuple[str, ...] = ()
@@ -85,17 +86,17 @@ def plan(config: SweepConfig, content: str | None = None) -> list[Run]:
     li_seeds = set(config.scorers["li"].get("seeds", config.seeds)) if "li" in config.scorers else set()
     runs = []
     for seed in config.seeds:
-        runs += [Run("stl", (t,), seed) for t in config.tasks]
-        runs += [Run("pair", pair, seed, probes="pairs" in sources) for pair in combinations(config.tasks, 2)]
+        runs += [Run(RunKind.STL, (t,), seed) for t in config.tasks]
+        runs += [Run(RunKind.PAIR, pair, seed, probes="pairs" in sources) for pair in combinations(config.tasks, 2)]
         if "all" in sources:
-            runs.append(Run("all", tuple(config.tasks), seed, probes=True))
+            runs.append(Run(RunKind.ALL, tuple(config.tasks), seed, probes=True))
         if seed in li_seeds:
-            runs += [Run("li", (t,), seed, inject=(p,)) for t, p in permutations(config.tasks, 2)]
+            runs += [Run(RunKind.LI, (t,), seed, inject=(p,)) for t, p in permutations(config.tasks, 2)]
         if config.grouping.groups and seed in config.grouping_seeds:
             largest = [tuple(config.tasks)] if "all" not in sources else []
             if config.grouping.exhaustive:
                 largest = [g for k in range(3, len(config.tasks)) for g in combinations(config.tasks, k)] + largest
-            runs += [Run("group", g, seed) for g in largest]
+            runs += [Run(RunKind.GROUP, g, seed) for g in largest]
     return [dataclasses.replace(r, key=_key(r, config, content)) for r in runs]
 
 
@@ -103,15 +104,15 @@ def group_runs(config: SweepConfig, groups, planned: list[Run], content: str | N
     """The runs that train each group of tasks on the grouping seeds: a planned run of the same
     tasks where there is one (STL, pair, all-task or group), else a new "group" run."""
     order = {t: i for i, t in enumerate(config.tasks)}
-    existing = {(r.tasks, r.seed): r for r in planned if r.kind in ("stl", "pair", "all", "group")}
+    existing = {(r.tasks, r.seed): r for r in planned if r.kind != RunKind.LI}
     out = []
     for group in dict.fromkeys(tuple(sorted(g, key=order.__getitem__)) for g in groups):
         for seed in config.grouping_seeds:
-            run = existing.get((group, seed)) or Run("group", group, seed)
+            run = existing.get((group, seed)) or Run(RunKind.GROUP, group, seed)
             out.append(run if run.key else dataclasses.replace(run, key=_key(run, config, content)))
     return out
 
 
 def summary(runs: list[Run]) -> dict[str, int]:
     """Runs per kind."""
-    return dict(Counter(r.kind for r in runs))
+    return {str(kind): n for kind, n in Counter(r.kind for r in runs).items()}

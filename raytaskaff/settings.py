@@ -1,13 +1,22 @@
-"""The training and probe settings, declared once: the sweep config reads them from YAML and the
-training loop runs with them. Torch-free, so that a config is checked before anything heavy loads.
+"""What the config, the planner and the store share, declared once and torch-free, so that a
+sweep config is checked and planned before anything heavy loads:
+
+- the training and probe settings (`Training`, `ProbeConfig`), read from YAML by the config and
+  run by the training loop;
+- the model presets as plain data (`ModelConfig`, `MODEL_PRESETS`), built into networks by
+  `raytaskaff.models`;
+- the task presets as plain data (`TaskSpec`, `TASK_PRESETS`), given their losses and metrics by
+  `raytaskaff.tasks`;
+- the kinds of run (`RunKind`), what one run trains (`RunSpec`) and what it reports (`RunResult`).
 
 A bad value raises `ConfigError` (a `ValueError`) naming the key as a sweep config spells it.
 """
 
 from __future__ import annotations
 
+import enum
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 from raytaskaff.errors import RaytaskaffError
 
@@ -82,3 +91,153 @@ class ProbeConfig:
         check_at_least("probes.lookahead_every", self.lookahead_every, 1)
         check_at_least("probes.gradients_every", self.gradients_every, 1)
         check_choice("probes.variant", self.variant, VARIANTS)
+
+
+class RunKind(str, enum.Enum):
+    """The kinds of run a sweep trains (see plan.py). A member is its string ("stl"), in keys,
+    tables, messages and dictionaries alike."""
+
+    STL = "stl"      # one task alone
+    PAIR = "pair"    # two tasks (the ground truth)
+    ALL = "all"      # every task of the sweep, instrumented for the gradient scorers
+    LI = "li"        # one task with a partner's label as extra input (label injection)
+    GROUP = "group"  # three or more tasks, for validating groupings
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    __hash__ = str.__hash__  # a member and its string are one key of a dict or a set
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """widths: output channels of the encoder's stages, each halving the resolution;
+    blocks: 3x3 conv blocks per stage; decoder_width: channels of the decoders' first stage (halved
+    at each later stage, at least 8); neck: channels of the shared 1x1 neck (0: none);
+    backbone: "conv" (the stages above) or "resnet18" (torchvision, random init, stride 32)."""
+
+    widths: tuple[int, ...] = (16, 32, 64)
+    blocks: int = 1
+    decoder_width: int = 8
+    neck: int = 0
+    backbone: str = "conv"
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("conv", "resnet18"):
+            raise ValueError(f"unknown backbone {self.backbone!r} (known: conv, resnet18)")
+        if not self.widths or min(self.widths) < 1 or self.blocks < 1 or self.decoder_width < 1 or self.neck < 0:
+            raise ValueError(f"model sizes must be positive: {self}")
+
+
+#: "small": trains on 2 CPU cores in seconds at 32-64 px. "large": in the spirit of the reference
+#: networks (8x8 to 16x16 representation, decoders of 4-5 up-samplings) for GPUs at 128-256 px.
+MODEL_PRESETS = {
+    "small": ModelConfig(),
+    "medium": ModelConfig(widths=(32, 64, 128), blocks=2, decoder_width=32),
+    "large": ModelConfig(widths=(64, 128, 256, 512), blocks=2, decoder_width=128, neck=512),
+    "resnet18": ModelConfig(backbone="resnet18", decoder_width=128, neck=512),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """Model preset `name` with some of its sizes overridden; ValueError for an unknown name."""
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"unknown model preset {name!r} (known: {', '.join(MODEL_PRESETS)})")
+    return replace(MODEL_PRESETS[name], **overrides)
+
+
+class UnknownTask(RaytaskaffError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as plain data. name: the task (= Taskonomy domain name, or "autoencoding");
+    domain: the label's source domain; loss: "masked_l1", "l1" or "cross_entropy"; metrics: names
+    computed by `raytaskaff.tasks.Task.metric_sums`; inject: "value" (the normalised label, invalid
+    pixels 0, plus a validity channel when masked) or "one_hot" (class maps)."""
+
+    name: str
+    domain: str
+    loss: str
+    metrics: tuple[str, ...]
+    inject: str = "value"
+    masked: bool = False
+
+
+#: The Taskonomy tasks, named as their domains.
+TASK_PRESETS: dict[str, TaskSpec] = {t.name: t for t in (
+    TaskSpec("segment_semantic", "segment_semantic", "cross_entropy", ("miou", "pixel_accuracy"), inject="one_hot"),
+    TaskSpec("depth_zbuffer", "depth_zbuffer", "masked_l1", ("mae", "abs_rel", "delta1"), masked=True),
+    TaskSpec("normal", "normal", "masked_l1", ("mae", "angular_error"), masked=True),
+    TaskSpec("keypoints2d", "keypoints2d", "l1", ("mae",)),
+    TaskSpec("edge_texture", "edge_texture", "l1", ("mae",)),
+    TaskSpec("depth_euclidean", "depth_euclidean", "masked_l1", ("mae",), masked=True),
+    TaskSpec("reshading", "reshading", "l1", ("mae",)),
+    TaskSpec("edge_occlusion", "edge_occlusion", "l1", ("mae",)),
+    TaskSpec("principal_curvature", "principal_curvature", "l1", ("mae",)),
+    TaskSpec("mask_valid", "mask_valid", "l1", ("mae",)),
+    TaskSpec("autoencoding", "rgb", "l1", ("mae",)),
+)}
+
+
+def task_preset(name: str) -> TaskSpec:
+    try:
+        return TASK_PRESETS[name]
+    except KeyError:
+        raise UnknownTask(f"unknown task {name!r} (known: {', '.join(TASK_PRESETS)})") from None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run trains: `tasks` (its outputs) and `inject` (partners' labels given as input)."""
+
+    tasks: tuple[str, ...]
+    inject: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("a run needs at least one task")
+        if len(set(self.tasks)) != len(self.tasks) or set(self.tasks) & set(self.inject):
+            raise ValueError(f"tasks must be distinct and not injected: {self}")
+
+    @property
+    def kind(self) -> RunKind:
+        """What the spec alone tells (an all-task run reads as a group)."""
+        if self.inject:
+            return RunKind.LI
+        return {1: RunKind.STL, 2: RunKind.PAIR}.get(len(self.tasks), RunKind.GROUP)
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports. Losses and metrics are per task; `history` per epoch;
+    `probes` {name: [epoch][target][partner]} in the order of `spec.tasks`."""
+
+    spec: RunSpec
+    seed: int
+    test_losses: dict[str, float]
+    val_losses: dict[str, float]
+    test_metrics: dict[str, dict[str, float]]
+    best_epoch: int
+    epochs: int
+    history: list[dict]
+    wall_seconds: float
+    device_seconds: float
+    device: str
+    parameters: int
+    probes: dict[str, list] = field(default_factory=dict)
+    probe_variant: str | None = None
+    model_path: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunResult:
+        spec = data["spec"]
+        return cls(**{**data, "spec": RunSpec(tuple(spec["tasks"]), tuple(spec["inject"]))})

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from raytaskaff.errors import RaytaskaffError
-from raytaskaff.training.loop import RunResult
+from raytaskaff.settings import RunResult
 
 
 class StoreError(RaytaskaffError):

@@ -1,7 +1,9 @@
 """The task registry: one definition per task, named as in Taskonomy.
 
 A task knows its source domain, output channels, loss, metrics, and how its label is encoded when
-it is injected as extra input channels (label injection). Adding a task is one `register(Task(...))`.
+it is injected as extra input channels (label injection). Its plain data is a `settings.TaskSpec`
+(the presets are `settings.TASK_PRESETS`, which a config is checked against without torch); this
+module adds the torch side. Adding a task is one `register(Task(...))`.
 
 Losses follow the reference setup (tstandley/taskgrouping `taskonomy_losses.py`, reference
 section 8.2): masked L1 for depth and normals, where masked pixels count as zero but stay in the
@@ -14,7 +16,7 @@ Shapes: predictions (B, C, H, W); targets as `raytaskaff.data.transforms.Target`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,27 +24,12 @@ import torch.nn.functional as F
 from raytaskaff.data.domains import SEGMENT_CLASSES, SEGMENT_UNCERTAIN
 from raytaskaff.data.domains import DEPTH_UNITS_PER_METRE
 from raytaskaff.data.transforms import Target, channels, denormalise, normalise
-from raytaskaff.errors import RaytaskaffError
-
-
-class UnknownTask(RaytaskaffError, KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+from raytaskaff.settings import TASK_PRESETS, TaskSpec, UnknownTask  # noqa: F401  (UnknownTask: re-exported)
 
 
 @dataclass(frozen=True)
-class Task:
-    """name: the task (= Taskonomy domain name, or "autoencoding"); domain: the label's source domain;
-    loss: "masked_l1", "l1" or "cross_entropy"; metrics: names computed by `metric_sums`;
-    inject: "value" (the normalised label, invalid pixels 0, plus a validity channel when masked)
-    or "one_hot" (class maps)."""
-
-    name: str
-    domain: str
-    loss: str
-    metrics: tuple[str, ...]
-    inject: str = "value"
-    masked: bool = False
+class Task(TaskSpec):
+    """A `settings.TaskSpec` with its loss, metrics and label-injection encoding."""
 
     @property
     def out_channels(self) -> int:
@@ -154,17 +141,5 @@ def task(name: str) -> Task:
         raise UnknownTask(f"unknown task {name!r} (known: {', '.join(TASKS)})") from None
 
 
-for _task in (
-    Task("segment_semantic", "segment_semantic", "cross_entropy", ("miou", "pixel_accuracy"), inject="one_hot"),
-    Task("depth_zbuffer", "depth_zbuffer", "masked_l1", ("mae", "abs_rel", "delta1"), masked=True),
-    Task("normal", "normal", "masked_l1", ("mae", "angular_error"), masked=True),
-    Task("keypoints2d", "keypoints2d", "l1", ("mae",)),
-    Task("edge_texture", "edge_texture", "l1", ("mae",)),
-    Task("depth_euclidean", "depth_euclidean", "masked_l1", ("mae",), masked=True),
-    Task("reshading", "reshading", "l1", ("mae",)),
-    Task("edge_occlusion", "edge_occlusion", "l1", ("mae",)),
-    Task("principal_curvature", "principal_curvature", "l1", ("mae",)),
-    Task("mask_valid", "mask_valid", "l1", ("mae",)),
-    Task("autoencoding", "rgb", "l1", ("mae",)),
-):
-    register(_task)
+for _spec in TASK_PRESETS.values():
+    register(Task(**asdict(_spec)))

@@ -93,3 +93,39 @@ def test_the_reader_follows_the_path_and_the_cluster():
     assert DataConfig().resolved_reader(on_cluster=True) == "mmap"
     assert DataConfig(kind="shards", path="s3://bucket/t", shuffle_window=4).resolved_reader(on_cluster=False) == "streaming"
     assert DataConfig(reader="mmap").resolved_reader(on_cluster=False) == "mmap"
+
+
+def _digest(runs) -> str:
+    import hashlib
+
+    return hashlib.sha256(repr([(r.label, r.key) for r in runs]).encode()).hexdigest()[:16]
+
+
+def test_planned_keys_are_pinned():
+    """Every key of smoke and synthetic-10, and of a shard sweep with a fixed fingerprint: the
+    stored results of users' sweeps stay found whatever the code around the planner becomes."""
+    from raytaskaff.config import SweepConfig, from_dict
+
+    smoke = plan(load_config(ROOT / "sweeps" / "smoke.yaml"))
+    assert (smoke[0].label, smoke[0].key) == ("stl depth_zbuffer seed 0", "685c773e3986958f0e21")
+    assert _digest(smoke) == "7c6f34fe2ddc6eb5"
+    ten = plan(load_config(ROOT / "sweeps" / "synthetic-10.yaml"))
+    assert (ten[0].key, ten[-1].key) == ("a2d71cce401707ca210d", "83edcc82d75f444ac88d") and _digest(ten) == "fd27f53cd3234992"
+    shards = from_dict(SweepConfig, {
+        "name": "pinned", "data": {"kind": "shards", "path": "/nowhere", "normalisation": "taskonomy"},
+        "tasks": ["segment_semantic", "depth_zbuffer", "normal"], "seeds": [0, 1], "model": {"preset": "large"},
+        "scorers": {"td": {}, "li": {}, "gs": {"source": "pairs"}}, "training": {"epochs": 3, "grad_scale": True}})
+    runs = plan(shards, "fixed-fingerprint")
+    assert (runs[-1].label, runs[-1].key) == ("li normal<-depth_zbuffer seed 1", "dea505cdd2e7bd35a742")
+    assert len(runs) == 24 and _digest(runs) == "98e62f4738cff4fc"
+
+
+def test_run_kinds_are_one_enum():
+    from raytaskaff.settings import RunKind, RunSpec
+
+    runs = plan(load_config(ROOT / "sweeps" / "smoke.yaml"))
+    assert {r.kind for r in runs} == {RunKind.STL, RunKind.PAIR, RunKind.ALL, RunKind.LI, RunKind.GROUP} - {RunKind.GROUP}
+    assert all(isinstance(r.kind, RunKind) for r in runs)
+    assert summary(runs) == {"stl": 6, "pair": 6, "all": 2, "li": 6}
+    assert RunKind.LI == "li" and {"li": 1}[RunKind.LI] == 1 and f"{RunKind.PAIR}" == "pair"
+    assert RunSpec(("normal",), ("depth_zbuffer",)).kind is RunKind.LI

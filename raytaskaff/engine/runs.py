@@ -111,7 +111,7 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
             result = _train_here(run, shared, stats, sweep, folder,
                                  on_epoch=lambda epoch, record: tune.report(tracking.epoch_metrics(epoch, record)))
         threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
-        store.save(run.key, result, kind=run.kind, label=run.label, node=ray.util.get_node_ip_address(),
+        store.save(run.key, result, kind=str(run.kind), label=run.label, node=ray.util.get_node_ip_address(),
                    node_id=ray.get_runtime_context().get_node_id(), attempts=attempts,
                    threads=threads, memory=process_memory())
         (folder / "checkpoint.pt").unlink(missing_ok=True)
@@ -185,8 +185,8 @@ class _Progress(tune.Callback):
         self.done_gauge = metrics.Gauge("raytaskaff_runs_done_by_kind", description="Sweep runs stored, by kind",
                                         tag_keys=("kind",))
         waiting = {r.key for r in pending}
-        self.done_by_kind = Counter(r.kind for r in runs if r.key not in waiting)
-        for kind, n in Counter(r.kind for r in runs).items():
+        self.done_by_kind = Counter(str(r.kind) for r in runs if r.key not in waiting)
+        for kind, n in Counter(str(r.kind) for r in runs).items():
             self.planned_gauge.set(n, tags={"kind": kind})
             self.done_gauge.set(self.done_by_kind[kind], tags={"kind": kind})
 
@@ -200,7 +200,7 @@ class _Progress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.done += 1
         self.done_counter.inc()
-        kind = trial.config["run"]["kind"]
+        kind = str(trial.config["run"]["kind"])
         self.done_by_kind[kind] += 1
         self.done_gauge.set(self.done_by_kind[kind], tags={"kind": kind})
         self._line(trial, "done")

@@ -41,6 +41,7 @@ from raytaskaff.preflight import check_data, check_resources
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of, scorer
 from raytaskaff.scorers.base import ScorerError
+from raytaskaff.settings import RunKind
 from raytaskaff.store import ResultStore, StoreError
 
 
@@ -84,13 +85,13 @@ def collect(runs: list[Run], store: ResultStore, seeds: tuple[int, ...]) -> list
         if result is None:
             continue
         seed = by_seed[run.seed]
-        if run.kind == "stl":
+        if run.kind == RunKind.STL:
             seed.stl[run.tasks[0]] = result
-        elif run.kind == "li":
+        elif run.kind == RunKind.LI:
             seed.li[run.tasks[0], run.inject[0]] = result
-        elif run.kind == "pair":
+        elif run.kind == RunKind.PAIR:
             seed.pairs[run.tasks] = result
-        elif run.kind == "all":
+        elif run.kind == RunKind.ALL:
             seed.all_tasks = result
     return list(by_seed.values())
 
@@ -147,7 +148,7 @@ def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd
         record = store.record(run.key)
         result = record["result"] if record else None
         rows.append({
-            "key": run.key, "kind": run.kind, "tasks": "+".join(run.tasks), "inject": "+".join(run.inject), "seed": run.seed,
+            "key": run.key, "kind": str(run.kind), "tasks": "+".join(run.tasks), "inject": "+".join(run.inject), "seed": run.seed,
             "status": "done" if record else "failed", "trained_now": run.key in execution.trained,
             "wall_seconds": result["wall_seconds"] if result else math.nan,
             "device_seconds": result["device_seconds"] if result else math.nan,

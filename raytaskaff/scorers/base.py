@@ -35,8 +35,7 @@ import numpy as np
 import pandas as pd
 
 from raytaskaff.errors import RaytaskaffError
-from raytaskaff.models import load_model
-from raytaskaff.training.loop import RunResult
+from raytaskaff.settings import RunKind, RunResult
 
 
 class ScorerError(RaytaskaffError):
@@ -52,16 +51,16 @@ class Needs:
     li: bool = False
     mtl: str | None = None
 
-    def run_kinds(self) -> set[str]:
+    def run_kinds(self) -> set[RunKind]:
         kinds = set()
         if self.stl or self.li:
-            kinds.add("stl")
+            kinds.add(RunKind.STL)
         if self.li:
-            kinds.add("li")
+            kinds.add(RunKind.LI)
         if self.mtl == "all":
-            kinds.add("all")
+            kinds.add(RunKind.ALL)
         if self.mtl == "pairs":
-            kinds.add("pair")
+            kinds.add(RunKind.PAIR)
         return kinds
 
 
@@ -104,6 +103,8 @@ class Artifacts:
             return results
         if self.test_images is None:
             raise ScorerError("this scorer needs test images, and none were given")
+        from raytaskaff.models import load_model  # torch, only once a model is read
+
         images = self.test_images(n_images)
         return {key: fn(load_model(path), images) for key, path in paths.items()}
 
@@ -236,15 +237,16 @@ def run_cost(runs: Iterable[RunResult]) -> Cost:
     return total
 
 
-def cost_of(score: Score, needs: Needs, artifacts: Artifacts, ground_truth_kinds: set[str] = frozenset({"stl", "pair"})) -> dict:
+def cost_of(score: Score, needs: Needs, artifacts: Artifacts,
+            ground_truth_kinds: set[str] = frozenset({RunKind.STL, RunKind.PAIR})) -> dict:
     """Total and marginal cost of a score: its own compute plus the runs it reads (total), or
     only the runs the ground truth does not train anyway (marginal)."""
-    by_kind: dict[str, list[RunResult]] = {"stl": [], "li": [], "pair": [], "all": []}
+    by_kind: dict[RunKind, list[RunResult]] = {RunKind.STL: [], RunKind.LI: [], RunKind.PAIR: [], RunKind.ALL: []}
     for s in artifacts.seeds:
-        by_kind["stl"] += s.stl.values()
-        by_kind["li"] += s.li.values()
-        by_kind["pair"] += s.pairs.values()
-        by_kind["all"] += [s.all_tasks] if s.all_tasks else []
+        by_kind[RunKind.STL] += s.stl.values()
+        by_kind[RunKind.LI] += s.li.values()
+        by_kind[RunKind.PAIR] += s.pairs.values()
+        by_kind[RunKind.ALL] += [s.all_tasks] if s.all_tasks else []
     kinds = needs.run_kinds()
     total = score.compute + run_cost(r for k in kinds for r in by_kind[k])
     marginal = score.compute + run_cost(r for k in kinds - set(ground_truth_kinds) for r in by_kind[k])

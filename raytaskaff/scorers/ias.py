@@ -12,16 +12,23 @@ grows with input intensity; the encoder of an STL network is specialised to its 
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from captum.attr import InputXGradient
+from typing import TYPE_CHECKING
 
-from raytaskaff.models import MultiTaskNet
+import numpy as np
+
 from raytaskaff.scorers.base import Artifacts, Needs, Scorer, register
+
+
+if TYPE_CHECKING:
+    import torch
+
+    from raytaskaff.models import MultiTaskNet
 
 
 def attribution_maps(model: MultiTaskNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """(N, H*W) float32 channel-averaged InputXGradient maps of the summed representation."""
+    from captum.attr import InputXGradient  # with torch, once a model is read (a config check loads neither)
+
     model.eval()
     explainer = InputXGradient(lambda x: model.represent(x).flatten(1).sum(dim=1))
     maps = []

@@ -13,20 +13,27 @@ million pairs); Spearman of RDMs is insensitive to how features are scaled.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from scipy.stats import rankdata
 
-from raytaskaff.models import MultiTaskNet
 from raytaskaff.scorers.base import Artifacts, Needs, Scorer, register
 
+if TYPE_CHECKING:
+    import torch
 
-@torch.no_grad()
+    from raytaskaff.models import MultiTaskNet
+
+
 def representations(model: MultiTaskNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """(N, F) flattened encoder outputs (eval mode)."""
+    import torch  # once a model is read (a config check loads no torch)
+
     model.eval()
-    return np.concatenate([model.represent(images[s:s + batch_size]).flatten(1).double().cpu().numpy()
-                           for s in range(0, len(images), batch_size)])
+    with torch.no_grad():
+        return np.concatenate([model.represent(images[s:s + batch_size]).flatten(1).double().cpu().numpy()
+                               for s in range(0, len(images), batch_size)])
 
 
 def rdm(features: np.ndarray) -> np.ndarray:

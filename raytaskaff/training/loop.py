@@ -16,7 +16,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from raytaskaff.models import (
     save_atomic,
     save_model,
 )
-from raytaskaff.settings import Training, check_choice
+from raytaskaff.settings import RunResult, RunSpec, Training, check_choice  # noqa: F401  (RunResult: re-exported)
 from raytaskaff.tasks import Task, task
 from raytaskaff.training.optim import make_optimizer
 from raytaskaff.training.prefetch import prefetch
@@ -40,28 +40,6 @@ from raytaskaff.training.probes import GradientProbe, ProbeConfig
 
 class TrainingDiverged(RaytaskaffError):
     """A loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What one run trains: `tasks` (its outputs) and `inject` (partners' labels given as input)."""
-
-    tasks: tuple[str, ...]
-    inject: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ValueError("a run needs at least one task")
-        if len(set(self.tasks)) != len(self.tasks) or set(self.tasks) & set(self.inject):
-            raise ValueError(f"tasks must be distinct and not injected: {self}")
-        for name in (*self.tasks, *self.inject):
-            task(name)
-
-    @property
-    def kind(self) -> str:
-        if self.inject:
-            return "li"
-        return {1: "stl", 2: "pair"}.get(len(self.tasks), "group")
 
 
 @dataclass(frozen=True)
@@ -93,36 +71,6 @@ class DataSplits:
     val: SplitData
     test: SplitData
     stats: dict = field(default_factory=dict)
-
-
-@dataclass
-class RunResult:
-    """What a finished run reports. Losses and metrics are per task; `history` per epoch;
-    `probes` {name: [epoch][target][partner]} in the order of `spec.tasks`."""
-
-    spec: RunSpec
-    seed: int
-    test_losses: dict[str, float]
-    val_losses: dict[str, float]
-    test_metrics: dict[str, dict[str, float]]
-    best_epoch: int
-    epochs: int
-    history: list[dict]
-    wall_seconds: float
-    device_seconds: float
-    device: str
-    parameters: int
-    probes: dict[str, list] = field(default_factory=dict)
-    probe_variant: str | None = None
-    model_path: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RunResult:
-        spec = data["spec"]
-        return cls(**{**data, "spec": RunSpec(tuple(spec["tasks"]), tuple(spec["inject"]))})
 
 
 def resolve_device(name: str) -> torch.device:

@@ -107,13 +107,13 @@ def test_nan_loss_stops_the_run(splits):
     assert "loss of normal is nan at epoch 0 step 0" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_bad_specs_and_configs():
+def test_bad_specs_and_configs(splits):
     with pytest.raises(ValueError, match="distinct"):
         RunSpec(("normal", "normal"))
     with pytest.raises(ValueError, match="distinct and not injected"):
         RunSpec(("normal",), inject=("normal",))
-    with pytest.raises(KeyError, match="unknown task"):
-        RunSpec(("normals",))
+    with pytest.raises(KeyError, match="unknown task 'normals'"):
+        train(RunSpec(("normals",)), MODEL, FAST, splits, seed=0)
     with pytest.raises(ValueError, match="training.schedule: 'step' is not one of cosine, constant"):
         TrainConfig(schedule="step")
     with pytest.raises(ValueError, match="training.epochs: must be an integer >= 1"):
