@@ -9,6 +9,7 @@ one-line `ConfigError` naming it.
     training: {epochs: 2, batch_size: 64, lr: 0.002}
     probes: {lookahead_every: 10, variant: corrected}
     scorers: {td: {}, ias: {images: 2048}, rsa: {}, li: {seeds: [0]}, gs: {}, gt: {}, etap: {}}
+    # a scorer of your own: {mine: {module: path/to/mine.py, class: Mine, ...its options}}
     resources: {cpus_per_run: 1, gpus_per_run: 0}
     tracking: {tensorboard: true}   # and mlflow: {tracking_uri: ..., experiment: ...}, wandb: {project: ..., mode: offline}
 """
@@ -40,6 +41,8 @@ __all__ = ["ConfigError", "SweepConfig", "load_config"]
 
 
 READERS = ("auto", "object_store", "mmap", "streaming")
+#: Keys of a scorer's section that say where its class is, not how it scores.
+SCORER_SOURCE_KEYS = ("module", "class")
 SYNTH_SPLITS = (0.8, 0.1, 0.1)
 
 
@@ -242,8 +245,6 @@ class SweepConfig:
     bootstrap: int = 2000
 
     def __post_init__(self) -> None:
-        from raytaskaff.scorers import scorer
-
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
             raise ConfigError(f"name: letters, digits, '.', '_' and '-' only (it names directories), got {self.name!r}")
         if len(self.tasks) < 2 or len(set(self.tasks)) != len(self.tasks):
@@ -258,14 +259,16 @@ class SweepConfig:
         for name, options in self.scorers.items():
             if not isinstance(options, dict):
                 raise ConfigError(f"scorers.{name}: options must be a mapping, got {options!r}")
+            seeds = options.get("seeds")
+            if "seeds" in options and (not isinstance(seeds, list) or not set(seeds) <= set(self.seeds)):
+                raise ConfigError(f"scorers.{name}.seeds: must be a list of the sweep's seeds {list(self.seeds)}, got {seeds!r}")
             try:
-                scorer(name).check_options({k: v for k, v in options.items() if not (name == "li" and k == "seeds")})
+                s = self.scorer(name)
+                s.check_options(self.scorer_options(name))
+                s.requirements(**self.scorer_options(name))
+                s.skip_reason(self.tasks, **self.scorer_options(name))
             except RaytaskaffError as e:
                 raise ConfigError(f"scorers: {e}") from None
-        li = self.scorers.get("li", {})
-        li_seeds = li.get("seeds")
-        if "seeds" in li and (not isinstance(li_seeds, list) or not set(li_seeds) <= set(self.seeds)):
-            raise ConfigError(f"scorers.li.seeds: must be a list of the sweep's seeds {list(self.seeds)}, got {li_seeds!r}")
         if any(k > len(self.tasks) for k in self.grouping.groups):
             raise ConfigError(f"grouping.groups: at most {len(self.tasks)} groups for {len(self.tasks)} tasks, got {list(self.grouping.groups)}")
         if self.grouping.seeds is not None and (not self.grouping.seeds or not set(self.grouping.seeds) <= set(self.seeds)):
@@ -279,9 +282,35 @@ class SweepConfig:
         """The seeds on which chosen groups are trained."""
         return self.grouping.seeds if self.grouping.seeds is not None else self.seeds
 
+    def scorer(self, name: str):
+        """The configured scorer `name`: a built-in one, or the class of the user's `module` file."""
+        from raytaskaff.scorers.base import load_scorer, scorer
+
+        options = self.scorers.get(name, {})
+        if "module" in options:
+            return load_scorer(name, options["module"], options.get("class"))
+        if "class" in options:
+            raise ConfigError(f"scorers.{name}.class: names a class of a `module` file, and none is given")
+        return scorer(name)
+
     def scorer_options(self, name: str) -> dict:
-        """Options passed to scorer `name` (without the sweep-level `seeds` key of li)."""
-        return {k: v for k, v in self.scorers.get(name, {}).items() if k != "seeds"}
+        """Options passed to scorer `name` (without `module` and `class`, which say where it is)."""
+        return {k: v for k, v in self.scorers.get(name, {}).items() if k not in SCORER_SOURCE_KEYS}
+
+    def skipped_scorers(self) -> dict[str, str]:
+        """{name: why} of the configured scorers that cannot score these tasks (left out of the sweep)."""
+        reasons = {name: self.scorer(name).skip_reason(self.tasks, **self.scorer_options(name)) for name in self.scorers}
+        return {name: why for name, why in reasons.items() if why}
+
+    @property
+    def active_scorers(self) -> tuple[str, ...]:
+        """The configured scorers the sweep runs, in config order."""
+        skipped = self.skipped_scorers()
+        return tuple(name for name in self.scorers if name not in skipped)
+
+    def scorer_needs(self) -> dict:
+        """{name: Needs} of the scorers the sweep runs: what the planner trains for them."""
+        return {name: self.scorer(name).requirements(**self.scorer_options(name)) for name in self.active_scorers}
 
 
 def _convert(key: str, kind, value):

@@ -2,13 +2,15 @@
 
 Kinds of run, per seed:
 - "stl": one per task (the ground truth's baseline, and the networks of ias and rsa);
-- "pair": one per unordered pair of tasks (the ground truth), instrumented when a gradient
-  scorer reads pairs;
-- "all": the all-task network, instrumented, when a gradient scorer reads it;
-- "li": one per ordered (target, partner), for the seeds the li scorer names (default: all);
+- "pair": one per unordered pair of tasks (the ground truth), instrumented when a scorer reads
+  the pairwise networks' probes;
+- "all": the all-task network, instrumented, when a scorer reads it;
+- "li": one per ordered (target, partner), on the seeds a scorer reads them;
 - "group": a network of three or more tasks, for validating groupings (on the grouping seeds):
-  the all-task network when no gradient scorer trains it, every such group when `exhaustive`,
-  and later the groups the scorers choose (`group_runs`).
+  the all-task network when no scorer trains it, every such group when `exhaustive`, and later
+  the groups the scorers choose (`group_runs`).
+Beyond the ground truth's STL and pair runs, what is trained is what the configured scorers
+declare they read (`Scorer.requirements`, on their seeds): the planner names no scorer.
 
 A run's key hashes what decides its result (tasks, injected labels, seed, data, model, training
 and probe settings), never the sweep name or output path: the same run in two sweeps has one key,
@@ -26,9 +28,6 @@ from itertools import combinations, permutations
 
 from raytaskaff.config import SYNTH_SPLITS, SweepConfig
 from raytaskaff.settings import RunKind
-
-GRADIENT_SCORERS = ("gs", "gt", "etap")
-
 
 @dataclass(frozen=True)
 class Run:
@@ -82,18 +81,22 @@ def plan(config: SweepConfig, content: str | None = None) -> list[Run]:
     """Every run of the sweep, in a fixed order (seed by seed; STL, pairs, all-task, LI).
 
     content: the dataset's fingerprint (`Manifest.fingerprint`), needed for shard datasets."""
-    sources = {config.scorers[n].get("source", "all") for n in GRADIENT_SCORERS if n in config.scorers}
-    li_seeds = set(config.scorers["li"].get("seeds", config.seeds)) if "li" in config.scorers else set()
+    needs = list(config.scorer_needs().values())
+
+    def wanted(kind: RunKind, seed: int) -> bool:
+        return any(kind in n.run_kinds() and (n.seeds is None or seed in n.seeds) for n in needs)
+
     runs = []
     for seed in config.seeds:
         runs += [Run(RunKind.STL, (t,), seed) for t in config.tasks]
-        runs += [Run(RunKind.PAIR, pair, seed, probes="pairs" in sources) for pair in combinations(config.tasks, 2)]
-        if "all" in sources:
+        probed = wanted(RunKind.PAIR, seed)  # a scorer reading pairs reads their probes
+        runs += [Run(RunKind.PAIR, pair, seed, probes=probed) for pair in combinations(config.tasks, 2)]
+        if wanted(RunKind.ALL, seed):
             runs.append(Run(RunKind.ALL, tuple(config.tasks), seed, probes=True))
-        if seed in li_seeds:
+        if wanted(RunKind.LI, seed):
             runs += [Run(RunKind.LI, (t,), seed, inject=(p,)) for t, p in permutations(config.tasks, 2)]
         if config.grouping.groups and seed in config.grouping_seeds:
-            largest = [tuple(config.tasks)] if "all" not in sources else []
+            largest = [tuple(config.tasks)] if not wanted(RunKind.ALL, seed) else []
             if config.grouping.exhaustive:
                 largest = [g for k in range(3, len(config.tasks)) for g in combinations(config.tasks, k)] + largest
             runs += [Run(RunKind.GROUP, g, seed) for g in largest]

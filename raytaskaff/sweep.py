@@ -68,7 +68,8 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     lines = [f"sweep {config.name}: {len(config.tasks)} tasks x {len(config.seeds)} seeds, {len(runs)} runs",
              "runs by kind: " + ", ".join(f"{k} {v}" for k, v in summary(runs).items()),
              f"resources per run: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
-             f"scorers: {', '.join(config.scorers)}"]
+             f"scorers: {', '.join(config.active_scorers)}"]
+    lines += [f"scorer {name} skipped: {why}" for name, why in config.skipped_scorers().items()]
     known = _train_views(config)
     if views is not None:
         known = (views, size or (known[1] if known else None))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict
@@ -39,8 +40,8 @@ from raytaskaff.plan import Run, group_runs, plan
 from raytaskaff.plan import summary as runs_by_kind
 from raytaskaff.preflight import check_data, check_resources
 from raytaskaff.report import write_outputs
-from raytaskaff.scorers import Artifacts, SeedRuns, cost_of, scorer
-from raytaskaff.scorers.base import ScorerError
+from raytaskaff.scorers import Artifacts, SeedRuns, cost_of
+from raytaskaff.scorers.base import USER_SCORER_PREFIX, ScorerError
 from raytaskaff.settings import RunKind
 from raytaskaff.store import ResultStore, StoreError
 
@@ -174,6 +175,13 @@ def _check_writable(out: Path) -> None:
         raise StoreError(f"{out}: cannot write the sweep's outputs ({e.strerror or e})") from None
 
 
+def ship_by_value(s) -> None:
+    """A scorer from the user's file (not importable on the workers) travels to its actors by value."""
+    module = sys.modules.get(type(s).__module__)
+    if module is not None and module.__name__.startswith(USER_SCORER_PREFIX):
+        ray.cloudpickle.register_pickle_by_value(module)
+
+
 def start_ray(config: SweepConfig, address: str | None) -> None:
     """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray of this machine (never
     a stray cluster). A local Ray's dashboard binds to 127.0.0.1, Ray's default: reach a cluster's
@@ -205,6 +213,8 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
 
     start_ray(config, address)
     content = manifest.fingerprint if config.data.kind == "shards" else None
+    for name, why in config.skipped_scorers().items():
+        say(f"scorer {name} skipped: {why}")
     runs = plan(config, content)
     check_resources(config, capacity(), sorted(runs_by_kind(runs)))  # a run no node can hold would wait forever
     _check_writable(out)
@@ -226,10 +236,11 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     with ModelMappers(shared, actors=config.resources.scorer_actors,
                       num_cpus=min(1.0, config.resources.cpus_per_run), num_gpus=min(config.resources.gpus_per_run, 1.0)) as mapper:
         artifacts = Artifacts(tuple(config.tasks), seeds, map_models=mapper)
-        for name in config.scorers:
+        for name in config.active_scorers:
             options = config.scorer_options(name)
             try:
-                s = scorer(name)
+                s = config.scorer(name)
+                ship_by_value(s)
                 scores[name] = s.score(artifacts, **options)
                 costs[name] = cost_of(scores[name], s.requirements(**options), artifacts)
             except ScorerError as e:

@@ -21,15 +21,23 @@ one file:
 scorer computed per seed (the STL- and MTL-based ones) passes its per-seed tables through
 `self.seed_mean`, which keeps them (`Score.per_seed`) and returns their mean; a seed-free scorer
 (`td`) has none. Whole-run costs (training the models it reads) are added by `cost_of`, total and marginal.
+
+A scorer can also live outside the package, in the user's own file, named by the sweep config
+(`scorers: {mine: {module: path/to/mine.py}}`, see `load_scorer`): the same protocol, no
+registration needed. The planner trains what the configured scorers' `requirements` ask for.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import inspect
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import permutations
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,11 +53,17 @@ class ScorerError(RaytaskaffError):
 @dataclass(frozen=True)
 class Needs:
     """Runs a scorer reads: STL models, label-injection models, and an MTL run ("all": the
-    instrumented all-task network; "pairs": the instrumented pairwise networks)."""
+    instrumented all-task network; "pairs": the instrumented pairwise networks); seeds: the
+    seeds whose runs it reads (None: every seed of the sweep)."""
 
     stl: bool = False
     li: bool = False
     mtl: str | None = None
+    seeds: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mtl not in (None, "all", "pairs"):
+            raise ScorerError(f"needs.mtl: {self.mtl!r} is not one of all, pairs (or None)")
 
     def run_kinds(self) -> set[RunKind]:
         kinds = set()
@@ -159,6 +173,12 @@ class Scorer:
         """The runs this scorer reads with these options (default: `needs`)."""
         return self.needs
 
+    def skip_reason(self, tasks: tuple[str, ...], **options) -> str | None:
+        """Why this scorer cannot score a sweep of `tasks` with these options, or None. A sweep
+        leaves such a scorer out and says why in one line (td without a taxonomy on tasks that
+        are not Taskonomy's); an error in the options themselves raises ScorerError instead."""
+        return None
+
     def compute(self, artifacts: Artifacts, **options) -> dict[tuple[str, str], float]:
         """{(target, partner): value} for every ordered pair; may fill `self.details`."""
         raise NotImplementedError
@@ -220,6 +240,55 @@ def scorer(name: str) -> Scorer:
         return SCORERS[name]()
     except KeyError:
         raise ScorerError(f"unknown scorer {name!r} (known: {', '.join(sorted(SCORERS))})") from None
+
+
+#: Module names of scorers loaded from users' files (see `load_scorer`).
+USER_SCORER_PREFIX = "raytaskaff_user_scorer_"
+
+
+def load_scorer(name: str, module: str, class_name: str | None = None) -> Scorer:
+    """The scorer `name` of a sweep, from the user's file `module` (a path, relative to the
+    working directory): its class `class_name`, or the one `Scorer` subclass the file defines.
+    The file is imported once per content; the instance takes the config's `name`, so results
+    are named as the config names them. ScorerError (one line) for a missing file, a file that
+    fails to import, no such class or one that is not a scorer."""
+    where = f"{name}.module"
+    if not isinstance(module, str) or not module.endswith(".py"):
+        raise ScorerError(f"{where}: a path to a .py file, got {module!r}")
+    path = Path(module).expanduser().resolve()
+    if not path.is_file():
+        raise ScorerError(f"{where}: no such file {module!r}")
+    source = path.read_bytes()
+    module_name = f"{USER_SCORER_PREFIX}{hashlib.sha256(str(path).encode() + source).hexdigest()[:12]}"
+    loaded = sys.modules.get(module_name)
+    if loaded is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = loaded  # a class defined there pickles by reference on this process
+        try:
+            spec.loader.exec_module(loaded)
+        except Exception as e:  # the user's code: any error is theirs to read, on one line
+            del sys.modules[module_name]
+            line = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
+            raise ScorerError(f"{where}: {module} failed to import: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{line}") from None
+    if class_name is not None:
+        cls = getattr(loaded, class_name, None)
+        if cls is None:
+            raise ScorerError(f"{name}.class: {module} defines no {class_name!r}")
+        if not (isinstance(cls, type) and issubclass(cls, Scorer)):
+            raise ScorerError(f"{name}.class: {class_name} in {module} is not a Scorer subclass")
+    else:
+        found = [c for c in vars(loaded).values()
+                 if isinstance(c, type) and issubclass(c, Scorer) and c.__module__ == module_name]
+        if len(found) != 1:
+            which = f"several ({', '.join(c.__name__ for c in found)}): name one with class" if found else "none"
+            raise ScorerError(f"{where}: {module} must define one Scorer subclass, it defines {which}")
+        cls = found[0]
+    if cls.compute is Scorer.compute:
+        raise ScorerError(f"{where}: {cls.__name__} in {module} does not implement compute")
+    instance = cls()
+    instance.name = name
+    return instance
 
 
 def mean_over_seeds(per_seed: list[dict[tuple[str, str], float]]) -> dict[tuple[str, str], float]:

@@ -12,7 +12,7 @@ ordered pair (n(n-1) for n tasks), more than the pairs of the ground truth.
 
 from __future__ import annotations
 
-from raytaskaff.scorers.base import Artifacts, Needs, Scorer, register
+from raytaskaff.scorers.base import Artifacts, Needs, Scorer, ScorerError, register
 
 
 def relative_gain(reference: float, other: float) -> float:
@@ -25,9 +25,21 @@ class LabelInjection(Scorer):
     name = "li"
     needs = Needs(stl=True, li=True)
 
-    def compute(self, artifacts: Artifacts) -> dict[tuple[str, str], float]:
+    def requirements(self, seeds: list[int] | None = None, **options) -> Needs:
+        """STL and LI runs of `seeds` (default: every seed; LI runs are n(n-1) per seed)."""
+        return Needs(stl=True, li=True, seeds=None if seeds is None else tuple(seeds))
+
+    def check_options(self, options: dict) -> None:
+        super().check_options(options)
+        seeds = options.get("seeds")
+        if "seeds" in options and (not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+            raise ScorerError(f"li.seeds: a list of seeds, got {seeds!r}")
+
+    def compute(self, artifacts: Artifacts, seeds: list[int] | None = None) -> dict[tuple[str, str], float]:
         per_seed = {}
         for runs in artifacts.seeds:
+            if seeds is not None and runs.seed not in seeds:
+                continue
             table = {}
             for (target, partner), li in runs.li.items():
                 if target in runs.stl:

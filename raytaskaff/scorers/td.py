@@ -73,6 +73,18 @@ class TaxonomicalDistance(Scorer):
     name = "td"
     needs = Needs()
 
+    def skip_reason(self, tasks: tuple[str, ...], taxonomy=None) -> str | None:
+        """None when the taxonomy (given, or the Taskonomy five's) covers every pair of `tasks`.
+        Without a taxonomy, other tasks leave td out; a given taxonomy that misses a pair is an error."""
+        table = distances(taxonomy)
+        missing = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:] if (a, b) not in table]
+        if not missing:
+            return None
+        if taxonomy is None:
+            return (f"no taxonomy given (scorers.td.taxonomy) and the built-in one covers only the Taskonomy tasks "
+                    f"{', '.join(dict.fromkeys(t for pair in TASKONOMY_FIVE for t in pair))}, not {missing[0][0]}-{missing[0][1]}")
+        raise ScorerError(f"td: the taxonomy has no distance between {missing[0][0]} and {missing[0][1]}")
+
     def compute(self, artifacts: Artifacts, taxonomy=None) -> dict[tuple[str, str], float]:
         table = distances(taxonomy)
         missing = [pair for pair in artifacts.ordered_pairs() if pair not in table]
