@@ -3,7 +3,9 @@ one-line `ConfigError` naming it.
 
     name: default
     data: {kind: synthetic, path: data/synthetic-32, n: 5000, size: 32, seed: 0}
-    tasks: [segment_semantic, keypoints2d, edge_texture, depth_zbuffer, normal]
+    tasks: [segment_semantic, keypoints2d, edge_texture, depth_zbuffer, normal]   # Taskonomy presets
+    # or tasks of your own, a family applied to a field of the dataset (see raytaskaff/tasks.py):
+    # tasks: [{name: smiling, family: binary, field: attributes, index: 31}, ...]
     seeds: [0, 1, 2]
     model: {preset: small}
     training: {epochs: 2, batch_size: 64, lr: 0.002}
@@ -32,6 +34,7 @@ from raytaskaff.settings import (
     Training,
     check_at_least,
     check_choice,
+    TaskSpec,
     check_range,
     preset,
     task_preset,
@@ -59,7 +62,8 @@ class DataConfig:
       "auto": streaming for a URI, object_store on a local Ray, mmap on a cluster.
     shuffle_window: shards shuffled together per epoch (data/order.py); 0 shuffles every row as
     one permutation, which streaming cannot do. readahead: shard groups a streaming trial reads
-    ahead (its memory is (1 + readahead) x shuffle_window shards)."""
+    ahead (its memory is (1 + readahead) x shuffle_window shards). input: the image field the
+    networks see (and ias and rsa attribute to)."""
 
     kind: str = "synthetic"
     path: str = "data/synthetic-32"
@@ -72,9 +76,12 @@ class DataConfig:
     reader: str = "auto"
     shuffle_window: int = 0
     readahead: int = 1
+    input: str = "rgb"
 
     def __post_init__(self) -> None:
         check_choice("data.kind", self.kind, ("synthetic", "shards"))
+        if not self.input.strip():
+            raise ConfigError("data.input: the name of the dataset's image field, got an empty name")
         if self.reader == "ray_data":
             raise ConfigError("data.reader: 'ray_data' is gone (it held every split in the object store): "
                               "use 'mmap' for shards on a shared path, 'streaming' for object storage")
@@ -111,7 +118,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelSection:
-    """preset: small, medium, large or resnet18; other keys override the preset."""
+    """preset: small, medium, large, resnet18 or tag_celeba; other keys override the preset."""
 
     preset: str = "small"
     widths: tuple[int, ...] | None = None
@@ -243,13 +250,21 @@ class SweepConfig:
     out: str = "out/default"
     storage: str | None = None
     bootstrap: int = 2000
+    #: The tasks the config declares ({name, family, field, ...} entries of `tasks`), as read by
+    #: `from_dict`; `tasks` holds every task's name.
+    declared_tasks: tuple[TaskSpec, ...] = field(default=(), metadata={"yaml": False})
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
             raise ConfigError(f"name: letters, digits, '.', '_' and '-' only (it names directories), got {self.name!r}")
         if len(self.tasks) < 2 or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"tasks: need at least two distinct tasks, got {list(self.tasks)}")
+        declared = {t.name for t in self.declared_tasks}
+        if len(declared) != len(self.declared_tasks) or not declared <= set(self.tasks):
+            raise ConfigError("tasks: every declared task has one entry")
         for name in self.tasks:
+            if name in declared:
+                continue
             try:
                 task_preset(name)
             except RaytaskaffError as e:
@@ -276,6 +291,12 @@ class SweepConfig:
         check_at_least("retries", self.retries, 0)
         check_at_least("bootstrap", self.bootstrap, 0)
         self.model.build()
+
+    @property
+    def task_specs(self) -> dict[str, TaskSpec]:
+        """{name: TaskSpec} of every task of the sweep: declared in the config, or a Taskonomy preset."""
+        declared = {t.name: t for t in self.declared_tasks}
+        return {name: declared.get(name) or task_preset(name) for name in self.tasks}
 
     @property
     def grouping_seeds(self) -> tuple[int, ...]:
@@ -353,6 +374,35 @@ def _convert(key: str, kind, value):
     raise AssertionError(f"unsupported config type {kind}")
 
 
+def _task_entries(value) -> dict:
+    """`tasks` as YAML gives it (preset names, or {name, family, field, ...} mappings) -> the
+    SweepConfig keys `tasks` (names) and `declared_tasks` (TaskSpecs)."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"tasks: expected a list, got {value!r}")
+    names, declared = [], []
+    known = [f.name for f in dataclasses.fields(TaskSpec)]
+    for i, entry in enumerate(value):
+        if isinstance(entry, str):
+            names.append(entry)
+            continue
+        if not isinstance(entry, dict):
+            raise ConfigError(f"tasks[{i}]: a preset's name or a mapping {{name, family, field, ...}}, got {entry!r}")
+        unknown = [k for k in entry if k not in known]
+        if unknown:
+            raise ConfigError(f"tasks[{i}].{unknown[0]}: unknown key (known: {', '.join(known)})")
+        missing = [k for k in ("name", "family", "field") if k not in entry]
+        if missing:
+            raise ConfigError(f"tasks[{i}]: needs {', '.join(missing)}")
+        options = dict(entry)
+        if "metrics" in options:
+            options["metrics"] = tuple(_convert(f"tasks[{i}].metrics", tuple[str, ...], options["metrics"]))
+        if "masked" in options:
+            options["masked"] = _convert(f"tasks[{i}].masked", bool, options["masked"])
+        declared.append(TaskSpec(**options))
+        names.append(declared[-1].name)
+    return {"tasks": tuple(names), "declared_tasks": tuple(declared)}
+
+
 def from_dict(cls, data, prefix: str = ""):
     """Build dataclass `cls` from a mapping, rejecting unknown keys and mistyped values."""
     if data is None:
@@ -360,13 +410,15 @@ def from_dict(cls, data, prefix: str = ""):
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if f.metadata.get("yaml", True)}
     for key in data:
         if key not in known:
             name = str(key) if re.fullmatch(r"[\w.-]+", str(key)) else repr(key)  # a key of "\n" stays on one line
             where = f"{prefix}.{name}" if prefix else name
             raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
-    values = {key: _convert(f"{prefix}.{key}" if prefix else key, hints[key], value) for key, value in data.items()}
+    values = {key: _convert(f"{prefix}.{key}" if prefix else key, hints[key], value) for key, value in data.items() if key != "tasks" or cls is not SweepConfig}
+    if cls is SweepConfig and "tasks" in data:
+        values.update(_task_entries(data["tasks"]))
     try:
         return cls(**values)
     except TypeError as e:

@@ -1,7 +1,8 @@
 """Shared-encoder multi-task networks, for single-task, label-injection and multi-task runs.
 
 One `MultiTaskNet` serves every run kind: a shared encoder (optionally followed by a shared 1x1
-"neck", the reference networks' `final_conv`), and one decoder per task. A single-task model is
+"neck", the reference networks' `final_conv`), and one head per task: a dense decoder, or for an
+image-level task a pooled linear head (global average pool, linear). A single-task model is
 the one-task case; a label-injection model adds the partner's label as extra input channels.
 
 Paired seeds: the encoder, each decoder and the injection stem draw their initial weights from
@@ -15,13 +16,29 @@ import hashlib
 import math
 import os
 from dataclasses import asdict
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from raytaskaff.settings import MODEL_PRESETS as PRESETS  # noqa: F401  (the presets live with the settings)
 from raytaskaff.settings import ModelConfig, preset  # noqa: F401
-from raytaskaff.tasks import Task, task
+from raytaskaff.tasks import task
+
+
+class HeadSpec(NamedTuple):
+    """What a network needs of a task it predicts: its name, outputs and whether they are dense."""
+
+    name: str
+    out_channels: int
+    dense: bool = True
+
+
+class InjectSpec(NamedTuple):
+    """What a network needs of a task whose label it receives: its name and input channels."""
+
+    name: str
+    inject_channels: int
 
 
 def part_seed(seed: int, part: str) -> int:
@@ -90,6 +107,37 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
+class PooledHead(nn.Module):
+    """(B, C_in, h, w) -> (B, out_channels): global average pool, then one linear layer (TAG's
+    CelebA heads)."""
+
+    def __init__(self, cin: int, out_channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, out_channels))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ResidualEncoder(nn.Module):
+    """A network of the size of TAG's CelebA one (Fifty et al. 2021: one conv layer and one
+    residual block, a head per attribute): a 3x3 conv (BN, ReLU, 2x2 max-pool) and one residual
+    block of two 3x3 convs, widths[0] channels throughout, stride 2."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        width = config.widths[0]
+        self.stem = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.stem_rest = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        self.block = nn.Sequential(*_block(width, width), nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width))
+        self.out_channels = width
+        self.stride = 2
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.stem_rest(self.stem(x) if extra is None else self.stem(x) + extra)
+        return torch.relu(h + self.block(h))
+
+
 class _ScaleGrad(torch.autograd.Function):
     """Identity forward; multiplies the gradient by `scale` on the way back."""
 
@@ -110,20 +158,23 @@ def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
 class MultiTaskNet(nn.Module):
     """A shared encoder (+ neck) with one decoder per task.
 
-    tasks: the tasks it predicts; inject: tasks whose labels it receives as extra input channels
-    (label injection); grad_scale: scale the gradient entering the shared representation by
+    tasks: the tasks it predicts (anything with `name`, `out_channels` and `dense`: a `tasks.Task`
+    or a `HeadSpec`); inject: tasks whose labels it receives as extra input channels (with
+    `inject_channels`; label injection); grad_scale: scale the gradient entering the shared representation by
     1/sqrt(number of tasks), as the reference setup's TrevorRepFunction does (after the neck).
     """
 
-    def __init__(self, tasks: list[Task], config: ModelConfig, *, inject: list[Task] = (), seed: int = 0,
+    def __init__(self, tasks: list, config: ModelConfig, *, inject: list = (), seed: int = 0,
                  grad_scale: bool = False) -> None:
         super().__init__()
         if not tasks:
             raise ValueError("a network needs at least one task")
         self.task_names = [t.name for t in tasks]
         self.inject_names = [t.name for t in inject]
+        self.head_specs = [HeadSpec(t.name, t.out_channels, t.dense) for t in tasks]
+        self.inject_specs = [InjectSpec(t.name, t.inject_channels) for t in inject]
         self.config = config
-        encoder_type = ResNetEncoder if config.backbone == "resnet18" else ConvEncoder
+        encoder_type = {"resnet18": ResNetEncoder, "residual": ResidualEncoder}.get(config.backbone, ConvEncoder)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(part_seed(seed, "encoder"))
             self.encoder = encoder_type(config)
@@ -142,7 +193,7 @@ class MultiTaskNet(nn.Module):
             decoders = {}
             for t in tasks:
                 torch.manual_seed(part_seed(seed, "decoder/" + t.name))
-                decoders[t.name] = Decoder(width, t.out_channels, config.decoder_width, ups)
+                decoders[t.name] = Decoder(width, t.out_channels, config.decoder_width, ups) if t.dense else PooledHead(width, t.out_channels)
             self.decoders = nn.ModuleDict(decoders)
         self.grad_scale = 1.0 / math.sqrt(len(tasks)) if grad_scale and len(tasks) > 1 else 1.0
 
@@ -175,6 +226,8 @@ def save_model(model: MultiTaskNet, path, seed: int = 0) -> None:
     so `load_model` can read it with torch.load(weights_only=True)); atomic."""
     state = {
         "tasks": model.task_names, "inject": model.inject_names, "seed": seed,
+        "heads": [[h.name, h.out_channels, h.dense] for h in model.head_specs],
+        "inject_channels": [[i.name, i.inject_channels] for i in model.inject_specs],
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(model.config).items()},
         "grad_scale": model.grad_scale != 1.0, "state": model.state_dict(),
     }
@@ -197,7 +250,11 @@ def load_model(path, map_location="cpu") -> MultiTaskNet:
     """The network `save_model` wrote, in eval mode."""
     saved = torch.load(path, map_location=map_location, weights_only=True)
     config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()})
-    model = MultiTaskNet([task(n) for n in saved["tasks"]], config, inject=[task(n) for n in saved["inject"]],
-                         seed=saved["seed"], grad_scale=saved["grad_scale"])
+    if "heads" in saved:  # any task: its heads as saved
+        tasks = [HeadSpec(*h) for h in saved["heads"]]
+        inject = [InjectSpec(*i) for i in saved["inject_channels"]]
+    else:  # written before heads were saved: Taskonomy presets
+        tasks, inject = [task(n) for n in saved["tasks"]], [task(n) for n in saved["inject"]]
+    model = MultiTaskNet(tasks, config, inject=inject, seed=saved["seed"], grad_scale=saved["grad_scale"])
     model.load_state_dict(saved["state"])
     return model.eval()

@@ -13,7 +13,8 @@ Beyond the ground truth's STL and pair runs, what is trained is what the configu
 declare they read (`Scorer.requirements`, on their seeds): the planner names no scorer.
 
 A run's key hashes what decides its result (tasks, injected labels, seed, data, model, training
-and probe settings), never the sweep name or output path: the same run in two sweeps has one key,
+and probe settings; the definitions of tasks the config declares, and an input other than rgb),
+never the sweep name or output path: the same run in two sweeps has one key,
 and a changed setting gives a new key instead of reusing a stale result.
 """
 
@@ -62,6 +63,8 @@ def data_identity(config: SweepConfig, content: str | None = None) -> dict:
         identity = {"kind": "shards", "content": content, "normalisation": d.normalisation}
     if d.shuffle_window:
         identity["shuffle_window"] = d.shuffle_window
+    if d.input != "rgb":  # the default input keeps the keys it always had
+        identity["input"] = d.input
     return identity
 
 
@@ -73,6 +76,10 @@ def _key(run: Run, config: SweepConfig, content: str | None) -> str:
         "probes": dataclasses.asdict(config.probes) if run.probes else None,
         "workers": config.resources.workers,
     }
+    declared = {t.name: t for t in config.declared_tasks}
+    used = [dataclasses.asdict(declared[n]) for n in (*run.tasks, *run.inject) if n in declared]
+    if used:  # a declared task is its definition (Taskonomy presets keep the keys they always had)
+        decided["declared_tasks"] = used
     text = json.dumps(decided, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from raytaskaff.config import SweepConfig
 from raytaskaff.errors import DataError, RaytaskaffError
-from raytaskaff.tasks import task
+from raytaskaff.tasks import resolve
 
 
 class ResourceError(RaytaskaffError):
@@ -18,15 +18,27 @@ class ResourceError(RaytaskaffError):
 
 
 def check_data(config: SweepConfig, manifest, where: str) -> None:
-    """The dataset holds every domain the tasks read, and each split can feed the training."""
-    needed = {"rgb": "the input"}
+    """The dataset holds the input and every field the tasks read, of kinds their families take
+    (and indices within them), and each split can feed the training."""
+    needed = {config.data.input: "the input (data.input)"}
+    specs = config.task_specs
     for name in config.tasks:
-        needed.setdefault(task(name).domain, f"task {name}")
+        needed.setdefault(specs[name].field, f"task {name}")
     missing = [(domain, who) for domain, who in needed.items() if domain not in manifest.domains]
     if missing:
         domain, who = missing[0]
         raise DataError(f"{where}: {who} needs the domain {domain!r}, which the dataset does not hold "
                         f"(it has: {', '.join(manifest.domains)})")
+    image = manifest.field(config.data.input)
+    if image.kind != "image" or image.shape[-1] != 3:
+        raise DataError(f"{where}: the input (data.input) {config.data.input!r} is a {image.kind} field of shape "
+                        f"{list(image.shape)}, not a 3-channel image")
+    fields = manifest.all_fields() if manifest.declared else None
+    for name in config.tasks:
+        try:
+            resolve(name, specs, fields, manifest.size)
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
     counts = {split: info.get("count", 0) for split, info in manifest.splits.items()}
     batch = config.training.batch_size
     if counts.get("train", 0) < batch:

@@ -5,8 +5,8 @@ sweep config is checked and planned before anything heavy loads:
   run by the training loop;
 - the model presets as plain data (`ModelConfig`, `MODEL_PRESETS`), built into networks by
   `raytaskaff.models`;
-- the task presets as plain data (`TaskSpec`, `TASK_PRESETS`), given their losses and metrics by
-  `raytaskaff.tasks`;
+- tasks as plain data (`TaskSpec`: a family applied to a field) and the Taskonomy tasks as named
+  presets (`TASK_PRESETS`), given their heads, losses and metrics by `raytaskaff.tasks`;
 - the kinds of run (`RunKind`), what one run trains (`RunSpec`) and what it reports (`RunResult`).
 
 A bad value raises `ConfigError` (a `ValueError`) naming the key as a sweep config spells it.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 
 from raytaskaff.errors import RaytaskaffError
@@ -117,7 +118,9 @@ class ModelConfig:
     """widths: output channels of the encoder's stages, each halving the resolution;
     blocks: 3x3 conv blocks per stage; decoder_width: channels of the decoders' first stage (halved
     at each later stage, at least 8); neck: channels of the shared 1x1 neck (0: none);
-    backbone: "conv" (the stages above) or "resnet18" (torchvision, random init, stride 32)."""
+    backbone: "conv" (the stages above), "resnet18" (torchvision, random init, stride 32) or
+    "residual" (one conv layer and one residual block of widths[0] channels, stride 2: the size of
+    TAG's CelebA network)."""
 
     widths: tuple[int, ...] = (16, 32, 64)
     blocks: int = 1
@@ -126,8 +129,8 @@ class ModelConfig:
     backbone: str = "conv"
 
     def __post_init__(self) -> None:
-        if self.backbone not in ("conv", "resnet18"):
-            raise ValueError(f"unknown backbone {self.backbone!r} (known: conv, resnet18)")
+        if self.backbone not in ("conv", "resnet18", "residual"):
+            raise ValueError(f"unknown backbone {self.backbone!r} (known: conv, resnet18, residual)")
         if not self.widths or min(self.widths) < 1 or self.blocks < 1 or self.decoder_width < 1 or self.neck < 0:
             raise ValueError(f"model sizes must be positive: {self}")
 
@@ -139,6 +142,7 @@ MODEL_PRESETS = {
     "medium": ModelConfig(widths=(32, 64, 128), blocks=2, decoder_width=32),
     "large": ModelConfig(widths=(64, 128, 256, 512), blocks=2, decoder_width=128, neck=512),
     "resnet18": ModelConfig(backbone="resnet18", decoder_width=128, neck=512),
+    "tag_celeba": ModelConfig(widths=(64,), backbone="residual"),
 }
 
 
@@ -154,34 +158,74 @@ class UnknownTask(RaytaskaffError, KeyError):
         return str(self.args[0])
 
 
+#: Task families: what a task does with its field (see raytaskaff/tasks.py for heads, losses, metrics).
+FAMILIES = ("dense_regression", "dense_classes", "classification", "binary", "image_regression")
+#: Metrics a Taskonomy preset adds to its family's own (they read Taskonomy's depth units and normals).
+TASKONOMY_METRICS = ("abs_rel", "delta1", "angular_error")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task as plain data. name: the task (= Taskonomy domain name, or "autoencoding");
-    domain: the label's source domain; loss: "masked_l1", "l1" or "cross_entropy"; metrics: names
-    computed by `raytaskaff.tasks.Task.metric_sums`; inject: "value" (the normalised label, invalid
-    pixels 0, plus a validity channel when masked) or "one_hot" (class maps)."""
+    """A task as plain data: a `family` applied to a dataset `field`.
+
+    family: "dense_regression" (L1 per pixel; `masked`: only pixels the field's mask says valid
+    count, masked ones stay in the denominator as the reference loss does), "dense_classes"
+    (cross-entropy per pixel, the field's ignored id skipped), "classification" (softmax over an
+    image-level class label), "binary" (sigmoid outputs for entries of an image-level 0/1 vector:
+    `index` one entry, a list of entries, or None for all), "image_regression" (L1 on entries of an
+    image-level scalar vector, `index` as for binary). metrics: extra Taskonomy metrics
+    (`TASKONOMY_METRICS`) for presets of depth and normals."""
 
     name: str
-    domain: str
-    loss: str
-    metrics: tuple[str, ...]
-    inject: str = "value"
+    family: str
+    field: str
     masked: bool = False
+    index: int | tuple[int, ...] | None = None
+    metrics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = f"tasks.{self.name}"
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ConfigError(f"tasks: a task name is letters, digits, '_', '.' and '-', got {self.name!r}")
+        check_choice(f"{where}.family", self.family, FAMILIES)
+        if not isinstance(self.field, str) or not self.field:
+            raise ConfigError(f"{where}.field: the name of a dataset field, got {self.field!r}")
+        if self.masked and self.family != "dense_regression":
+            raise ConfigError(f"{where}.masked: only a dense_regression task is masked")
+        index = self.index
+        if isinstance(index, list):
+            index = tuple(index)
+            object.__setattr__(self, "index", index)
+        if index is not None:
+            if self.family not in ("binary", "image_regression"):
+                raise ConfigError(f"{where}.index: picks entries of an image-level vector (binary, image_regression), not for {self.family}")
+            entries = index if isinstance(index, tuple) else (index,)
+            if not entries or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in entries) or len(set(entries)) != len(entries):
+                raise ConfigError(f"{where}.index: an entry >= 0 or a list of distinct ones, got {self.index!r}")
+        for m in self.metrics:
+            check_choice(f"{where}.metrics[]", m, TASKONOMY_METRICS)
+
+    @property
+    def entries(self) -> tuple[int, ...] | None:
+        """The vector entries an image-level task reads (None: all of them)."""
+        if self.index is None:
+            return None
+        return self.index if isinstance(self.index, tuple) else (self.index,)
 
 
 #: The Taskonomy tasks, named as their domains.
 TASK_PRESETS: dict[str, TaskSpec] = {t.name: t for t in (
-    TaskSpec("segment_semantic", "segment_semantic", "cross_entropy", ("miou", "pixel_accuracy"), inject="one_hot"),
-    TaskSpec("depth_zbuffer", "depth_zbuffer", "masked_l1", ("mae", "abs_rel", "delta1"), masked=True),
-    TaskSpec("normal", "normal", "masked_l1", ("mae", "angular_error"), masked=True),
-    TaskSpec("keypoints2d", "keypoints2d", "l1", ("mae",)),
-    TaskSpec("edge_texture", "edge_texture", "l1", ("mae",)),
-    TaskSpec("depth_euclidean", "depth_euclidean", "masked_l1", ("mae",), masked=True),
-    TaskSpec("reshading", "reshading", "l1", ("mae",)),
-    TaskSpec("edge_occlusion", "edge_occlusion", "l1", ("mae",)),
-    TaskSpec("principal_curvature", "principal_curvature", "l1", ("mae",)),
-    TaskSpec("mask_valid", "mask_valid", "l1", ("mae",)),
-    TaskSpec("autoencoding", "rgb", "l1", ("mae",)),
+    TaskSpec("segment_semantic", "dense_classes", "segment_semantic"),
+    TaskSpec("depth_zbuffer", "dense_regression", "depth_zbuffer", masked=True, metrics=("abs_rel", "delta1")),
+    TaskSpec("normal", "dense_regression", "normal", masked=True, metrics=("angular_error",)),
+    TaskSpec("keypoints2d", "dense_regression", "keypoints2d"),
+    TaskSpec("edge_texture", "dense_regression", "edge_texture"),
+    TaskSpec("depth_euclidean", "dense_regression", "depth_euclidean", masked=True),
+    TaskSpec("reshading", "dense_regression", "reshading"),
+    TaskSpec("edge_occlusion", "dense_regression", "edge_occlusion"),
+    TaskSpec("principal_curvature", "dense_regression", "principal_curvature"),
+    TaskSpec("mask_valid", "dense_regression", "mask_valid"),
+    TaskSpec("autoencoding", "dense_regression", "rgb"),
 )}
 
 

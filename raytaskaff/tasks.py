@@ -1,83 +1,192 @@
-"""The task registry: one definition per task, named as in Taskonomy.
+"""Task families: what a task does with its dataset field. A task is a family applied to a field
+(`settings.TaskSpec` + `data.fields.Field`); the family owns its head, loss, additive metrics and
+its encoding for label injection:
 
-A task knows its source domain, output channels, loss, metrics, and how its label is encoded when
-it is injected as extra input channels (label injection). Its plain data is a `settings.TaskSpec`
-(the presets are `settings.TASK_PRESETS`, which a config is checked against without torch); this
-module adds the torch side. Adding a task is one `register(Task(...))`.
+| family | field kinds | head | loss | metrics | injected as |
+|---|---|---|---|---|---|
+| `dense_regression` | dense_regression, dense_vector, image | dense decoder, C outputs | L1 (masked) | mae | the normalised value (+ a validity channel when masked) |
+| `dense_classes` | class_map | dense decoder, one logit per class | cross-entropy, ignored id skipped | miou, pixel_accuracy | one-hot planes (the ignored id all zero) |
+| `classification` | class_label | pooled linear, one logit per class | cross-entropy | accuracy | constant one-hot planes |
+| `binary` | multi_label | pooled linear, one logit per entry | binary cross-entropy (sigmoid) | accuracy | constant 0/1 planes |
+| `image_regression` | scalar | pooled linear, one output per entry | L1 | mae | constant planes of the normalised value |
 
-Losses follow the reference setup (tstandley/taskgrouping `taskonomy_losses.py`, reference
-section 8.2): masked L1 for depth and normals, where masked pixels count as zero but stay in the
-denominator; plain L1 for keypoints and edges; cross-entropy over 18 logits ignoring id 0 for
-semantic segmentation. The test loss is the primary measure; metrics are reported beside it.
+Taskonomy's tasks are presets (`settings.TASK_PRESETS`): losses as in the reference setup
+(tstandley/taskgrouping `taskonomy_losses.py`, reference section 8.2): masked L1 for depth and
+normals, where masked pixels count as zero but stay in the denominator; plain L1 for keypoints and
+edges; cross-entropy over 18 logits ignoring id 0 for semantic segmentation. Their targets come
+from the reference transform (`data.transforms.normalise`). The test loss is the primary measure;
+metrics are reported beside it.
 
-Shapes: predictions (B, C, H, W); targets as `raytaskaff.data.transforms.Target`.
+Shapes: dense predictions (B, C, H, W), image-level ones (B, C); targets as
+`raytaskaff.data.transforms.Target` ((B, C, H, W) values or (B, H, W) class maps; (B, C) values
+or (B,) class ids image-level).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-from raytaskaff.data.domains import SEGMENT_CLASSES, SEGMENT_UNCERTAIN
 from raytaskaff.data.domains import DEPTH_UNITS_PER_METRE
-from raytaskaff.data.transforms import Target, channels, denormalise, normalise
+from raytaskaff.data.fields import Field, taskonomy_field
+from raytaskaff.data.transforms import Target, channels, channels_first, denormalise, normalise
+from raytaskaff.errors import DataError
 from raytaskaff.settings import TASK_PRESETS, TaskSpec, UnknownTask  # noqa: F401  (UnknownTask: re-exported)
 
 
-@dataclass(frozen=True)
-class Task(TaskSpec):
-    """A `settings.TaskSpec` with its loss, metrics and label-injection encoding."""
+class Task:
+    """A family applied to a field. Subclasses (one per family) implement the `_`-methods; the
+    public ones are what the training loop, the models and the scorers call."""
+
+    family = ""
+    kinds: tuple[str, ...] = ()
+    dense = True  # a dense decoder (else a pooled linear head)
+
+    def __init__(self, spec: TaskSpec, field: Field, mask_field: Field | None = None) -> None:
+        if spec.family != self.family:
+            raise ValueError(f"a {type(self).__name__} task needs family {self.family}, got {spec.family}")
+        if field.kind not in self.kinds:
+            raise DataError(f"task {spec.name}: a {spec.family} task reads a field of kind {' or '.join(self.kinds)}; "
+                            f"{field.name} is a {field.kind} field")
+        entries = spec.entries
+        if entries is not None and max(entries) >= field.shape[-1]:
+            raise DataError(f"task {spec.name}: index {max(entries)} is past the {field.shape[-1]} entries of {field.name}")
+        self.spec, self.field, self.mask_field = spec, field, mask_field
+
+    name = property(lambda self: self.spec.name)
+    masked = property(lambda self: self.spec.masked)
+    metrics = property(lambda self: self.spec.metrics)
+
+    @property
+    def domain(self) -> str:
+        """The field the label comes from."""
+        return self.field.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r} on {self.field.name!r})"
 
     @property
     def out_channels(self) -> int:
-        return channels(self.domain)
+        raise NotImplementedError
 
     @property
     def inject_channels(self) -> int:
-        if self.inject == "one_hot":
-            return SEGMENT_CLASSES - 1  # id 0 (uncertain) is the all-zero vector
-        return self.out_channels + (1 if self.masked else 0)
+        raise NotImplementedError
+
+    def fields(self) -> tuple[str, ...]:
+        """The fields a batch must hold to make this task's target."""
+        return (self.field.name,) + ((self.field.mask,) if self.field.mask and self.masked and self.field.mask != self.field.name else ())
 
     def target(self, batch: dict[str, torch.Tensor], stats: dict | None = None) -> Target:
-        """The normalised target from a raw batch ({domain: (B, H, W, C)})."""
-        return normalise(self.domain, batch[self.domain], depth_raw=batch.get("depth_zbuffer"), stats=stats)
+        """The normalised target from a raw batch ({field: (B, *shape)})."""
+        return self._target(batch, stats or {})
 
     def loss_value(self, pred: torch.Tensor, target: Target) -> torch.Tensor:
-        """Scalar loss of a batch (mean over pixels and samples)."""
-        if self.loss == "cross_entropy":
-            return F.cross_entropy(pred.float(), target.value, ignore_index=SEGMENT_UNCERTAIN)
-        error = (pred.float() - target.value).abs()
-        if self.loss == "masked_l1" and target.mask is not None:
-            error = error * target.mask  # masked pixels count as 0 but stay in the denominator
-        return error.mean()
+        """Scalar loss of a batch (a mean over the batch, and pixels or entries)."""
+        return self._loss(pred.float(), target)
 
-    def encode_input(self, target: Target) -> torch.Tensor:
-        """(B, inject_channels, H, W) float: the label as extra input channels."""
-        if self.inject == "one_hot":
-            one_hot = F.one_hot(target.value, SEGMENT_CLASSES).permute(0, 3, 1, 2).float()
-            return one_hot[:, 1:]
-        value = target.value.float()
-        if not self.masked:
-            return value
-        mask = target.mask if target.mask is not None else torch.ones_like(value[:, :1], dtype=torch.bool)
-        return torch.cat([value * mask, mask.float()], dim=1)
+    def encode_input(self, target: Target, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(B, inject_channels, H, W) float: the label as extra input channels (an image-level
+        label as constant planes of `size` (H, W))."""
+        planes = self._encode(target)
+        if planes.dim() == 2:
+            if size is None:
+                raise ValueError(f"{self.name}: an image-level label is injected as planes of a size; none given")
+            planes = planes[:, :, None, None].expand(-1, -1, *size)
+        return planes
 
     def metric_sums(self, pred: torch.Tensor, target: Target, stats: dict | None = None) -> dict[str, torch.Tensor]:
         """Additive statistics of a batch; `metrics_from_sums` turns their totals into metrics.
 
         stats: the normalisation statistics the targets were made with (see `target`).
         """
-        pred = pred.detach().float()
+        return self._sums(pred.detach().float(), target, stats or {})
+
+    def metrics_from_sums(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        return self._metrics(sums)
+
+
+def _ratio(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(a / b) if float(b) > 0 else math.nan
+
+
+def _affine(field: Field, stats: dict) -> tuple[list[float], list[float]] | None:
+    """(offset, scale) per channel of a declared field's normalisation, or None (as stored)."""
+    norm = field.normalisation
+    if isinstance(norm, dict):
+        return list(norm["offset"]), list(norm["scale"])
+    if norm == "dataset" and field.name in stats:
+        return stats[field.name]["mean"], [max(s, 1e-6) for s in stats[field.name]["std"]]
+    return None
+
+
+def _standardise(x: torch.Tensor, field: Field, stats: dict, entries=None, dim: int = 1) -> torch.Tensor:
+    """(x - offset) / scale per channel along `dim` (the channels picked by `entries`)."""
+    affine = _affine(field, stats)
+    if affine is None:
+        return x
+    offset, scale = (torch.tensor(v, dtype=x.dtype, device=x.device) for v in affine)
+    if entries is not None:
+        offset, scale = offset[list(entries)], scale[list(entries)]
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    return (x - offset.view(shape)) / scale.view(shape)
+
+
+def _valid(raw: torch.Tensor, field: Field) -> torch.Tensor | None:
+    """(B, ..., 1) bool: where a raw (B, ..., C) batch is not the field's invalid encoding."""
+    if field.invalid is None:
+        return None
+    return (raw != field.invalid).any(dim=-1, keepdim=True)
+
+
+class DenseRegression(Task):
+    """L1 on a dense field; `masked`: pixels its mask says invalid count as zero but stay in the
+    denominator (the reference setup's masked L1)."""
+
+    family = "dense_regression"
+    kinds = ("dense_regression", "dense_vector", "image")
+
+    @property
+    def out_channels(self) -> int:
+        return channels(self.field.name) if self.field.normalisation == "taskonomy" else self.field.shape[-1]
+
+    @property
+    def inject_channels(self) -> int:
+        return self.out_channels + (1 if self.masked else 0)
+
+    def _target(self, batch, stats):
+        raw = batch[self.field.name]
+        if self.field.normalisation == "taskonomy":  # the reference transform, masks from depth
+            return normalise(self.field.name, raw, depth_raw=batch.get("depth_zbuffer"), stats=stats)
+        value = _standardise(channels_first(raw).float(), self.field, stats)
+        mask = None
+        if self.masked:
+            valid = [v for v in (_valid(raw, self.field),) if v is not None]
+            if self.mask_field is not None and self.mask_field.name in batch:
+                other = _valid(batch[self.mask_field.name], self.mask_field)
+                valid += [other] if other is not None else []
+            if valid:
+                mask = channels_first(torch.stack(valid).all(dim=0))
+        return Target(value.contiguous(memory_format=torch.channels_last), mask)
+
+    def _loss(self, pred, target):
+        error = (pred - target.value).abs()
+        if self.masked and target.mask is not None:
+            error = error * target.mask  # masked pixels count as 0 but stay in the denominator
+        return error.mean()
+
+    def _encode(self, target):
+        value = target.value.float()
+        if not self.masked:
+            return value
+        mask = target.mask if target.mask is not None else torch.ones_like(value[:, :1], dtype=torch.bool)
+        return torch.cat([value * mask, mask.float()], dim=1)
+
+    def _sums(self, pred, target, stats):
         sums: dict[str, torch.Tensor] = {}
-        if self.loss == "cross_entropy":
-            labels = pred.argmax(dim=1)
-            valid = target.value != SEGMENT_UNCERTAIN
-            index = target.value[valid] * SEGMENT_CLASSES + labels[valid]
-            sums["confusion"] = torch.bincount(index, minlength=SEGMENT_CLASSES**2).double()
-            return sums
         mask = target.mask if target.mask is not None else torch.ones_like(pred[:, :1], dtype=torch.bool)
         m = mask.expand_as(pred).double()
         sums["abs_error"] = ((pred - target.value).abs().double() * m).sum()
@@ -89,18 +198,10 @@ class Task(TaskSpec):
             sums["pixels"] = mask.double().sum()
         if "abs_rel" in self.metrics:
             sums["abs_rel"], sums["delta1"], sums["pixels"] = _depth_sums(
-                denormalise(self.domain, pred, stats), denormalise(self.domain, target.value, stats), mask)
+                denormalise(self.field.name, pred, stats), denormalise(self.field.name, target.value, stats), mask)
         return sums
 
-    def metrics_from_sums(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
-        if self.loss == "cross_entropy":
-            confusion = sums["confusion"].view(SEGMENT_CLASSES, SEGMENT_CLASSES)[1:, 1:]
-            union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
-            present = confusion.sum(1) > 0
-            iou = confusion.diag()[present] / union[present].clamp(min=1)
-            total = confusion.sum()
-            return {"miou": float(iou.mean()) if present.any() else math.nan,
-                    "pixel_accuracy": float(confusion.diag().sum() / total) if total > 0 else math.nan}
+    def _metrics(self, sums):
         out = {"mae": _ratio(sums["abs_error"], sums["values"])}
         if "angle" in sums:
             out["angular_error"] = _ratio(sums["angle"], sums["pixels"])
@@ -108,10 +209,6 @@ class Task(TaskSpec):
             out["abs_rel"] = _ratio(sums["abs_rel"], sums["pixels"])
             out["delta1"] = _ratio(sums["delta1"], sums["pixels"])
         return out
-
-
-def _ratio(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(a / b) if float(b) > 0 else math.nan
 
 
 def _depth_sums(pred_raw: torch.Tensor, truth_raw: torch.Tensor, mask: torch.Tensor):
@@ -124,10 +221,216 @@ def _depth_sums(pred_raw: torch.Tensor, truth_raw: torch.Tensor, mask: torch.Ten
     return abs_rel.sum(), ((ratio < 1.25).double() * valid).sum(), valid.sum()
 
 
+def _confusion_metrics(confusion: torch.Tensor, prefix: str) -> dict[str, float]:
+    union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
+    present = confusion.sum(1) > 0
+    iou = confusion.diag()[present] / union[present].clamp(min=1)
+    total = confusion.sum()
+    return {"miou": float(iou.mean()) if present.any() else math.nan,
+            prefix: float(confusion.diag().sum() / total) if total > 0 else math.nan}
+
+
+class _Classes:
+    """What the two softmax families share: classes, the ignored id, one-hot injection."""
+
+    @property
+    def classes(self) -> int:
+        return self.field.classes
+
+    @property
+    def ignore(self) -> int:
+        return self.field.ignore if self.field.ignore is not None else -100  # torch's "ignore nothing"
+
+    @property
+    def out_channels(self) -> int:
+        return self.classes
+
+    @property
+    def inject_channels(self) -> int:
+        return self.classes - (1 if self.field.ignore is not None else 0)  # the ignored id is the all-zero vector
+
+    def _one_hot(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, ...) ids -> (B, inject_channels, ...) float."""
+        one_hot = F.one_hot(ids, self.classes).movedim(-1, 1).float()
+        if self.field.ignore is None:
+            return one_hot
+        keep = [c for c in range(self.classes) if c != self.field.ignore]
+        return one_hot[:, keep]
+
+    def _confusion(self, pred, target):
+        labels = pred.argmax(dim=1)
+        valid = target.value != self.ignore
+        index = target.value[valid] * self.classes + labels[valid]
+        return torch.bincount(index, minlength=self.classes**2).double()
+
+    def _kept_confusion(self, sums):
+        confusion = sums["confusion"].view(self.classes, self.classes)
+        if self.field.ignore is not None:
+            keep = [c for c in range(self.classes) if c != self.field.ignore]
+            confusion = confusion[keep][:, keep]
+        return confusion
+
+
+class DenseClasses(_Classes, Task):
+    """Cross-entropy per pixel over the field's classes, its ignored id skipped (Taskonomy's
+    segmentation: 18 logits, id 0 "uncertain" ignored)."""
+
+    family = "dense_classes"
+    kinds = ("class_map",)
+
+    def _target(self, batch, stats):
+        return Target(batch[self.field.name][..., 0].long(), None)
+
+    def _loss(self, pred, target):
+        return F.cross_entropy(pred, target.value, ignore_index=self.ignore)
+
+    def _encode(self, target):
+        return self._one_hot(target.value)
+
+    def _sums(self, pred, target, stats):
+        return {"confusion": self._confusion(pred, target)}
+
+    def _metrics(self, sums):
+        return _confusion_metrics(self._kept_confusion(sums), "pixel_accuracy")
+
+
+class Classification(_Classes, Task):
+    """Softmax over an image-level class label (a pooled linear head)."""
+
+    family = "classification"
+    kinds = ("class_label",)
+    dense = False
+
+    def _target(self, batch, stats):
+        return Target(batch[self.field.name][:, 0].long(), None)
+
+    def _loss(self, pred, target):
+        return F.cross_entropy(pred, target.value, ignore_index=self.ignore)
+
+    def _encode(self, target):
+        return self._one_hot(target.value)
+
+    def _sums(self, pred, target, stats):
+        return {"confusion": self._confusion(pred, target)}
+
+    def _metrics(self, sums):
+        return _confusion_metrics(self._kept_confusion(sums), "accuracy")
+
+
+class _Entries:
+    """Image-level tasks on some entries of a vector field (`TaskSpec.index`)."""
+
+    @property
+    def entries(self) -> list[int]:
+        chosen = self.spec.entries
+        return list(chosen) if chosen is not None else list(range(self.field.shape[-1]))
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.entries)
+
+    @property
+    def inject_channels(self) -> int:
+        return len(self.entries) + (1 if self.field.invalid is not None else 0)
+
+    def _picked(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, k) raw entries and their (B, k) validity (None: all valid)."""
+        raw = batch[self.field.name][:, self.entries]
+        valid = None if self.field.invalid is None else raw != self.field.invalid
+        return raw, valid
+
+    def _encode(self, target):
+        value = target.value.float()
+        if self.field.invalid is None:
+            return value
+        mask = target.mask if target.mask is not None else torch.ones_like(value, dtype=torch.bool)
+        return torch.cat([value * mask, mask.all(dim=1, keepdim=True).float()], dim=1)
+
+    def _masked_mean(self, error, target):
+        if target.mask is None:
+            return error.mean()
+        return (error * target.mask).sum() / target.mask.sum().clamp(min=1)
+
+
+class Binary(_Entries, Task):
+    """Sigmoid outputs, one per picked entry of an image-level 0/1 vector (CelebA's attributes:
+    TAG's two-way softmax per attribute is the same model); binary cross-entropy, mean over the
+    valid entries."""
+
+    family = "binary"
+    kinds = ("multi_label",)
+    dense = False
+
+    def _target(self, batch, stats):
+        raw, valid = self._picked(batch)
+        return Target((raw == 1).float(), valid)
+
+    def _loss(self, pred, target):
+        return self._masked_mean(F.binary_cross_entropy_with_logits(pred, target.value, reduction="none"), target)
+
+    def _sums(self, pred, target, stats):
+        right = ((pred > 0).float() == target.value).double()
+        valid = target.mask.double() if target.mask is not None else torch.ones_like(right)
+        return {"correct": (right * valid).sum(), "labels": valid.sum()}
+
+    def _metrics(self, sums):
+        return {"accuracy": _ratio(sums["correct"], sums["labels"])}
+
+
+class ImageRegression(_Entries, Task):
+    """L1 on picked entries of an image-level scalar vector, normalised as the field says."""
+
+    family = "image_regression"
+    kinds = ("scalar",)
+    dense = False
+
+    def _target(self, batch, stats):
+        raw, valid = self._picked(batch)
+        return Target(_standardise(raw.float(), self.field, stats, self.entries), valid)
+
+    def _loss(self, pred, target):
+        return self._masked_mean((pred - target.value).abs(), target)
+
+    def _sums(self, pred, target, stats):
+        valid = target.mask.double() if target.mask is not None else torch.ones_like(pred, dtype=torch.double)
+        return {"abs_error": ((pred - target.value).abs().double() * valid).sum(), "values": valid.sum()}
+
+    def _metrics(self, sums):
+        return {"mae": _ratio(sums["abs_error"], sums["values"])}
+
+
+FAMILIES: dict[str, type[Task]] = {cls.family: cls for cls in (DenseRegression, DenseClasses, Classification, Binary, ImageRegression)}
+
+
+def build_task(spec: TaskSpec, field: Field, mask_field: Field | None = None) -> Task:
+    """The task `spec` on its dataset field (and the field that masks it, for a masked task on a
+    declared dataset); DataError when the field does not suit the family."""
+    if field.name != spec.field:
+        raise ValueError(f"task {spec.name} reads field {spec.field}, got {field.name}")
+    return FAMILIES[spec.family](spec, field, mask_field)
+
+
+def resolve(name: str, declared: dict[str, TaskSpec] | None = None, fields: dict[str, Field] | None = None,
+            size: int = 1) -> Task:
+    """Task `name`: declared in the sweep (`declared`) or a Taskonomy preset, on its field from
+    `fields` (a manifest's) or Taskonomy's domain of that name at `size` px."""
+    spec = (declared or {}).get(name) or TASK_PRESETS.get(name)
+    if spec is None:
+        known = ", ".join([*(declared or {}), *TASK_PRESETS])
+        raise UnknownTask(f"unknown task {name!r} (known: {known})")
+    if fields and spec.field in fields:
+        field = fields[spec.field]
+        return build_task(spec, field, fields.get(field.mask) if field.mask else None)
+    if fields:
+        raise DataError(f"task {name} reads field {spec.field!r}, which the dataset does not hold (it has: {', '.join(fields)})")
+    return build_task(spec, taskonomy_field(spec.field, size))
+
+
 TASKS: dict[str, Task] = {}
 
 
 def register(task: Task) -> Task:
+    """Make a task available by name to `task` (tests and tools; sweeps declare theirs in the config)."""
     if task.name in TASKS:
         raise ValueError(f"task {task.name!r} is already registered")
     TASKS[task.name] = task
@@ -135,6 +438,8 @@ def register(task: Task) -> Task:
 
 
 def task(name: str) -> Task:
+    """A registered task: every Taskonomy preset on its domain (the size of a dense field does not
+    change a task, so presets are built at 1 px)."""
     try:
         return TASKS[name]
     except KeyError:
@@ -142,4 +447,4 @@ def task(name: str) -> Task:
 
 
 for _spec in TASK_PRESETS.values():
-    register(Task(**asdict(_spec)))
+    register(build_task(_spec, taskonomy_field(_spec.field, 1)))

@@ -177,3 +177,43 @@ def test_any_edit_of_a_config_loads_sanely_or_is_refused_in_one_line(tmp_path, e
     runs = plan(config)
     assert {r.kind for r in runs} >= {"stl", "pair"} and all(r.seed in config.seeds for r in runs)
     assert config.training.epochs >= 1 and config.training.lr > 0 and config.resources.cpus_per_run > 0
+
+
+DECLARED = ("data: {kind: shards, path: d}\n"
+            "tasks: [{name: smiling, family: binary, field: attributes, index: 31},\n"
+            "        {name: hair, family: binary, field: attributes, index: [8, 9, 11]}, normal]\n"
+            "scorers: {li: {}}\n")
+
+
+def test_tasks_declared_in_the_config(tmp_path):
+    from raytaskaff.settings import TaskSpec
+
+    config = load_config(_write(tmp_path, DECLARED))
+    assert config.tasks == ("smiling", "hair", "normal")
+    assert config.task_specs["smiling"] == TaskSpec("smiling", "binary", "attributes", index=31)
+    assert config.task_specs["hair"].entries == (8, 9, 11) and config.task_specs["normal"].family == "dense_regression"
+    keys = {r.label: r.key for r in plan(config, "content")}
+    # a declared task's definition is part of its runs' keys; a preset's runs keep theirs
+    other = load_config(_write(tmp_path, DECLARED.replace("index: 31", "index: 30")))
+    changed = {r.label: r.key for r in plan(other, "content")}
+    assert changed["stl normal seed 0"] == keys["stl normal seed 0"] and changed["stl hair seed 0"] == keys["stl hair seed 0"]
+    assert changed["stl smiling seed 0"] != keys["stl smiling seed 0"] and changed["li hair<-smiling seed 0"] != keys["li hair<-smiling seed 0"]
+    grey = load_config(_write(tmp_path, DECLARED.replace("path: d}", "path: d, input: grey}")))
+    assert not set(keys.values()) & {r.key for r in plan(grey, "content")}  # another input, other runs
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("{name: s, family: sigmoid, field: a}", "tasks.s.family: 'sigmoid' is not one of dense_regression, dense_classes, classification, binary, image_regression"),
+    ("{name: s, family: binary}", "tasks[0]: needs field"),
+    ("{name: s, family: binary, field: a, colour: red}", "tasks[0].colour: unknown key (known: name, family, field, masked, index, metrics)"),
+    ("{name: s, family: binary, field: a, index: -1}", "tasks.s.index: an entry >= 0 or a list of distinct ones, got -1"),
+    ("{name: s, family: binary, field: a, index: [1, 1]}", "tasks.s.index: an entry >= 0 or a list of distinct ones"),
+    ("{name: s, family: dense_classes, field: a, index: 2}", "tasks.s.index: picks entries of an image-level vector"),
+    ("{name: s, family: binary, field: a, masked: true}", "tasks.s.masked: only a dense_regression task is masked"),
+    ("{name: 's s', family: binary, field: a}", "tasks: a task name is letters, digits"),
+    ("[1]", "tasks[0]: a preset's name or a mapping"),
+])
+def test_bad_declared_tasks_are_one_line(tmp_path, entry, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(_write(tmp_path, f"tasks: [{entry}, normal]\nscorers: {{li: {{}}}}\n"))
+    assert message in str(e.value) and "\n" not in str(e.value)

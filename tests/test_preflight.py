@@ -36,7 +36,7 @@ def three_domains(tmp_path_factory):
 
 def test_a_task_whose_domain_the_data_lacks_is_named(three_domains):
     manifest = Manifest.load(three_domains)
-    config = _smoke(tasks=("depth_zbuffer", "reshading"))
+    config = _smoke(tasks=("depth_zbuffer", "reshading"), scorers={"li": {}})
     with pytest.raises(DataError, match="task reshading needs the domain 'reshading', which the dataset does not hold "
                                         r"\(it has: rgb, depth_zbuffer, normal\)"):
         check_data(config, manifest, str(three_domains))
@@ -127,7 +127,7 @@ def test_an_address_where_no_cluster_answers_fails_fast_and_writes_nothing(tmp_p
 ])
 def test_data_the_tasks_cannot_use_stops_the_cli_before_ray(tmp_path, three_domains, tasks, says):
     data = {"kind": "shards", "path": str(three_domains)}
-    done, seconds = _sweep(tmp_path, {**_small_config(tmp_path, data), "tasks": tasks})
+    done, seconds = _sweep(tmp_path, {**_small_config(tmp_path, data), "tasks": tasks, "scorers": {"li": {}}})
     assert says in _one_error_line(done) and "Ray" not in done.stderr and seconds < 30
     assert not (tmp_path / "out").exists()
 
@@ -150,3 +150,31 @@ def test_more_cpus_per_run_than_the_machine_has_stops_the_sweep_in_one_line(tmp_
     assert done.returncode == 2 and line.startswith("error: resources: every run (pair, stl) asks for 64 CPU, 0 GPU"), done.stderr[-3000:]
     assert "the largest has 2 CPU, 0 GPU" in line and seconds < 60
     assert not (tmp_path / "out").exists()
+
+
+def test_declared_tasks_are_checked_against_the_declared_fields(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import declared
+
+    from raytaskaff.config import SweepConfig, from_dict
+
+    root = tmp_path / "data"
+    manifest = declared.write(root)
+
+    def config(tasks, **data):
+        return from_dict(SweepConfig, {"data": {"kind": "shards", "path": str(root), **data}, "tasks": tasks,
+                                       "scorers": {"li": {}}, "training": {"batch_size": 16}})
+
+    good = [{"name": "top", "family": "binary", "field": "attributes", "index": 0},
+            {"name": "colour", "family": "classification", "field": "colour"}]
+    check_data(config(good), manifest, str(root))
+    with pytest.raises(DataError, match="task colour: a dense_classes task reads a field of kind class_map; colour is a class_label field"):
+        check_data(config([good[0], {**good[1], "family": "dense_classes"}]), manifest, str(root))
+    with pytest.raises(DataError, match="task top: index 5 is past the 3 entries of attributes"):
+        check_data(config([{**good[0], "index": 5}, good[1]]), manifest, str(root))
+    with pytest.raises(DataError, match=r"the input \(data.input\) 'bright' is a class_map field of shape \[16, 16, 1\], not a 3-channel image"):
+        check_data(config(good, input="bright"), manifest, str(root))
+    with pytest.raises(DataError, match="task normal needs the domain 'normal', which the dataset does not hold"):
+        check_data(config([good[0], "normal"]), manifest, str(root))

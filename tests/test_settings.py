@@ -31,7 +31,8 @@ def test_presets_are_plain_data():
     assert MODEL_PRESETS["large"].neck == 512
     with pytest.raises(ValueError, match="unknown model preset 'tiny'"):
         preset("tiny")
-    assert task_preset("normal").masked and task_preset("autoencoding").domain == "rgb"
+    assert task_preset("normal").masked and task_preset("autoencoding").field == "rgb"
+    assert task_preset("segment_semantic").family == "dense_classes"
     assert set(TASK_PRESETS) >= {"segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal"}
     with pytest.raises(UnknownTask, match="unknown task 'depht'"):
         task_preset("depht")

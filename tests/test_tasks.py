@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from raytaskaff.data.transforms import Target
-from raytaskaff.tasks import TASKS, Task, UnknownTask, register, task
+from raytaskaff.data.fields import taskonomy_field
+from raytaskaff.settings import TaskSpec
+from raytaskaff.tasks import TASKS, UnknownTask, build_task, register, task
 
 
 def test_masked_l1_counts_masked_pixels_in_the_denominator():
@@ -86,7 +88,7 @@ def test_registry():
     assert len(TASKS) >= 10
     with pytest.raises(UnknownTask, match="unknown task 'depht'"):
         task("depht")
-    custom = Task("edge_texture_copy", "edge_texture", "l1", ("mae",))
+    custom = build_task(TaskSpec("edge_texture_copy", "dense_regression", "edge_texture"), taskonomy_field("edge_texture", 4))
     register(custom)
     try:
         assert task("edge_texture_copy").out_channels == 1

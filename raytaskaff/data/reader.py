@@ -1,8 +1,10 @@
 """Reading a split as torch batches without needless copies.
 
 `SplitData` wraps Arrow tables with random access to every row (memory-mapped shards, or a table
-fetched from Ray's object store); every domain comes out as zero-copy numpy views of shape
-(rows, H, W, C), one per Arrow chunk. Building a batch is the only copy: the rows of a batch are
+fetched from Ray's object store); every field comes out as zero-copy numpy views of shape
+(rows, *its per-sample shape): (rows, H, W, C) for a dense field, (rows, K) for an image-level one,
+one per Arrow chunk. The table says how: a declared field's column carries its shape, a column
+without one is a Taskonomy domain. Building a batch is the only copy: the rows of a batch are
 gathered into one fresh array, which torch then wraps without copying again. The rows come in
 the order `data.order` gives, which `data.stream.StreamingSplit` (shards read in turn from
 object storage) follows too, so that every reader yields the same batches for a seed.
@@ -19,13 +21,27 @@ import pyarrow as pa
 import torch
 
 from raytaskaff.data.domains import domain
+from raytaskaff.data.fields import canonical
 from raytaskaff.data.order import flat_order
-from raytaskaff.data.shards import META_COLUMNS, Manifest, read_shard
+from raytaskaff.data.shards import Manifest, read_shard
 from raytaskaff.errors import DataError
 
 
-def chunk_arrays(column: pa.ChunkedArray, shape: tuple[int, int, int], dtype: np.dtype) -> list[np.ndarray]:
-    """Zero-copy (n, H, W, C) numpy views of a fixed_size_list column, one per chunk."""
+def column_shape(column: pa.Field, size: int) -> tuple[int, ...]:
+    """The per-sample shape of a field's column: from its metadata, or a Taskonomy domain's."""
+    meta = column.metadata or {}
+    if b"shape" in meta:
+        return tuple(int(n) for n in meta[b"shape"].decode().split(","))
+    return (size, size, domain(column.name).channels)
+
+
+def data_columns(table: pa.Table) -> list[str]:
+    """The columns that hold fields (fixed-size lists), not meta."""
+    return [f.name for f in table.schema if pa.types.is_fixed_size_list(f.type)]
+
+
+def chunk_arrays(column: pa.ChunkedArray, shape: tuple[int, ...], dtype: np.dtype) -> list[np.ndarray]:
+    """Zero-copy (n, *shape) numpy views of a fixed_size_list column, one per chunk."""
     out = []
     for chunk in column.chunks:
         if chunk.null_count:
@@ -49,8 +65,8 @@ class SplitData:
     def __init__(self, tables: pa.Table | list[pa.Table], size: int, domains: list[str] | None = None, *,
                  shard_rows: tuple[int, ...] | None = None, window: int = 0) -> None:
         table = tables if isinstance(tables, pa.Table) else pa.concat_tables(tables)
-        present = [c for c in table.column_names if c not in META_COLUMNS]
-        self.domains = [domain(d).name for d in (domains if domains is not None else present)]
+        present = data_columns(table)
+        self.domains = [canonical(d) for d in (domains if domains is not None else present)]
         missing = [d for d in self.domains if d not in table.column_names]
         if missing:
             raise DataError(f"split has no column for domains {missing}")
@@ -70,14 +86,14 @@ class SplitData:
         """Memory-map the shards of `split` under dataset directory `root`, checking each one
         (sizes, columns, rows; `verify` also checksums and checks class ids)."""
         manifest = Manifest.load(root)
-        names = [domain(d).name for d in domains] if domains is not None else list(manifest.domains)
+        names = [canonical(d) for d in domains] if domains is not None else list(manifest.domains)
         unknown = [d for d in names if d not in manifest.domains]
         if unknown:
             raise DataError(f"{root}: dataset has no domain {unknown[0]!r} (has: {', '.join(manifest.domains)})")
         shards = manifest.shards_of(split)
         if not shards:
             raise DataError(f"{root}: split {split!r} is empty")
-        columns = list(META_COLUMNS) + names
+        columns = list(manifest.meta_columns) + names
         tables = [read_shard(root, s, manifest, columns=columns, verify=verify) for s in shards]
         return cls(tables, manifest.size, names, shard_rows=tuple(s.rows for s in shards), window=window)
 
@@ -85,10 +101,11 @@ class SplitData:
         return self.table.num_rows
 
     def arrays(self, name: str) -> list[np.ndarray]:
-        """Zero-copy (rows, H, W, C) views of domain `name`, one per chunk."""
+        """Zero-copy (rows, *shape) views of field `name`, one per chunk."""
         if name not in self._arrays:
-            spec = domain(name)
-            self._arrays[name] = chunk_arrays(self.table.column(name), (self.size, self.size, spec.channels), spec.np_dtype)
+            column = self.table.schema.field(name)
+            dtype = np.dtype(column.type.value_type.to_pandas_dtype())
+            self._arrays[name] = chunk_arrays(self.table.column(name), column_shape(column, self.size), dtype)
         return self._arrays[name]
 
     def gather(self, name: str, rows: np.ndarray) -> np.ndarray:
@@ -108,18 +125,18 @@ class SplitData:
         return SplitData(self.table.slice(0, min(n, len(self))), self.size, self.domains)
 
     def meta(self, column: str) -> np.ndarray:
-        """A metadata column (building, point, view, split, field_of_view_rads) as numpy."""
+        """A meta column (Taskonomy: building, point, view, split, field_of_view_rads) as numpy."""
         return self.table.column(column).to_numpy()
 
     def batches(self, batch_size: int, domains: list[str] | None = None, *, shuffle: bool = False,
                 seed: int = 0, drop_last: bool = False, rows: np.ndarray | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        """Yield {domain: raw (B, H, W, C) tensor} batches (uint8/uint16, as stored).
+        """Yield {field: raw (B, *shape) tensor} batches (as stored: uint8/uint16 for Taskonomy).
 
         shuffle: the order `data.order.row_order` draws from `seed` and this split's window, so two
         runs with one seed see one data order, whichever reader serves them.
         rows: restrict to these row indices (default: all; shuffled as one permutation).
         """
-        names = [domain(d).name for d in domains] if domains is not None else self.domains
+        names = [canonical(d) for d in domains] if domains is not None else self.domains
         if rows is None:
             order = flat_order(self.shard_rows, shuffle=shuffle, seed=seed, window=self.window)
         else:

@@ -1,10 +1,15 @@
-"""Arrow/Parquet shards of raw Taskonomy encodings, and their JSON manifest.
+"""Arrow/Parquet shards of raw label encodings (Taskonomy's, or any dataset's), and their JSON manifest.
 
 A dataset is a directory:
 
-    manifest.json            domains, shapes, dtypes, counts per split and building, shards
-    train-00000.arrow ...    one row per view: building, point, view, split, field_of_view_rads,
-                             and one fixed_size_list column per domain (the raw H*W*C values)
+    manifest.json            fields (or Taskonomy domains), shapes, dtypes, counts per split and group, shards
+    train-00000.arrow ...    one row per sample: its meta columns (Taskonomy: building, point, view,
+                             split, field_of_view_rads; others: split, the group column and free
+                             meta) and one fixed_size_list column per field (the raw values)
+
+A manifest that declares `fields` (`data.fields.Field`) describes itself, with a `group` column
+(what no two splits share: a building, a person) and `meta` columns; one that does not (every
+Taskonomy or synthetic dataset) holds Taskonomy domains, read as the Taskonomy preset of fields.
 
 Shards hold one record batch each, uncompressed Arrow IPC by default so that they memory-map and
 convert to numpy without a copy; Parquet (`format="parquet"`) is for Ray Data on shared storage.
@@ -34,6 +39,7 @@ import pyarrow.parquet as pq
 
 from raytaskaff import __version__
 from raytaskaff.data.domains import DOMAINS, check_raw, domain
+from raytaskaff.data.fields import Field, taskonomy_field
 from raytaskaff.errors import DataError
 
 MANIFEST = "manifest.json"
@@ -84,9 +90,11 @@ class Manifest:
     """What a dataset directory holds; `Manifest.load` checks it before anything is read.
 
     size: H = W of every array. domains: name -> {"dtype", "shape": [H, W, C]}.
-    splits: split -> {"count": n, "buildings": {building: n}}.
+    splits: split -> {"count": n, "buildings": {building: n}} ("groups": {group value: n} when declared).
     stats: domain -> {"mean": [per channel], "std": [...]}, raw values of the train split over
     valid pixels (class maps excluded), for normalising domains that Taskonomy has no constants for.
+    fields: name -> `Field.to_dict()` when the dataset declares its fields (else {}: Taskonomy
+    domains); group: the column no two splits share; meta: its other meta columns {name: Arrow type}.
     """
 
     size: int
@@ -97,6 +105,32 @@ class Manifest:
     producer: dict
     stats: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    fields: dict = field(default_factory=dict)
+    group: str = "building"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def declared(self) -> bool:
+        """Whether the manifest declares its fields (else its domains are Taskonomy's)."""
+        return bool(self.fields)
+
+    def field(self, name: str) -> Field:
+        """The field called `name` (a Taskonomy domain's preset when nothing is declared)."""
+        if self.declared:
+            if name not in self.fields:
+                raise DataError(f"dataset has no field {name!r} (has: {', '.join(self.fields)})")
+            return Field.from_dict(name, self.fields[name])
+        return taskonomy_field(name, self.size)
+
+    def all_fields(self) -> dict[str, Field]:
+        return {name: self.field(name) for name in self.domains}
+
+    @property
+    def meta_columns(self) -> dict[str, pa.DataType]:
+        """The meta columns of every shard, in order."""
+        if not self.declared:
+            return dict(META_COLUMNS)
+        return {"split": pa.string(), self.group: pa.string(), **{k: pa.type_for_alias(v) for k, v in self.meta.items()}}
 
     def shards_of(self, split: str) -> tuple[ShardInfo, ...]:
         if split not in self.splits:
@@ -118,11 +152,16 @@ class Manifest:
             "format_version": self.format_version, "size": self.size, "domains": self.domains, "producer": self.producer,
             "shards": sorted((s.split, s.rows, s.sha256) for s in self.shards),
         }
+        if self.declared:  # what a Taskonomy manifest leaves implicit (its fingerprint stays as it was)
+            content.update(fields=self.fields, group=self.group, meta=self.meta)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
     def to_json(self) -> str:
         data = asdict(self)
         data["shards"] = [asdict(s) for s in self.shards]
+        if not self.declared:  # a Taskonomy manifest reads as it always did
+            for key in ("fields", "group", "meta"):
+                del data[key]
         return json.dumps(data, indent=1)
 
     @classmethod
@@ -150,10 +189,20 @@ class Manifest:
             raise DataError(f"{path}: format_version {self.format_version}, this reader knows {FORMAT_VERSION}")
         if self.format not in FORMATS:
             raise DataError(f"{path}: unknown format {self.format!r}")
+        if self.declared:
+            if set(self.fields) != set(self.domains):
+                raise DataError(f"{path}: fields {sorted(self.fields)} and domains {sorted(self.domains)} differ")
+            if self.group in self.meta or self.group == "split":
+                raise DataError(f"{path}: the group column {self.group!r} is also a meta column")
         for name, info in self.domains.items():
-            spec = domain(name)
-            if info.get("dtype") != spec.dtype or list(info.get("shape", ())) != [self.size, self.size, spec.channels]:
-                raise DataError(f"{path}: domain {name} is {info}, expected {spec.dtype} {[self.size, self.size, spec.channels]}")
+            try:
+                spec = self.field(name)
+            except DataError as e:
+                raise DataError(f"{path}: {e}") from None
+            if info.get("dtype") != spec.dtype or list(info.get("shape", ())) != list(spec.shape):
+                raise DataError(f"{path}: domain {name} is {info}, expected {spec.dtype} {list(spec.shape)}")
+            if spec.dense and spec.shape[:2] != (self.size, self.size):
+                raise DataError(f"{path}: field {name} is {list(spec.shape)}, not {self.size} px")
         for split, info in self.splits.items():
             rows = sum(s.rows for s in self.shards if s.split == split)
             if rows != info.get("count"):
@@ -161,11 +210,27 @@ class Manifest:
 
 
 def schema(size: int, domains: list[str]) -> pa.Schema:
+    """The shard schema of Taskonomy domains at `size` px."""
     fields = [pa.field(name, kind) for name, kind in META_COLUMNS.items()]
     for name in domains:
         spec = domain(name)
         fields.append(pa.field(name, pa.list_(pa.from_numpy_dtype(spec.np_dtype), size * size * spec.channels)))
     return pa.schema(fields)
+
+
+def field_column(spec: Field) -> pa.Field:
+    """The Arrow column of a declared field: its raw values flattened, its shape in the column's
+    metadata, so that a table read on its own (from the object store) says how to reshape it."""
+    kind = pa.list_(pa.from_numpy_dtype(spec.np_dtype), spec.entries)
+    return pa.field(spec.name, kind, metadata={b"shape": ",".join(map(str, spec.shape)).encode()})
+
+
+def manifest_schema(manifest: Manifest) -> pa.Schema:
+    """The schema every shard of `manifest` has."""
+    if not manifest.declared:
+        return schema(manifest.size, list(manifest.domains))
+    columns = [pa.field(name, kind) for name, kind in manifest.meta_columns.items()]
+    return pa.schema(columns + [field_column(manifest.field(name)) for name in manifest.domains])
 
 
 def _sha256(path: str | Path, fs: pafs.FileSystem | None = None) -> str:
@@ -199,27 +264,42 @@ class _Stats:
 
 
 class ShardWriter:
-    """Collects views and writes them as shards plus a manifest, atomically.
+    """Collects samples and writes them as shards plus a manifest, atomically.
 
-        with ShardWriter(out, size=64, domains=["rgb", "depth_zbuffer"]) as w:
+        with ShardWriter(out, size=64, domains=["rgb", "depth_zbuffer"]) as w:      # Taskonomy domains
             w.add("train", "bldg", point=0, view=0, fov=1.0, arrays={"rgb": ..., "depth_zbuffer": ...})
+
+        with ShardWriter(out, size=64, fields=[Field("rgb", "image", ...), ...],   # declared fields
+                         group="identity", meta={"image": "string"}) as w:
+            w.add_sample("train", "2880", arrays={"rgb": ..., "attributes": ...}, meta={"image": "000001.jpg"})
 
     On a clean exit the dataset appears at `out` in one rename; on an exception nothing appears.
     An existing dataset at `out` is replaced only with overwrite=True.
     """
 
-    def __init__(self, out: str | os.PathLike, size: int, domains: list[str], *, format: str = "arrow",
-                 rows_per_shard: int = 1024, producer: dict | None = None, overwrite: bool = False) -> None:
+    def __init__(self, out: str | os.PathLike, size: int, domains: list[str] | None = None, *, format: str = "arrow",
+                 rows_per_shard: int = 1024, producer: dict | None = None, overwrite: bool = False,
+                 fields: list[Field] | None = None, group: str = "building", meta: dict[str, str] | None = None) -> None:
         if format not in FORMATS:
             raise DataError(f"unknown shard format {format!r} (known: {', '.join(FORMATS)})")
-        if not domains:
+        if not domains and not fields:
             raise DataError("a dataset needs at least one domain")
         self.out = Path(out)
         if self.out.exists() and any(self.out.iterdir()) and not overwrite:
             raise DataError(f"{self.out}: exists and is not empty (use --overwrite to replace it)")
         self.size, self.format, self.rows_per_shard = size, format, rows_per_shard
-        self.domains = [domain(d).name for d in domains]
-        self.schema = schema(size, self.domains)
+        self.declared = {f.name: f for f in fields or ()}
+        if len(self.declared) != len(fields or ()):
+            raise DataError("field names must be distinct")
+        for spec in self.declared.values():
+            if spec.dense and spec.shape[:2] != (size, size):
+                raise DataError(f"field {spec.name}: shape {list(spec.shape)}, not {size} px")
+        self.group, self.meta = group, dict(meta or {})
+        self.domains = list(self.declared) if fields else [domain(d).name for d in domains]
+        self.meta_columns = ({"split": pa.string(), group: pa.string(), **{k: pa.type_for_alias(v) for k, v in self.meta.items()}}
+                             if fields else dict(META_COLUMNS))
+        self.schema = (pa.schema([pa.field(k, t) for k, t in self.meta_columns.items()] + [field_column(f) for f in fields])
+                       if fields else schema(size, self.domains))
         self.producer = {"name": "raytaskaff", "version": __version__, **(producer or {})}
         self.overwrite = overwrite
         self.staging = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -230,6 +310,7 @@ class ShardWriter:
         self.stats = _Stats()
 
     def add(self, split: str, building: str, point: int, view: int, fov: float, arrays: dict[str, np.ndarray]) -> None:
+        """One Taskonomy view."""
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
         missing = set(self.domains) - set(arrays)
@@ -238,10 +319,28 @@ class ShardWriter:
         for name in self.domains:
             check_raw(name, arrays[name], self.size)
         row = {"building": building, "point": point, "view": view, "split": split, "field_of_view_rads": fov}
+        self._append(split, building, row, arrays)
+
+    def add_sample(self, split: str, group: str, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
+        """One sample of a dataset of declared fields: `group` its group column's value, `meta`
+        its other meta columns."""
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
+        meta = dict(meta or {})
+        if set(meta) != set(self.meta):
+            raise DataError(f"sample of group {group}: meta columns {sorted(meta)}, expected {sorted(self.meta)}")
+        missing = set(self.domains) - set(arrays)
+        if missing:
+            raise DataError(f"sample of group {group}: missing fields {sorted(missing)}")
+        for name in self.domains:
+            self.declared[name].check(arrays[name])
+        self._append(split, str(group), {"split": split, self.group: str(group), **meta}, arrays)
+
+    def _append(self, split: str, group: str, row: dict, arrays: dict[str, np.ndarray]) -> None:
         row.update({name: arrays[name] for name in self.domains})
         self.pending[split].append(row)
         counts = self.counts[split]
-        counts[building] = counts.get(building, 0) + 1
+        counts[group] = counts.get(group, 0) + 1
         if len(self.pending[split]) >= self.rows_per_shard:
             self._flush(split)
 
@@ -249,7 +348,7 @@ class ShardWriter:
         rows, self.pending[split] = self.pending[split], []
         if not rows:
             return
-        columns = [pa.array([r[name] for r in rows], type=kind) for name, kind in META_COLUMNS.items()]
+        columns = [pa.array([r[name] for r in rows], type=kind) for name, kind in self.meta_columns.items()]
         for name in self.domains:
             stacked = np.stack([r[name] for r in rows])
             if split == "train":
@@ -268,6 +367,12 @@ class ShardWriter:
         self.shards.append(ShardInfo(name, split, len(rows), path.stat().st_size, _sha256(path)))
 
     def _add_stats(self, name: str, stacked: np.ndarray, rows: list[dict]) -> None:
+        if self.declared:
+            spec = self.declared[name]
+            if spec.kind in ("dense_regression", "dense_vector", "scalar", "image"):
+                valid = None if spec.invalid is None else np.any(stacked != spec.invalid, axis=-1)
+                self.stats.add(name, stacked, valid)
+            return
         spec = DOMAINS[name]
         if spec.resize == "nearest":
             return
@@ -279,14 +384,22 @@ class ShardWriter:
     def close(self) -> Manifest:
         for split in SPLITS:
             self._flush(split)
+        if self.declared:
+            domains = {d: {"dtype": f.dtype, "shape": list(f.shape)} for d, f in self.declared.items()}
+            described = {"fields": {d: f.to_dict() for d, f in self.declared.items()}, "group": self.group, "meta": self.meta}
+        else:
+            domains = {d: {"dtype": DOMAINS[d].dtype, "shape": [self.size, self.size, DOMAINS[d].channels]} for d in self.domains}
+            described = {}
         manifest = Manifest(
             size=self.size,
             format=self.format,
-            domains={d: {"dtype": DOMAINS[d].dtype, "shape": [self.size, self.size, DOMAINS[d].channels]} for d in self.domains},
-            splits={s: {"count": sum(c.values()), "buildings": dict(sorted(c.items()))} for s, c in self.counts.items()},
+            domains=domains,
+            splits={s: {"count": sum(c.values()), ("groups" if self.declared else "buildings"): dict(sorted(c.items()))}
+                    for s, c in self.counts.items()},
             shards=tuple(self.shards),
             producer=self.producer,
             stats=self.stats.result(),
+            **described,
         )
         tmp = self.staging / (MANIFEST + ".tmp")
         tmp.write_text(manifest.to_json())
@@ -344,7 +457,7 @@ def read_shard(root: str | os.PathLike, info: ShardInfo, manifest: Manifest, col
             table = pq.read_table(path, filesystem=fs, memory_map=not remote)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: not a readable {manifest.format} file ({str(e).splitlines()[0]})") from None
-    expected = schema(manifest.size, list(manifest.domains))
+    expected = manifest_schema(manifest)
     for f in expected:
         if f.name not in table.column_names:
             raise DataError(f"{path}: missing column {f.name!r}")
@@ -360,14 +473,15 @@ def read_shard(root: str | os.PathLike, info: ShardInfo, manifest: Manifest, col
 def _check_classes(path: str, table: pa.Table, manifest: Manifest) -> None:
     """Every class map's ids are below its class count (a label out of range would break the loss)."""
     for name in manifest.domains:
-        classes = domain(name).classes
-        if classes is None or not table.num_rows:
+        classes = manifest.field(name).classes
+        if classes is None or not table.num_rows or name not in table.column_names:
             continue
         values = pc.list_flatten(table.column(name))
         top = pc.max(values).as_py()
         if top is not None and top >= classes:
             first = pc.index(pc.greater_equal(values, classes), True).as_py()
-            row = first // (manifest.size * manifest.size)
-            view = ", ".join(f"{k} {table.column(k)[row].as_py()}" for k in ("building", "point", "view"))
+            row = first // manifest.field(name).entries
+            keys = (manifest.group, *manifest.meta) if manifest.declared else ("building", "point", "view")
+            view = ", ".join(f"{k} {table.column(k)[row].as_py()}" for k in keys if k in table.column_names)
             raise DataError(f"{path}: {name} of row {row} ({view}) holds class id {values[first].as_py()}, out of range "
                             f"(ids are 0..{classes - 1})")

@@ -19,10 +19,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
-from raytaskaff.data.domains import domain
+from raytaskaff.data.fields import canonical
 from raytaskaff.data.order import row_order, shard_offsets
 from raytaskaff.data.reader import SplitData
-from raytaskaff.data.shards import META_COLUMNS, Manifest, read_shard
+from raytaskaff.data.shards import Manifest, read_shard
 from raytaskaff.errors import DataError
 
 
@@ -39,7 +39,7 @@ class StreamingSplit:
         self.shards = self.manifest.shards_of(split)
         if not self.shards:
             raise DataError(f"{root}: split {split!r} is empty")
-        names = [domain(d).name for d in domains] if domains is not None else list(self.manifest.domains)
+        names = [canonical(d) for d in domains] if domains is not None else list(self.manifest.domains)
         unknown = [d for d in names if d not in self.manifest.domains]
         if unknown:
             raise DataError(f"{root}: dataset has no domain {unknown[0]!r} (has: {', '.join(self.manifest.domains)})")
@@ -54,7 +54,7 @@ class StreamingSplit:
         return int(self._offsets[-1])
 
     def _read(self, group: np.ndarray, names: list[str]) -> SplitData:
-        columns = list(META_COLUMNS) + names
+        columns = list(self.manifest.meta_columns) + names
         tables = [read_shard(self.root, self.shards[s], self.manifest, columns=columns, verify=False) for s in group]
         return SplitData(tables, self.size, names, shard_rows=tuple(self.shard_rows[s] for s in group))
 
@@ -81,7 +81,7 @@ class StreamingSplit:
                 drop_last: bool = False) -> Iterator[dict[str, torch.Tensor]]:
         """Yield {domain: raw (B, H, W, C) tensor} batches, as `SplitData.batches` does; a batch may
         span two groups of shards."""
-        names = [domain(d).name for d in domains] if domains is not None else self.domains
+        names = [canonical(d) for d in domains] if domains is not None else self.domains
         pieces: list[dict[str, np.ndarray]] = []
         held = 0
         for data, local in self._groups(names, shuffle, seed):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import ray
 
+from raytaskaff.data.fields import Field
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest, is_uri
 from raytaskaff.data.stream import StreamingSplit
@@ -36,7 +37,8 @@ class SharedData:
     """Where the splits are and how to open them (see the module's docstring).
 
     root: the dataset's absolute path or URI; size: H = W of its views; shard_rows: {split: rows
-    per shard}; refs: {split: object reference of its table} for "object_store".
+    per shard}; refs: {split: object reference of its table} for "object_store"; fields: the
+    manifest's declared fields ({name: plain dict}; empty for Taskonomy domains).
     """
 
     reader: str
@@ -46,6 +48,11 @@ class SharedData:
     window: int = 0
     readahead: int = 1
     refs: dict = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)
+
+    def field_specs(self) -> dict:
+        """{name: data.fields.Field} of a dataset that declares its fields, else {}."""
+        return {name: Field.from_dict(name, spec) for name, spec in self.fields.items()}
 
     def open(self, split: str, domains: list[str] | None = None) -> SplitData | StreamingSplit:
         """The split as this process reads it (inside a trial or an actor); domains: the columns
@@ -69,7 +76,7 @@ def share_splits(root: str | os.PathLike, reader: str, manifest: Manifest | None
         refs = {s: put_split(local[s] if local and s in local else SplitData.open(root, s, verify=False)) for s in splits}
     elif reader not in ("mmap", "streaming"):
         raise ValueError(f"unknown reader {reader!r} (known: object_store, mmap, streaming)")
-    return SharedData(reader, where, manifest.size, rows, window, readahead, refs)
+    return SharedData(reader, where, manifest.size, rows, window, readahead, refs, dict(manifest.fields))
 
 
 def put_split(data: SplitData) -> ray.ObjectRef:

@@ -47,7 +47,7 @@ class Execution:
 def train_config(config: SweepConfig, device: str, probes: bool) -> TrainConfig:
     """The training loop's config: the sweep's hyper-parameters plus what the engine decides."""
     return TrainConfig(**dataclasses.asdict(config.training), device=device, normalisation=config.data.normalisation,
-                       probes=config.probes if probes else None)
+                       probes=config.probes if probes else None, input=config.data.input, tasks=config.declared_tasks)
 
 
 def cap_cuda_memory(fraction: float, device: str) -> None:
@@ -60,7 +60,7 @@ def cap_cuda_memory(fraction: float, device: str) -> None:
 def _train_here(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:
     """Train one run in this process (a Tune trial, or one Ray Train worker of a DDP run)."""
     torch.set_num_threads(max(1, int(sweep.resources.cpus_per_run)))
-    data = DataSplits(*(shared.open(s) for s in ("train", "val", "test")), stats=stats)
+    data = DataSplits(*(shared.open(s) for s in ("train", "val", "test")), stats=stats, fields=shared.field_specs())
     device = "cuda" if sweep.resources.gpus_per_run > 0 and torch.cuda.is_available() else "cpu"
     if device == "cuda" and sweep.resources.workers:
         from ray.train.torch import get_device

@@ -24,18 +24,19 @@ from raytaskaff.engine.data import SharedData
 from raytaskaff.models import load_model
 
 
-def first_images(data: SplitData | StreamingSplit, n: int) -> torch.Tensor:
-    """(min(n, rows), 3, H, W) float images in [0, 1]: the first n rows of a split."""
+def first_images(data: SplitData | StreamingSplit, n: int, input: str = "rgb") -> torch.Tensor:
+    """(min(n, rows), C, H, W) float images in [0, 1]: the first n rows of a split's `input` field."""
     head = data.head(n)
-    return rgb_input(torch.from_numpy(head.gather("rgb", torch.arange(len(head)).numpy()))).contiguous()
+    return rgb_input(torch.from_numpy(head.gather(input, torch.arange(len(head)).numpy()))).contiguous()
 
 
 @ray.remote
 class ModelMapper:
     """Holds the test split and applies per-network functions to saved networks."""
 
-    def __init__(self, shared: SharedData) -> None:
-        self.data = shared.open("test", ["rgb"])
+    def __init__(self, shared: SharedData, input: str = "rgb") -> None:
+        self.input = input
+        self.data = shared.open("test", [input])
         self.images: dict[int, torch.Tensor] = {}
         self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
 
@@ -43,7 +44,7 @@ class ModelMapper:
         """(key, fn(network, images), CPU seconds this call used in the actor)."""
         cpu = time.process_time()
         if n not in self.images:
-            self.images[n] = first_images(self.data, n).to(self.device)
+            self.images[n] = first_images(self.data, n, self.input).to(self.device)
         model = load_model(path, map_location=self.device)
         return key, fn(model, self.images[n]), time.process_time() - cpu
 
@@ -51,11 +52,12 @@ class ModelMapper:
 class ModelMappers:
     """A `map_models` callable backed by ModelMapper actors; `close()` (or `with`) ends them.
 
-    Call: (fn, {key: model path}, n_images) -> ({key: fn(network, images)}, actor CPU-seconds).
+    Call: (fn, {key: model path}, n_images) -> ({key: fn(network, images)}, actor CPU-seconds);
+    input: the image field the networks see (the sweep's `data.input`).
     """
 
-    def __init__(self, shared: SharedData, actors: int = 2, num_cpus: float = 1, num_gpus: float = 0) -> None:
-        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(shared) for _ in range(actors)]
+    def __init__(self, shared: SharedData, actors: int = 2, num_cpus: float = 1, num_gpus: float = 0, input: str = "rgb") -> None:
+        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(shared, input) for _ in range(actors)]
         self.pool = ActorPool(self.actors)
 
     def __call__(self, fn: Callable, paths: dict, n_images: int) -> tuple[dict, float]:

@@ -234,7 +234,8 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     seeds = collect(runs, store, config.seeds)
     scores, costs, scorer_errors = {}, {}, {}
     with ModelMappers(shared, actors=config.resources.scorer_actors,
-                      num_cpus=min(1.0, config.resources.cpus_per_run), num_gpus=min(config.resources.gpus_per_run, 1.0)) as mapper:
+                      num_cpus=min(1.0, config.resources.cpus_per_run), num_gpus=min(config.resources.gpus_per_run, 1.0),
+                      input=config.data.input) as mapper:
         artifacts = Artifacts(tuple(config.tasks), seeds, map_models=mapper)
         for name in config.active_scorers:
             options = config.scorer_options(name)

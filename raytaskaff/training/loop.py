@@ -31,8 +31,8 @@ from raytaskaff.models import (
     save_atomic,
     save_model,
 )
-from raytaskaff.settings import RunResult, RunSpec, Training, check_choice  # noqa: F401  (RunResult: re-exported)
-from raytaskaff.tasks import Task, task
+from raytaskaff.settings import RunResult, RunSpec, TaskSpec, Training, check_choice  # noqa: F401  (RunResult: re-exported)
+from raytaskaff.tasks import Task, resolve
 from raytaskaff.training.optim import make_optimizer
 from raytaskaff.training.prefetch import prefetch
 from raytaskaff.training.probes import GradientProbe, ProbeConfig
@@ -46,14 +46,17 @@ class TrainingDiverged(RaytaskaffError):
 class TrainConfig(Training):
     """The sweep's hyper-parameters (`settings.Training`) plus what the caller decides: device
     ("auto", "cpu", "cuda", ...), normalisation ("dataset": the manifest's statistics for scalar
-    labels; "taskonomy": the reference constants), probes (MTL runs only) and prefetch (batches
+    labels; "taskonomy": the reference constants), probes (MTL runs only), prefetch (batches
     gathered ahead on a thread, pinned on CUDA; None: 2 on CUDA, none on CPU, where the thread
-    would only compete with the run's own cores)."""
+    would only compete with the run's own cores), input (the image field the network sees) and
+    tasks (the sweep's declared tasks; any other name is a Taskonomy preset)."""
 
     device: str = "auto"
     normalisation: str = "dataset"
     probes: ProbeConfig | None = None
     prefetch: int | None = None
+    input: str = "rgb"
+    tasks: tuple[TaskSpec, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,12 +68,18 @@ class TrainConfig(Training):
 
 @dataclass
 class DataSplits:
-    """The train, val and test splits of a dataset, and its manifest's statistics."""
+    """The train, val and test splits of a dataset, its manifest's statistics and its fields
+    ({name: `data.fields.Field`}; empty: Taskonomy domains)."""
 
     train: SplitData
     val: SplitData
     test: SplitData
     stats: dict = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)
+
+    def task(self, name: str, declared: tuple[TaskSpec, ...] = ()) -> Task:
+        """Task `name` (declared, or a Taskonomy preset) on this dataset's field."""
+        return resolve(name, {t.name: t for t in declared}, self.fields, self.train.size)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,18 +88,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _domains(tasks: list[Task], inject: list[Task], data: SplitData) -> list[str]:
-    names = ["rgb", *{t.domain for t in (*tasks, *inject)}]
-    if "depth_zbuffer" in data.domains and any(t.masked for t in (*tasks, *inject)):
-        names.append("depth_zbuffer")  # the mask of depth and normals
+def _domains(tasks: list[Task], inject: list[Task], data: SplitData, input: str = "rgb") -> list[str]:
+    """The fields a batch holds: the input, every task's label, and the masks the split has."""
+    names = [input]
+    for t in (*tasks, *inject):
+        names += [f for i, f in enumerate(t.fields()) if i == 0 or f in data.domains]
     return list(dict.fromkeys(names))
 
 
-def _prepare(batch, tasks, inject, stats, device):
+def _prepare(batch, tasks, inject, stats, device, input: str = "rgb"):
     raw = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    x = rgb_input(raw["rgb"]).contiguous(memory_format=torch.channels_last)
+    x = rgb_input(raw[input]).contiguous(memory_format=torch.channels_last)
     targets = {t.name: t.target(raw, stats) for t in tasks}
-    extra = torch.cat([t.encode_input(t.target(raw, stats)) for t in inject], dim=1) if inject else None
+    size = tuple(x.shape[-2:])
+    extra = torch.cat([t.encode_input(t.target(raw, stats), size) for t in inject], dim=1) if inject else None
     return x, extra, targets
 
 
@@ -109,18 +120,19 @@ def _check_finite(losses: dict[str, torch.Tensor], epoch: int, step: int) -> Non
 
 @torch.no_grad()
 def evaluate(model: MultiTaskNet, data: SplitData, tasks: list[Task], inject: list[Task], stats: dict,
-             device: torch.device, batch_size: int, autocast, ahead: int = 0) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+             device: torch.device, batch_size: int, autocast, ahead: int = 0,
+             input: str = "rgb") -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Mean loss per task over the split (weighted by batch size) and task metrics.
 
     data: a `SplitData` or any split with its `batches` (`data.stream.StreamingSplit`);
-    ahead: batches prefetched on a thread (`training.prefetch`)."""
+    ahead: batches prefetched on a thread (`training.prefetch`); input: the image field."""
     model.eval()
     totals = {t.name: 0.0 for t in tasks}
     sums: dict[str, dict[str, torch.Tensor]] = {t.name: {} for t in tasks}
     count = 0
-    batches = data.batches(batch_size, _domains(tasks, inject, data))
+    batches = data.batches(batch_size, _domains(tasks, inject, data, input))
     for batch in prefetch(batches, ahead, pin=device.type == "cuda"):
-        x, extra, targets = _prepare(batch, tasks, inject, stats, device)
+        x, extra, targets = _prepare(batch, tasks, inject, stats, device, input)
         with autocast():
             preds = model(x, extra)
         n = len(x)
@@ -155,8 +167,8 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
     """
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     device = resolve_device(config.device)
-    tasks = [task(n) for n in spec.tasks]
-    inject = [task(n) for n in spec.inject]
+    tasks = [data.task(n, config.tasks) for n in spec.tasks]
+    inject = [data.task(n, config.tasks) for n in spec.inject]
     stats = data.stats if config.normalisation == "dataset" else {}
     model = MultiTaskNet(tasks, model_config, inject=inject, seed=seed, grad_scale=config.grad_scale)
     model = model.to(device, memory_format=torch.channels_last)
@@ -192,7 +204,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
             if probe is not None:
                 probe.epochs = saved["probes"]
 
-    domains = _domains(tasks, inject, data.train)
+    domains = _domains(tasks, inject, data.train, config.input)
     ahead, pin = config.prefetch_depth(device), device.type == "cuda"
     model.train()
     for epoch in range(first_epoch, config.epochs):
@@ -202,7 +214,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
         for step, batch in enumerate(prefetch(batches, ahead, pin=pin)):
             if world > 1:  # every rank draws the same global batch and trains on its share of the rows
                 batch = {k: v[rank::world] for k, v in batch.items()}
-            x, extra, targets = _prepare(batch, tasks, inject, stats, device)
+            x, extra, targets = _prepare(batch, tasks, inject, stats, device, config.input)
             optimizer.zero_grad(set_to_none=True)
             if probe is not None and probe.wants(step):
                 losses = probe.backward(x, extra, targets, step, autocast if use_amp else None)
@@ -219,7 +231,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
             seen += len(x)
         if probe is not None:
             probe.end_epoch()
-        val_losses, _ = evaluate(model, data.val, tasks, inject, stats, device, config.eval_batch_size, autocast, ahead)
+        val_losses, _ = evaluate(model, data.val, tasks, inject, stats, device, config.eval_batch_size, autocast, ahead, config.input)
         record = {"epoch": epoch, "train": {k: v / seen for k, v in running.items()}, "val": val_losses}
         history.append(record)
         val_total = sum(val_losses.values())
@@ -238,7 +250,7 @@ def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: D
     model.load_state_dict(best[2])
     if model_path is not None and rank == 0:
         save_model(model, model_path, seed)
-    test_losses, test_metrics = evaluate(model, data.test, tasks, inject, stats, device, config.eval_batch_size, autocast, ahead)
+    test_losses, test_metrics = evaluate(model, data.test, tasks, inject, stats, device, config.eval_batch_size, autocast, ahead, config.input)
     wall = time.perf_counter() - wall_start
     return RunResult(
         spec=spec, seed=seed, test_losses=test_losses, val_losses=history[best[1]]["val"], test_metrics=test_metrics,
