@@ -2,6 +2,8 @@
 
     python -m raytaskaff.data synth --out DIR --n N --size S --seed K
     python -m raytaskaff.data taskonomy --root DIR --out DIR --split paper|tiny|FILE --size S --domains ...
+    python -m raytaskaff.data folder --images DIR --labels FILE [--split FILE] [--group COLUMN|FILE] --size S --out DIR
+    python -m raytaskaff.data plugin --module my_data.py --out DIR
     python -m raytaskaff.data info DIR [--no-verify]
 
 Bad input ends with a one-line `error: ...` on stderr and exit code 2; nothing half-written stays.
@@ -54,6 +56,27 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--overwrite", action="store_true")
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    folder = sub.add_parser("folder", help="convert image files + a table of labels (CelebA's files understood)")
+    folder.add_argument("--images", required=True, help="the image folder (CelebA: img_align_celeba, or its parent)")
+    folder.add_argument("--labels", required=True, help="a CSV with a header (file name first), or list_attr_celeba.txt")
+    folder.add_argument("--split", default=None, help="lines '<file> <split>', split 0/1/2 or train/val/test "
+                        "(list_eval_partition.txt); default: a seeded 80/10/10 draw of whole groups")
+    folder.add_argument("--group", default=None, help="what no two splits share: a label column, or lines '<file> <group>' "
+                        "(identity_CelebA.txt); default: each image its own group")
+    folder.add_argument("--size", type=_positive, default=64, help="images are cropped to their centred square and resized (default 64)")
+    folder.add_argument("--out", required=True, help="dataset directory to create")
+    folder.add_argument("--seed", type=int, default=0, help="seed of the split drawn without --split")
+    folder.add_argument("--format", choices=("arrow", "parquet"), default="arrow")
+    folder.add_argument("--rows-per-shard", type=_positive, default=1024)
+    folder.add_argument("--overwrite", action="store_true")
+
+    plugin = sub.add_parser("plugin", help="convert a dataset with your own file (it declares FIELDS and yields samples())")
+    plugin.add_argument("--module", required=True, help="a .py file: see raytaskaff/data/plugin.py")
+    plugin.add_argument("--out", required=True, help="dataset directory to create")
+    plugin.add_argument("--format", choices=("arrow", "parquet"), default="arrow")
+    plugin.add_argument("--rows-per-shard", type=_positive, default=1024)
+    plugin.add_argument("--overwrite", action="store_true")
+
     info = sub.add_parser("info", help="check a dataset against its manifest and summarise it")
     info.add_argument("root")
     info.add_argument("--no-verify", action="store_true", help="skip the SHA-256 of every shard")
@@ -67,9 +90,12 @@ def _info(root: str, verify: bool) -> None:
     for shard in manifest.shards:
         read_shard(root, shard, manifest, columns=[], verify=verify)
     print(f"{root}: {manifest.producer.get('source', '?')} dataset, {manifest.size}x{manifest.size}, format {manifest.format}")
-    print(f"domains: {', '.join(manifest.domains)}")
+    print(f"{'fields' if manifest.declared else 'domains'}: {', '.join(manifest.domains)}")
     for split, info in manifest.splits.items():
-        print(f"{split}: {info['count']} views in {len(info['buildings'])} buildings")
+        if manifest.declared:
+            print(f"{split}: {info['count']} samples in {len(info['groups'])} groups ({manifest.group})")
+        else:
+            print(f"{split}: {info['count']} views in {len(info['buildings'])} buildings")
     print(f"{len(manifest.shards)} shards, all {'checked' if verify else 'present'}")
 
 
@@ -91,6 +117,18 @@ def main(argv: list[str] | None = None) -> int:
             summary = convert(args.root, args.out, split=args.split, size=args.size, domains=args.domains,
                               format=args.format, overwrite=args.overwrite, progress=not args.quiet, workers=args.workers,
                               rows_per_shard=args.rows_per_shard)
+            print(summary.format())
+        elif args.command == "folder":
+            from raytaskaff.data.folder import convert as convert_folder
+
+            summary = convert_folder(args.images, args.labels, args.out, args.size, split=args.split, group=args.group,
+                                     seed=args.seed, format=args.format, rows_per_shard=args.rows_per_shard, overwrite=args.overwrite)
+            print(summary.format())
+        elif args.command == "plugin":
+            from raytaskaff.data.plugin import convert as convert_plugin
+
+            summary = convert_plugin(args.module, args.out, format=args.format, rows_per_shard=args.rows_per_shard,
+                                     overwrite=args.overwrite)
             print(summary.format())
         else:
             _info(args.root, verify=not args.no_verify)
