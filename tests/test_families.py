@@ -124,3 +124,26 @@ def test_an_injected_image_level_label_is_used(splits):
     injected = train(RunSpec(("coin",), inject=("coin_told",)), model, config, splits, seed=0)
     assert alone.test_metrics["coin"]["accuracy"] < 0.75 and alone.test_losses["coin"] > 0.5
     assert injected.test_metrics["coin"]["accuracy"] > 0.95 and injected.test_losses["coin"] < 0.5 * alone.test_losses["coin"]
+
+
+def test_a_declared_dense_regression_is_standardised_and_masked_by_its_fields():
+    """Invalid where its own encoding says so (0) or where the mask field's does (255)."""
+    height = Field("height", "dense_regression", "uint16", (1, 3, 1), invalid=0, mask="sky", normalisation={"offset": [100.0], "scale": [50.0]})
+    sky = Field("sky", "class_map", "uint8", (1, 3, 1), classes=2, invalid=255)
+    fields = {"height": height, "sky": sky}
+    masked = resolve("h", {"h": TaskSpec("h", "dense_regression", "height", masked=True)}, fields)
+    plain = resolve("h", {"h": TaskSpec("h", "dense_regression", "height")}, fields)
+    batch = {"height": torch.tensor([[[[150], [0], [200]]]], dtype=torch.uint16).view(1, 1, 3, 1),
+             "sky": torch.tensor([[[[0], [0], [255]]]], dtype=torch.uint8).view(1, 1, 3, 1)}
+    target = masked.target(batch)
+    assert target.value.flatten().tolist() == [1.0, -2.0, 2.0] and target.mask.flatten().tolist() == [True, False, False]
+    pred = torch.zeros(1, 1, 1, 3)
+    assert masked.loss_value(pred, target).item() == pytest.approx(1.0 / 3)  # masked pixels stay in the denominator
+    assert plain.target(batch).mask is None and plain.loss_value(pred, plain.target(batch)).item() == pytest.approx(5.0 / 3)
+    assert masked.fields() == ("height", "sky") and masked.inject_channels == 2 and plain.inject_channels == 1
+    encoded = masked.encode_input(target)
+    assert encoded.flatten().tolist() == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    stats = {"height": {"mean": [175.0], "std": [25.0]}}
+    dataset = resolve("d", {"d": TaskSpec("d", "dense_regression", "depth2")},
+                      {"depth2": Field("depth2", "dense_regression", "uint16", (1, 3, 1))})
+    assert dataset.target({"depth2": batch["height"]}, {"depth2": stats["height"]}).value.flatten().tolist() == [-1.0, -7.0, 1.0]
