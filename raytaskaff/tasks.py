@@ -59,11 +59,6 @@ class Task:
     masked = property(lambda self: self.spec.masked)
     metrics = property(lambda self: self.spec.metrics)
 
-    @property
-    def domain(self) -> str:
-        """The field the label comes from."""
-        return self.field.name
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r} on {self.field.name!r})"
 

@@ -106,3 +106,14 @@ def test_a_manifest_with_a_bad_field_is_refused(dataset, tmp_path):
 
 def test_taskonomy_field_aliases():
     assert taskonomy_field("rgb2sfnorm", 8).name == "normal"
+
+
+def test_streaming_reads_declared_fields_as_memory_mapping_does(dataset):
+    from raytaskaff.data.stream import StreamingSplit
+
+    mapped = SplitData.open(dataset, "train", window=1)
+    streamed = StreamingSplit(f"file://{dataset}", "train", window=1)
+    for a, b in zip(mapped.batches(16, shuffle=True, seed=3), streamed.batches(16, shuffle=True, seed=3)):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    head = streamed.head(5)
+    assert head.gather("attributes", np.arange(5)).shape == (5, 3) and list(head.meta("image")) == [f"{i:06d}.jpg" for i in range(5)]
