@@ -416,8 +416,10 @@ def from_dict(cls, data, prefix: str = ""):
             name = str(key) if re.fullmatch(r"[\w.-]+", str(key)) else repr(key)  # a key of "\n" stays on one line
             where = f"{prefix}.{name}" if prefix else name
             raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
-    values = {key: _convert(f"{prefix}.{key}" if prefix else key, hints[key], value) for key, value in data.items() if key != "tasks" or cls is not SweepConfig}
-    if cls is SweepConfig and "tasks" in data:
+    tasks = cls is SweepConfig and "tasks" in data  # names and mappings: see _task_entries
+    values = {key: _convert(f"{prefix}.{key}" if prefix else key, hints[key], value)
+              for key, value in data.items() if not (tasks and key == "tasks")}
+    if tasks:
         values.update(_task_entries(data["tasks"]))
     try:
         return cls(**values)

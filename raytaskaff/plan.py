@@ -30,6 +30,7 @@ from itertools import combinations, permutations
 from raytaskaff.config import SYNTH_SPLITS, SweepConfig
 from raytaskaff.settings import RunKind
 
+
 @dataclass(frozen=True)
 class Run:
     kind: RunKind
