@@ -172,7 +172,8 @@ class TaskSpec:
     count, masked ones stay in the denominator as the reference loss does), "dense_classes"
     (cross-entropy per pixel, the field's ignored id skipped), "classification" (softmax over an
     image-level class label), "binary" (sigmoid outputs for entries of an image-level 0/1 vector:
-    `index` one entry, a list of entries, or None for all), "image_regression" (L1 on entries of an
+    `index` one entry, a list of entries, or None for all; an entry by its position or by its
+    name in the field's `names`, e.g. CelebA's attribute names), "image_regression" (L1 on entries of an
     image-level scalar vector, `index` as for binary). metrics: extra Taskonomy metrics
     (`TASKONOMY_METRICS`) for presets of depth and normals."""
 
@@ -180,7 +181,7 @@ class TaskSpec:
     family: str
     field: str
     masked: bool = False
-    index: int | tuple[int, ...] | None = None
+    index: int | str | tuple[int | str, ...] | None = None
     metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -200,14 +201,16 @@ class TaskSpec:
             if self.family not in ("binary", "image_regression"):
                 raise ConfigError(f"{where}.index: picks entries of an image-level vector (binary, image_regression), not for {self.family}")
             entries = index if isinstance(index, tuple) else (index,)
-            if not entries or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in entries) or len(set(entries)) != len(entries):
-                raise ConfigError(f"{where}.index: an entry >= 0 or a list of distinct ones, got {self.index!r}")
+            position = lambda i: isinstance(i, int) and not isinstance(i, bool) and i >= 0  # noqa: E731
+            named = lambda i: isinstance(i, str) and bool(i.strip())  # noqa: E731
+            if not entries or not all(position(i) or named(i) for i in entries) or len(set(entries)) != len(entries):
+                raise ConfigError(f"{where}.index: an entry (a position >= 0 or a name) or a list of distinct ones, got {self.index!r}")
         for m in self.metrics:
             check_choice(f"{where}.metrics[]", m, TASKONOMY_METRICS)
 
     @property
-    def entries(self) -> tuple[int, ...] | None:
-        """The vector entries an image-level task reads (None: all of them)."""
+    def entries(self) -> tuple[int | str, ...] | None:
+        """The vector entries an image-level task reads, by position or name (None: all of them)."""
         if self.index is None:
             return None
         return self.index if isinstance(self.index, tuple) else (self.index,)

@@ -50,10 +50,20 @@ class Task:
         if field.kind not in self.kinds:
             raise DataError(f"task {spec.name}: a {spec.family} task reads a field of kind {' or '.join(self.kinds)}; "
                             f"{field.name} is a {field.kind} field")
-        entries = spec.entries
-        if entries is not None and max(entries) >= field.shape[-1]:
-            raise DataError(f"task {spec.name}: index {max(entries)} is past the {field.shape[-1]} entries of {field.name}")
         self.spec, self.field, self.mask_field = spec, field, mask_field
+        self.positions = None if spec.entries is None else tuple(self._position(i) for i in spec.entries)
+
+    def _position(self, entry: int | str) -> int:
+        """The position of a vector entry given by position or by name."""
+        field = self.field
+        if isinstance(entry, str):
+            if entry not in field.names:
+                known = f"its entries are {', '.join(field.names)}" if field.names else "its entries have no names"
+                raise DataError(f"task {self.name}: {field.name} has no entry {entry!r} ({known})")
+            return field.names.index(entry)
+        if entry >= field.shape[-1]:
+            raise DataError(f"task {self.name}: index {entry} is past the {field.shape[-1]} entries of {field.name}")
+        return entry
 
     name = property(lambda self: self.spec.name)
     masked = property(lambda self: self.spec.masked)
@@ -317,8 +327,7 @@ class _Entries:
 
     @property
     def entries(self) -> list[int]:
-        chosen = self.spec.entries
-        return list(chosen) if chosen is not None else list(range(self.field.shape[-1]))
+        return list(self.positions) if self.positions is not None else list(range(self.field.shape[-1]))
 
     @property
     def out_channels(self) -> int:

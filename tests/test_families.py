@@ -147,3 +147,13 @@ def test_a_declared_dense_regression_is_standardised_and_masked_by_its_fields():
     dataset = resolve("d", {"d": TaskSpec("d", "dense_regression", "depth2")},
                       {"depth2": Field("depth2", "dense_regression", "uint16", (1, 3, 1))})
     assert dataset.target({"depth2": batch["height"]}, {"depth2": stats["height"]}).value.flatten().tolist() == [-1.0, -7.0, 1.0]
+
+
+def test_entries_by_name():
+    both = resolve("tl", {"tl": TaskSpec("tl", "binary", "attributes", index=["left", "top"])}, FIELDS)
+    assert both.entries == [1, 0]
+    assert both.target({"attributes": torch.tensor([[1, 0, 1]], dtype=torch.uint8)}).value.tolist() == [[0.0, 1.0]]
+    with pytest.raises(DataError, match=r"task x: attributes has no entry 'tpo' \(its entries are top, left, coin\)"):
+        resolve("x", {"x": TaskSpec("x", "binary", "attributes", index="tpo")}, FIELDS)
+    with pytest.raises(DataError, match="its entries have no names"):
+        resolve("x", {"x": TaskSpec("x", "image_regression", "brightness", index="mean")}, FIELDS)

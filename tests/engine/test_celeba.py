@@ -67,6 +67,10 @@ def test_a_reduced_celeba_sweep(local_ray, tmp_path):
         out=str(tmp_path / "out"))
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(raw))
     config = load_config(tmp_path / "sweep.yaml")
+    from raytaskaff.tasks import resolve
+
+    fields = Manifest.load(data).all_fields()
+    assert [resolve(n, config.task_specs, fields).positions for n in keep] == [(8,), (35,), (24,)]  # by name
     said = []
     summary = run_sweep(config, say=said.append)
 
