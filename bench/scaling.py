@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from bench.rows import Row, bench_parser, report
-from raytaskaff.config import SweepConfig, load_config
+from raytaskaff.config import SweepConfig, load_config, to_dict
 from raytaskaff import throughput
 from raytaskaff.plan import plan, summary
 
@@ -67,7 +67,7 @@ def measure(config: SweepConfig) -> dict:
     """Run the sweep for real in a fresh output directory; its evaluation summary."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sweep.yaml"
-        path.write_text(yaml.safe_dump(json.loads(json.dumps({**dataclasses.asdict(config), "out": f"{tmp}/out"}))))
+        path.write_text(yaml.safe_dump({**to_dict(config), "out": f"{tmp}/out"}))
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         done = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(path)], cwd=ROOT, env=env,
                               capture_output=True, text=True, check=False)

@@ -19,6 +19,7 @@ one-line `ConfigError` naming it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -401,6 +402,15 @@ def _task_entries(value) -> dict:
         declared.append(TaskSpec(**options))
         names.append(declared[-1].name)
     return {"tasks": tuple(names), "declared_tasks": tuple(declared)}
+
+
+def to_dict(config: SweepConfig) -> dict:
+    """The config as a sweep YAML spells it (plain lists and mappings, declared tasks inside
+    `tasks`): `from_dict(SweepConfig, to_dict(c)) == c`."""
+    data = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    declared = {t["name"]: t for t in data.pop("declared_tasks")}
+    data["tasks"] = [declared.get(name, name) for name in data["tasks"]]
+    return data
 
 
 def from_dict(cls, data, prefix: str = ""):

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from raytaskaff.config import ConfigError, SweepConfig, load_config
+from raytaskaff.config import ConfigError, SweepConfig, from_dict, load_config, to_dict
 from raytaskaff.plan import plan
 
 SWEEPS = sorted(Path(__file__).resolve().parent.parent.joinpath("sweeps").glob("*.yaml"))
@@ -217,3 +217,12 @@ def test_bad_declared_tasks_are_one_line(tmp_path, entry, message):
     with pytest.raises(ConfigError) as e:
         load_config(_write(tmp_path, f"tasks: [{entry}, normal]\nscorers: {{li: {{}}}}\n"))
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_a_config_written_back_reads_as_itself(path):
+    """to_dict gives what a sweep YAML spells (declared tasks inside `tasks`): evaluation.json's
+    config, or a config a test writes, loads again as the same config."""
+    config = load_config(path)
+    assert from_dict(SweepConfig, yaml.safe_load(yaml.safe_dump(to_dict(config)))) == config

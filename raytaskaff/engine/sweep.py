@@ -12,14 +12,13 @@ import platform
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import ray
 
 from raytaskaff import __version__
-from raytaskaff.config import SweepConfig
+from raytaskaff.config import SweepConfig, to_dict
 from raytaskaff.data.shards import Manifest
 from raytaskaff.data.verify import verify_once
 from raytaskaff.engine.cluster import capacity, connect, probe
@@ -297,7 +296,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         "runs": {"planned": len(runs), "trained": len(execution.trained), "skipped": len(execution.skipped),
                  "failed": execution.failed},
         "details": {name: s.details for name, s in scores.items()}, "grouping": grouping,
-        "config": asdict(config), "versions": _versions(), "stages": stages,
+        "config": to_dict(config), "versions": _versions(), "stages": stages,
     }
     stages["total"] = round(time.perf_counter() - start, 2)
     write_outputs(out, summary, scores, per_seed, truth, _runs_table(runs, store, execution))

@@ -14,7 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from raytaskaff.config import load_config  # noqa: E402
+from raytaskaff.config import load_config, to_dict  # noqa: E402
 from raytaskaff.engine.sweep import run_sweep  # noqa: E402
 from raytaskaff.plan import plan  # noqa: E402
 from raytaskaff.store import ResultStore  # noqa: E402
@@ -49,32 +49,32 @@ def small(tmp_path_factory):
                                grouping=dataclasses.replace(config.grouping, groups=()))
 
 
-def _trial_processes() -> list[int]:
-    """PIDs of the processes running a Tune trial (Ray titles them after the trainable's actor)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                title = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            except OSError:
-                continue
-            if title.startswith("ray::ImplicitFunc"):
-                pids.append(int(entry))
-    return pids
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
 
 
 def _children(parent: int) -> list[int]:
     """PIDs of the processes whose parent is `parent`."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _parent(int(e)) == parent]
+
+
+def _trial_processes(cluster) -> list[int]:
+    """PIDs of the processes running a Tune trial on `cluster` (Ray titles them after the
+    trainable's actor; each is a child of its node's raylet), never another Ray's on this machine."""
+    raylets = {node.all_processes["raylet"][0].process.pid for node in cluster.list_all_nodes()}
+    pids = []
+    for raylet in raylets:
+        for pid in _children(raylet):
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-                out.append(int(entry))
-    return out
+            if title.startswith("ray::ImplicitFunc"):
+                pids.append(pid)
+    return pids
 
 
 class _WhenMidRun(threading.Thread):
@@ -116,7 +116,7 @@ def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cluster, smal
     killed = []
 
     def kill_one():
-        pids = _trial_processes()
+        pids = _trial_processes(cluster[0])
         if pids:
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
@@ -169,7 +169,7 @@ def test_a_killed_driver_resumes_and_ends_as_an_uninterrupted_sweep(small, tmp_p
     import yaml
 
     config_path = tmp_path / "sweep.yaml"
-    config_path.write_text(yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(small)))))
+    config_path.write_text(yaml.safe_dump(to_dict(small)))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
     out = tmp_path / "interrupted"
     process = subprocess.Popen(_sweep_command(config_path, out), env=env, start_new_session=True,
@@ -250,7 +250,7 @@ def test_a_full_store_stops_the_sweep_in_one_line_and_keeps_what_was_stored(smal
     import yaml
 
     config_path = tmp_path / "sweep.yaml"
-    config_path.write_text(yaml.safe_dump(json.loads(json.dumps({**dataclasses.asdict(small), "storage": str(small_disk / "store")}))))
+    config_path.write_text(yaml.safe_dump({**to_dict(small), "storage": str(small_disk / "store")}))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     out = tmp_path / "out"
     process = subprocess.Popen(_sweep_command(config_path, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
