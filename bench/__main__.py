@@ -19,6 +19,7 @@ rendering its two 480-view datasets; training 34 s; grouping 3 s):
     scaling          --measure ""           (estimates and projections only; no sweep is run)
     readers          --sizes 64 --views 96  (no 256 px dataset)
     scale            --views 400,1200 --readers mmap  (datasets below 3x the store; no object-store pass)
+    signal           one 240-view variant of 3 tasks, 1 epoch, 2 seeds (not the default's 45 runs)
 --markdown prints the table as Markdown, for docs/benchmarks.md.
 """
 
@@ -39,7 +40,10 @@ from bench.rows import COLUMNS, Row, print_table
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = {"data_throughput": ["--views", "16", "--steps", "5"], "training": ["--tasks", "1,2"],
          "engine": ["--tasks", "2", "--epochs", "1"], "grouping": ["--repeat", "1"], "scaling": ["--measure", ""],
-         "readers": ["--sizes", "64", "--views", "96"], "scale": ["--views", "400,1200", "--readers", "mmap"]}
+         "readers": ["--sizes", "64", "--views", "96"], "scale": ["--views", "400,1200", "--readers", "mmap"],
+         "signal": ["--variants", "", "--seeds", "0,1", "--set",
+                    "quick:data.n=240,data.size=16,data.splits=[0.6,0.2,0.2],training.epochs=1,training.batch_size=16,"
+                    "tasks=[depth_zbuffer,normal,edge_texture]"]}
 
 
 def run(name: str, options: list[str]) -> subprocess.CompletedProcess:

@@ -63,3 +63,39 @@ def test_packing_runs_on_cpu_and_sets_the_packed_total_against_one_run(train_dat
     totals = [r for r in rows if "total vs one at a time" in r["measure"]]
     assert [r["measure"].split()[0] for r in totals] == ["1", "2"]
     assert totals[0]["ratio"] == pytest.approx(1.0) and totals[1]["ratio"] > 0
+
+
+def test_signal_variants_are_the_default_with_overrides(tmp_path):
+    from bench.signal import parse_overrides, variant_config
+
+    overrides = parse_overrides("data.n=2500,data.splits=[0.4,0.1,0.5],model.widths=[8,16],tasks=[normal,depth_zbuffer]")
+    assert overrides == {"data.n": 2500, "data.splits": [0.4, 0.1, 0.5], "model.widths": [8, 16], "tasks": ["normal", "depth_zbuffer"]}
+    config = variant_config(overrides, (0, 1), "v", tmp_path)
+    assert (config.data.n, config.data.splits, config.model.widths, config.tasks) == (2500, (0.4, 0.1, 0.5), (8, 16), ("normal", "depth_zbuffer"))
+    assert config.seeds == (0, 1) and list(config.scorers) == ["td"] and config.grouping.groups == ()
+    assert config.data.path == str(tmp_path / "data" / "signal" / "n2500-s32-seed0-0.4-0.1-0.5")
+    assert {r.kind for r in plan(config)} == {"stl", "pair"}
+    with pytest.raises(SystemExit, match="expected key=value such as data.n=2000, got 'epochs'"):
+        parse_overrides("data.n=3,epochs")
+
+
+@pytest.mark.ray
+def test_signal_measures_the_ceiling_and_reads_stored_runs_back(tmp_path):
+    """A tiny variant end to end: the ceilings are correlations, a second pass trains nothing and
+    gives the same numbers (paired seeds, deterministic CPU training)."""
+    import json
+
+    tiny = ("tiny:data.n=240,data.size=16,data.splits=[0.6,0.2,0.2],data.workers=1,training.epochs=1,training.batch_size=16,"
+            "tasks=[depth_zbuffer,normal,edge_texture]")
+    command = [sys.executable, "-m", "bench.signal", "--variants", "", "--set", tiny, "--seeds", "0,1", "--root", str(tmp_path)]
+    passes = []
+    for _ in range(2):
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        passes.append(json.loads(next(line for line in done.stderr.splitlines() if line.startswith('{"variant"'))))
+    first, second = passes
+    assert first["runs"] == 12 and not first["stored"] and second["stored"]
+    assert -1 <= first["single_seed"] <= 1 and first["split_half"] == pytest.approx(first["single_seed"])  # 2 seeds: 1 vs 1
+    assert {k: second[k] for k in ("single_seed", "split_half", "gains")} == {k: first[k] for k in ("single_seed", "split_half", "gains")}
+    assert len(first["gains"]) == 6 and (tmp_path / "data" / "signal" / "n240-s16-seed0-0.6-0.2-0.2" / "manifest.json").exists()
+    assert any(abs(gain) >= 0.1 for gain, _ in first["gains"].values())  # partners changed the targets' networks
