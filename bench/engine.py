@@ -1,6 +1,6 @@
 """The sweep engine against a plain loop, and its parallel speed-up, measured side by side.
 
-    python -m bench.engine [--data data/synthetic-32-2500] [--tasks 3] [--epochs 1] [--json]
+    python -m bench.engine [--data data/synthetic-16-2500] [--tasks 3] [--epochs 1] [--json]
 
 The same runs (STL and pairs of the first `--tasks` tasks of the default, one seed) are trained
 1. in one process, one after another, with the plain training loop (one thread);
@@ -35,7 +35,7 @@ from raytaskaff.training.loop import DataSplits, RunSpec, train
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def rows(path: str = "data/synthetic-32-2500", tasks: int = 3, epochs: int = 1) -> Iterator[Row]:
+def rows(path: str = "data/synthetic-16-2500", tasks: int = 3, epochs: int = 1) -> Iterator[Row]:
     base = load_config(ROOT / "sweeps" / "default.yaml")
     config = dataclasses.replace(base, tasks=base.tasks[:tasks], seeds=(0,), scorers={"td": {}},
                                  data=dataclasses.replace(base.data, path=path),
@@ -73,7 +73,7 @@ def rows(path: str = "data/synthetic-32-2500", tasks: int = 3, epochs: int = 1) 
 
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser("engine", __doc__)
-    parser.add_argument("--data", default="data/synthetic-32-2500")
+    parser.add_argument("--data", default="data/synthetic-16-2500")
     parser.add_argument("--tasks", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args(argv)

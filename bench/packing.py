@@ -1,6 +1,6 @@
 """Several runs packed on one GPU through Ray, against one run at a time.
 
-    python -m bench.packing [--per-gpu 1,2,4,8] [--data data/synthetic-32-2500] [--epochs 1]
+    python -m bench.packing [--per-gpu 1,2,4,8] [--data data/synthetic-32] [--epochs 1]
                             [--tasks segment_semantic] [--device cuda] [--json]
 
 For each k of `--per-gpu`, k runs of the default's model train at once as Ray tasks of
@@ -75,7 +75,7 @@ class _Smi:
         return f"utilisation mean {sum(util) / len(util):.0f} %, memory max {max(s[1] for s in samples):.0f} MiB"
 
 
-def rows(per_gpu: tuple[int, ...] = (1, 2, 4, 8), root: str = "data/synthetic-32-2500", epochs: int = 1,
+def rows(per_gpu: tuple[int, ...] = (1, 2, 4, 8), root: str = "data/synthetic-32", epochs: int = 1,
          tasks: tuple[str, ...] = ("segment_semantic",), device: str = "cuda") -> Iterator[Row]:
     import ray
     import torch
@@ -122,7 +122,7 @@ def rows(per_gpu: tuple[int, ...] = (1, 2, 4, 8), root: str = "data/synthetic-32
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser("packing", __doc__)
     parser.add_argument("--per-gpu", default="1,2,4,8", help="runs per GPU, comma-separated")
-    parser.add_argument("--data", default="data/synthetic-32-2500", help="dataset (the default's, rendered if missing)")
+    parser.add_argument("--data", default="data/synthetic-32", help="dataset (the default's, rendered if missing)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--tasks", default="segment_semantic", help="tasks of each run, comma-separated")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))

@@ -33,22 +33,24 @@ from bench.rows import Row, report
 ROOT = Path(__file__).resolve().parent.parent
 
 #: What was tried (docs/benchmarks.md, "Signal of the default"); `--variants` picks some.
-_LIMITED = {"data.n": 2500, "data.splits": [0.4, 0.1, 0.5]}  # 1008 training views, 1244 test views
+_LIMITED = {"data.n": 2500, "data.size": 32, "data.splits": [0.4, 0.1, 0.5]}  # 1008 training views, 1244 test views
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
-    "before": {"data.n": 5000, "data.splits": [0.8, 0.1, 0.1], "training.epochs": 3, "model.decoder_width": 8},
+    "before": {"data.n": 5000, "data.size": 32, "data.splits": [0.8, 0.1, 0.1], "training.epochs": 3, "model.decoder_width": 8},
     "lim1000-e6": {**_LIMITED, "training.epochs": 6, "model.decoder_width": 8},
     "lim1000-e10": {**_LIMITED, "training.epochs": 10, "model.decoder_width": 8},
     "lim1000-e10-lr1e-3": {**_LIMITED, "training.epochs": 10, "model.decoder_width": 8, "training.lr": 0.001},
-    "lim500-e16": {"data.n": 2500, "data.splits": [0.2, 0.1, 0.7], "training.epochs": 16, "model.decoder_width": 8},
+    "lim500-e16": {"data.n": 2500, "data.size": 32, "data.splits": [0.2, 0.1, 0.7], "training.epochs": 16, "model.decoder_width": 8},
     "lim1000-e10-dec16": {**_LIMITED, "training.epochs": 10, "model.decoder_width": 16},
     "lim1000-e10-dec16-lr1e-3": {**_LIMITED, "training.epochs": 10, "model.decoder_width": 16, "training.lr": 0.001},
     "lim1000-e14-dec16": {**_LIMITED, "training.epochs": 14, "model.decoder_width": 16},
     "lim1000-e10-dec32": {**_LIMITED, "training.epochs": 10, "model.decoder_width": 32},
-    "lim1000-e10-dec64": {**_LIMITED, "training.epochs": 10, "model.decoder_width": 64},  # the default since
+    "lim1000-e10-dec64": {**_LIMITED, "training.epochs": 10, "model.decoder_width": 64},
     "lim1000-e8-dec64": {**_LIMITED, "training.epochs": 8, "model.decoder_width": 64},
     "s16-lim1000-e10-dec64": {**_LIMITED, "data.size": 16, "training.epochs": 10, "model.decoder_width": 64},
-    "lim2000-e8-dec32": {"data.n": 4000, "data.splits": [0.5, 0.1, 0.4], "training.epochs": 8, "model.decoder_width": 32},
+    "s16-e16-dec64": {**_LIMITED, "data.size": 16, "training.epochs": 16, "model.decoder_width": 64},  # the default (6 seeds)
+    "s16-e12-dec128": {**_LIMITED, "data.size": 16, "training.epochs": 12, "model.decoder_width": 128},
+    "lim2000-e8-dec32": {"data.n": 4000, "data.size": 32, "data.splits": [0.5, 0.1, 0.4], "training.epochs": 8, "model.decoder_width": 32},
 }
 
 
