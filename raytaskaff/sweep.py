@@ -49,8 +49,8 @@ def _manifest(config: SweepConfig):
 
 def _train_views(config: SweepConfig) -> tuple[int, int] | None:
     """(training views, image size) of the sweep's data, when known without reading it all."""
-    if config.data.kind == "synthetic":
-        return int(config.data.n * 0.8), config.data.size
+    if config.data.kind == "synthetic":  # the train split's share of n (whole buildings: about that)
+        return int(config.data.n * config.data.splits[0]), config.data.size
     manifest = _manifest(config)
     return None if manifest is None else (manifest.splits.get("train", {}).get("count", 0), manifest.size)
 

@@ -36,15 +36,17 @@ def test_the_runner_prints_one_table_and_refuses_unknown_benchmarks():
     assert {line.split()[0] for line in table} == {"grouping", "scaling"}
     exact = [line for line in table if "exact / brute" in line]
     assert len(exact) == 3 and all(line.split()[-1] == "yes" for line in exact)  # exact selection equals brute force
-    assert any(line.startswith("scaling") and "10 tasks: runs" in line and "258" in line for line in table)
+    assert any(line.startswith("scaling") and "10 tasks: runs" in line and "426" in line for line in table)  # 6 seeds
     wrong = subprocess.run([sys.executable, "-m", "bench", "--only", "nope"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert wrong.returncode == 2 and "no benchmark 'nope'" in wrong.stderr
 
 
 def test_scaling_plans_every_pair_and_interpolates_gpu_rates():
     for n in (2, 5, 10):
-        runs = plan(config_for(n))
-        assert sum(r.kind == "pair" for r in runs) == 3 * n * (n - 1) // 2 and sum(r.kind == "li" for r in runs) == n * (n - 1)
+        config = config_for(n)
+        runs = plan(config)
+        assert sum(r.kind == "pair" for r in runs) == len(config.seeds) * n * (n - 1) // 2
+        assert sum(r.kind == "li" for r in runs) == n * (n - 1)  # on the first seed
     assert gpu_seconds(1, 9010) == pytest.approx(1.0) and gpu_seconds(10, 1384) == pytest.approx(1.0)
     assert gpu_seconds(5, 2732) < gpu_seconds(7, 2732) < gpu_seconds(10, 2732)
 
@@ -73,7 +75,7 @@ def test_signal_variants_are_the_default_with_overrides(tmp_path):
     config = variant_config(overrides, (0, 1), "v", tmp_path)
     assert (config.data.n, config.data.splits, config.model.widths, config.tasks) == (2500, (0.4, 0.1, 0.5), (8, 16), ("normal", "depth_zbuffer"))
     assert config.seeds == (0, 1) and list(config.scorers) == ["td"] and config.grouping.groups == ()
-    assert config.data.path == str(tmp_path / "data" / "signal" / "n2500-s32-seed0-0.4-0.1-0.5")
+    assert config.data.path == str(tmp_path / "data" / "signal" / "n2500-s16-seed0-0.4-0.1-0.5")
     assert {r.kind for r in plan(config)} == {"stl", "pair"}
     with pytest.raises(SystemExit, match="expected key=value such as data.n=2000, got 'epochs'"):
         parse_overrides("data.n=3,epochs")
