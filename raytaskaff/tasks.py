@@ -236,7 +236,8 @@ def _confusion_metrics(confusion: torch.Tensor, prefix: str) -> dict[str, float]
 
 
 class _Classes:
-    """What the two softmax families share: classes, the ignored id, one-hot injection."""
+    """What the two softmax families share: classes, the ignored id, cross-entropy, one-hot
+    injection, confusion sums and metrics (`accuracy`: the name of the accuracy metric)."""
 
     @property
     def classes(self) -> int:
@@ -262,6 +263,18 @@ class _Classes:
         keep = [c for c in range(self.classes) if c != self.field.ignore]
         return one_hot[:, keep]
 
+    def _loss(self, pred, target):
+        return F.cross_entropy(pred, target.value, ignore_index=self.ignore)
+
+    def _encode(self, target):
+        return self._one_hot(target.value)
+
+    def _sums(self, pred, target, stats):
+        return {"confusion": self._confusion(pred, target)}
+
+    def _metrics(self, sums):
+        return _confusion_metrics(self._kept_confusion(sums), self.accuracy)
+
     def _confusion(self, pred, target):
         labels = pred.argmax(dim=1)
         valid = target.value != self.ignore
@@ -282,21 +295,10 @@ class DenseClasses(_Classes, Task):
 
     family = "dense_classes"
     kinds = ("class_map",)
+    accuracy = "pixel_accuracy"
 
     def _target(self, batch, stats):
         return Target(batch[self.field.name][..., 0].long(), None)
-
-    def _loss(self, pred, target):
-        return F.cross_entropy(pred, target.value, ignore_index=self.ignore)
-
-    def _encode(self, target):
-        return self._one_hot(target.value)
-
-    def _sums(self, pred, target, stats):
-        return {"confusion": self._confusion(pred, target)}
-
-    def _metrics(self, sums):
-        return _confusion_metrics(self._kept_confusion(sums), "pixel_accuracy")
 
 
 class Classification(_Classes, Task):
@@ -305,21 +307,10 @@ class Classification(_Classes, Task):
     family = "classification"
     kinds = ("class_label",)
     dense = False
+    accuracy = "accuracy"
 
     def _target(self, batch, stats):
         return Target(batch[self.field.name][:, 0].long(), None)
-
-    def _loss(self, pred, target):
-        return F.cross_entropy(pred, target.value, ignore_index=self.ignore)
-
-    def _encode(self, target):
-        return self._one_hot(target.value)
-
-    def _sums(self, pred, target, stats):
-        return {"confusion": self._confusion(pred, target)}
-
-    def _metrics(self, sums):
-        return _confusion_metrics(self._kept_confusion(sums), "accuracy")
 
 
 class _Entries:
