@@ -247,7 +247,9 @@ def save_atomic(state: dict, path) -> None:
 
 
 def load_model(path, map_location="cpu") -> MultiTaskNet:
-    """The network `save_model` wrote, in eval mode."""
+    """The network `save_model` wrote, in eval mode, its parameters and buffers on `map_location`
+    (a device or its name): the network is moved there before the weights are copied in, since
+    load_state_dict copies into the network's own tensors wherever they live."""
     saved = torch.load(path, map_location=map_location, weights_only=True)
     config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()})
     if "heads" in saved:  # any task: its heads as saved
@@ -255,6 +257,6 @@ def load_model(path, map_location="cpu") -> MultiTaskNet:
         inject = [InjectSpec(*i) for i in saved["inject_channels"]]
     else:  # written before heads were saved: Taskonomy presets
         tasks, inject = [task(n) for n in saved["tasks"]], [task(n) for n in saved["inject"]]
-    model = MultiTaskNet(tasks, config, inject=inject, seed=saved["seed"], grad_scale=saved["grad_scale"])
+    model = MultiTaskNet(tasks, config, inject=inject, seed=saved["seed"], grad_scale=saved["grad_scale"]).to(map_location)
     model.load_state_dict(saved["state"])
     return model.eval()

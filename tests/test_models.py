@@ -84,3 +84,19 @@ def test_saved_models_load_back_identically(tmp_path):
     assert loaded.grad_scale == net.grad_scale
     for a, b in zip(net(x, extra).values(), loaded(x, extra).values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", "meta",
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]),
+])
+def test_loaded_models_live_on_the_map_location(tmp_path, device):
+    """Every parameter and buffer where it was asked for (a scorer actor on a GPU feeds it CUDA
+    images): map_location alone moves the loaded tensors, not the network they are copied into."""
+    from raytaskaff.models import load_model, save_model
+
+    save_model(MultiTaskNet([DEPTH, SEG], preset("small", neck=8), inject=[NORMAL], seed=7), tmp_path / "m.pt", seed=7)
+    loaded = load_model(tmp_path / "m.pt", map_location=device)
+    tensors = dict(loaded.named_parameters()) | dict(loaded.named_buffers())
+    assert tensors and {name: t.device.type for name, t in tensors.items()} == dict.fromkeys(tensors, device)
+    assert not loaded.training

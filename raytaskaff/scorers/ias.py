@@ -26,14 +26,16 @@ if TYPE_CHECKING:
 
 
 def attribution_maps(model: MultiTaskNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """(N, H*W) float32 channel-averaged InputXGradient maps of the summed representation."""
+    """(N, H*W) float32 channel-averaged InputXGradient maps of the summed representation; the
+    images (N, 3, H, W) are taken to the network's device batch by batch, the maps come back on CPU."""
     from captum.attr import InputXGradient  # with torch, once a model is read (a config check loads neither)
 
     model.eval()
+    device = next(model.parameters()).device
     explainer = InputXGradient(lambda x: model.represent(x).flatten(1).sum(dim=1))
     maps = []
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].detach().clone().requires_grad_(True)
+        x = images[start:start + batch_size].detach().to(device, copy=True).requires_grad_(True)
         maps.append(explainer.attribute(x).mean(dim=1).flatten(1).detach().cpu().numpy().astype(np.float32))
     return np.concatenate(maps)
 

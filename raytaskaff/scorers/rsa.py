@@ -27,12 +27,14 @@ if TYPE_CHECKING:
 
 
 def representations(model: MultiTaskNet, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """(N, F) flattened encoder outputs (eval mode)."""
+    """(N, F) flattened encoder outputs (eval mode) of (N, 3, H, W) images, taken to the network's
+    device batch by batch."""
     import torch  # once a model is read (a config check loads no torch)
 
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return np.concatenate([model.represent(images[s:s + batch_size]).flatten(1).double().cpu().numpy()
+        return np.concatenate([model.represent(images[s:s + batch_size].to(device)).flatten(1).double().cpu().numpy()
                                for s in range(0, len(images), batch_size)])
 
 

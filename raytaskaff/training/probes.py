@@ -11,6 +11,11 @@ without instrumentation. From the g_i:
   losses after a virtual step on p alone: Z(p -> t) = (1 - L_t(theta - u_p) / L_t(theta)) / lr.
 - etap (ETAP's first-order form, Ayman et al.): Z(p -> t) ~ (g_t . u_p) / (L_t lr), every step.
 
+Precision: gt divides a small difference of two losses by lr, so both losses are computed in fp32
+by the same functional forward (the training forward may run under bf16 autocast, whose rounding
+alone would dominate the gap). etap divides by the training forward's losses, in its precision:
+there L_t only scales a first-order term whose precision is that of the gradients anyway.
+
 Orientation: every matrix is [target][partner], so gt[t][p] = Z(p -> t).
 
 Two variants (reference section 3.4): "faithful" reproduces the reference code's step (plain SGD
@@ -101,10 +106,10 @@ class GradientProbe:
         lr = self.optimizer.param_groups[0]["lr"]
         if step % self.config.gradients_every == 0:
             self._add("gs", cosine_matrix(grads))
-            # etap[t][p] = (g_t . u_p) / (L_t lr)
+            # etap[t][p] = (g_t . u_p) / (L_t lr), L_t from the training forward (autocast's precision)
             self._add("etap", (grads @ updates.T) / (loss_values[:, None] * lr))
         if step % self.config.lookahead_every == 0:
-            self._add("gt", self._lookahead(x, extra, targets, updates, loss_values, lr))
+            self._add("gt", self._lookahead(x, extra, targets, updates, lr))
         return losses
 
     def _updates(self, grads: torch.Tensor) -> torch.Tensor:
@@ -126,19 +131,27 @@ class GradientProbe:
         return out
 
     @torch.no_grad()
-    def _lookahead(self, x, extra, targets, updates, loss_values, lr) -> torch.Tensor:
-        """(T, T) [target][source] transference of one batch, on copies of parameters and buffers."""
+    def _lookahead(self, x, extra, targets, updates, lr) -> torch.Tensor:
+        """(T, T) [target][source] transference of one batch, on copies of parameters and buffers:
+        (1 - L_t(theta - u_p) / L_t(theta)) / lr, both losses from the same fp32 forward, the
+        baseline without a step (not the training forward's losses, which may be bf16)."""
         model = self.model
         names = {id(p): n for n, p in model.named_parameters()}
-        out = torch.zeros(len(self.tasks), len(self.tasks), dtype=torch.float64)
-        for source in range(len(self.tasks)):
-            moved = {names[id(p)]: p.detach() - u for p, u in zip(self.shared, _split(updates[source], self.shared))}
+        inputs, kwargs = (x.float(),), {"extra": None if extra is None else extra.float()}
+
+        def losses(moved: dict[str, torch.Tensor]) -> list[torch.Tensor]:
             # fresh copies of the live BatchNorm buffers: the train-mode forward writes into them
             state = {**{n: b.clone() for n, b in model.named_buffers()}, **moved}
-            preds = functional_call(model, state, (x.float(),), {"extra": None if extra is None else extra.float()}, strict=False)
-            for target, t in enumerate(self.tasks):
-                after = t.loss_value(preds[t.name].float(), targets[t.name])
-                out[target, source] = (1.0 - after / loss_values[target]) / lr
+            with torch.autocast(x.device.type, enabled=False):  # fp32 even if the caller autocasts
+                preds = functional_call(model, state, inputs, kwargs, strict=False)
+                return [t.loss_value(preds[t.name].float(), targets[t.name]) for t in self.tasks]
+
+        before = losses({})
+        out = torch.zeros(len(self.tasks), len(self.tasks), dtype=torch.float64)
+        for source in range(len(self.tasks)):
+            after = losses({names[id(p)]: p.detach() - u for p, u in zip(self.shared, _split(updates[source], self.shared))})
+            for target in range(len(self.tasks)):
+                out[target, source] = (1.0 - after[target] / before[target]) / lr
         return out
 
     def _add(self, name: str, matrix: torch.Tensor) -> None:

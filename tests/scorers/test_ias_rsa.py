@@ -84,3 +84,30 @@ def test_symmetric_order_invariant_and_finds_the_planted_copy(saved_models, resu
     reordered = scorer(name).score(_artifacts(saved_models, result, TASKS[::-1]), images=10)
     assert {(r.target, r.partner): r.value for r in reordered.table.itertuples()} == pytest.approx(table)
     assert score.details == {"images": 10}
+
+
+class _Seen(Exception):
+    pass
+
+
+class _DeviceSpy(torch.nn.Module):
+    """A network on the meta device (the only other device a CPU machine has) whose forward notes
+    where its input lives and stops there: meta tensors have no values to go on with."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.empty(1, device="meta"))
+        self.seen = []
+
+    def represent(self, x):
+        self.seen.append(x.device.type)
+        raise _Seen
+
+
+@pytest.mark.parametrize("fn", [attribution_maps, ranked_upper_triangle])
+def test_per_network_functions_take_the_images_to_the_network(fn):
+    """A scorer actor's network and images on one device: a GPU network fed CPU images fails."""
+    spy = _DeviceSpy()
+    with pytest.raises(_Seen):
+        fn(spy, IMAGES)
+    assert spy.seen == ["meta"]

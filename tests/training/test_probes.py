@@ -188,3 +188,39 @@ def test_sparser_gradient_records():
         probe.model.zero_grad()
         sparse.backward(x, None, targets, step=step)
     assert sparse._counts == {"gs": 1, "gt": 1, "etap": 1}
+
+
+@pytest.mark.parametrize("variant", ["corrected", "faithful"])
+def test_lookahead_is_fp32_on_both_sides_under_autocast(variant):
+    """The training forward under bf16 autocast (here on CPU): gt's baseline L_t(theta) must be the
+    fp32 loss, as L_t(theta - u) is, or bf16's rounding of L_t, divided by lr, swamps the gap."""
+    model, opt, probe = _setup(variant=variant)
+    x, targets = _batch()
+    lr = opt.param_groups[0]["lr"]
+    start = copy.deepcopy(model)  # train mode: BatchNorm on batch statistics, whatever the probe's forward leaves
+    seen, updates_of = [], probe._updates
+
+    def updates(grads):  # note the steps the probe takes, for the brute force to take them too
+        seen.append(updates_of(grads))
+        return seen[-1]
+
+    probe._updates = updates
+    probe.backward(x, None, targets, step=0, autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    probe.end_epoch()
+    gt = np.array(probe.epochs["gt"][0])
+
+    # brute force, fp32: the same steps taken on copies of the model as it was
+    with torch.no_grad():
+        preds = start(x)
+        before = [t.loss_value(preds[t.name], targets[t.name]).item() for t in TASKS]
+        expected = np.zeros((3, 3))
+        for source in range(3):
+            stepped = copy.deepcopy(start)
+            flat = seen[0][source]
+            for p in stepped.shared_parameters():
+                p -= flat[:p.numel()].view_as(p)
+                flat = flat[p.numel():]
+            after = stepped(x)
+            for target, t in enumerate(TASKS):
+                expected[target, source] = (1 - t.loss_value(after[t.name], targets[t.name]).item() / before[target]) / lr
+    np.testing.assert_allclose(gt, expected, rtol=1e-4, atol=1e-4)  # a bf16 baseline is off by ~1e-2 here
