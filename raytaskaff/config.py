@@ -142,7 +142,21 @@ class ResourcesSection:
     """cpus_per_run / gpus_per_run: Ray resources of one run (fractions pack several runs per
     GPU); max_concurrent: runs at once (None: as many as resources allow); workers: >0 trains
     each run with Ray Train's TorchTrainer and that many DDP workers; scorer_actors: actors of
-    the STL-based scorers."""
+    the STL-based scorers; bundle: networks trained together in one trial (`plan.bundles`:
+    "auto" every network of a seed and kind, N at most N, 1 one network per trial); fuse: stack
+    the networks of a bundle into one vmapped module ("auto": on a GPU, where it pays; on a CPU
+    the networks of a bundle step one after another on each shared batch)."""
+
+    @property
+    def bundle_limit(self) -> int | None:
+        """Most networks per trial (None: no limit). DDP runs (`workers`) train one per trial."""
+        if self.workers:
+            return 1
+        return None if self.bundle == "auto" else self.bundle
+
+    def fuses(self, device_type: str) -> bool:
+        """Whether a bundle trained on `device_type` ("cuda", "cpu") stacks its networks."""
+        return device_type == "cuda" if self.fuse == "auto" else bool(self.fuse)
 
     cpus_per_run: float = 1.0
     gpus_per_run: float = 0.0
@@ -150,8 +164,14 @@ class ResourcesSection:
     workers: int = 0
     scorer_actors: int = 2
     num_cpus: int | None = None
+    bundle: str | int = "auto"
+    fuse: str | bool = "auto"
 
     def __post_init__(self) -> None:
+        if self.bundle != "auto" and (not isinstance(self.bundle, int) or isinstance(self.bundle, bool) or self.bundle < 1):
+            raise ConfigError(f"resources.bundle: expected auto or an integer >= 1, got {self.bundle!r}")
+        if self.fuse != "auto" and not isinstance(self.fuse, bool):
+            raise ConfigError(f"resources.fuse: expected auto, true or false, got {self.fuse!r}")
         check_range("resources.cpus_per_run", self.cpus_per_run, 0, above=True)
         check_range("resources.gpus_per_run", self.gpus_per_run, 0)
         if self.max_concurrent is not None:
@@ -339,12 +359,15 @@ def _convert(key: str, kind, value):
     """Check and convert one value to the annotated type `kind` (types of this module only)."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
+        options = [o for o in typing.get_args(kind) if o is not type(None)]
+        if value is None and len(options) < len(typing.get_args(kind)):
             return None
-        for option in options:
-            if option is not type(None):
+        for option in options[:-1]:  # the first type that takes the value; the last one says why not
+            try:
                 return _convert(key, option, value)
+            except ConfigError:
+                continue
+        return _convert(key, options[-1], value)
     if dataclasses.is_dataclass(kind):
         return from_dict(kind, value, key)
     if origin is tuple:

@@ -13,7 +13,8 @@ Beyond the ground truth's STL and pair runs, what is trained is what the configu
 declare they read (`Scorer.requirements`, on their seeds): the planner names no scorer.
 
 A run's key hashes what decides its result (tasks, injected labels, seed, data, model, training
-and probe settings; the definitions of tasks the config declares, and an input other than rgb),
+and probe settings; the definitions of tasks the config declares, an input other than rgb, and the
+numerics of a GPU run: device kind and precision, see `numerics`),
 never the sweep name or output path: the same run in two sweeps has one key,
 and a changed setting gives a new key instead of reusing a stale result.
 """
@@ -69,6 +70,16 @@ def data_identity(config: SweepConfig, content: str | None = None) -> dict:
     return identity
 
 
+def numerics(config: SweepConfig) -> str:
+    """Where and in what precision a sweep's runs compute: "cpu-fp32" without GPUs, else
+    "cuda-bf16" (`training.amp`: bf16 autocast) or "cuda-fp32". The training loop decides the
+    same way (a run gets CUDA exactly when `resources.gpus_per_run` > 0; autocast only on CUDA);
+    what fraction of a GPU a run gets does not change its numerics."""
+    if not config.resources.gpus_per_run:
+        return "cpu-fp32"
+    return "cuda-bf16" if config.training.amp else "cuda-fp32"
+
+
 def _key(run: Run, config: SweepConfig, content: str | None) -> str:
     decided = {
         "kind": run.kind, "tasks": list(run.tasks), "inject": list(run.inject), "seed": run.seed,
@@ -81,6 +92,8 @@ def _key(run: Run, config: SweepConfig, content: str | None) -> str:
     used = [dataclasses.asdict(declared[n]) for n in (*run.tasks, *run.inject) if n in declared]
     if used:  # a declared task is its definition (Taskonomy presets keep the keys they always had)
         decided["declared_tasks"] = used
+    if numerics(config) != "cpu-fp32":  # device and precision change the numbers (CPU runs keep their keys)
+        decided["numerics"] = numerics(config)
     text = json.dumps(decided, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -127,3 +140,36 @@ def group_runs(config: SweepConfig, groups, planned: list[Run], content: str | N
 def summary(runs: list[Run]) -> dict[str, int]:
     """Runs per kind."""
     return {str(kind): n for kind, n in Counter(r.kind for r in runs).items()}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Runs trained together in one trial: one seed and data order, and one input shape (all
+    without injected labels, or all label-injection runs; the trainer stacks those with the same
+    number of injected channels). Its key names its runs (`Run.key`, sorted)."""
+
+    runs: tuple[Run, ...]
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256("/".join(sorted(r.key for r in self.runs)).encode()).hexdigest()[:20]
+
+    @property
+    def label(self) -> str:
+        if len(self.runs) == 1:
+            return self.runs[0].label
+        kinds = ", ".join(f"{n} {kind}" for kind, n in Counter(str(r.kind) for r in self.runs).items())
+        return f"bundle of {len(self.runs)} seed {self.runs[0].seed} ({kinds})"
+
+
+def bundles(runs: list[Run], limit: int | None = None) -> list[Bundle]:
+    """The runs grouped into bundles, in plan order: per seed, the runs without injected labels
+    (STL, pair, all-task, group) and the label-injection runs, each cut into bundles of at most
+    `limit` runs (None: no limit; 1: one run per trial). Runs of one seed share initial weights
+    and data order ("paired seeds"), which is what lets them read each batch once."""
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.seed, bool(r.inject)), []).append(r)
+    if limit is None:
+        return [Bundle(tuple(g)) for g in groups.values()]
+    return [Bundle(tuple(g[i:i + limit])) for g in groups.values() for i in range(0, len(g), limit)]

@@ -280,6 +280,7 @@ class RunResult:
     probes: dict[str, list] = field(default_factory=dict)
     probe_variant: str | None = None
     model_path: str | None = None
+    bundle_size: int = 1  # networks trained together in one fused trial (their costs split evenly)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -80,6 +80,10 @@ def _write(tmp_path, text):
     ("name: x\n  bad: : :\n", "not valid YAML at line 2, column 6 (mapping values are not allowed here)"),
     ("scorers: {li: {seeds: null}}\n", "scorers.li.seeds: must be a list of the sweep's seeds"),
     ("data: {\"\\n\": 1}\n", "data.'\\n': unknown key"),
+    ("resources: {bundle: 0}\n", "resources.bundle: expected auto or an integer >= 1, got 0"),
+    ("resources: {bundle: all}\n", "resources.bundle: expected auto or an integer >= 1, got 'all'"),
+    ("resources: {bundle: 2.5}\n", "resources.bundle: expected an integer, got 2.5"),
+    ("resources: {fuse: sometimes}\n", "resources.fuse: expected auto, true or false, got 'sometimes'"),
 ])
 def test_bad_configs_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:

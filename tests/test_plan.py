@@ -4,7 +4,7 @@ import dataclasses
 from pathlib import Path
 
 from raytaskaff.config import load_config
-from raytaskaff.plan import plan, summary
+from raytaskaff.plan import bundles, numerics, plan, summary
 from raytaskaff.sweep import describe, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,8 +111,9 @@ def test_planned_keys_are_pinned():
     smoke = plan(load_config(ROOT / "sweeps" / "smoke.yaml"))
     assert (smoke[0].label, smoke[0].key) == ("stl depth_zbuffer seed 0", "685c773e3986958f0e21")
     assert _digest(smoke) == "7c6f34fe2ddc6eb5"
+    # a GPU sweep: its keys changed once, when they came to say the runs' numerics (cuda-bf16)
     ten = plan(load_config(ROOT / "sweeps" / "synthetic-10.yaml"))
-    assert (ten[0].key, ten[-1].key) == ("a2d71cce401707ca210d", "83edcc82d75f444ac88d") and _digest(ten) == "fd27f53cd3234992"
+    assert (ten[0].key, ten[-1].key) == ("1f5f439264cb54a84ea6", "b37270e59c8c4727e640") and _digest(ten) == "2a1cd8a513764422"
     shards = from_dict(SweepConfig, {
         "name": "pinned", "data": {"kind": "shards", "path": "/nowhere", "normalisation": "taskonomy"},
         "tasks": ["segment_semantic", "depth_zbuffer", "normal"], "seeds": [0, 1], "model": {"preset": "large"},
@@ -131,3 +132,51 @@ def test_run_kinds_are_one_enum():
     assert summary(runs) == {"stl": 6, "pair": 6, "all": 2, "li": 6}
     assert RunKind.LI == "li" and {"li": 1}[RunKind.LI] == 1 and f"{RunKind.PAIR}" == "pair"
     assert RunSpec(("normal",), ("depth_zbuffer",)).kind is RunKind.LI
+
+
+def _with(config, gpus=None, amp=None):
+    resources = config.resources if gpus is None else dataclasses.replace(config.resources, gpus_per_run=gpus)
+    training = config.training if amp is None else dataclasses.replace(config.training, amp=amp)
+    return dataclasses.replace(config, resources=resources, training=training)
+
+
+def test_numerics_of_a_config():
+    config = load_config(ROOT / "sweeps" / "smoke.yaml")
+    assert [numerics(_with(config, gpus, amp)) for gpus, amp in [(0, True), (0, False), (0.25, True), (1, True), (1, False)]] == [
+        "cpu-fp32", "cpu-fp32", "cuda-bf16", "cuda-bf16", "cuda-fp32"]
+
+
+def test_keys_say_the_device_kind_and_precision():
+    """A GPU run (bf16 autocast, or fp32) computes other numbers than a CPU run: another key. The
+    share of a GPU does not change them; CPU keys are the ones stores already hold."""
+    config = load_config(ROOT / "sweeps" / "smoke.yaml")
+    keys = {(gpus, amp): [r.key for r in plan(_with(config, gpus, amp))] for gpus in (0, 0.25, 1) for amp in (True, False)}
+    assert keys[0, True][0] == "685c773e3986958f0e21"  # computed before numerics were part of the key
+    assert keys[0, True][-1] == "d7211162e6845112df61"
+    assert not set(keys[0, True]) & set(keys[1, True]) and not set(keys[0, False]) & set(keys[1, False])
+    assert not set(keys[1, True]) & set(keys[1, False])
+    assert keys[0.25, True] == keys[1, True] and keys[0.25, False] == keys[1, False]
+
+
+def test_bundles_group_the_runs_of_a_seed_by_input():
+    config = load_config(ROOT / "sweeps" / "default.yaml")
+    runs = plan(config)
+    auto = bundles(runs)
+    assert sorted(r.key for b in auto for r in b.runs) == sorted(r.key for r in runs)  # every run once
+    for b in auto:
+        assert len({r.seed for r in b.runs}) == 1 and len({bool(r.inject) for r in b.runs}) == 1
+    assert [(b.runs[0].seed, len(b.runs)) for b in auto] == [(0, 16), (0, 20), (1, 16), (2, 16), (3, 16), (4, 16), (5, 16)]
+    assert auto[0].label == "bundle of 16 seed 0 (5 stl, 10 pair, 1 all)" and auto[1].label == "bundle of 20 seed 0 (20 li)"
+    assert [len(b.runs) for b in bundles(runs, 6)][:5] == [6, 6, 4, 6, 6]  # cut in plan order
+    assert [b.runs for b in bundles(runs, 1)] == [(r,) for r in runs] and bundles(runs, 1)[0].label == runs[0].label
+    assert auto[0].key == bundles(list(reversed(runs)))[-1].key != auto[2].key  # named by its runs, not their order
+    assert bundles([]) == []
+
+
+def test_bundling_is_not_part_of_the_run_keys():
+    config = load_config(ROOT / "sweeps" / "smoke.yaml")
+    one = dataclasses.replace(config, resources=dataclasses.replace(config.resources, bundle=1, fuse=False))
+    assert [r.key for r in plan(one)] == [r.key for r in plan(config)]
+    ddp = dataclasses.replace(config, resources=dataclasses.replace(config.resources, workers=2))
+    assert ddp.resources.bundle_limit == 1 and config.resources.bundle_limit is None
+    assert config.resources.fuses("cuda") and not config.resources.fuses("cpu")

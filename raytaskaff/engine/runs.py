@@ -1,14 +1,17 @@
-"""Training the planned runs on Ray: one Tune trial per run, fractional resources, retries.
+"""Training the planned runs on Ray: one Tune trial per bundle, fractional resources, retries.
 
-Each trial opens its splits through the sweep's `SharedData` (the object store, memory-mapped
-shards or a stream; engine/data.py). A run with a fraction of a GPU caps its own CUDA memory at
-that fraction, since Ray does not isolate GPU memory between the runs it packs on one device.
-A trial trains with the plain loop (`training.loop.train`), checkpointing each epoch into the run's
-directory, and records its result in the `ResultStore` under the run's key. With
-`resources.workers > 0` a trial instead fits a Ray Train TorchTrainer with that many DDP workers
-(instrumented runs, which need one process, stay on the trial). The store, not Tune's
-experiment state, decides what is done: a re-run skips every run with a stored result, and Tune
-starts a fresh experiment each time (its own restore can fail after a hard kill).
+The runs of a call are grouped into bundles (`plan.bundles`, `resources.bundle`): the networks of
+one seed and input, trained in one trial by `training.bundle.train_bundle`, each batch read once
+and, on a GPU, the networks stacked into one module (`resources.fuse`). Each trial opens its
+splits through the sweep's `SharedData` (the object store, memory-mapped shards or a stream;
+engine/data.py). A trial with a fraction of a GPU caps its own CUDA memory at that fraction, since
+Ray does not isolate GPU memory between the trials it packs on one device. Every network
+checkpoints each epoch into its own run directory and its result is stored in the `ResultStore`
+under its own key; a network that fails fails alone, and the retry trains only what is missing.
+With `resources.workers > 0` a trial (of one run) instead fits a Ray Train TorchTrainer with that
+many DDP workers (instrumented runs, which need one process, stay on the trial). The store, not
+Tune's experiment state, decides what is done: a re-run skips every run with a stored result, and
+Tune starts a fresh experiment each time (its own restore can fail after a hard kill).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from raytaskaff.config import SweepConfig
 from raytaskaff.engine import tracking
 from raytaskaff.engine.cluster import WaitingReporter
 from raytaskaff.engine.data import SharedData
-from raytaskaff.plan import Run
+from raytaskaff.plan import Bundle, Run, bundles
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
+from raytaskaff.training.bundle import Member, train_bundle
 from raytaskaff.training.loop import DataSplits, RunResult, RunSpec, TrainConfig, train
 
 
@@ -57,20 +61,46 @@ def cap_cuda_memory(fraction: float, device: str) -> None:
         torch.cuda.set_per_process_memory_fraction(fraction, torch.device(device))
 
 
-def _train_here(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:
-    """Train one run in this process (a Tune trial, or one Ray Train worker of a DDP run)."""
-    torch.set_num_threads(max(1, int(sweep.resources.cpus_per_run)))
-    data = DataSplits(*(shared.open(s) for s in ("train", "val", "test")), stats=stats, fields=shared.field_specs())
+def _open(shared: SharedData, stats: dict) -> DataSplits:
+    return DataSplits(*(shared.open(s) for s in ("train", "val", "test")), stats=stats, fields=shared.field_specs())
+
+
+def _device(sweep: SweepConfig) -> str:
+    """This process's training device: the GPU Ray assigned (CUDA_VISIBLE_DEVICES), else the CPU;
+    its memory capped at the run's share of the GPU."""
     device = "cuda" if sweep.resources.gpus_per_run > 0 and torch.cuda.is_available() else "cpu"
     if device == "cuda" and sweep.resources.workers:
         from ray.train.torch import get_device
 
         device = str(get_device())
     if device == "cuda":
-        device = f"cuda:{torch.cuda.current_device()}"  # the GPU Ray assigned (CUDA_VISIBLE_DEVICES)
+        device = f"cuda:{torch.cuda.current_device()}"
     cap_cuda_memory(sweep.resources.gpus_per_run, device)
-    return train(RunSpec(run.tasks, run.inject), sweep.model.build(), train_config(sweep, device, run.probes), data, run.seed,
-                 checkpoint=folder / "checkpoint.pt", model_path=folder / "model.pt", on_epoch=on_epoch)
+    return device
+
+
+def _train_here(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:
+    """Train one run in this process (one Ray Train worker of a DDP run)."""
+    torch.set_num_threads(max(1, int(sweep.resources.cpus_per_run)))
+    return train(RunSpec(run.tasks, run.inject), sweep.model.build(), train_config(sweep, _device(sweep), run.probes),
+                 _open(shared, stats), run.seed, checkpoint=folder / "checkpoint.pt", model_path=folder / "model.pt",
+                 on_epoch=on_epoch)
+
+
+def _train_bundle_here(runs: list[Run], shared: SharedData, stats: dict, sweep: SweepConfig, folders: dict,
+                       on_epoch=None) -> list[RunResult | BaseException]:
+    """Train the runs of one bundle in this process (a Tune trial), each batch read once.
+
+    folders: {run key: its store folder}; on_epoch: callback(epoch, {run: record})."""
+    torch.set_num_threads(max(1, int(sweep.resources.cpus_per_run)))
+    device = _device(sweep)
+    members = [Member(RunSpec(r.tasks, r.inject), probes=r.probes, checkpoint=folders[r.key] / "checkpoint.pt",
+                      model_path=folders[r.key] / "model.pt") for r in runs]
+    by_member = {id(m): r for m, r in zip(members, runs)}
+    report = None if on_epoch is None else lambda epoch, records: on_epoch(epoch, {by_member[id(m)]: rec for m, rec in records.items()})
+    config = train_config(sweep, device, any(r.probes for r in runs))
+    return train_bundle(members, sweep.model.build(), config, _open(shared, stats), runs[0].seed, on_epoch=report,
+                        fuse=sweep.resources.fuses(torch.device(device).type))
 
 
 def _ddp_worker(loop_config: dict) -> dict | None:
@@ -99,25 +129,42 @@ def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: Sweep
 
 
 def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConfig, store_uri: str) -> None:
-    """One Tune trial: train one run and store its result (resuming from its checkpoint)."""
-    run = Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in trial_config["run"].items()})
+    """One Tune trial: train the runs of one bundle that have no stored result (resuming each from
+    its checkpoint) and store each run's result under its key. A run that fails (its loss not
+    finite) fails alone: the others are stored, then the trial fails naming it, and Tune's retry
+    trains only what is still missing."""
+    runs = [Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()}) for r in trial_config["bundle"]["runs"]]
     store = ResultStore(store_uri)
     try:
-        folder = store.run_dir(run.key)
-        attempts = _count_attempt(folder / "attempts")
-        if sweep.resources.workers and not run.probes:
-            result = train_with_ray_train(run, shared, stats, sweep, folder)
+        runs = [r for r in runs if not store.has(r.key)]
+        if not runs:
+            return
+        folders = {r.key: store.run_dir(r.key) for r in runs}
+        attempts = {r.key: _count_attempt(folders[r.key] / "attempts") for r in runs}
+        if sweep.resources.workers and not runs[0].probes:  # bundles of one run under DDP
+            results = [train_with_ray_train(runs[0], shared, stats, sweep, folders[runs[0].key])]
         else:
-            result = _train_here(run, shared, stats, sweep, folder,
-                                 on_epoch=lambda epoch, record: tune.report(tracking.epoch_metrics(epoch, record)))
+            results = _train_bundle_here(runs, shared, stats, sweep, folders,
+                                         on_epoch=lambda epoch, records: tune.report(tracking.bundle_metrics(epoch, records)))
         threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
-        store.save(run.key, result, kind=str(run.kind), label=run.label, node=ray.util.get_node_ip_address(),
-                   node_id=ray.get_runtime_context().get_node_id(), attempts=attempts,
-                   threads=threads, memory=process_memory())
-        (folder / "checkpoint.pt").unlink(missing_ok=True)
+        failed = []
+        for run, result in zip(runs, results):
+            if isinstance(result, BaseException):
+                failed.append(f"{run.label}: {result}")
+                continue
+            store.save(run.key, result, kind=str(run.kind), label=run.label, node=ray.util.get_node_ip_address(),
+                       node_id=ray.get_runtime_context().get_node_id(), attempts=attempts[run.key],
+                       threads=threads, memory=process_memory())
+            (folders[run.key] / "checkpoint.pt").unlink(missing_ok=True)
+        if failed:
+            raise NetworksFailed(f"{len(failed)} of {len(runs)} networks failed ({'; '.join(failed)}); the others are stored")
     except Exception:
         store.check_writable()  # a full or read-only store says so (StoreError), which stops the sweep
         raise
+
+
+class NetworksFailed(RuntimeError):
+    """Some networks of a bundle failed (their results are missing); the others were stored."""
 
 
 def process_memory() -> dict[str, float]:
@@ -171,11 +218,14 @@ class _Progress(tune.Callback):
     call (`raytaskaff_runs_planned_by_kind`, those already stored included) and of those done
     (`raytaskaff_runs_done_by_kind`, stored or trained). Gauges, not counters, since they say
     where the sweep stands (a resumed sweep starts with its stored runs done); a later call sets
-    the kinds it trains."""
+    the kinds it trains. A trial trains a bundle: its runs count as done once stored, as failed
+    when its last attempt ends without them."""
 
-    def __init__(self, runs: list[Run], pending: list[Run], say, stopper: _StopWhenStoreFails) -> None:
-        """runs: those of this call; pending: those of them to train (the others are stored)."""
-        self.total, self.labels, self.say, self.stopper = len(pending), {r.key: r.label for r in pending}, say, stopper
+    def __init__(self, runs: list[Run], pending: list[Bundle], say, stopper: _StopWhenStoreFails, stored) -> None:
+        """runs: those of this call; pending: the bundles of those to train (the others are
+        stored); stored: run key -> whether the store holds its result."""
+        self.total = sum(len(b.runs) for b in pending)
+        self.bundles, self.say, self.stopper, self.stored = {b.key: b for b in pending}, say, stopper, stored
         self.done = self.failed = 0
         self.start = time.perf_counter()
         self.done_counter = metrics.Counter("raytaskaff_runs_done", description="Sweep runs finished")
@@ -184,31 +234,36 @@ class _Progress(tune.Callback):
                                            tag_keys=("kind",))
         self.done_gauge = metrics.Gauge("raytaskaff_runs_done_by_kind", description="Sweep runs stored, by kind",
                                         tag_keys=("kind",))
-        waiting = {r.key for r in pending}
+        waiting = {r.key for b in pending for r in b.runs}
         self.done_by_kind = Counter(str(r.kind) for r in runs if r.key not in waiting)
         for kind, n in Counter(str(r.kind) for r in runs).items():
             self.planned_gauge.set(n, tags={"kind": kind})
             self.done_gauge.set(self.done_by_kind[kind], tags={"kind": kind})
 
-    def _line(self, trial, status: str) -> None:
+    def _finish(self, trial, status: str) -> None:
+        bundle = self.bundles.get(trial.config["bundle"]["key"])
+        runs = bundle.runs if bundle else ()
+        done = [r for r in runs if self.stored(r.key)]
+        self.done += len(done)
+        self.failed += len(runs) - len(done)
+        if done:
+            self.done_counter.inc(len(done))
+        if len(runs) > len(done):
+            self.failed_counter.inc(len(runs) - len(done))
+        for r in done:
+            self.done_by_kind[str(r.kind)] += 1
+            self.done_gauge.set(self.done_by_kind[str(r.kind)], tags={"kind": str(r.kind)})
         finished = self.done + self.failed
         elapsed = time.perf_counter() - self.start
         eta = elapsed / finished * (self.total - finished) if finished else float("nan")
-        label = self.labels.get(trial.config["run"]["key"], "?")
+        label = bundle.label if bundle else "?"
         self.say(f"[{finished}/{self.total}] {status:6} {label}  (elapsed {elapsed:.0f} s, ETA {eta:.0f} s)")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.done += 1
-        self.done_counter.inc()
-        kind = str(trial.config["run"]["kind"])
-        self.done_by_kind[kind] += 1
-        self.done_gauge.set(self.done_by_kind[kind], tags={"kind": kind})
-        self._line(trial, "done")
+        self._finish(trial, "done")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.failed += 1
-        self.failed_counter.inc()
-        self._line(trial, "FAILED")
+        self._finish(trial, "FAILED")
         store_error = _store_error(str(trial.get_error() or ""))
         if store_error and self.stopper.error is None:
             self.stopper.error = store_error
@@ -225,7 +280,8 @@ def _store_error(text: str) -> str | None:
 
 def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared: SharedData, stats: dict,
                tune_dir: str, say=print) -> Execution:
-    """Train every run without a stored result as a Tune trial; return what happened.
+    """Train every run without a stored result, a Tune trial per bundle (`plan.bundles`,
+    `resources.bundle`); return what happened.
 
     shared: the splits, from `engine.data.share_splits`; stats: the manifest's statistics."""
     start = time.perf_counter()
@@ -233,24 +289,26 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
     pending = [r for r in runs if r.key not in set(execution.skipped)]
     if not pending:
         return execution
+    planned = bundles(pending, config.resources.bundle_limit)
     stopper = _StopWhenStoreFails()
     trainable = tune.with_parameters(_trial, shared=shared, stats=stats, sweep=config, store_uri=store.uri)
     own = {"CPU": config.resources.cpus_per_run, **({"GPU": config.resources.gpus_per_run} if config.resources.gpus_per_run else {})}
 
     def resources(trial_config: dict) -> tune.PlacementGroupFactory:
         # a DDP trial only launches a TorchTrainer, whose workers hold the resources
-        ddp = config.resources.workers and not trial_config["run"]["probes"]
+        ddp = config.resources.workers and not trial_config["bundle"]["runs"][0]["probes"]
         return tune.PlacementGroupFactory([{"CPU": 0.01} if ddp else own])
 
+    space = [{"key": b.key, "runs": [dataclasses.asdict(r) for r in b.runs]} for b in planned]
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
-        param_space={"run": tune.grid_search([dataclasses.asdict(r) for r in pending])},
+        param_space={"bundle": tune.grid_search(space)},
         tune_config=tune.TuneConfig(max_concurrent_trials=config.resources.max_concurrent, reuse_actors=True,
                                     trial_name_creator=tracking.trial_name, trial_dirname_creator=tracking.trial_dirname),
         run_config=tune.RunConfig(
             name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", storage_path=os.path.abspath(tune_dir),
             failure_config=tune.FailureConfig(max_failures=config.retries),
-            callbacks=[_Progress(runs, pending, say, stopper), WaitingReporter(own, say), *tracking.callbacks(config)],
+            callbacks=[_Progress(runs, planned, say, stopper, store.has), WaitingReporter(own, say), *tracking.callbacks(config)],
             stop=stopper, verbose=0,
         ),
     )
@@ -262,7 +320,9 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
     errors = {}
     for result in grid:
         if result.error is not None:
-            errors[result.config["run"]["key"]] = str(result.error).strip().splitlines()[-1][:500]
+            message = str(result.error).strip().splitlines()[-1][:500]
+            for r in result.config["bundle"]["runs"]:
+                errors[r["key"]] = message
     for run in pending:
         if store.has(run.key):
             execution.trained.append(run.key)

@@ -1,22 +1,24 @@
 """Experiment tracking of a sweep's runs: Tune callbacks on the driver, built from `tracking`.
 
-After each epoch a trial reports its losses per task (`epoch_metrics`: `train_loss/<task>`,
-`val_loss/<task>`, and the summed `val`); the callbacks send them on:
+After each epoch a trial (one bundle of runs, `plan.bundles`) reports every run's losses per task
+under the run's name (`bundle_metrics`: `<run name>/train_loss/<task>`, `<run name>/val_loss/<task>`,
+and the bundle's summed `val`); the callbacks send them on:
 - TensorBoard (on by default): `OUT/tensorboard/<run name>/`, one TensorBoard run per sweep run,
   written with tensorboardX (a dependency of ray[tune]); the step is the epoch, 0-based as in the
   stored history. Our own callback rather than Tune's TBXLoggerCallback, whose runs are named by
   trial id and nested in Tune's experiment folders, one folder per sweep invocation.
-- MLflow (`tracking.mlflow`): Ray's MLflowLoggerCallback, one MLflow run per trial with the run's
-  name, its `run/...` fields as parameters, every numeric result as a metric at Tune's iteration
-  (epoch + 1 for a run trained in one go).
-- W&B (`tracking.wandb`): Ray's WandbLoggerCallback, one W&B run per trial with the run's name.
+- MLflow (`tracking.mlflow`): Ray's MLflowLoggerCallback, one MLflow run per trial (a bundle)
+  with the trial's name, every numeric result as a metric at Tune's iteration (epoch + 1 for a
+  bundle trained in one go).
+- W&B (`tracking.wandb`): Ray's WandbLoggerCallback, one W&B run per trial with the trial's name.
 
 A run's name says its kind, tasks, injected labels and seed, then its key's first 8 characters,
 so that runs of a changed setting (keyed anew) keep their curves apart:
 `pair_depth_zbuffer+normal_seed_0_3fa81c2b`. A run trained again under the same key (its result
 lost, or resumed from its checkpoint in a later invocation) writes into the same TensorBoard run,
-with the same values, since its training is deterministic. Tune's trials carry the same name
-(`trial_name`), so MLflow, W&B and Tune's own logs say it too.
+with the same values, since its training is deterministic. A trial of one run carries the run's
+name (`trial_name`), so MLflow, W&B and Tune's own logs say it too; a trial of several runs is
+named after its bundle.
 
 Limits: a trial trained by Ray Train's DDP workers (`resources.workers`) reports no epochs, so it
 has no curves; MLflow and W&B log from the driver, so a file store is the driver's disk.
@@ -53,17 +55,33 @@ def run_name(run: Run) -> str:
     return f"{safe}_{run.key[:8]}"
 
 
-def _run(trial) -> Run:
-    return Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in trial.config["run"].items()})
+def bundle_metrics(epoch: int, records: dict[Run, dict]) -> dict[str, float]:
+    """What a bundle's trial reports to Tune after `epoch`: each run's `epoch_metrics` under its
+    `run_name` (`<run name>/train_loss/<task>`, `<run name>/val`), and the bundle's summed `val`."""
+    out: dict[str, float] = {"epoch": epoch, "val": 0.0}
+    for run, record in records.items():
+        for key, value in epoch_metrics(epoch, record).items():
+            if key != "epoch":
+                out[f"{run_name(run)}/{key}"] = value
+        out["val"] += sum(record["val"].values())
+    return out
+
+
+def _runs(trial) -> list[Run]:
+    return [Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()}) for r in trial.config["bundle"]["runs"]]
 
 
 def trial_name(trial) -> str:
-    """Tune's name for the trial of a run (TuneConfig.trial_name_creator): its `run_name`."""
-    return run_name(_run(trial))
+    """Tune's name for the trial of a bundle (TuneConfig.trial_name_creator): the `run_name` of a
+    bundle of one run; `bundle_<n>_seed_<seed>_<bundle key's first 8>` of several."""
+    runs = _runs(trial)
+    if len(runs) == 1:
+        return run_name(runs[0])
+    return f"bundle_{len(runs)}_seed_{runs[0].seed}_{trial.config['bundle']['key'][:8]}"
 
 
 def trial_dirname(trial) -> str:
-    """Tune's folder for the trial of a run (TuneConfig.trial_dirname_creator): its name and trial id."""
+    """Tune's folder for the trial of a bundle (TuneConfig.trial_dirname_creator): its name and trial id."""
     return f"{trial_name(trial)}_{trial.trial_id}"
 
 
@@ -77,21 +95,26 @@ class TensorBoardCallback(tune.Callback):
         self._writers: dict[str, object] = {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        losses = {k: v for k, v in result.items() if k.startswith(LOSSES)}
-        if not losses or "epoch" not in result:
+        if "epoch" not in result:
             return
-        writer = self._writers.get(trial.trial_id)
-        if writer is None:
-            from tensorboardX import SummaryWriter
+        by_run: dict[str, dict[str, float]] = {}
+        for key, value in result.items():
+            name, _, tag = key.partition("/")
+            if tag.startswith(LOSSES):
+                by_run.setdefault(name, {})[tag] = value
+        writers = self._writers.setdefault(trial.trial_id, {})
+        for name, losses in by_run.items():
+            writer = writers.get(name)
+            if writer is None:
+                from tensorboardX import SummaryWriter
 
-            writer = self._writers[trial.trial_id] = SummaryWriter(str(self.logdir / trial_name(trial)))
-        for tag, value in losses.items():
-            writer.add_scalar(tag, value, global_step=result["epoch"])
-        writer.flush()
+                writer = writers[name] = SummaryWriter(str(self.logdir / name))
+            for tag, value in losses.items():
+                writer.add_scalar(tag, value, global_step=result["epoch"])
+            writer.flush()
 
     def _close(self, trial) -> None:
-        writer = self._writers.pop(trial.trial_id, None)
-        if writer is not None:
+        for writer in self._writers.pop(trial.trial_id, {}).values():
             writer.close()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 from raytaskaff.config import ConfigError, MlflowSection, SweepConfig, TrackingSection, from_dict, load_config  # noqa: E402
 from raytaskaff.engine.sweep import run_sweep  # noqa: E402
 from raytaskaff.engine.tracking import run_name  # noqa: E402
-from raytaskaff.plan import Run, plan  # noqa: E402
+from raytaskaff.plan import Run, bundles, plan  # noqa: E402
 from raytaskaff.store import ResultStore  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -85,10 +85,10 @@ def test_tensorboard_curves_are_the_stored_histories(tracked):
                 assert [v for _, v in curve] == pytest.approx([h[split][task] for h in history], rel=1e-6)  # float32
 
 
-def test_trials_are_named_by_kind_tasks_and_seed(tracked):
+def test_trials_are_named_by_bundle_and_runs_by_kind_tasks_and_seed(tracked):
     names = {p.name for p in (Path(tracked.out) / "tune").glob("*/*") if p.is_dir()}
-    for run in plan(tracked):
-        assert any(name.startswith(run_name(run) + "_") for name in names), run.label
+    [bundle] = bundles(plan(tracked))  # the three runs of seed 0 train in one trial
+    assert any(name.startswith(f"bundle_3_seed_0_{bundle.key[:8]}_") for name in names), names
     li = Run("li", ("depth_zbuffer",), 0, inject=("normal",), key="0123456789abcdef")
     assert run_name(li) == "li_depth_zbuffer_from_normal_seed_0_01234567"
     assert run_name(Run("pair", ("depth_zbuffer", "normal"), 2, key="fedcba98765")) == "pair_depth_zbuffer+normal_seed_2_fedcba98"
@@ -102,15 +102,16 @@ def test_mlflow_runs_are_the_stored_histories(tracked):
     experiment = client.get_experiment_by_name("tracked")
     found = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     histories = _histories(tracked)
-    assert sorted(found) == sorted(run_name(r) for r in histories)
+    [bundle] = bundles(plan(tracked))
+    [name] = found  # one MLflow run per trial: the bundle's
+    assert name.startswith(f"bundle_3_seed_0_{bundle.key[:8]}")
+    logged = found[name]
+    assert logged.info.status == "FINISHED" and logged.data.tags["sweep"] == tracked.name
     for run, history in histories.items():
-        logged = found[run_name(run)]
-        assert logged.info.status == "FINISHED"
-        assert logged.data.params["run/kind"] == run.kind and logged.data.params["run/key"] == run.key
-        assert logged.data.tags["sweep"] == tracked.name
         for split in ("train", "val"):
             for task in run.tasks:
-                curve = sorted(client.get_metric_history(logged.info.run_id, f"{split}_loss/{task}"), key=lambda m: m.step)
+                metric = f"{run_name(run)}/{split}_loss/{task}"
+                curve = sorted(client.get_metric_history(logged.info.run_id, metric), key=lambda m: m.step)
                 assert [m.step for m in curve] == [h["epoch"] + 1 for h in history]  # Tune's iteration
                 assert [m.value for m in curve] == pytest.approx([h[split][task] for h in history])
 

@@ -168,6 +168,8 @@ def test_a_killed_driver_resumes_and_ends_as_an_uninterrupted_sweep(small, tmp_p
 
     import yaml
 
+    # one network per trial, so that results land one by one and the kill falls between them
+    small = dataclasses.replace(small, resources=dataclasses.replace(small.resources, bundle=1))
     config_path = tmp_path / "sweep.yaml"
     config_path.write_text(yaml.safe_dump(to_dict(small)))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own

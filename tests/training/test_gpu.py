@@ -30,3 +30,20 @@ def test_mtl_with_probes_on_cuda_matches_the_cpu_run(train_dataset, tmp_path):
         assert fp32.test_losses[name] == pytest.approx(cpu.test_losses[name], rel=0.1)
         assert results["cuda", True].test_losses[name] == pytest.approx(cpu.test_losses[name], rel=0.25)
     torch.load(tmp_path / "cudaTrue.pt", weights_only=True)
+
+
+def test_a_fused_bundle_on_cuda_trains_each_network_as_its_separate_run(train_dataset):
+    from itertools import combinations
+
+    from raytaskaff.training.bundle import Member, train_bundle
+
+    data = DataSplits(*(SplitData.open(train_dataset, s) for s in ("train", "val", "test")), stats=Manifest.load(train_dataset).stats)
+    tasks = ("depth_zbuffer", "normal", "edge_texture")
+    specs = [RunSpec((t,)) for t in tasks] + [RunSpec(p) for p in combinations(tasks, 2)] + [RunSpec(tasks)]
+    for amp, rel in ((False, 0.01), (True, 0.1)):  # bf16 rounds differently in a grouped convolution
+        config = TrainConfig(epochs=2, batch_size=32, lr=3e-3, device="cuda", amp=amp)
+        separate = [train(s, preset("small"), config, data, seed=3) for s in specs]
+        bundled = train_bundle([Member(s) for s in specs], preset("small"), config, data, seed=3, fuse=True)
+        for a, b in zip(separate, bundled):
+            assert b.device.startswith("cuda") and all(math.isfinite(v) for v in b.test_losses.values())
+            assert b.test_losses == pytest.approx(a.test_losses, rel=rel), (amp, a.spec)

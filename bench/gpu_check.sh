@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The prepared GPU check of raytaskaff: run from the project's root on a machine with a CUDA GPU
+# and no network, within 8 minutes. Each step is bounded in time; a step that fails or runs out of
+# time is marked in the table and the next one runs. Logs go to $GPU_CHECK_OUT (default
+# gpu-check/), one per step, and the table to its summary.txt.
+#
+#   ../shared/tools/offline-wheels     # once, on a machine with a network: writes .whl/
+#   bash bench/gpu_check.sh            # on the GPU machine
+#
+# Steps: install the wheels of .whl/ (Ray, captum, ... for an image that has torch but not them),
+# `pytest -m gpu` (the CUDA training loop, a fused bundle on CUDA against separate runs, networks
+# loaded onto CUDA, the smoke sweep through Tune at 0.25 GPU per run to its report), the smoke
+# sweep at 1 GPU per run from the command line, one seed's 16 networks of the default as one
+# bundle against the same 16 packed 8 per GPU and one at a time, the default's training stage
+# bundled (4 bundles per GPU), bench.packing and bench.training.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${GPU_CHECK_OUT:-gpu-check}
+mkdir -p "$out"
+summary="$out/summary.txt"
+: > "$summary"
+export RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+py=${PYTHON:-python3}
+
+if compgen -G ".whl/*.whl" > /dev/null; then
+    "$py" -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl || { echo "wheels did not install" >&2; exit 2; }
+fi
+export PYTHONPATH="$PWD/.site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# GPU_CHECK_ON_CPU=1 rehearses the plumbing on a machine without a GPU (Ray is told of one GPU,
+# trials train on the CPU, most steps run out of time)
+"$py" -c "import os, torch, ray; assert torch.cuda.is_available() or os.environ.get('GPU_CHECK_ON_CPU'), 'no CUDA device'; \
+print('torch', torch.__version__, 'ray', ray.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU rehearsal')" \
+    | tee -a "$summary" || { echo "no CUDA device, or Ray is missing" >&2; exit 2; }
+
+# step NAME SECONDS COMMAND...: run COMMAND bounded to SECONDS, log to $out/NAME.log, add a table row
+step() {
+    local name=$1 limit=$2; shift 2
+    local start rc status
+    start=$(date +%s%N)
+    timeout --kill-after=10 "$limit" "$@" > "$out/$name.log" 2>&1
+    rc=$?
+    case $rc in 0) status=ok ;; 124|137) status="TIMEOUT (${limit} s)" ;; *) status="FAILED ($rc)" ;; esac
+    printf '%-16s %-18s %6d s\n' "$name" "$status" $(( ($(date +%s%N) - start) / 1000000000 )) | tee -a "$summary"
+    [[ $status == ok ]] || tail -5 "$out/$name.log" | tee -a "$summary"
+}
+
+# a copy of a sweep config with its resources and paths changed: config_with SRC DST KEY=VALUE...
+config_with() {
+    "$py" - "$@" <<'PY'
+import sys, yaml
+src, dst, *pairs = sys.argv[1:]
+config = yaml.safe_load(open(src))
+for pair in pairs:
+    key, value = pair.split("=", 1)
+    section, name = key.split(".")
+    config.setdefault(section, {})[name] = yaml.safe_load(value)
+yaml.safe_dump(config, open(dst, "w"))
+PY
+}
+
+work=$(mktemp -d)
+config_with sweeps/smoke.yaml "$work/smoke-1.yaml" resources.gpus_per_run=1 data.path="$work/smoke-data"
+
+step pytest-gpu 150 "$py" -m pytest -m gpu -q -p no:cacheprovider
+step smoke-1gpu 75 "$py" -m raytaskaff.sweep --config "$work/smoke-1.yaml" --out "$work/smoke-1"
+step seed-16 170 "$py" -m bench.bundles --gpus 1 --seeds 0 --kinds stl,pair,all --modes auto,packed,one
+step default-auto 75 "$py" -m bench.bundles --gpus 1 --gpus-per-bundle 0.25 --modes auto
+step packing 45 "$py" -m bench.packing --per-gpu 1,8 --epochs 1
+step training 40 "$py" -m bench.training --device cuda --tasks 1,5
+
+echo "--- the benchmarks' rows ---" | tee -a "$summary"
+for name in seed-16 default-auto packing training; do
+    sed -n '/^measure/,$p' "$out/$name.log" | tee -a "$summary"
+done
+rm -rf "$work"

@@ -1,0 +1,469 @@
+"""Training a bundle: the networks of one seed and data order, each batch read and moved once.
+
+A bundle is a list of `Member`s (one network each: its `RunSpec`, whether it is instrumented,
+its checkpoint and where its selected network goes). They train in lock step on the same seeded
+batches, and each keeps its own loss, gradients, optimizer state, schedule, best epoch, probes,
+checkpoint and result, so a bundle's result for a network is that network's separate run's (up
+to the order of floating-point reductions; see `training.fused`).
+
+The networks are grouped into units:
+- a `FusedUnit` stacks the networks of one architecture (`fused.architecture`) that carry no
+  gradient probe: one vmapped forward and backward for all of them, one optimizer;
+- a `PlainUnit` trains one network as a separate run does: the instrumented networks (the
+  gradient probes need their own backward passes), a lone network, and a DDP-wrapped network.
+
+A network whose loss stops being finite fails alone: its rows stop contributing to the bundle's
+loss, it writes nothing more, and the others train on. Networks resumed from checkpoints of
+different epochs train in separate passes (each pass in lock step).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from raytaskaff.data.transforms import rgb_input
+from raytaskaff.errors import RaytaskaffError
+from raytaskaff.models import MultiTaskNet, part_seed, save_atomic, save_model
+from raytaskaff.settings import RunResult, RunSpec
+from raytaskaff.tasks import Task
+from raytaskaff.training.fused import FusedNets, architecture
+from raytaskaff.training.optim import make_optimizer
+from raytaskaff.training.prefetch import prefetch
+from raytaskaff.training.probes import GradientProbe
+
+
+class TrainingDiverged(RaytaskaffError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass(eq=False)  # hashed by identity: a bundle's callbacks key records by member
+class Member:
+    """One network of a bundle: what it trains, whether its gradient probes run, where its
+    checkpoint (each epoch) and its selected network go."""
+
+    spec: RunSpec
+    probes: bool = False
+    checkpoint: str | os.PathLike | None = None
+    model_path: str | os.PathLike | None = None
+
+
+@dataclass
+class _State:
+    """A member while it trains."""
+
+    member: Member
+    tasks: list[Task]
+    inject: list[Task]
+    model: MultiTaskNet
+    history: list[dict] = field(default_factory=list)
+    best: tuple = (math.inf, -1, None)  # (summed val loss, epoch, state dict)
+    first_epoch: int = 0
+    probe: GradientProbe | None = None
+    parameters: int = 0
+    error: BaseException | None = None
+    saved: dict | None = None  # the checkpoint it resumes from
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None
+
+
+class _Inputs:
+    """One batch decoded once for every member: images, every task's target, each injection's
+    input channels."""
+
+    def __init__(self, raw: dict[str, torch.Tensor], states: list[_State], stats: dict, input: str) -> None:
+        self.x = rgb_input(raw[input]).contiguous(memory_format=torch.channels_last)
+        tasks = {t.name: t for s in states for t in (*s.tasks, *s.inject)}
+        self.targets = {name: t.target(raw, stats) for name, t in tasks.items()}
+        size = tuple(self.x.shape[-2:])
+        self.extra: dict[tuple, torch.Tensor | None] = {(): None}
+        for s in states:
+            names = tuple(t.name for t in s.inject)
+            if names not in self.extra:
+                self.extra[names] = torch.cat([t.encode_input(self.targets[t.name], size) for t in s.inject], dim=1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def extra_of(self, state: _State) -> torch.Tensor | None:
+        return self.extra[tuple(t.name for t in state.inject)]
+
+
+def _losses(state: _State, preds: dict[str, torch.Tensor], targets: dict) -> dict[str, torch.Tensor]:
+    return {t.name: t.loss_value(preds[t.name], targets[t.name]) for t in state.tasks}
+
+
+def _finite(losses: dict[str, torch.Tensor]) -> str | None:
+    """The first non-finite loss, said in words, or None."""
+    for name, value in losses.items():
+        if not torch.isfinite(value.detach()):
+            return f"loss of {name} is {float(value.detach())}"
+    return None
+
+
+class PlainUnit:
+    """One network, trained as a separate run (optionally DDP-wrapped, optionally probed)."""
+
+    def __init__(self, state: _State, config, device: torch.device, world: int, schedule) -> None:
+        self.states = [state]
+        self.model = state.model
+        self.net = self.model
+        if world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr, config.weight_decay, config.momentum)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        if state.member.probes and config.probes and len(state.tasks) > 1:
+            state.probe = GradientProbe(self.model, state.tasks, self.optimizer, config.probes)
+
+    def resume(self) -> None:
+        state = self.states[0]
+        saved = state.saved
+        if state.probe is not None:
+            state.probe.epochs = saved["probes"]
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+
+    def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> dict[int, dict[str, torch.Tensor]]:
+        """{member position: losses} of one training step (a failed member trains no more)."""
+        state = self.states[0]
+        if not state.alive:
+            return {}
+        self.optimizer.zero_grad(set_to_none=True)
+        extra = inputs.extra_of(state)
+        if state.probe is not None and state.probe.wants(step):
+            losses = state.probe.backward(inputs.x, extra, inputs.targets, step, autocast if amp else None)
+        else:
+            with autocast():
+                losses = _losses(state, self.net(inputs.x, extra), inputs.targets)
+            bad = _finite(losses)
+            if bad is not None:
+                return {0: losses}
+            sum(losses.values()).backward()
+        if _finite(losses) is None:
+            self.optimizer.step()
+        self.scheduler.step()
+        return {0: losses}
+
+    def predict(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
+        state = self.states[0]
+        with autocast():
+            return {0: self.model(inputs.x, inputs.extra_of(state))} if state.alive else {}
+
+    def train(self, mode: bool) -> None:
+        self.model.train(mode)
+
+    def model_state(self, position: int) -> dict:
+        return self.model.state_dict()
+
+    def load_model_state(self, position: int, state: dict) -> None:
+        self.model.load_state_dict(state)
+
+    def optimizer_state(self, position: int) -> dict:
+        return self.optimizer.state_dict()
+
+    def parameters_of(self, position: int) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+class FusedUnit:
+    """Several networks of one architecture, stacked (`training.fused.FusedNets`)."""
+
+    def __init__(self, states: list[_State], config, device: torch.device, schedule) -> None:
+        self.states = states
+        self.fused = FusedNets([s.model for s in states]).to(device)
+        self.optimizer = make_optimizer(config.optimizer, self.fused.parameters(), config.lr, config.weight_decay, config.momentum)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        for s in states:
+            s.model = None  # the stacks hold the weights from here on
+
+    def resume(self) -> None:
+        for i, s in enumerate(self.states):
+            self.fused.load_state_dict(i, s.saved["model"])
+        self.fused.load_optimizer_states(self.optimizer, [s.saved["optimizer"] for s in self.states])
+        self.scheduler.load_state_dict(self.states[0].saved["scheduler"])
+
+    def _extra(self, inputs: _Inputs) -> torch.Tensor | None:
+        """The injected labels: one tensor when every network receives the same partners' labels,
+        else stacked (N, B, C, H, W), a row per network."""
+        extras = [inputs.extra_of(s) for s in self.states]
+        if all(e is extras[0] for e in extras):
+            return extras[0]
+        return torch.stack(extras)
+
+    def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> dict[int, dict[str, torch.Tensor]]:
+        extra = self._extra(inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            out = self.fused(inputs.x, extra)
+            losses = {i: _losses(s, self.fused.predictions(out, i), inputs.targets) for i, s in enumerate(self.states)}
+        # a member whose loss is not finite is left out of the sum: its rows get no gradient
+        kept = [sum(v.values()) for i, v in losses.items() if self.states[i].alive and _finite(v) is None]
+        if kept:
+            sum(kept).backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        return {i: v for i, v in losses.items() if self.states[i].alive}
+
+    def predict(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
+        with autocast():
+            out = self.fused(inputs.x, self._extra(inputs))
+        return {i: self.fused.predictions(out, i) for i, s in enumerate(self.states) if s.alive}
+
+    def train(self, mode: bool) -> None:
+        self.fused.train(mode)
+
+    def model_state(self, position: int) -> dict:
+        return self.fused.state_dict(position)
+
+    def load_model_state(self, position: int, state: dict) -> None:
+        self.fused.load_state_dict(position, state)
+
+    def optimizer_state(self, position: int) -> dict:
+        return self.fused.optimizer_state(self.optimizer, position)
+
+    def parameters_of(self, position: int) -> int:
+        return self.fused.parameter_count(position)
+
+
+def build_units(states: list[_State], config, device: torch.device, world: int, schedule, fuse: bool = True) -> list:
+    """Plain units for probed networks, lone networks and DDP; a fused unit per architecture."""
+    units, groups = [], {}
+    for s in states:
+        probed = s.member.probes and config.probes is not None and len(s.tasks) > 1
+        if probed or world > 1 or not fuse:
+            units.append(PlainUnit(s, config, device, world, schedule))
+        else:
+            groups.setdefault(architecture(s.model), []).append(s)
+    for group in groups.values():
+        units.append(PlainUnit(group[0], config, device, world, schedule) if len(group) == 1
+                     else FusedUnit(group, config, device, schedule))
+    return units
+
+
+@torch.no_grad()
+def evaluate_units(units: list, data, states: list[_State], stats: dict, device: torch.device, batch_size: int,
+                   autocast, ahead: int, input: str, domains: list[str]) -> dict[int, tuple[dict, dict]]:
+    """{id(state): (mean loss per task, metrics per task)} over a split, for every live member."""
+    for u in units:
+        u.train(False)
+    totals = {id(s): {t.name: 0.0 for t in s.tasks} for s in states}
+    sums = {id(s): {t.name: {} for t in s.tasks} for s in states}
+    count = 0
+    for batch in prefetch(data.batches(batch_size, domains), ahead, pin=device.type == "cuda"):
+        inputs = _Inputs({k: v.to(device, non_blocking=True) for k, v in batch.items()}, states, stats, input)
+        n = len(inputs)
+        for u in units:
+            for position, preds in u.predict(inputs, autocast).items():
+                s = u.states[position]
+                for t in s.tasks:
+                    totals[id(s)][t.name] += float(t.loss_value(preds[t.name], inputs.targets[t.name])) * n
+                    for k, v in t.metric_sums(preds[t.name], inputs.targets[t.name], stats).items():
+                        sums[id(s)][t.name][k] = sums[id(s)][t.name].get(k, 0) + v.cpu()
+        count += n
+    for u in units:
+        u.train(True)
+    return {id(s): ({k: v / max(count, 1) for k, v in totals[id(s)].items()},
+                    {t.name: t.metrics_from_sums(sums[id(s)][t.name]) for t in s.tasks}) for s in states if s.alive}
+
+
+def train_pass(states: list[_State], model_config, config, data, seed: int, device: torch.device, rank: int,
+               world: int, first_epoch: int, on_epoch=None, fuse: bool = True) -> dict[int, tuple[dict, dict]]:
+    """Train members that start at `first_epoch` in lock step to the end; returns each live
+    member's test (losses, metrics) of its selected epoch, by id of its state."""
+    steps_per_epoch = len(data.train) // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    schedule = (lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps))) if config.schedule == "cosine" else (lambda s: 1.0)
+    for s in states:
+        s.model = s.model.to(device, memory_format=torch.channels_last)
+    units = build_units(states, config, device, world, schedule, fuse)
+    for u in units:
+        if u.states[0].saved is not None:
+            u.resume()
+    amp = config.amp and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else _no_autocast
+    stats = data.stats if config.normalisation == "dataset" else {}
+    domains = _fields(states, data.train, config.input)
+    ahead, pin = config.prefetch_depth(device), device.type == "cuda"
+    for u in units:
+        u.train(True)
+    for epoch in range(first_epoch, config.epochs):
+        if not any(s.alive for s in states):
+            break
+        seen, running = 0, {id(s): {t.name: 0.0 for t in s.tasks} for s in states}
+        order_seed = part_seed(seed, f"data/{epoch}")  # the same order for every run of this seed
+        batches = data.train.batches(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)
+        for step, batch in enumerate(prefetch(batches, ahead, pin=pin)):
+            if world > 1:  # every rank draws the same global batch and trains on its share of the rows
+                batch = {k: v[rank::world] for k, v in batch.items()}
+            inputs = _Inputs({k: v.to(device, non_blocking=True) for k, v in batch.items()}, states, stats, config.input)
+            for u in units:
+                for position, losses in u.step(inputs, step, autocast, amp).items():
+                    s = u.states[position]
+                    bad = _finite(losses)
+                    if bad is not None and s.alive:
+                        s.error = TrainingDiverged(f"{bad} at epoch {epoch} step {step}: training stopped")
+                    elif s.alive:
+                        for name, value in losses.items():
+                            running[id(s)][name] += float(value.detach()) * len(inputs)
+            seen += len(inputs)
+        for s in states:
+            if s.probe is not None and s.alive:
+                s.probe.end_epoch()
+        val = evaluate_units(units, data.val, states, stats, device, config.eval_batch_size, autocast, ahead, config.input,
+                             _fields(states, data.val, config.input))
+        records = {}
+        for u in units:
+            for position, s in enumerate(u.states):
+                if s.alive:
+                    record = _close_epoch(u, position, s, epoch, seen, running[id(s)], val[id(s)][0], rank, seed)
+                    if record is not None:
+                        records[s.member] = record
+        if on_epoch is not None and records:
+            on_epoch(epoch, records)
+    for u in units:
+        for position, s in enumerate(u.states):
+            if s.alive:
+                u.load_model_state(position, s.best[2])
+                if s.member.model_path is not None and rank == 0:
+                    net = s.model if s.model is not None else _rebuild(s, model_config, seed, config, u.model_state(position))
+                    save_model(net, s.member.model_path, seed)
+    return evaluate_units(units, data.test, states, stats, device, config.eval_batch_size, autocast, ahead, config.input,
+                          _fields(states, data.test, config.input))
+
+
+def _close_epoch(unit, position: int, s: _State, epoch: int, seen: int, running: dict, val_losses: dict, rank: int,
+                 seed: int) -> dict | None:
+    """Record a member's epoch, keep its best state and write its checkpoint; its record (None
+    when its validation loss is not finite, which fails it)."""
+    record = {"epoch": epoch, "train": {k: v / seen for k, v in running.items()}, "val": val_losses}
+    s.history.append(record)
+    val_total = sum(val_losses.values())
+    if not math.isfinite(val_total):
+        s.error = TrainingDiverged(f"validation loss is {val_total} at epoch {epoch}: training stopped")
+        return None
+    if val_total < s.best[0]:
+        s.best = (val_total, epoch, {k: v.detach().clone() for k, v in unit.model_state(position).items()})
+    if s.member.checkpoint is not None and rank == 0:
+        save_atomic({"spec": [list(s.member.spec.tasks), list(s.member.spec.inject)], "seed": seed, "epoch": epoch,
+                     "model": unit.model_state(position), "optimizer": unit.optimizer_state(position),
+                     "scheduler": unit.scheduler.state_dict(), "history": s.history, "best_val": s.best[0],
+                     "best_epoch": s.best[1], "best_model": s.best[2], "probes": s.probe.epochs if s.probe else {}},
+                    s.member.checkpoint)
+    return record
+
+
+def _rebuild(s: _State, model_config, seed: int, config, state: dict) -> MultiTaskNet:
+    """A plain network holding a fused member's weights, to save it as a separate run would."""
+    net = MultiTaskNet(s.tasks, model_config, inject=s.inject, seed=seed, grad_scale=config.grad_scale)
+    net.load_state_dict(state)
+    return net
+
+
+class _no_autocast:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _fields(states: list[_State], data, input: str) -> list[str]:
+    """The fields a batch holds: the input, every task's label, and the masks the split has."""
+    names = [input]
+    for s in states:
+        for t in (*s.tasks, *s.inject):
+            names += [f for i, f in enumerate(t.fields()) if i == 0 or f in data.domains]
+    return list(dict.fromkeys(names))
+
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed process group, (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def resume_state(path: Path | None, device: torch.device) -> dict | None:
+    """The checkpoint at `path`, or None when there is none or it cannot be read safely (tensors and
+    plain data only; anything else is refused by weights_only and the run starts afresh)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # weights_only refusing a pickled object, a truncated or foreign file
+        warnings.warn(f"{path}: unreadable checkpoint ignored, training from the start ({str(e).splitlines()[0]})", stacklevel=2)
+        return None
+
+
+def _start(member: Member, model_config, config, data, seed: int, device: torch.device) -> _State:
+    """A member's network built from its seed, and its checkpoint when it holds this run."""
+    tasks = [data.task(n, config.tasks) for n in member.spec.tasks]
+    inject = [data.task(n, config.tasks) for n in member.spec.inject]
+    model = MultiTaskNet(tasks, model_config, inject=inject, seed=seed, grad_scale=config.grad_scale)
+    state = _State(member, tasks, inject, model, parameters=sum(p.numel() for p in model.parameters()))
+    saved = resume_state(Path(member.checkpoint) if member.checkpoint else None, device)
+    if saved is not None and saved.get("spec") == [list(member.spec.tasks), list(member.spec.inject)] and saved.get("seed") == seed:
+        state.saved, state.history, state.first_epoch = saved, saved["history"], saved["epoch"] + 1
+        state.best = (saved["best_val"], saved["best_epoch"], saved["best_model"])
+    return state
+
+
+def train_bundle(members: list[Member], model_config, config, data, seed: int, on_epoch=None,
+                 fuse: bool = True) -> list[RunResult | BaseException]:
+    """Train the networks of one seed together; per member its `RunResult`, or the error that
+    stopped it (`TrainingDiverged`) while the others trained on.
+
+    config: a `training.loop.TrainConfig`; data: a `training.loop.DataSplits`; on_epoch: optional
+    callback(epoch, {member: record}) once per epoch, for the members that trained it; fuse: stack networks of one architecture (False: each
+    network its own module, still reading each batch once). A bundle's wall-clock and
+    device-seconds are split evenly among its networks.
+    """
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    device = resolve_device(config.device)
+    rank, size = world()
+    if size > 1 and config.probes and any(m.probes for m in members):
+        raise ValueError("gradient probes need one process per run; train instrumented runs without DDP")
+    if len(data.train) // config.batch_size < 1:
+        raise ValueError(f"the train split has {len(data.train)} views, fewer than one batch of {config.batch_size}")
+    states = [_start(m, model_config, config, data, seed, device) for m in members]
+    tested = {}
+    for first in sorted({s.first_epoch for s in states}):  # each resumed epoch trains in its own pass
+        group = [s for s in states if s.first_epoch == first]
+        tested.update(train_pass(group, model_config, config, data, seed, device, rank, size, first, on_epoch, fuse))
+    wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
+    share = 1 / len(states)
+    out: list[RunResult | BaseException] = []
+    for s in states:
+        if s.error is not None:
+            out.append(s.error)
+            continue
+        test_losses, test_metrics = tested[id(s)]
+        out.append(RunResult(
+            spec=s.member.spec, seed=seed, test_losses=test_losses, val_losses=s.history[s.best[1]]["val"],
+            test_metrics=test_metrics, best_epoch=s.best[1], epochs=config.epochs, history=s.history,
+            wall_seconds=wall * share,
+            # GPU-seconds on a GPU; CPU core-seconds (process CPU time) without one
+            device_seconds=(wall if device.type == "cuda" else cpu) * share,
+            device=str(device), parameters=s.parameters,
+            probes=dict(s.probe.epochs) if s.probe else {}, probe_variant=config.probes.variant if s.probe else None,
+            model_path=str(s.member.model_path) if s.member.model_path is not None else None,
+            bundle_size=len(states),
+        ))
+    return out

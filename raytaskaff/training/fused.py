@@ -1,0 +1,235 @@
+"""Several networks of one architecture trained as one stacked module (the networks of a bundle).
+
+The networks of a seed (its STL, pair, all-task and group networks, or its label-injection
+networks with the same number of injected channels) share the trunk architecture: encoder, neck
+and injection stem. `FusedNets` stacks their trunk parameters and BatchNorm buffers along a new
+leading dimension N and runs them with `torch.func.vmap` over `functional_call`: one call reads
+the batch once and computes every network's representation (on CPU and GPU, vmap turns a stacked
+convolution into one grouped convolution). The decoders of a task are stacked over the networks
+that have that task. BatchNorm keeps its running statistics per network (the stacked buffers are
+batched under vmap, so each row is updated from its own network's activations).
+
+Equivalence with separate networks: the parameters of network i are row i of each stack, every
+loss reads only its own row, and the training loss of the bundle is the sum of the networks'
+losses, so each row's gradient is its own network's gradient. Adam, AdamW and SGD (momentum,
+weight decay) update elementwise, so one optimizer over the stacks steps each network exactly as
+its own optimizer would. What differs is the order of floating-point reductions inside the
+grouped convolutions (fp32 results within about 1e-6 relative of the separate networks').
+Nothing here clips a global norm, which would couple the networks.
+
+Shapes: images (B, 3, H, W) are shared; the representation is (N, B, C, h, w); the predictions
+of task t are (N_t, B, out_t, H, W) for the N_t networks that predict t (or (N_t, B, out_t) for
+an image-level head).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from raytaskaff.models import MultiTaskNet
+
+_TRUNK = ("encoder.", "neck.", "inject_stem.")
+
+
+class _ScaleRows(torch.autograd.Function):
+    """Identity forward; multiplies row n of the gradient by scales[n] (each network's own
+    1/sqrt(T) at the shared representation, `models.scale_grad`)."""
+
+    @staticmethod
+    def forward(ctx, x, scales):
+        ctx.save_for_backward(scales)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (scales,) = ctx.saved_tensors
+        return grad * scales.view(-1, *([1] * (grad.dim() - 1))).to(grad.dtype), None
+
+
+def architecture(net: MultiTaskNet) -> tuple:
+    """What must be equal for two networks to share a stack: the model config and the number of
+    injected channels (the decoders are stacked per task, so task sets may differ)."""
+    return (net.config, sum(s.inject_channels for s in net.inject_specs))
+
+
+class _Trunk(nn.Module):
+    """Encoder, neck and injection stem of a network: (B, 3, H, W) (+ extra) -> representation."""
+
+    def __init__(self, net: MultiTaskNet) -> None:
+        super().__init__()
+        self.encoder, self.neck, self.inject_stem = net.encoder, net.neck, net.inject_stem
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.neck(self.encoder(x, None if extra is None else self.inject_stem(extra)))
+
+
+def _meta_copy(module: nn.Module) -> nn.Module:
+    """A parameter-free template of `module` for `functional_call` (its tensors on `meta`)."""
+    return copy.deepcopy(module).to("meta")
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([t.detach() for t in tensors]).contiguous()
+
+
+class FusedNets:
+    """N `MultiTaskNet`s of one architecture as stacked tensors: one forward for all of them.
+
+    nets: the networks, built as usual (their seeded initial weights are copied, so network i
+    starts exactly where the separate run starts); they are not kept or modified.
+    """
+
+    def __init__(self, nets: list[MultiTaskNet]) -> None:
+        if not nets:
+            raise ValueError("a fused module needs at least one network")
+        if len({architecture(n) for n in nets}) != 1:
+            raise ValueError("fused networks must share one architecture (model config and injected channels)")
+        self.size = len(nets)
+        self.task_names = [list(n.task_names) for n in nets]
+        self.tasks = list(dict.fromkeys(t for n in nets for t in n.task_names))
+        # rows[t]: which networks predict t, in order; row_of[(i, t)]: network i's row in t's stack
+        self.rows = {t: [i for i, n in enumerate(nets) if t in n.task_names] for t in self.tasks}
+        self.row_of = {(i, t): r for t, members in self.rows.items() for r, i in enumerate(members)}
+        self.training = True
+
+        trunk = _Trunk(nets[0])
+        self._trunk = _meta_copy(trunk)
+        self._param_names = {"trunk": [n for n, _ in trunk.named_parameters()]}
+        self._buffer_names = {"trunk": [n for n, _ in trunk.named_buffers()]}
+        trunks = [dict(_Trunk(n).named_parameters()) for n in nets], [dict(_Trunk(n).named_buffers()) for n in nets]
+        self.params = {"trunk": {k: nn.Parameter(_stack([p[k] for p in trunks[0]])) for k in self._param_names["trunk"]}}
+        self.buffers = {"trunk": {k: _stack([b[k] for b in trunks[1]]) for k in self._buffer_names["trunk"]}}
+        self._decoders = {}
+        for t in self.tasks:
+            decoders = [nets[i].decoders[t] for i in self.rows[t]]
+            self._decoders[t] = _meta_copy(decoders[0])
+            self._param_names[t] = [n for n, _ in decoders[0].named_parameters()]
+            self._buffer_names[t] = [n for n, _ in decoders[0].named_buffers()]
+            self.params[t] = {k: nn.Parameter(_stack([dict(d.named_parameters())[k] for d in decoders]))
+                              for k in self._param_names[t]}
+            self.buffers[t] = {k: _stack([dict(d.named_buffers())[k] for d in decoders]) for k in self._buffer_names[t]}
+        self.scales = torch.tensor([n.grad_scale for n in nets], dtype=torch.float32)
+        self._plain_names = [[n for n, _ in net.named_parameters()] for net in nets]
+        self._buffer_keys = [[n for n, _ in net.named_buffers()] for net in nets]
+
+    # -- tensors ---------------------------------------------------------------------------------
+    def parameters(self) -> list[nn.Parameter]:
+        """Every stacked parameter, trunk first, then each task's decoders (the optimizer's order)."""
+        return [p for part in self.params.values() for p in part.values()]
+
+    def to(self, device: torch.device) -> FusedNets:
+        with torch.no_grad():
+            for part in self.params.values():
+                for k, p in part.items():
+                    part[k] = nn.Parameter(p.to(device))
+            for part in self.buffers.values():
+                for k, b in part.items():
+                    part[k] = b.to(device)
+        self.scales = self.scales.to(device)
+        return self
+
+    def train(self, mode: bool = True) -> FusedNets:
+        self.training = mode
+        self._trunk.train(mode)
+        for d in self._decoders.values():
+            d.train(mode)
+        return self
+
+    def eval(self) -> FusedNets:
+        return self.train(False)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """{task: (N_t, B, ...) predictions} of every network for one batch.
+
+        x: (B, 3, H, W) images, shared; extra: injected labels, (B, C, H, W) shared by every
+        network or (N, B, C, H, W) one per network (label injection from different partners)."""
+        def trunk(params, buffers, x, extra):
+            return functional_call(self._trunk, (params, buffers), (x,), {"extra": extra})
+
+        per_net = extra is not None and extra.dim() == x.dim() + 1
+        z = vmap(trunk, in_dims=(0, 0, None, 0 if per_net else None))(self.params["trunk"], self.buffers["trunk"], x, extra)
+        if bool((self.scales != 1).any()):
+            z = _ScaleRows.apply(z, self.scales)
+        out = {}
+        for t in self.tasks:
+            rows = self.rows[t]
+            zt = z if len(rows) == self.size else z[torch.tensor(rows, device=z.device)]
+
+            def decode(params, buffers, z, t=t):
+                return functional_call(self._decoders[t], (params, buffers), (z,))
+
+            out[t] = vmap(decode)(self.params[t], self.buffers[t], zt)
+        return out
+
+    def predictions(self, out: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+        """Network i's predictions {task: (B, ...)} out of a fused forward's output."""
+        return {t: out[t][self.row_of[(i, t)]] for t in self.task_names[i]}
+
+    # -- one network's view ----------------------------------------------------------------------
+    def _locate(self, i: int, name: str) -> tuple[dict, str, int]:
+        """(stack dict, key, row) of network i's parameter or buffer `name` (a MultiTaskNet name)."""
+        if name.startswith(_TRUNK):
+            part = self.params["trunk"] if name in self.params["trunk"] else self.buffers["trunk"]
+            return part, name, i
+        _, t, rest = name.split(".", 2)  # decoders.<task>.<rest>
+        part = self.params[t] if rest in self.params[t] else self.buffers[t]
+        return part, rest, self.row_of[(i, t)]
+
+    def state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Network i's `MultiTaskNet.state_dict()` (copies)."""
+        out = {}
+        for name in (*self._plain_names[i], *self._buffer_keys[i]):
+            part, key, row = self._locate(i, name)
+            out[name] = part[key][row].detach().clone()
+        return out
+
+    @torch.no_grad()
+    def load_state_dict(self, i: int, state: dict[str, torch.Tensor]) -> None:
+        """Write a `MultiTaskNet.state_dict()` into network i's rows."""
+        for name in (*self._plain_names[i], *self._buffer_keys[i]):
+            part, key, row = self._locate(i, name)
+            part[key][row].copy_(state[name])
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer, i: int) -> dict:
+        """Network i's share of the stacked optimizer's state, as the state dict of an optimizer
+        of the same kind over `MultiTaskNet.parameters()` (so a bundle's checkpoint resumes as a
+        separate run and back)."""
+        full = optimizer.state_dict()
+        index = {id(p): k for k, p in enumerate(self.parameters())}
+        state = {}
+        for j, name in enumerate(self._plain_names[i]):
+            part, key, row = self._locate(i, name)
+            saved = full["state"].get(index[id(part[key])])
+            if saved is not None:
+                state[j] = {k: v[row].clone() if torch.is_tensor(v) and v.dim() > 0 else v for k, v in saved.items()}
+        group = {k: v for k, v in full["param_groups"][0].items() if k != "params"}
+        return {"state": state, "param_groups": [{**group, "params": list(range(len(self._plain_names[i])))}]}
+
+    def load_optimizer_states(self, optimizer: torch.optim.Optimizer, states: list[dict]) -> None:
+        """Stack the networks' optimizer state dicts (one per network, as `optimizer_state` writes
+        them) into `optimizer`, the optimizer over `parameters()`."""
+        params = self.parameters()
+        stacked: dict[int, dict] = {}
+        for k, p in enumerate(params):
+            rows = []
+            for i in range(self.size):
+                for j, name in enumerate(self._plain_names[i]):
+                    part, key, row = self._locate(i, name)
+                    if part[key] is p:
+                        rows.append((row, states[i]["state"].get(j)))
+            rows.sort(key=lambda r: r[0])
+            if any(s is None for _, s in rows):
+                continue
+            first = rows[0][1]
+            stacked[k] = {name: torch.stack([s[name] for _, s in rows]) if torch.is_tensor(v) and v.dim() > 0 else v
+                          for name, v in first.items()}
+        group = {k: v for k, v in states[0]["param_groups"][0].items() if k != "params"}
+        optimizer.load_state_dict({"state": stacked, "param_groups": [{**group, "params": list(range(len(params)))}]})
+
+    def parameter_count(self, i: int) -> int:
+        return sum(self._locate(i, n)[0][self._locate(i, n)[1]][0].numel() for n in self._plain_names[i])

@@ -1,0 +1,204 @@
+"""Bundles: the networks of a seed trained together equal their separate runs.
+
+Fused (stacked, vmapped) networks reorder floating-point reductions, so they are compared within
+tolerances; unfused bundles run the separate runs' very operations and must match bit for bit.
+"""
+
+import contextlib
+from itertools import combinations
+from unittest import mock
+
+import pytest
+import torch
+
+from raytaskaff.data.reader import SplitData
+from raytaskaff.data.shards import Manifest
+from raytaskaff.data.transforms import rgb_input
+from raytaskaff.models import MultiTaskNet, preset
+from raytaskaff.tasks import task
+from raytaskaff.training.bundle import Member, TrainingDiverged, train_bundle
+from raytaskaff.training.fused import FusedNets
+from raytaskaff.training.loop import DataSplits, RunSpec, TrainConfig, train
+from raytaskaff.training.probes import ProbeConfig
+
+MODEL = preset("small")
+FAST = TrainConfig(epochs=2, batch_size=32, lr=3e-3)
+TASKS = ("depth_zbuffer", "normal", "edge_texture")
+SEED_RUNS = [RunSpec((t,)) for t in TASKS] + [RunSpec(p) for p in combinations(TASKS, 2)] + [RunSpec(TASKS)]
+
+
+@pytest.fixture(scope="module")
+def splits(train_dataset):
+    return DataSplits(*(SplitData.open(train_dataset, s) for s in ("train", "val", "test")), stats=Manifest.load(train_dataset).stats)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _batch(splits, specs):
+    names = sorted({f for s in specs for n in (*s.tasks, *s.inject) for f in task(n).fields() if f in splits.train.domains} | {"rgb"})
+    raw = next(iter(splits.train.batches(16, names, shuffle=True, seed=1, drop_last=True)))
+    x = rgb_input(raw["rgb"])
+    targets = {n: task(n).target(raw, splits.stats) for s in specs for n in (*s.tasks, *s.inject)}
+    return x, targets
+
+
+def _extra(spec, targets, size):
+    return torch.cat([task(n).encode_input(targets[n], size) for n in spec.inject], dim=1) if spec.inject else None
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, rel: float) -> None:
+    """|actual - expected| <= rel |expected| in the L2 norm (elementwise relative error is
+    meaningless for entries near zero, whose value is all reordering noise)."""
+    error = (actual - expected).norm().item()
+    assert error <= rel * expected.norm().item() + 1e-30, (error, expected.norm().item())
+
+
+@pytest.mark.parametrize("specs, grad_scale", [
+    (SEED_RUNS, False),
+    (SEED_RUNS, True),  # 1/sqrt(T) at the representation, per network
+    ([RunSpec(("depth_zbuffer",), ("edge_texture",)), RunSpec(("normal",), ("keypoints2d",)),
+      RunSpec(("edge_texture",), ("keypoints2d",))], False),  # label injection, one channel from different partners
+])
+@pytest.mark.parametrize("loss", ["smooth", "task"])
+def test_first_step_losses_and_gradients_equal_the_separate_networks(splits, specs, grad_scale, loss):
+    """With a smooth loss the fused gradients equal the separate networks' within 1e-5 relative;
+    with the tasks' own losses (L1 terms and masks, whose kinks flip sign under reordering noise)
+    within 1e-4, while the separate fp32 gradient itself is 6e-4 to 2e-2 from its fp64 value."""
+    x, targets = _batch(splits, specs)
+    size = tuple(x.shape[-2:])
+    nets = [MultiTaskNet([task(n) for n in s.tasks], MODEL, inject=[task(n) for n in s.inject], seed=4, grad_scale=grad_scale)
+            for s in specs]
+    fused = FusedNets(nets)  # copies the seeded initial weights
+    extras = [_extra(s, targets, size) for s in specs]
+    out = fused(x, None if extras[0] is None else torch.stack(extras))
+    def value(t, pred):
+        return pred.float().square().mean() if loss == "smooth" else task(t).loss_value(pred, targets[t])
+
+    fused_losses = {i: {t: value(t, p) for t, p in fused.predictions(out, i).items()} for i in range(len(specs))}
+    sum(sum(v.values()) for v in fused_losses.values()).backward()
+    for i, (spec, net) in enumerate(zip(specs, nets)):
+        losses = {t: value(t, p) for t, p in net(x, extras[i]).items()}
+        sum(losses.values()).backward()
+        for t in spec.tasks:
+            torch.testing.assert_close(fused_losses[i][t], losses[t], rtol=1e-5, atol=0)
+        mine = [fused._locate(i, name) for name, _ in net.named_parameters()]
+        _close(torch.cat([part[key].grad[row].reshape(-1) for part, key, row in mine]),
+               torch.cat([p.grad.reshape(-1) for p in net.parameters()]), 1e-5 if loss == "smooth" else 1e-4)
+
+
+def test_fused_batchnorm_statistics_stay_per_network(splits):
+    x, _ = _batch(splits, SEED_RUNS[:2])
+    nets = [MultiTaskNet([task(s.tasks[0])], MODEL, seed=seed) for seed, s in enumerate(SEED_RUNS[:2])]
+    fused = FusedNets(nets)
+    fused(x)
+    for i, net in enumerate(nets):
+        net(x)
+        state = fused.state_dict(i)
+        for name, buffer in net.named_buffers():
+            torch.testing.assert_close(state[name], buffer, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(fused.state_dict(0)["encoder.stem_rest.0.running_mean"], fused.state_dict(1)["encoder.stem_rest.0.running_mean"])
+
+
+def test_a_fused_bundle_trains_each_network_as_its_separate_run(splits):
+    separate = [train(s, MODEL, FAST, splits, seed=3) for s in SEED_RUNS]
+    bundled = train_bundle([Member(s) for s in SEED_RUNS], MODEL, FAST, splits, seed=3, fuse=True)
+    for a, b in zip(separate, bundled):
+        assert b.spec == a.spec and b.best_epoch == a.best_epoch and b.bundle_size == len(SEED_RUNS)
+        assert b.test_losses == pytest.approx(a.test_losses, rel=0.01)
+        assert b.parameters == a.parameters
+        for ha, hb in zip(a.history, b.history):
+            assert hb["val"] == pytest.approx(ha["val"], rel=0.01)
+
+
+def test_an_unfused_bundle_is_bit_identical_to_separate_runs(splits):
+    config = TrainConfig(epochs=2, batch_size=32, lr=3e-3, probes=ProbeConfig(lookahead_every=2))
+    specs = [RunSpec(("depth_zbuffer",)), RunSpec(("depth_zbuffer", "normal"))]
+    separate = [train(s, MODEL, config, splits, seed=3) for s in specs]
+    bundled = train_bundle([Member(s, probes=True) for s in specs], MODEL, config, splits, seed=3, fuse=False)
+    for a, b in zip(separate, bundled):
+        assert b.test_losses == a.test_losses and b.history == a.history and b.probes == a.probes
+    assert bundled[1].probes["gs"] and bundled[1].probe_variant == config.probes.variant
+
+
+def test_probed_networks_train_beside_the_fused_ones(splits):
+    config = TrainConfig(epochs=1, batch_size=32, lr=3e-3, probes=ProbeConfig(lookahead_every=2))
+    members = [Member(s, probes=len(s.tasks) == 3) for s in SEED_RUNS]
+    bundled = train_bundle(members, MODEL, config, splits, seed=3, fuse=True)
+    alone = train(SEED_RUNS[-1], MODEL, config, splits, seed=3)
+    assert bundled[-1].test_losses == alone.test_losses and bundled[-1].probes == alone.probes  # the plain path
+    assert all(not r.probes for r in bundled[:-1])
+
+
+def test_label_injection_networks_stack_by_injected_channels(splits):
+    specs = [RunSpec(("depth_zbuffer",), ("normal",)), RunSpec(("edge_texture",), ("normal",)),  # 4 channels
+             RunSpec(("normal",), ("edge_texture",)), RunSpec(("depth_zbuffer",), ("keypoints2d",))]  # 1 channel
+    separate = [train(s, MODEL, FAST, splits, seed=1) for s in specs]
+    bundled = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=1, fuse=True)
+    for a, b in zip(separate, bundled):
+        assert b.test_losses == pytest.approx(a.test_losses, rel=0.01)
+
+
+def test_a_diverging_network_fails_alone(splits):
+    real = FusedNets.predictions
+
+    def poisoned(self, out, i):
+        preds = real(self, out, i)
+        return {t: p * float("nan") for t, p in preds.items()} if self.task_names[i] == ["depth_zbuffer", "normal"] else preds
+
+    with mock.patch.object(FusedNets, "predictions", poisoned):
+        bundled = train_bundle([Member(s) for s in SEED_RUNS], MODEL, FAST, splits, seed=3, fuse=True)
+    clean = train_bundle([Member(s) for s in SEED_RUNS], MODEL, FAST, splits, seed=3, fuse=True)
+    failed = bundled[SEED_RUNS.index(RunSpec(("depth_zbuffer", "normal")))]
+    assert isinstance(failed, TrainingDiverged) and "loss of depth_zbuffer is nan at epoch 0 step 0" in str(failed)
+    for a, b in zip(clean, bundled):
+        if b is not failed:
+            assert b.test_losses == pytest.approx(a.test_losses, rel=1e-5)
+
+
+def test_bundle_checkpoints_resume_as_separate_runs_and_in_passes(splits, tmp_path):
+    whole = train_bundle([Member(s) for s in SEED_RUNS], MODEL, FAST, splits, seed=2, fuse=True)
+    members = [Member(s, checkpoint=tmp_path / f"{i}.pt", model_path=tmp_path / f"{i}.model") for i, s in enumerate(SEED_RUNS)]
+
+    def crash(epoch, records):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_bundle(members, MODEL, FAST, splits, seed=2, on_epoch=crash, fuse=True)
+    assert all(m.checkpoint.exists() for m in members)
+    # the first network resumes as a separate run (from the fused optimizer's share of its state)
+    alone = train(SEED_RUNS[0], MODEL, FAST, splits, seed=2, checkpoint=members[0].checkpoint)
+    assert alone.test_losses == pytest.approx(whole[0].test_losses, rel=1e-4)
+    # the others: two of them lose their checkpoint, so the bundle trains in two passes
+    members[1].checkpoint.unlink()
+    members[2].checkpoint.unlink()
+    epochs = []
+    resumed = train_bundle(members[1:], MODEL, FAST, splits, seed=2, fuse=True,
+                           on_epoch=lambda epoch, records: epochs.append((epoch, len(records))))
+    assert epochs == [(0, 2), (1, 2), (1, 4)]
+    for a, b in zip(whole[1:], resumed):
+        assert b.test_losses == pytest.approx(a.test_losses, rel=1e-4) and len(b.history) == FAST.epochs
+        assert b.model_path is not None
+
+
+def test_a_saved_fused_network_is_its_selected_epoch(splits, tmp_path):
+    from raytaskaff.models import load_model
+    from raytaskaff.training.loop import evaluate
+
+    members = [Member(s, model_path=tmp_path / f"{i}.pt") for i, s in enumerate(SEED_RUNS[:4])]
+    results = train_bundle(members, MODEL, FAST, splits, seed=0, fuse=True)
+    net = load_model(members[3].model_path)
+    assert net.task_names == list(SEED_RUNS[3].tasks) and results[3].model_path == str(members[3].model_path)
+    tasks = [task(n) for n in SEED_RUNS[3].tasks]
+    losses, _ = evaluate(net, splits.test, tasks, [], splits.stats, torch.device("cpu"), 256, contextlib.nullcontext)
+    assert losses == pytest.approx(results[3].test_losses, rel=1e-5)
+
+
+def test_an_empty_train_split_is_refused(splits):
+    with pytest.raises(ValueError, match="fewer than one batch of 100000"):
+        train_bundle([Member(SEED_RUNS[0])], MODEL, TrainConfig(epochs=1, batch_size=100000), splits, seed=0)
