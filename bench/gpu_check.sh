@@ -61,12 +61,12 @@ PY
 work=$(mktemp -d)
 config_with sweeps/smoke.yaml "$work/smoke-1.yaml" resources.gpus_per_run=1 data.path="$work/smoke-data"
 
-step pytest-gpu 150 "$py" -m pytest -m gpu -q -p no:cacheprovider
-step smoke-1gpu 75 "$py" -m raytaskaff.sweep --config "$work/smoke-1.yaml" --out "$work/smoke-1"
-step seed-16 170 "$py" -m bench.bundles --gpus 1 --seeds 0 --kinds stl,pair,all --modes auto,packed,one
+step pytest-gpu 140 "$py" -m pytest -m gpu -q -p no:cacheprovider
+step smoke-1gpu 60 "$py" -m raytaskaff.sweep --config "$work/smoke-1.yaml" --out "$work/smoke-1"
+step seed-16 150 "$py" -m bench.bundles --gpus 1 --seeds 0 --kinds stl,pair,all --modes auto,packed,one
 step default-auto 75 "$py" -m bench.bundles --gpus 1 --gpus-per-bundle 0.25 --modes auto
-step packing 45 "$py" -m bench.packing --per-gpu 1,8 --epochs 1
-step training 40 "$py" -m bench.training --device cuda --tasks 1,5
+step packing 40 "$py" -m bench.packing --per-gpu 1,8 --epochs 1
+step training 35 "$py" -m bench.training --device cuda --tasks 1,5
 
 echo "--- the benchmarks' rows ---" | tee -a "$summary"
 for name in seed-16 default-auto packing training; do

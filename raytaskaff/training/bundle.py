@@ -206,11 +206,13 @@ class FusedUnit:
         with autocast():
             out = self.fused(inputs.x, extra)
             losses = {i: _losses(s, self.fused.predictions(out, i), inputs.targets) for i, s in enumerate(self.states)}
-        # a member whose loss is not finite is left out of the sum: its rows get no gradient
-        kept = [sum(v.values()) for i, v in losses.items() if self.states[i].alive and _finite(v) is None]
-        if kept:
-            sum(kept).backward()
-            self.optimizer.step()
+        # a member whose loss is not finite (or that failed before) is left out of the sum, its
+        # rows get no gradient; decided on the device, so that a step waits on no transfer
+        totals = torch.stack([sum(v.values()).float() for v in losses.values()])
+        alive = torch.tensor([s.alive for s in self.states], device=totals.device)
+        keep = alive & torch.isfinite(totals)
+        torch.where(keep, totals, torch.zeros_like(totals)).sum().backward()
+        self.optimizer.step()
         self.scheduler.step()
         return {i: v for i, v in losses.items() if self.states[i].alive}
 
@@ -306,15 +308,17 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
             if world > 1:  # every rank draws the same global batch and trains on its share of the rows
                 batch = {k: v[rank::world] for k, v in batch.items()}
             inputs = _Inputs({k: v.to(device, non_blocking=True) for k, v in batch.items()}, states, stats, config.input)
-            for u in units:
-                for position, losses in u.step(inputs, step, autocast, amp).items():
-                    s = u.states[position]
-                    bad = _finite(losses)
-                    if bad is not None and s.alive:
+            stepped = [(u.states[position], losses) for u in units for position, losses in u.step(inputs, step, autocast, amp).items()]
+            if stepped:  # every loss of the step in one transfer
+                values = iter(torch.stack([v.detach().float() for _, losses in stepped for v in losses.values()]).tolist())
+                for s, losses in stepped:
+                    found = {name: next(values) for name in losses}
+                    bad = next((f"loss of {n} is {v}" for n, v in found.items() if not math.isfinite(v)), None)
+                    if bad is not None:
                         s.error = TrainingDiverged(f"{bad} at epoch {epoch} step {step}: training stopped")
-                    elif s.alive:
-                        for name, value in losses.items():
-                            running[id(s)][name] += float(value.detach()) * len(inputs)
+                    else:
+                        for name, value in found.items():
+                            running[id(s)][name] += value * len(inputs)
             seen += len(inputs)
         for s in states:
             if s.probe is not None and s.alive:

@@ -113,6 +113,7 @@ class FusedNets:
                               for k in self._param_names[t]}
             self.buffers[t] = {k: _stack([dict(d.named_buffers())[k] for d in decoders]) for k in self._buffer_names[t]}
         self.scales = torch.tensor([n.grad_scale for n in nets], dtype=torch.float32)
+        self._index = {t: torch.tensor(rows) for t, rows in self.rows.items()}  # moved with `to`
         self._plain_names = [[n for n, _ in net.named_parameters()] for net in nets]
         self._buffer_keys = [[n for n, _ in net.named_buffers()] for net in nets]
 
@@ -130,6 +131,7 @@ class FusedNets:
                 for k, b in part.items():
                     part[k] = b.to(device)
         self.scales = self.scales.to(device)
+        self._index = {t: i.to(device) for t, i in self._index.items()}
         return self
 
     def train(self, mode: bool = True) -> FusedNets:
@@ -158,7 +160,7 @@ class FusedNets:
         out = {}
         for t in self.tasks:
             rows = self.rows[t]
-            zt = z if len(rows) == self.size else z[torch.tensor(rows, device=z.device)]
+            zt = z if len(rows) == self.size else z.index_select(0, self._index[t])
 
             def decode(params, buffers, z, t=t):
                 return functional_call(self._decoders[t], (params, buffers), (z,))
