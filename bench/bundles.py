@@ -16,6 +16,10 @@ Without a GPU (`--gpus 0`) each trial gets `resources.cpus_per_run` CPUs and tri
 machine's cores; with one, `one` gets the whole GPU per trial (one network at a time) and `auto`
 and `unfused` get `--gpus-per-bundle` of it. `--kinds stl,pair,all` keeps one seed's 16 networks.
 
+`--loop cpu|cuda` times instead, in one process without Ray, one seed's STL, pair and all-task
+networks trained one after another against the same as one bundle: the factor the dry run
+applies to bundled runs.
+
 Rows: each mode's training-stage wall-clock and samples/s, `one / auto` (aim >= 1.8 on 2 CPU
 cores for the default), on a GPU `packed / auto` (aim >= 5 for one seed's 16 networks), and the
 agreement of every mode with `one`: the largest relative difference of a test loss, the Spearman
@@ -168,6 +172,38 @@ def rows(config_path: str, seeds: list[int] | None, epochs: int | None, gpus: fl
                   f"{rho:.3f}, {'yes' if same else 'no'}", float(np.float64(rho)), ">= 0.95")
 
 
+def loop_rows(config_path: str, seed: int, epochs: int | None, device: str) -> Iterator[Row]:
+    """In one process, no Ray: one seed's STL, pair and all-task networks trained one after another
+    with `train` against one `train_bundle` (stacked on a GPU, `resources.fuse: auto`): the
+    factor a bundle takes of the separate runs' time (the dry run's `bundle_factor`)."""
+    from raytaskaff.engine.runs import train_config
+    from raytaskaff.training.bundle import Member, train_bundle
+    from raytaskaff.training.loop import DataSplits, RunSpec, train
+
+    base = load_config(ROOT / config_path)
+    config = dataclasses.replace(base, seeds=(seed,), training=base.training if epochs is None else
+                                 dataclasses.replace(base.training, epochs=epochs))
+    root, manifest = prepare_data(config)
+    from raytaskaff.data.reader import SplitData
+
+    data = DataSplits(*(SplitData.open(root, s) for s in ("train", "val", "test")), stats=manifest.stats)
+    runs = [r for r in plan(config) if r.kind in (RunKind.STL, RunKind.PAIR, RunKind.ALL)]
+    model, loop = config.model.build(), train_config(config, device, True)
+    torch.set_num_threads(1)
+    train(RunSpec(runs[0].tasks), model, dataclasses.replace(loop, epochs=1), data, seed)  # warm-up (kernels, allocator)
+    start = time.perf_counter()
+    for r in runs:
+        train(RunSpec(r.tasks), model, loop if r.probes else dataclasses.replace(loop, probes=None), data, seed)
+    separate = time.perf_counter() - start
+    start = time.perf_counter()
+    train_bundle([Member(RunSpec(r.tasks), probes=r.probes) for r in runs], model, loop, data, seed,
+                 fuse=config.resources.fuses(torch.device(device).type))
+    bundled = time.perf_counter() - start
+    yield Row("bundles", f"{len(runs)} networks in one process ({device}), one after another", f"{separate:.1f} s")
+    yield Row("bundles", f"{len(runs)} networks as one bundle ({device}) / one after another",
+              f"{bundled:.1f} s vs {separate:.1f} s", bundled / separate)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser("bundles", __doc__)
     parser.add_argument("--config", default="sweeps/default.yaml")
@@ -178,8 +214,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kinds", default="", help="comma-separated run kinds to train (default: all planned)")
     parser.add_argument("--gpus-per-bundle", type=float, default=1.0, help="GPU share of a trial in modes auto and unfused")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100/H200 SXM: 989)")
+    parser.add_argument("--loop", default="", help="cpu or cuda: time one seed's networks in one process instead (no Ray)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.loop:
+        report(loop_rows(args.config, seeds[0] if seeds else 0, args.epochs, args.loop), args.json)
+        return
     report(rows(args.config, seeds, args.epochs, args.gpus, [m for m in args.modes.split(",") if m], args.peak_tflops,
                 [k for k in args.kinds.split(",") if k], args.gpus_per_bundle), args.json)
 

@@ -11,8 +11,9 @@
 # `pytest -m gpu` (the CUDA training loop, a fused bundle on CUDA against separate runs, networks
 # loaded onto CUDA, the smoke sweep through Tune at 0.25 GPU per run to its report), the smoke
 # sweep at 1 GPU per run from the command line, one seed's 16 networks of the default as one
-# bundle against the same 16 packed 8 per GPU and one at a time, the default's training stage
-# bundled (4 bundles per GPU), bench.packing and bench.training.
+# bundle against the same 16 one after another in one process, and through the engine against
+# them packed 8 per GPU and one at a time, the default's training stage bundled (4 bundles per
+# GPU), bench.packing and bench.training.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${GPU_CHECK_OUT:-gpu-check}
@@ -62,14 +63,15 @@ work=$(mktemp -d)
 config_with sweeps/smoke.yaml "$work/smoke-1.yaml" resources.gpus_per_run=1 data.path="$work/smoke-data"
 
 step pytest-gpu 140 "$py" -m pytest -m gpu -q -p no:cacheprovider
-step smoke-1gpu 60 "$py" -m raytaskaff.sweep --config "$work/smoke-1.yaml" --out "$work/smoke-1"
-step seed-16 150 "$py" -m bench.bundles --gpus 1 --seeds 0 --kinds stl,pair,all --modes auto,packed,one
+step loop-16 40 "$py" -m bench.bundles --loop cuda --epochs 4
+step seed-16 140 "$py" -m bench.bundles --gpus 1 --seeds 0 --kinds stl,pair,all --modes auto,packed,one
 step default-auto 75 "$py" -m bench.bundles --gpus 1 --gpus-per-bundle 0.25 --modes auto
+step smoke-1gpu 60 "$py" -m raytaskaff.sweep --config "$work/smoke-1.yaml" --out "$work/smoke-1"
 step packing 40 "$py" -m bench.packing --per-gpu 1,8 --epochs 1
 step training 35 "$py" -m bench.training --device cuda --tasks 1,5
 
 echo "--- the benchmarks' rows ---" | tee -a "$summary"
-for name in seed-16 default-auto packing training; do
+for name in loop-16 seed-16 default-auto packing training; do
     sed -n '/^measure/,$p' "$out/$name.log" | tee -a "$summary"
 done
 rm -rf "$work"
