@@ -43,6 +43,11 @@ class TrainingDiverged(RaytaskaffError):
     """A loss became NaN or infinite."""
 
 
+class StackingFailed(RuntimeError):
+    """The first step of stacked networks failed on this device (a kernel without a batching
+    rule there, say); nothing was written, and the bundle trains unstacked instead."""
+
+
 @dataclass(eq=False)  # hashed by identity: a bundle's callbacks key records by member
 class Member:
     """One network of a bundle: what it trains, whether its gradient probes run, where its
@@ -54,7 +59,7 @@ class Member:
     model_path: str | os.PathLike | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class _State:
     """A member while it trains."""
 
@@ -185,6 +190,7 @@ class FusedUnit:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         for s in states:
             s.model = None  # the stacks hold the weights from here on
+        self.stepped = False
 
     def resume(self) -> None:
         for i, s in enumerate(self.states):
@@ -201,6 +207,16 @@ class FusedUnit:
         return torch.stack(extras)
 
     def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> dict[int, dict[str, torch.Tensor]]:
+        if self.stepped:
+            return self._step(inputs, autocast)
+        try:  # the first step says whether this device's kernels take stacked networks
+            out = self._step(inputs, autocast)
+        except RuntimeError as e:
+            raise StackingFailed(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
+        self.stepped = True
+        return out
+
+    def _step(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
         extra = self._extra(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast():
@@ -450,7 +466,14 @@ def train_bundle(members: list[Member], model_config, config, data, seed: int, o
     tested = {}
     for first in sorted({s.first_epoch for s in states}):  # each resumed epoch trains in its own pass
         group = [s for s in states if s.first_epoch == first]
-        tested.update(train_pass(group, model_config, config, data, seed, device, rank, size, first, on_epoch, fuse))
+        try:
+            tested.update(train_pass(group, model_config, config, data, seed, device, rank, size, first, on_epoch, fuse))
+        except StackingFailed as e:
+            warnings.warn(f"stacked networks failed their first step on {device} ({e}): training the bundle's "
+                          f"{len(group)} networks unstacked", stacklevel=2)
+            fresh = [_start(s.member, model_config, config, data, seed, device) for s in group]
+            states = [fresh[group.index(s)] if s in group else s for s in states]
+            tested.update(train_pass(fresh, model_config, config, data, seed, device, rank, size, first, on_epoch, False))
     wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
     share = 1 / len(states)
     out: list[RunResult | BaseException] = []

@@ -67,9 +67,49 @@ class _Trunk(nn.Module):
         return self.neck(self.encoder(x, None if extra is None else self.inject_stem(extra)))
 
 
+class _StackedBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d written in plain tensor operations, for use under vmap over stacked networks.
+
+    The fused kernels (cuDNN's, the CPU one) cannot run there on a GPU: under vmap they ask for
+    the input's memory format, which vmap does not answer, and with bf16 activations and fp32
+    running statistics they refuse the mix. Here the statistics are computed in fp32 from the
+    activations (as autocast does for batch norm) and the output keeps the input's dtype; the
+    running statistics are updated in place (under vmap each network's own row) with PyTorch's
+    rule: momentum-weighted, the variance unbiased. Same parameter and buffer names as
+    `nn.BatchNorm2d`, so a network's state dict fits it unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        if self.training:
+            mean = xf.mean(dim=(0, 2, 3))
+            var = xf.var(dim=(0, 2, 3), unbiased=False)
+            n = xf.numel() / xf.shape[1]
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                # momentum None: the cumulative average, as nn.BatchNorm2d keeps it
+                m = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.float()
+                self.running_mean.mul_(1 - m).add_(mean.detach() * m)
+                self.running_var.mul_(1 - m).add_(var.detach() * m * n / max(n - 1, 1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        y = xf * scale[:, None, None] + (self.bias - mean * scale)[:, None, None]
+        return y.to(x.dtype)
+
+
 def _meta_copy(module: nn.Module) -> nn.Module:
-    """A parameter-free template of `module` for `functional_call` (its tensors on `meta`)."""
-    return copy.deepcopy(module).to("meta")
+    """A parameter-free template of `module` for `functional_call` (its tensors on `meta`), its
+    BatchNorm layers replaced by `_StackedBatchNorm`."""
+    template = copy.deepcopy(module).to("meta")
+    for name, child in list(template.named_modules()):
+        if type(child) is nn.BatchNorm2d:
+            stacked = _StackedBatchNorm(child.num_features, child.eps, child.momentum, device="meta")
+            if not name:
+                return stacked
+            parent, _, leaf = name.rpartition(".")
+            setattr(template.get_submodule(parent) if parent else template, leaf, stacked)
+    return template
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -154,6 +194,7 @@ class FusedNets:
             return functional_call(self._trunk, (params, buffers), (x,), {"extra": extra})
 
         per_net = extra is not None and extra.dim() == x.dim() + 1
+        x = x.contiguous()  # vmap's convolutions and reductions want the standard layout
         z = vmap(trunk, in_dims=(0, 0, None, 0 if per_net else None))(self.params["trunk"], self.buffers["trunk"], x, extra)
         if bool((self.scales != 1).any()):
             z = _ScaleRows.apply(z, self.scales)

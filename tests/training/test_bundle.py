@@ -43,7 +43,9 @@ def one_thread():
 def _batch(splits, specs):
     names = sorted({f for s in specs for n in (*s.tasks, *s.inject) for f in task(n).fields() if f in splits.train.domains} | {"rgb"})
     raw = next(iter(splits.train.batches(16, names, shuffle=True, seed=1, drop_last=True)))
-    x = rgb_input(raw["rgb"])
+    # the standard layout, as the fused module computes in (a separate network's own gradient
+    # moves by about 5e-4 between a channels-last and a standard input on a CPU)
+    x = rgb_input(raw["rgb"]).contiguous()
     targets = {n: task(n).target(raw, splits.stats) for s in specs for n in (*s.tasks, *s.inject)}
     return x, targets
 
@@ -202,3 +204,52 @@ def test_a_saved_fused_network_is_its_selected_epoch(splits, tmp_path):
 def test_an_empty_train_split_is_refused(splits):
     with pytest.raises(ValueError, match="fewer than one batch of 100000"):
         train_bundle([Member(SEED_RUNS[0])], MODEL, TrainConfig(epochs=1, batch_size=100000), splits, seed=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_stacked_batchnorm_is_batchnorm_per_network_in_any_activation_dtype(dtype):
+    """The fused module's BatchNorm: per network, nn.BatchNorm2d's output, gradients and running
+    statistics (fp32 statistics of bf16 activations, which cuDNN's kernel refuses under vmap)."""
+    from torch.func import functional_call, vmap
+
+    from raytaskaff.training.fused import _meta_copy
+
+    torch.manual_seed(0)
+    norms = [torch.nn.BatchNorm2d(6) for _ in range(3)]
+    for bn in norms:
+        torch.nn.init.uniform_(bn.weight)
+        torch.nn.init.uniform_(bn.bias)
+    template = _meta_copy(norms[0])
+    params = {k: torch.stack([dict(bn.named_parameters())[k].detach() for bn in norms]).requires_grad_() for k in ("weight", "bias")}
+    buffers = {k: torch.stack([dict(bn.named_buffers())[k] for bn in norms]) for k, _ in norms[0].named_buffers()}
+    x = torch.randn(3, 8, 6, 5, 5).to(dtype)
+    for training in (True, False):
+        template.train(training)
+        y = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)))(params, buffers, x)
+        assert y.dtype == dtype and buffers["running_mean"].dtype == torch.float32
+        expected = []
+        for i, bn in enumerate(norms):
+            bn.train(training)
+            expected.append(bn(x[i].float()))
+            tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
+            torch.testing.assert_close(y[i].float(), expected[i], **tol)
+            torch.testing.assert_close(buffers["running_mean"][i], bn.running_mean, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(buffers["running_var"][i], bn.running_var, rtol=1e-5, atol=1e-6)
+            assert int(buffers["num_batches_tracked"][i]) == int(bn.num_batches_tracked) == 1
+        if dtype == torch.float32 and training:
+            y.square().sum().backward()
+            for i, bn in enumerate(norms):
+                expected[i].square().sum().backward()
+                torch.testing.assert_close(params["weight"].grad[i], bn.weight.grad, rtol=1e-4, atol=1e-5)
+                torch.testing.assert_close(params["bias"].grad[i], bn.bias.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_stacking_that_fails_on_its_first_step_falls_back_to_separate_modules(splits):
+    def unsupported(self, x, extra=None):
+        raise RuntimeError("NYI: querying is_contiguous inside of vmap for memory_format other than torch.contiguous_format")
+
+    specs = SEED_RUNS[:4]
+    with mock.patch.object(FusedNets, "__call__", unsupported), pytest.warns(UserWarning, match="stacked networks failed"):
+        fallen = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=3, fuse=True)
+    plain = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=3, fuse=False)
+    assert [r.test_losses for r in fallen] == [r.test_losses for r in plain]
