@@ -11,7 +11,8 @@ starts the trial processes, excluded):
 - `one`: `resources.bundle: 1`, one network per trial (the way sweeps ran before bundles);
 - `packed`: `bundle: 1` at 1/8 GPU per run (8 networks per GPU at once; GPU only);
 - `unfused`: `bundle: auto` with `fuse: false` (the networks of a bundle as separate modules,
-  reading each batch once).
+  reading each batch once);
+- `fused`: `bundle: auto` with `fuse: true` (stacked also on a CPU: the equivalence check).
 Without a GPU (`--gpus 0`) each trial gets `resources.cpus_per_run` CPUs and trials share the
 machine's cores; with one, `one` gets the whole GPU per trial (one network at a time) and `auto`
 and `unfused` get `--gpus-per-bundle` of it. `--kinds stl,pair,all` keeps one seed's 16 networks.
@@ -58,6 +59,7 @@ MODES = {
     "one": {"bundle": 1, "fuse": "auto"},
     "packed": {"bundle": 1, "fuse": "auto", "gpus_per_run": 0.125},
     "unfused": {"bundle": "auto", "fuse": False},
+    "fused": {"bundle": "auto", "fuse": True},
 }
 
 
