@@ -137,22 +137,29 @@ class ModelSection:
             raise ConfigError(f"model: {e}") from None
 
 
+#: Networks per trial under `resources.bundle: auto`.
+AUTO_BUNDLE = 32
+
+
 @dataclass(frozen=True)
 class ResourcesSection:
     """cpus_per_run / gpus_per_run: Ray resources of one run (fractions pack several runs per
     GPU); max_concurrent: runs at once (None: as many as resources allow); workers: >0 trains
     each run with Ray Train's TorchTrainer and that many DDP workers; scorer_actors: actors of
     the STL-based scorers; bundle: networks trained together in one trial (`plan.bundles`:
-    "auto" every network of a seed and kind, N at most N, 1 one network per trial); fuse: stack
+    "auto" the networks of a seed and input, at most `AUTO_BUNDLE`; N at most N; 1 one network
+    per trial); fuse: stack
     the networks of a bundle into one vmapped module ("auto": on a GPU, where it pays; on a CPU
     the networks of a bundle step one after another on each shared batch)."""
 
     @property
-    def bundle_limit(self) -> int | None:
-        """Most networks per trial (None: no limit). DDP runs (`workers`) train one per trial."""
+    def bundle_limit(self) -> int:
+        """Most networks per trial: `AUTO_BUNDLE` for "auto" (a seed's 16 networks of five tasks
+        stay whole; a 40-task seed's 821 are cut, so that a trial's activations fit its share of
+        a device). DDP runs (`workers`) train one per trial."""
         if self.workers:
             return 1
-        return None if self.bundle == "auto" else self.bundle
+        return AUTO_BUNDLE if self.bundle == "auto" else self.bundle
 
     def fuses(self, device_type: str) -> bool:
         """Whether a bundle trained on `device_type` ("cuda", "cpu") stacks its networks."""

@@ -67,7 +67,8 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     r = config.resources
     lines = [f"sweep {config.name}: {len(config.tasks)} tasks x {len(config.seeds)} seeds, {len(runs)} runs",
              "runs by kind: " + ", ".join(f"{k} {v}" for k, v in summary(runs).items()),
-             f"resources per run: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
+             f"resources per trial: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
+             _trials(config, runs),
              f"scorers: {', '.join(config.active_scorers)}"]
     lines += [f"scorer {name} skipped: {why}" for name, why in config.skipped_scorers().items()]
     known = _train_views(config)
@@ -89,6 +90,14 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
             seconds = sum(c[0] for c in costs)
             used = {c[1].measurement.device for c in costs}
             notes = sorted({c[1].note for c in costs if c[1].note})
+            if r.bundle_limit > 1:
+                factor = throughput.bundle_factor(kind, config.model.preset)
+                if factor is None:
+                    notes.append(f"no bundle factor is measured on {kind}: counted as one network per trial")
+                else:
+                    seconds *= factor.factor
+                    notes.append(f"bundled: x{factor.factor:.2f} of one network after another, measured for "
+                                 f"{factor.networks} networks of {factor.model} at {factor.size} px on {factor.device}")
             lines.append(f"estimated device-hours: {seconds / 3600:.2f} {unit} ({count} training views of {px} px x "
                          f"{config.training.epochs} epochs; measured on {', '.join(sorted(used))}"
                          + (f"; {'; '.join(notes)}" if notes else "") + ")")
@@ -97,6 +106,19 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
                              "at the throughput of one run per device (packed runs may do better; not in the estimate)")
     lines.append(f"output: {config.out}")
     return "\n".join(lines)
+
+
+def _trials(config: SweepConfig, runs) -> str:
+    """How the runs are bundled into trials, in words."""
+    from raytaskaff.plan import bundles
+
+    r = config.resources
+    if r.bundle_limit == 1:
+        return f"trials: {len(runs)}, one network each (resources.bundle: 1" + (", DDP)" if r.workers else ")")
+    trials = bundles(runs, r.bundle_limit)
+    stacked = {"auto": "stacked on a GPU", True: "stacked", False: "not stacked"}[r.fuse]
+    return (f"trials: {len(trials)} bundles of up to {max(len(b.runs) for b in trials)} networks "
+            f"(resources.bundle: {r.bundle}, {stacked})")
 
 
 def _interrupt_on_sigterm() -> None:

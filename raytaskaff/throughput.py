@@ -9,6 +9,10 @@ another image size is scaled by the pixel ratio, said in the estimate's `note`. 
 the model on the device kind means no estimate: a number without a measurement behind it would
 look like one.
 
+Bundles: `bundles` in the same file holds, per device, the factor a bundle of a seed's networks
+takes of the time those networks take one after another (`python -m bench.bundles --loop`); the
+dry run applies the factor of the same device kind to bundled sweeps, and says when there is none.
+
 Pure Python: the dry run reads it before anything heavy is imported.
 """
 
@@ -103,3 +107,26 @@ def run_seconds(table: list[Measurement], kind: str, model: str, size: int, task
     if found is None:
         return None
     return samples / found.samples_per_second * (PROBE_FACTOR if probes else 1.0), found
+
+
+@dataclass(frozen=True)
+class BundleFactor:
+    """A bundle of `networks` networks took `factor` of their one-after-another time."""
+
+    device: str
+    kind: str
+    model: str
+    size: int
+    batch_size: int
+    networks: int
+    factor: float
+    torch: str = ""
+    date: str = ""
+    command: str = ""
+
+
+def bundle_factor(kind: str, model: str, path: str | os.PathLike | None = None) -> BundleFactor | None:
+    """The measured bundle factor of a `kind` device, preferring the same model; None without one."""
+    data = json.loads(Path(path or TABLE).read_text())
+    found = [BundleFactor(**b) for b in data.get("bundles", []) if b["kind"] == kind]
+    return min(found, key=lambda b: b.model != model, default=None)

@@ -71,3 +71,39 @@ def test_the_dry_run_estimates_gpu_hours_from_a_recorded_measurement(tmp_path, m
     expected = sum(samples / rates[len(r.tasks)] * (1.5 if r.probes else 1.0) for r in plan(config, "stand-in"))
     assert f"estimated device-hours: {expected / 3600:.2f} GPU-hours (700000 training views of 256 px" in text
     assert f"wall-clock on 8 GPUs: {expected / 8 / 3600:.2f} h" in text and "gpu y" in text
+
+
+def test_the_dry_run_applies_a_measured_bundle_factor(tmp_path, monkeypatch):
+    """A measured bundle factor of the device kind scales a bundled sweep's estimate and is named;
+    without one, or with one network per trial, the estimate is the runs' own."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from raytaskaff.config import load_config
+    from raytaskaff.plan import plan
+    from raytaskaff.sweep import describe
+
+    table = tmp_path / "throughput.json"
+    table.write_text(json.dumps({"about": "test", "measurements": []}))
+    record(GPU, table)
+    monkeypatch.setattr(throughput, "TABLE", table)
+    config = load_config(Path(__file__).resolve().parent.parent / "sweeps" / "taskonomy-5.yaml")
+
+    def hours(c) -> float:
+        return float(re.search(r"estimated device-hours: ([0-9.]+) GPU-hours", describe(c, views=700_000, size=256)).group(1))
+
+    one = dataclasses.replace(config, resources=dataclasses.replace(config.resources, bundle=1))
+    assert "no bundle factor is measured on cuda" in describe(config, views=700_000, size=256)
+    assert hours(config) == hours(one)
+    runs = len(plan(one, "stand-in"))
+    assert f"trials: {runs}, one network each (resources.bundle: 1)" in describe(one, views=700_000, size=256)
+    assert "bundles of up to 20 networks (resources.bundle: auto, stacked on a GPU)" in describe(config, views=700_000, size=256)
+    data = json.loads(table.read_text())
+    data["bundles"] = [{"device": "gpu y", "kind": "cuda", "model": "large", "size": 256, "batch_size": 64, "networks": 16,
+                        "factor": 0.25}]
+    table.write_text(json.dumps(data))
+    text = describe(config, views=700_000, size=256)
+    assert "bundled: x0.25 of one network after another, measured for 16 networks of large at 256 px on gpu y" in text
+    assert hours(config) == pytest.approx(hours(one) * 0.25, abs=0.01)
+    assert describe(one, views=700_000, size=256).count("bundled") == 0
