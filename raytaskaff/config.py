@@ -147,19 +147,23 @@ class ResourcesSection:
     GPU); max_concurrent: runs at once (None: as many as resources allow); workers: >0 trains
     each run with Ray Train's TorchTrainer and that many DDP workers; scorer_actors: actors of
     the STL-based scorers; bundle: networks trained together in one trial (`plan.bundles`:
-    "auto" the networks of a seed and input, at most `AUTO_BUNDLE`; N at most N; 1 one network
-    per trial); fuse: stack
+    "auto" the networks of a seed and input, at most `AUTO_BUNDLE`, on GPUs, one per trial on
+    CPUs; N at most N; 1 one network per trial); fuse: stack
     the networks of a bundle into one vmapped module ("auto": on a GPU, where it pays; on a CPU
     the networks of a bundle step one after another on each shared batch)."""
 
     @property
     def bundle_limit(self) -> int:
-        """Most networks per trial: `AUTO_BUNDLE` for "auto" (a seed's 16 networks of five tasks
-        stay whole; a 40-task seed's 821 are cut, so that a trial's activations fit its share of
-        a device). DDP runs (`workers`) train one per trial."""
+        """Most networks per trial. "auto": `AUTO_BUNDLE` on GPUs (a seed's 16 networks of five
+        tasks stay whole; a 40-task seed's 821 are cut, so that a trial's activations fit its
+        share of a device), and one on CPUs, where a bundle's networks compute one after another
+        anyway and fewer, longer trials leave cores idle (the default's training stage: 677 s
+        bundled against 557 s, docs/benchmarks.md). DDP runs (`workers`) train one per trial."""
         if self.workers:
             return 1
-        return AUTO_BUNDLE if self.bundle == "auto" else self.bundle
+        if self.bundle == "auto":
+            return AUTO_BUNDLE if self.gpus_per_run > 0 else 1
+        return self.bundle
 
     def fuses(self, device_type: str) -> bool:
         """Whether a bundle trained on `device_type` ("cuda", "cpu") stacks its networks."""

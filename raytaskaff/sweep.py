@@ -114,7 +114,8 @@ def _trials(config: SweepConfig, runs) -> str:
 
     r = config.resources
     if r.bundle_limit == 1:
-        return f"trials: {len(runs)}, one network each (resources.bundle: 1" + (", DDP)" if r.workers else ")")
+        why = ", DDP" if r.workers else (" on CPUs" if r.bundle == "auto" else "")
+        return f"trials: {len(runs)}, one network each (resources.bundle: {r.bundle}{why})"
     trials = bundles(runs, r.bundle_limit)
     stacked = {"auto": "stacked on a GPU", True: "stacked", False: "not stacked"}[r.fuse]
     return (f"trials: {len(trials)} bundles of up to {max(len(b.runs) for b in trials)} networks "

@@ -178,5 +178,9 @@ def test_bundling_is_not_part_of_the_run_keys():
     one = dataclasses.replace(config, resources=dataclasses.replace(config.resources, bundle=1, fuse=False))
     assert [r.key for r in plan(one)] == [r.key for r in plan(config)]
     ddp = dataclasses.replace(config, resources=dataclasses.replace(config.resources, workers=2))
-    assert ddp.resources.bundle_limit == 1 and config.resources.bundle_limit == 32
+    assert ddp.resources.bundle_limit == 1 and config.resources.bundle_limit == 1  # smoke: CPUs
+    gpu = dataclasses.replace(config, resources=dataclasses.replace(config.resources, gpus_per_run=0.25))
+    assert gpu.resources.bundle_limit == 32
+    four = dataclasses.replace(config, resources=dataclasses.replace(config.resources, bundle=4))
+    assert four.resources.bundle_limit == 4
     assert config.resources.fuses("cuda") and not config.resources.fuses("cpu")

@@ -397,13 +397,17 @@ class _no_autocast:
         return False
 
 
-def _fields(states: list[_State], data, input: str) -> list[str]:
-    """The fields a batch holds: the input, every task's label, and the masks the split has."""
+def batch_fields(tasks, data, input: str = "rgb") -> list[str]:
+    """The fields a batch holds: the input, every task's label (predicted or injected), and the
+    masks the split has."""
     names = [input]
-    for s in states:
-        for t in (*s.tasks, *s.inject):
-            names += [f for i, f in enumerate(t.fields()) if i == 0 or f in data.domains]
+    for t in tasks:
+        names += [f for i, f in enumerate(t.fields()) if i == 0 or f in data.domains]
     return list(dict.fromkeys(names))
+
+
+def _fields(states: list[_State], data, input: str) -> list[str]:
+    return batch_fields([t for s in states for t in (*s.tasks, *s.inject)], data, input)
 
 
 

@@ -23,7 +23,7 @@ from raytaskaff.data.transforms import rgb_input
 from raytaskaff.models import ModelConfig, MultiTaskNet
 from raytaskaff.settings import RunResult, RunSpec, TaskSpec, Training, check_choice  # noqa: F401  (RunResult: re-exported)
 from raytaskaff.tasks import Task, resolve
-from raytaskaff.training.bundle import Member, TrainingDiverged, resolve_device, train_bundle  # noqa: F401  (re-exported)
+from raytaskaff.training.bundle import Member, TrainingDiverged, batch_fields, resolve_device, train_bundle  # noqa: F401  (re-exported)
 from raytaskaff.training.prefetch import prefetch
 from raytaskaff.training.probes import ProbeConfig
 
@@ -70,10 +70,7 @@ class DataSplits:
 
 def _domains(tasks: list[Task], inject: list[Task], data: SplitData, input: str = "rgb") -> list[str]:
     """The fields a batch holds: the input, every task's label, and the masks the split has."""
-    names = [input]
-    for t in (*tasks, *inject):
-        names += [f for i, f in enumerate(t.fields()) if i == 0 or f in data.domains]
-    return list(dict.fromkeys(names))
+    return batch_fields([*tasks, *inject], data, input)
 
 
 def _prepare(batch, tasks, inject, stats, device, input: str = "rgb"):

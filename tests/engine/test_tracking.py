@@ -37,7 +37,9 @@ def tracked(local_ray, tmp_path_factory):
     config = dataclasses.replace(smoke, tasks=("depth_zbuffer", "normal"), seeds=(0,), scorers={"td": smoke.scorers["td"]},
                                  grouping=dataclasses.replace(smoke.grouping, groups=()),
                                  data=dataclasses.replace(smoke.data, path=str(root / "data")),
-                                 tracking=TrackingSection(mlflow=mlflow))
+                                 tracking=TrackingSection(mlflow=mlflow),
+                                 # the three runs in one trial (auto trains one per trial on CPUs)
+                                 resources=dataclasses.replace(smoke.resources, bundle=3))
     with pytest.MonkeyPatch.context() as patch:
         # unset for the sweep, so that MLflow's file store is opened by the callbacks' own opt-in,
         # and gone again afterwards
@@ -87,7 +89,7 @@ def test_tensorboard_curves_are_the_stored_histories(tracked):
 
 def test_trials_are_named_by_bundle_and_runs_by_kind_tasks_and_seed(tracked):
     names = {p.name for p in (Path(tracked.out) / "tune").glob("*/*") if p.is_dir()}
-    [bundle] = bundles(plan(tracked))  # the three runs of seed 0 train in one trial
+    [bundle] = bundles(plan(tracked), 3)  # the three runs of seed 0 train in one trial
     assert any(name.startswith(f"bundle_3_seed_0_{bundle.key[:8]}_") for name in names), names
     li = Run("li", ("depth_zbuffer",), 0, inject=("normal",), key="0123456789abcdef")
     assert run_name(li) == "li_depth_zbuffer_from_normal_seed_0_01234567"
@@ -102,7 +104,7 @@ def test_mlflow_runs_are_the_stored_histories(tracked):
     experiment = client.get_experiment_by_name("tracked")
     found = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     histories = _histories(tracked)
-    [bundle] = bundles(plan(tracked))
+    [bundle] = bundles(plan(tracked), 3)
     [name] = found  # one MLflow run per trial: the bundle's
     assert name.startswith(f"bundle_3_seed_0_{bundle.key[:8]}")
     logged = found[name]
