@@ -156,6 +156,7 @@ def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd
             "attempts": record.get("attempts") if record else None,
             "retries": (record.get("attempts", 1) - 1) if record else None,
             "best_epoch": result["best_epoch"] if result else None,
+            "bundle_size": result.get("bundle_size", 1) if result else None,  # networks trained in its trial
             **{k: (record or {}).get("memory", {}).get(k, math.nan) for k in MEMORY_COLUMNS},
             "test_losses": str(result["test_losses"]) if result else None,
             "error": execution.failed.get(run.key),

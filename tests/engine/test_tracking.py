@@ -176,3 +176,12 @@ def test_a_tracker_not_installed_is_one_line_naming_its_extra(tmp_path, monkeypa
             _load(tmp_path, f"tracking: {{{package}: {{}}}}\n")
         assert str(e.value) == (f"{tmp_path / 'sweep.yaml'}: tracking.{package}: needs the {package} package, which is not "
                                 f"installed: pip install 'raytaskaff[{package}]'")
+
+
+def test_runs_table_says_how_many_networks_each_trial_trained(tracked):
+    import pandas as pd
+
+    runs = pd.read_parquet(Path(tracked.out) / "results" / "runs.parquet")
+    assert len(runs) == 3 and (runs.bundle_size == 3).all() and (runs.status == "done").all()
+    # a bundle's device-seconds are split evenly among its networks
+    assert runs.device_seconds.nunique() == 1 and (runs.device_seconds > 0).all()
