@@ -191,6 +191,7 @@ class FusedUnit:
         for s in states:
             s.model = None  # the stacks hold the weights from here on
         self.stepped = False
+        self._alive: tuple[list[bool], torch.Tensor] | None = None
 
     def resume(self) -> None:
         for i, s in enumerate(self.states):
@@ -225,8 +226,10 @@ class FusedUnit:
         # a member whose loss is not finite (or that failed before) is left out of the sum, its
         # rows get no gradient; decided on the device, so that a step waits on no transfer
         totals = torch.stack([sum(v.values()).float() for v in losses.values()])
-        alive = torch.tensor([s.alive for s in self.states], device=totals.device)
-        keep = alive & torch.isfinite(totals)
+        alive = [s.alive for s in self.states]
+        if self._alive is None or self._alive[0] != alive:  # copied to the device only when it changes
+            self._alive = (alive, torch.tensor(alive, device=totals.device))
+        keep = self._alive[1] & torch.isfinite(totals)
         torch.where(keep, totals, torch.zeros_like(totals)).sum().backward()
         self.optimizer.step()
         self.scheduler.step()
