@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check of raytaskaff: run from the project's root on a machine with a CUDA GPU
-# and no network, within 8 minutes (the bounds add up to 470 s). Each step is bounded in time; a step that fails or runs out of
-# time is marked in the table and the next one runs. Logs go to $GPU_CHECK_OUT (default
+# and no network, within 8 minutes (the steps' bounds add up to 470 s). A step that fails or runs
+# out of time is marked in the table and the next one runs. Logs go to $GPU_CHECK_OUT (default
 # gpu-check/), one per step, and the table to its summary.txt.
 #
 #   ../shared/tools/offline-wheels     # once, on a machine with a network: writes .whl/
