@@ -145,18 +145,18 @@ class PlainUnit:
             return {}
         self.optimizer.zero_grad(set_to_none=True)
         extra = inputs.extra_of(state)
-        if state.probe is not None and state.probe.wants(step):
+        if state.probe is not None and state.probe.wants(step):  # the probe runs the backward passes
             losses = state.probe.backward(inputs.x, extra, inputs.targets, step, autocast if amp else None)
+            finite = _finite(losses) is None
         else:
             with autocast():
                 losses = _losses(state, self.net(inputs.x, extra), inputs.targets)
-            bad = _finite(losses)
-            if bad is not None:
-                return {0: losses}
-            sum(losses.values()).backward()
-        if _finite(losses) is None:
+            finite = _finite(losses) is None
+            if finite:
+                sum(losses.values()).backward()
+        if finite:  # a non-finite loss fails the network (train_pass): it takes no step
             self.optimizer.step()
-        self.scheduler.step()
+            self.scheduler.step()
         return {0: losses}
 
     def predict(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
