@@ -263,7 +263,11 @@ class RunSpec:
 @dataclass
 class RunResult:
     """What a finished run reports. Losses and metrics are per task; `history` per epoch;
-    `probes` {name: [epoch][target][partner]} in the order of `spec.tasks`."""
+    `probes` {name: [epoch][target][partner]} in the order of `spec.tasks`.
+
+    Costs, summed over every attempt (a resumed run adds what its checkpoint had spent):
+    wall_seconds; cpu_seconds, the process CPU time (core-seconds); gpu_seconds, wall time on a
+    GPU times the fraction of it the run held (0 without one)."""
 
     spec: RunSpec
     seed: int
@@ -274,13 +278,15 @@ class RunResult:
     epochs: int
     history: list[dict]
     wall_seconds: float
-    device_seconds: float
+    cpu_seconds: float
     device: str
     parameters: int
     probes: dict[str, list] = field(default_factory=dict)
     probe_variant: str | None = None
     model_path: str | None = None
     bundle_size: int = 1  # networks trained together in one fused trial (their costs split evenly)
+    chance_losses: dict[str, float] = field(default_factory=dict)  # STL runs: test loss of the trivial predictor
+    gpu_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -288,4 +294,9 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: dict) -> RunResult:
         spec = data["spec"]
-        return cls(**{**data, "spec": RunSpec(tuple(spec["tasks"]), tuple(spec["inject"]))})
+        data = {**data, "spec": RunSpec(tuple(spec["tasks"]), tuple(spec["inject"]))}
+        if "device_seconds" in data:  # stored before costs were split by unit: GPU wall time on CUDA, else CPU time
+            seconds = data.pop("device_seconds")
+            data["cpu_seconds" if not str(data.get("device", "")).startswith("cuda") else "gpu_seconds"] = seconds
+            data.setdefault("cpu_seconds", float("nan"))  # not measured then
+        return cls(**data)

@@ -112,6 +112,18 @@ class Task:
     def metrics_from_sums(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         return self._metrics(sums)
 
+    def prior_sums(self, target: Target) -> dict[str, torch.Tensor]:
+        """Additive statistics of a batch's labels from which `chance_prediction` makes the
+        trivial predictor of the family: per-channel sums and counts of the valid values
+        (regression), class counts (classes), positives and counts per entry (binary)."""
+        return {k: v.double().cpu() for k, v in self._prior(target).items()}
+
+    def chance_prediction(self, sums: dict[str, torch.Tensor], target: Target) -> torch.Tensor:
+        """The trivial predictor's output for a batch, shaped as the head's (B, C, H, W) or
+        (B, C): the training mean for regression, the log training prior for classes (logits),
+        the training rate's log-odds for binary entries; from `prior_sums` totals."""
+        return self._chance(sums, target)
+
 
 def _ratio(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a / b) if float(b) > 0 else math.nan
@@ -189,6 +201,15 @@ class DenseRegression(Task):
             return value
         mask = target.mask if target.mask is not None else torch.ones_like(value[:, :1], dtype=torch.bool)
         return torch.cat([value * mask, mask.float()], dim=1)
+
+    def _prior(self, target):
+        value = target.value.float()
+        valid = (target.mask if target.mask is not None else torch.ones_like(value[:, :1], dtype=torch.bool)).expand_as(value)
+        return {"sum": (value * valid).sum(dim=(0, 2, 3)), "count": valid.sum(dim=(0, 2, 3))}
+
+    def _chance(self, sums, target):
+        mean = (sums["sum"] / sums["count"].clamp(min=1)).float().to(target.value.device)
+        return mean.view(1, -1, 1, 1).expand_as(target.value)
 
     def _sums(self, pred, target, stats):
         sums: dict[str, torch.Tensor] = {}
@@ -269,6 +290,16 @@ class _Classes:
     def _encode(self, target):
         return self._one_hot(target.value)
 
+    def _prior(self, target):
+        ids = target.value[target.value != self.ignore]
+        return {"classes": torch.bincount(ids.reshape(-1), minlength=self.classes)[:self.classes]}
+
+    def _chance(self, sums, target):
+        counts = sums["classes"].float().to(target.value.device)
+        logits = torch.log((counts + 1) / (counts.sum() + self.classes))  # add-one: no class is impossible
+        shape = (len(target.value), self.classes) + (1,) * (target.value.dim() - 1)
+        return logits.view(1, -1, *shape[2:]).expand(*shape[:2], *target.value.shape[1:])
+
     def _sums(self, pred, target, stats):
         return {"confusion": self._confusion(pred, target)}
 
@@ -341,6 +372,18 @@ class _Entries:
         mask = target.mask if target.mask is not None else torch.ones_like(value, dtype=torch.bool)
         return torch.cat([value * mask, mask.all(dim=1, keepdim=True).float()], dim=1)
 
+    def _prior(self, target):
+        value = target.value.float()
+        valid = target.mask if target.mask is not None else torch.ones_like(value, dtype=torch.bool)
+        return {"sum": (value * valid).sum(dim=0), "count": valid.sum(dim=0)}
+
+    def _constant(self, sums) -> torch.Tensor:
+        """(k,) the training mean of each entry."""
+        return (sums["sum"] / sums["count"].clamp(min=1)).float()
+
+    def _chance(self, sums, target):
+        return self._constant(sums).to(target.value.device).expand_as(target.value)
+
     def _masked_mean(self, error, target):
         if target.mask is None:
             return error.mean()
@@ -362,6 +405,10 @@ class Binary(_Entries, Task):
 
     def _loss(self, pred, target):
         return self._masked_mean(F.binary_cross_entropy_with_logits(pred, target.value, reduction="none"), target)
+
+    def _constant(self, sums):
+        rate = ((sums["sum"] + 1) / (sums["count"] + 2)).float()  # add-one: no entry is certain
+        return torch.log(rate / (1 - rate))
 
     def _sums(self, pred, target, stats):
         right = ((pred > 0).float() == target.value).double()

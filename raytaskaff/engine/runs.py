@@ -51,7 +51,8 @@ class Execution:
 def train_config(config: SweepConfig, device: str, probes: bool) -> TrainConfig:
     """The training loop's config: the sweep's hyper-parameters plus what the engine decides."""
     return TrainConfig(**dataclasses.asdict(config.training), device=device, normalisation=config.data.normalisation,
-                       probes=config.probes if probes else None, input=config.data.input, tasks=config.declared_tasks)
+                       probes=config.probes if probes else None, input=config.data.input, tasks=config.declared_tasks,
+                       gpu_fraction=config.resources.gpus_per_run or 1.0)
 
 
 def cap_cuda_memory(fraction: float, device: str) -> None:
@@ -124,7 +125,8 @@ def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: Sweep
         run_config=RunConfig(name=f"raytaskaff-{run.key}", storage_path=str(folder / "ray_train")),
     )
     result = RunResult.from_dict(trainer.fit().return_value)
-    result.device_seconds *= r.workers  # rank 0 measured its own share; the workers are alike
+    result.cpu_seconds *= r.workers  # rank 0 measured its own share; the workers are alike
+    result.gpu_seconds *= r.workers
     return result
 
 

@@ -4,8 +4,8 @@ Each actor opens the test split through the sweep's `SharedData` (a table in sha
 memory-mapped or streamed shards, reading only the first rows it needs), builds its N input images once, and applies a scorer's per-network function (`ias.attribution_maps`,
 `rsa.ranked_upper_triangle`) to the networks it is handed; the driver combines the results into
 pairwise tables. `ModelMappers` is the callable `Artifacts.map_models` expects, so the scorer
-code is the same with and without Ray; the CPU time the actors spend is reported back so the
-scorers' device-seconds include it.
+code is the same with and without Ray; the CPU time the actors spend (and on a GPU their wall time
+times the GPU fraction they hold) is reported back so the scorers' costs include it.
 """
 
 from __future__ import annotations
@@ -34,36 +34,38 @@ def first_images(data: SplitData | StreamingSplit, n: int, input: str = "rgb") -
 class ModelMapper:
     """Holds the test split and applies per-network functions to saved networks."""
 
-    def __init__(self, shared: SharedData, input: str = "rgb") -> None:
+    def __init__(self, shared: SharedData, input: str = "rgb", num_gpus: float = 0) -> None:
         self.input = input
         self.data = shared.open("test", [input])
         self.images: dict[int, torch.Tensor] = {}
         self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+        self.gpus = num_gpus if self.device.type == "cuda" else 0.0
 
     def apply(self, fn: Callable, key, path: str, n: int):
-        """(key, fn(network, images), CPU seconds this call used in the actor)."""
-        cpu = time.process_time()
+        """(key, fn(network, images), CPU seconds and GPU-seconds this call used in the actor)."""
+        cpu, wall = time.process_time(), time.perf_counter()
         if n not in self.images:
             self.images[n] = first_images(self.data, n, self.input).to(self.device)
         model = load_model(path, map_location=self.device)
-        return key, fn(model, self.images[n]), time.process_time() - cpu
+        out = fn(model, self.images[n])
+        return key, out, time.process_time() - cpu, (time.perf_counter() - wall) * self.gpus
 
 
 class ModelMappers:
     """A `map_models` callable backed by ModelMapper actors; `close()` (or `with`) ends them.
 
-    Call: (fn, {key: model path}, n_images) -> ({key: fn(network, images)}, actor CPU-seconds);
+    Call: (fn, {key: model path}, n_images) -> ({key: fn(network, images)}, (actor CPU-seconds, GPU-seconds));
     input: the image field the networks see (the sweep's `data.input`).
     """
 
     def __init__(self, shared: SharedData, actors: int = 2, num_cpus: float = 1, num_gpus: float = 0, input: str = "rgb") -> None:
-        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(shared, input) for _ in range(actors)]
+        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(shared, input, num_gpus) for _ in range(actors)]
         self.pool = ActorPool(self.actors)
 
-    def __call__(self, fn: Callable, paths: dict, n_images: int) -> tuple[dict, float]:
+    def __call__(self, fn: Callable, paths: dict, n_images: int) -> tuple[dict, tuple[float, float]]:
         jobs = list(paths.items())
         done = list(self.pool.map_unordered(lambda actor, job: actor.apply.remote(fn, job[0], job[1], n_images), jobs))
-        return {key: value for key, value, _ in done}, sum(seconds for *_, seconds in done)
+        return {key: value for key, value, *_ in done}, (sum(d[2] for d in done), sum(d[3] for d in done))
 
     def close(self) -> None:
         for actor in self.actors:

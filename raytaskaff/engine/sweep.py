@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 import time
-from collections import defaultdict
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +26,7 @@ from raytaskaff.engine.data import share_splits
 from raytaskaff.engine.runs import Execution, train_runs
 from raytaskaff.engine.scorers import ModelMappers
 from raytaskaff.evaluation import evaluate_all, gains_per_seed, ground_truth
+from raytaskaff.evaluation.learning import learning, learning_clause, learning_warnings
 from raytaskaff.grouping import GroupingError
 from raytaskaff.grouping.validation import (
     affinity_choices,
@@ -40,7 +41,7 @@ from raytaskaff.plan import summary as runs_by_kind
 from raytaskaff.preflight import check_data, check_resources
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of
-from raytaskaff.scorers.base import USER_SCORER_PREFIX, ScorerError
+from raytaskaff.scorers.base import USER_SCORER_PREFIX, ScorerError, cost_dict, fraction_unit, run_cost
 from raytaskaff.settings import RunKind
 from raytaskaff.store import ResultStore, StoreError
 
@@ -129,12 +130,13 @@ def validate_groupings(config: SweepConfig, runs: list[Run], store: ResultStore,
     rows = []
     for choice in baseline_choices(tasks) + choices:
         realised = realise(choice.groups, losses, tasks, seeds)
-        cost = costs.get(choice.source, {}).get("device_seconds")
+        cost = costs.get(choice.source, {})
+        cost = cost.get(cost.get("fraction_unit") or fraction_unit(costs.get("ground_truth", {})))
         rows.append({"max_groups": choice.max_groups, "source": choice.source,
                      "groups": " | ".join("+".join(g) for g in choice.groups), "networks": len(choice.groups),
                      "test_total": realised["test_total"], "test_total_sd": realised["test_total_sd"],
                      "relative_gain": realised["relative_gain"], "seeds": len(realised["seeds"]),
-                     "missing": " | ".join("+".join(g) for g in realised["missing"]), "score_device_seconds": cost})
+                     "missing": " | ".join("+".join(g) for g in realised["missing"]), "score_seconds": cost})
     return rows, errors, extra
 
 
@@ -151,7 +153,8 @@ def _runs_table(runs: list[Run], store: ResultStore, execution: Execution) -> pd
             "key": run.key, "kind": str(run.kind), "tasks": "+".join(run.tasks), "inject": "+".join(run.inject), "seed": run.seed,
             "status": "done" if record else "failed", "trained_now": run.key in execution.trained,
             "wall_seconds": result["wall_seconds"] if result else math.nan,
-            "device_seconds": result["device_seconds"] if result else math.nan,
+            "cpu_seconds": result.get("cpu_seconds", math.nan) if result else math.nan,
+            "gpu_seconds": result.get("gpu_seconds", math.nan) if result else math.nan,
             "node": record.get("node") if record else None, "node_id": record.get("node_id") if record else None,
             "attempts": record.get("attempts") if record else None,
             "retries": (record.get("attempts", 1) - 1) if record else None,
@@ -173,6 +176,23 @@ def _check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise StoreError(f"{out}: cannot write the sweep's outputs ({e.strerror or e})") from None
+
+
+def scorer_failure(name: str, error: Exception, out: Path) -> str:
+    """One line saying why scorer `name` failed. A ScorerError is its own message; anything else
+    (a bug in a scorer, the user's code) is its type and first line, its traceback kept in
+    OUT/logs/scorer-NAME.txt."""
+    if isinstance(error, ScorerError):
+        return " ".join(str(error).split())
+    log = out / "logs" / f"scorer-{name}.txt"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("".join(traceback.format_exception(error)))
+        where = f" (traceback in {log})"
+    except OSError:
+        where = ""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}{where}" if first else f"{type(error).__name__}{where}"
 
 
 def ship_by_value(s) -> None:
@@ -244,9 +264,9 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
                 ship_by_value(s)
                 scores[name] = s.score(artifacts, **options)
                 costs[name] = cost_of(scores[name], s.requirements(**options), artifacts)
-            except ScorerError as e:
-                scorer_errors[name] = str(e)
-                say(f"scorer {name} failed: {e}")
+            except Exception as e:  # a scorer's failure (the user's code included) leaves the others and the report
+                scorer_errors[name] = scorer_failure(name, e, out)
+                say(f"scorer {name} failed: {scorer_errors[name]}")
     stage("scorers")
 
     stl = {s.seed: {t: r.test_losses[t] for t, r in s.stl.items()} for s in seeds}
@@ -260,15 +280,18 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         {name: {int(seed): {(r.target, r.partner): r.value for r in rows.itertuples()} for seed, rows in s.per_seed.groupby("seed")}
          for name, s in scores.items() if s.per_seed is not None and len(s.per_seed)},
         bootstrap=config.bootstrap, tasks=list(config.tasks))
+    checked = learning({s.seed: {t: r.test_losses[t] for t, r in s.stl.items()} for s in seeds},
+                       {s.seed: {t: r.chance_losses[t] for t, r in s.stl.items() if t in r.chance_losses} for s in seeds},
+                       list(config.tasks))
+    judged["warnings"] = learning_warnings(checked) + judged["warnings"]
+    judged["headline"] = learning_clause(checked) + judged["headline"]
     for warning in judged["warnings"]:
         say(f"warning: {warning}")
-    gt_cost = defaultdict(float)
-    for s in seeds:
-        for r in [*s.stl.values(), *s.pairs.values()]:
-            gt_cost["wall_seconds"] += r.wall_seconds
-            gt_cost["device_seconds"] += r.device_seconds
-    for c in costs.values():
-        c["fraction_of_ground_truth"] = c["device_seconds"] / gt_cost["device_seconds"] if gt_cost["device_seconds"] else None
+    gt_cost = cost_dict(run_cost(r for s in seeds for r in [*s.stl.values(), *s.pairs.values()]))
+    unit = fraction_unit(gt_cost)
+    for c in [*costs.values(), gt_cost]:
+        c["fraction_of_ground_truth"] = c[unit] / gt_cost[unit] if gt_cost[unit] else None
+        c["fraction_unit"] = unit
     stage("evaluation")
 
     grouping = None
@@ -292,7 +315,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
         "sweep": config.name, "tasks": list(config.tasks), "seeds": list(config.seeds),
         "headline": judged["headline"], "warnings": judged["warnings"],
         "scorers": judged["scorers"], "noise_ceiling": judged["noise_ceiling"], "comparisons": judged["comparisons"],
-        "stability": judged["stability"], "reference": judged["reference"], "scorer_errors": scorer_errors,
+        "stability": judged["stability"], "reference": judged["reference"], "learning": checked, "scorer_errors": scorer_errors,
         "costs": {**costs, "ground_truth": dict(gt_cost)},
         "runs": {"planned": len(runs), "trained": len(execution.trained), "skipped": len(execution.skipped),
                  "failed": execution.failed},

@@ -33,14 +33,19 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+#: costs.csv's columns: wall-clock, CPU core-seconds and GPU-seconds (total, then beyond the
+#: ground truth's runs), and the fraction of the ground truth's cost in `fraction_unit`.
+COST_COLUMNS = ["name", "wall_seconds", "cpu_seconds", "gpu_seconds", "marginal_wall_seconds", "marginal_cpu_seconds",
+                "marginal_gpu_seconds", "fraction_of_ground_truth", "fraction_unit"]
+
+
 def costs_table(summary: dict) -> pd.DataFrame:
     rows = []
     for name, cost in summary["costs"].items():
-        rows.append({"name": name, "wall_seconds": cost.get("wall_seconds"), "device_seconds": cost.get("device_seconds"),
-                     "marginal_wall_seconds": cost.get("marginal_wall_seconds", cost.get("wall_seconds")),
-                     "marginal_device_seconds": cost.get("marginal_device_seconds", cost.get("device_seconds")),
-                     "fraction_of_ground_truth": cost.get("fraction_of_ground_truth", 1.0 if name == "ground_truth" else None)})
-    return pd.DataFrame(rows)
+        row = {k: cost.get(k, cost.get(k.removeprefix("marginal_"))) for k in COST_COLUMNS[1:-2]}
+        rows.append({"name": name, **row, "fraction_of_ground_truth": cost.get("fraction_of_ground_truth", 1.0 if name == "ground_truth" else None),
+                     "fraction_unit": cost.get("fraction_unit")})
+    return pd.DataFrame(rows, columns=COST_COLUMNS)
 
 
 def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed: pd.DataFrame, truth: pd.DataFrame,
@@ -60,7 +65,7 @@ def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed:
     _atomic_text(results / "evaluation.json", json.dumps(summary, indent=1, default=str))
     if summary.get("grouping"):
         columns = ["max_groups", "source", "groups", "networks", "test_total", "test_total_sd", "relative_gain", "seeds",
-                   "missing", "score_device_seconds"]
+                   "missing", "score_seconds"]
         _atomic_text(results / "grouping.csv", pd.DataFrame(summary["grouping"]["rows"], columns=columns).to_csv(index=False))
     else:
         (results / "grouping.csv").unlink(missing_ok=True)  # never a stale table from an earlier sweep

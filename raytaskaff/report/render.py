@@ -115,23 +115,34 @@ def heatmap(matrix: np.ndarray, tasks: list[str], title: str) -> str:
     return _png(fig)
 
 
+def cost_unit(costs: pd.DataFrame) -> str:
+    """The unit the sweep's costs are compared in ("gpu_seconds" or "cpu_seconds")."""
+    units = costs["fraction_unit"].dropna() if "fraction_unit" in costs else []
+    return units.iloc[0] if len(units) else "cpu_seconds"
+
+
+UNIT_NAMES = {"gpu_seconds": "GPU-seconds", "cpu_seconds": "CPU core-seconds"}
+
+
 def cost_plot(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None) -> str:
-    """Device-seconds of each scorer against its Spearman with the ground truth."""
+    """Each scorer's total cost (in the unit the fraction of the ground truth uses) against its
+    Spearman with the ground truth."""
+    unit = cost_unit(costs)
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in costs.itertuples():
         if row.name in evaluation and evaluation[row.name].get("spearman") is not None:
-            x = max(row.device_seconds or 0.0, 1e-3)
+            x = max(getattr(row, unit) or 0.0, 1e-3)
             ax.scatter(x, evaluation[row.name]["spearman"], s=40)
             ax.annotate(row.name, (x, evaluation[row.name]["spearman"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     truth = costs[costs.name == "ground_truth"]
-    if len(truth) and truth.device_seconds.iloc[0]:
-        ax.axvline(truth.device_seconds.iloc[0], color="grey", linestyle="--", label="ground truth cost")
+    if len(truth) and truth[unit].iloc[0]:
+        ax.axvline(truth[unit].iloc[0], color="grey", linestyle="--", label="ground truth cost")
     if ceiling and ceiling.get("single_seed", {}).get("spearman") is not None:
         ax.axhline(ceiling["single_seed"]["spearman"], color="black", linestyle=":", label="single-seed noise ceiling")
     if ceiling and (ceiling.get("split_half") or {}).get("spearman") is not None:
         ax.axhline(ceiling["split_half"]["spearman"], color="black", linestyle="-.", label="split-half noise ceiling")
     ax.set_xscale("log")
-    ax.set_xlabel("device-seconds (total)")
+    ax.set_xlabel(f"{UNIT_NAMES[unit]} (total)")
     ax.set_ylabel("Spearman with the ground truth")
     ax.axhline(0, color="grey", linewidth=0.5)
     if ax.get_legend_handles_labels()[0]:
@@ -181,6 +192,24 @@ def _html_table(header: list[str], rows: list[list]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _target_name(target: str, learned: dict) -> str:
+    """A target as the tables name it: marked when its STL networks did not beat chance."""
+    return f"{target} (did not learn)" if (learned.get(target) or {}).get("learned") is False else target
+
+
+def _learning_section(learned: dict) -> tuple[str, list[str], list[list[str]], str]:
+    from raytaskaff.evaluation.learning import LEARNED_BELOW
+
+    verdict = {True: "learned", False: "did not learn", None: "not measured"}
+    rows = [[t, _fmt(c["stl_loss"], 4), _fmt(c["chance_loss"], 4), _fmt(c["ratio"]), verdict[c["learned"]]]
+            for t, c in learned.items()]
+    note = (f"Each target's single-task test loss (mean over seeds) against its family's trivial predictor, fitted on the "
+            f"train split: the training mean for regression, the class prior for classes, each entry's rate for binary "
+            f"labels. A target whose ratio is not below {LEARNED_BELOW} did not learn: its gains compare networks that "
+            "learned nothing and judge the scorers against noise.")
+    return ("Did the single-task networks learn?", ["target", "STL test loss", "chance loss", "ratio", "verdict"], rows, note)
+
+
 def build_report(out: str | Path) -> Path:
     """Write OUT/report/report.md and OUT/report/index.html from OUT/results; return the HTML path."""
     out = Path(out)
@@ -208,6 +237,9 @@ def build_report(out: str | Path) -> Path:
                      _fmt((ceiling.get("split_half") or {}).get("regret"))])
         sections.append(("Noise ceiling of the ground truth", ["level", "one seed vs another", "split-half (seed means)"], rows,
                          f"{ceiling['seeds']} seeds. No scorer can be judged better than the ground truth agrees with itself."))
+    learned = summary.get("learning") or {}
+    if learned:
+        sections.append(_learning_section(learned))
     rows = [[name, _ci(e, "pearson"), _ci(e, "spearman"), _ci(e, "kendall"), _fmt(e.get("ranking_kendall")),
              _hits(e), _fmt(e.get("regret")), _coverage(e)] for name, e in evaluation.items()]
     rows += _ceiling_rows(ceiling)
@@ -250,7 +282,7 @@ def build_report(out: str | Path) -> Path:
     rows = []
     for target in tasks:
         best, gain = truth_best.get(target, ("-", None))
-        row = [target, f"{best} ({_fmt(gain, 1)})"]
+        row = [_target_name(target, learned), f"{best} ({_fmt(gain, 1)})"]
         for e in evaluation.values():
             b = e["best_partner"].get(target, {})
             mark = "undecidable" if b.get("undecidable") else {True: "hit", False: "miss", None: "-"}[b.get("hit")]
@@ -275,7 +307,7 @@ def build_report(out: str | Path) -> Path:
     single_ranking = ((ceiling or {}).get("single_seed") or {}).get("ranking_per_target") or {}
     for target in tasks:
         true_order = truth[truth.target == target].sort_values("gain", ascending=False).partner.tolist()
-        row = [target, " > ".join(true_order) or "-"]
+        row = [_target_name(target, learned), " > ".join(true_order) or "-"]
         row += [_fmt((e.get("ranking_per_target") or {}).get(target, {}).get("kendall")) for e in evaluation.values()]
         row.append(_fmt(single_ranking.get(target)))
         rows.append(row)
@@ -283,10 +315,15 @@ def build_report(out: str | Path) -> Path:
                      + ["ceiling (one seed)"], rows,
                      "Kendall tau-b between each scorer's ordering of a target's partners and the true one; the last column, "
                      "the same between one seed's ground truth and another's (mean over seed pairs)."))
-    rows = [[r.name, _fmt(r.wall_seconds, 1), _fmt(r.device_seconds, 1), _fmt(r.marginal_device_seconds, 1),
+    unit = cost_unit(costs)
+    rows = [[r.name, _fmt(r.wall_seconds, 1), _fmt(r.cpu_seconds, 1), _fmt(r.gpu_seconds, 1), _fmt(getattr(r, f"marginal_{unit}"), 1),
              _fmt(r.fraction_of_ground_truth, 3)] for r in costs.itertuples()]
-    sections.append(("Cost", ["", "wall s", "device s", "marginal device s", "fraction of ground truth"], rows,
-                     "Device-seconds are GPU-seconds, or CPU core-seconds without a GPU. Marginal: beyond the STL and pair runs the ground truth trains anyway."))
+    sections.append(("Cost", ["", "wall s", "CPU core-s", "GPU-s", f"marginal {UNIT_NAMES[unit]}", "fraction of ground truth"], rows,
+                     "CPU core-seconds are process CPU time; GPU-seconds are wall time on a GPU times the fraction of it a run or "
+                     "actor held. Both sum every attempt of a run (work after its last checkpoint, lost to a crash, is not "
+                     f"counted). The fraction of the ground truth's cost compares {UNIT_NAMES[unit]}"
+                     f"{', as its runs used a GPU' if unit == 'gpu_seconds' else ', as its runs used no GPU'}. "
+                     "Marginal: beyond the STL and pair runs the ground truth trains anyway."))
     grouping = summary.get("grouping")
     if grouping:
         baselines = [r for r in grouping["rows"] if r["source"] in ("stl", "all")]
@@ -296,14 +333,14 @@ def build_report(out: str | Path) -> Path:
                  ["every task alone"] if r["source"] == "stl" else
                  [f"({i}) " + g.replace("+", " + ") for i, g in enumerate(r["groups"].split(" | "), start=1)],
                  str(r["networks"]), f"{_fmt(r['test_total'], 3)}" + (f" ± {_fmt(r['test_total_sd'], 3)}" if r.get("test_total_sd") else ""),
-                 _fmt(None if r["relative_gain"] is None else 100 * r["relative_gain"], 1), _fmt(r.get("score_device_seconds"), 1)]
+                 _fmt(None if r["relative_gain"] is None else 100 * r["relative_gain"], 1), _fmt(r.get("score_seconds"), 1)]
                 for r in baselines + chosen]
         rows += [["-", name, "not grouped: " + message, "-", "-", "-", "-"] for name, message in grouping.get("errors", {}).items()]
         note = (f"Each scorer's TAG grouping (and the ground truth's, HOA's from the pairs, and the best selection over every "
                 f"trained network on validation), trained on seed(s) {', '.join(map(str, grouping['seeds']))}. Each task uses its "
                 "chosen network that is best on validation; total = sum of test losses (mean over seeds ± sd); gain = mean over "
                 "tasks of the relative loss reduction against training every task alone. Sorted by total within each number of groups.")
-        header = ["groups at most", "source", "groups", "networks", "total test loss", "gain over STL (%)", "affinity device s"]
+        header = ["groups at most", "source", "groups", "networks", "total test loss", "gain over STL (%)", f"affinity {UNIT_NAMES[unit]}"]
         sections.append(("Groupings, trained", header, rows, note))
     bad = runs[runs.status != "done"]
     rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(r.error)] for r in bad.itertuples()]

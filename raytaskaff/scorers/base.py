@@ -34,7 +34,7 @@ import importlib.util
 import inspect
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import permutations
 from pathlib import Path
@@ -98,22 +98,22 @@ class Artifacts:
     map_models: how to apply a per-model function to saved networks: a callable
     (fn, {key: model path}, n_images) -> {key: fn(model, images)}. The default runs here, one
     model after another; the engine passes one that runs Ray actors next to the data and returns
-    ({key: result}, device-seconds spent elsewhere), which `remote_device_seconds` accumulates.
+    ({key: result}, (CPU core-seconds, GPU-seconds) spent there), which `remote` accumulates.
     """
 
     tasks: tuple[str, ...]
     seeds: list[SeedRuns] = field(default_factory=list)
     test_images: Callable | None = None
     map_models: Callable | None = None
-    remote_device_seconds: float = 0.0
+    remote: tuple[float, float] = (0.0, 0.0)  # (CPU core-seconds, GPU-seconds) spent by `map_models`
 
     def ordered_pairs(self) -> list[tuple[str, str]]:
         return list(permutations(self.tasks, 2))
 
     def apply_to_models(self, fn: Callable, paths: dict, n_images: int) -> dict:
         if self.map_models is not None:
-            results, seconds = self.map_models(fn, paths, n_images)
-            self.remote_device_seconds += seconds
+            results, (cpu, gpu) = self.map_models(fn, paths, n_images)
+            self.remote = (self.remote[0] + cpu, self.remote[1] + gpu)
             return results
         if self.test_images is None:
             raise ScorerError("this scorer needs test images, and none were given")
@@ -132,11 +132,16 @@ class Artifacts:
 
 @dataclass(frozen=True)
 class Cost:
+    """Seconds of wall-clock, of CPU (core-seconds: process CPU time) and of GPU (wall time on a
+    GPU times the fraction of it held), kept apart: a CPU second and a GPU second are not one unit."""
+
     wall_seconds: float = 0.0
-    device_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    gpu_seconds: float = 0.0
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.wall_seconds + other.wall_seconds, self.device_seconds + other.device_seconds)
+        return Cost(self.wall_seconds + other.wall_seconds, self.cpu_seconds + other.cpu_seconds,
+                    self.gpu_seconds + other.gpu_seconds)
 
 
 @dataclass
@@ -204,20 +209,40 @@ class Scorer:
     def score(self, artifacts: Artifacts, **options) -> Score:
         self.details: dict = {}
         self.per_seed: dict[int, dict[tuple[str, str], float]] = {}
-        wall, cpu, remote = time.perf_counter(), time.process_time(), artifacts.remote_device_seconds
+        wall, cpu, remote = time.perf_counter(), time.process_time(), artifacts.remote
         values = self.compute(artifacts, **options)
-        device = time.process_time() - cpu + artifacts.remote_device_seconds - remote
-        compute = Cost(time.perf_counter() - wall, device)
-        missing = [pair for pair in artifacts.ordered_pairs() if pair not in values]
-        if missing:
-            raise ScorerError(f"{self.name}: no value for {len(missing)} pairs, e.g. {missing[0]}")
-        rows = [(t, p, float(values[t, p])) for t, p in artifacts.ordered_pairs()]
+        compute = Cost(time.perf_counter() - wall, time.process_time() - cpu + artifacts.remote[0] - remote[0],
+                       artifacts.remote[1] - remote[1])
+        rows = [(t, p, value) for (t, p), value in checked_table(self.name, values, artifacts.ordered_pairs()).items()]
         per_seed = None
         if self.per_seed:
             seed_rows = [(seed, t, p, float(table[t, p])) for seed, table in sorted(self.per_seed.items())
                          for t, p in artifacts.ordered_pairs() if (t, p) in table]
             per_seed = pd.DataFrame(seed_rows, columns=["seed", "target", "partner", "value"])
         return Score(self.name, pd.DataFrame(rows, columns=["target", "partner", "value"]), compute, dict(self.details), per_seed)
+
+
+def checked_table(name: str, values, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    """What `compute` returned as {(target, partner): float} over `pairs`, or ScorerError (one line)
+    naming what is wrong: not a mapping, a pair without a value, or a value that is not one finite
+    number (an array, None, a string, NaN)."""
+    if not isinstance(values, Mapping):
+        raise ScorerError(f"{name}: compute returned {type(values).__name__}, not a dict {{(target, partner): value}}")
+    missing = [pair for pair in pairs if pair not in values]
+    if missing:
+        raise ScorerError(f"{name}: no value for {len(missing)} pairs, e.g. {missing[0]}")
+    table = {}
+    for pair in pairs:
+        value = values[pair]
+        try:
+            number = float(value) if np.ndim(value) == 0 and not isinstance(value, (str, bytes)) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not np.isfinite(number):
+            shown = f"{type(value).__name__} of shape {np.shape(value)}" if np.ndim(value) else repr(value)[:40]
+            raise ScorerError(f"{name}: the value of {pair} is {shown}, not a finite number")
+        table[pair] = number
+    return table
 
 
 SCORERS: dict[str, type[Scorer]] = {}
@@ -300,10 +325,30 @@ def mean_over_seeds(per_seed: list[dict[tuple[str, str], float]]) -> dict[tuple[
 
 
 def run_cost(runs: Iterable[RunResult]) -> Cost:
+    """The summed costs of runs (each over all its attempts)."""
     total = Cost()
     for r in runs:
-        total = total + Cost(r.wall_seconds, r.device_seconds)
+        total = total + Cost(r.wall_seconds, r.cpu_seconds, r.gpu_seconds)
     return total
+
+
+#: The units a cost is kept in, and how the costs tables name them.
+UNITS = ("cpu_seconds", "gpu_seconds")
+
+
+def cost_dict(total: Cost, marginal: Cost | None = None) -> dict:
+    """A cost as evaluation.json and costs.csv hold it: wall, CPU and GPU seconds (and marginal)."""
+    out = {"wall_seconds": total.wall_seconds, "cpu_seconds": total.cpu_seconds, "gpu_seconds": total.gpu_seconds}
+    if marginal is not None:
+        out.update(marginal_wall_seconds=marginal.wall_seconds, marginal_cpu_seconds=marginal.cpu_seconds,
+                   marginal_gpu_seconds=marginal.gpu_seconds)
+    return out
+
+
+def fraction_unit(ground_truth: dict) -> str:
+    """The unit costs are compared in: GPU-seconds when the ground truth's runs used a GPU, else
+    CPU core-seconds."""
+    return "gpu_seconds" if (ground_truth.get("gpu_seconds") or 0) > 0 else "cpu_seconds"
 
 
 def cost_of(score: Score, needs: Needs, artifacts: Artifacts,
@@ -319,9 +364,7 @@ def cost_of(score: Score, needs: Needs, artifacts: Artifacts,
     kinds = needs.run_kinds()
     total = score.compute + run_cost(r for k in kinds for r in by_kind[k])
     marginal = score.compute + run_cost(r for k in kinds - set(ground_truth_kinds) for r in by_kind[k])
-    return {"wall_seconds": total.wall_seconds, "device_seconds": total.device_seconds,
-            "marginal_wall_seconds": marginal.wall_seconds, "marginal_device_seconds": marginal.device_seconds,
-            "compute_wall_seconds": score.compute.wall_seconds}
+    return {**cost_dict(total, marginal), "compute_wall_seconds": score.compute.wall_seconds}
 
 
 def probe_affinities(artifacts: Artifacts, probe: str, source: str = "all") -> tuple[dict[int, dict[tuple[str, str], float]], set]:

@@ -33,6 +33,7 @@ from raytaskaff.errors import RaytaskaffError
 from raytaskaff.models import MultiTaskNet, part_seed, save_atomic, save_model
 from raytaskaff.settings import RunResult, RunSpec
 from raytaskaff.tasks import Task
+from raytaskaff.training.chance import chance_losses, label_fields
 from raytaskaff.training.fused import FusedNets, architecture
 from raytaskaff.training.optim import make_optimizer
 from raytaskaff.training.prefetch import prefetch
@@ -74,10 +75,31 @@ class _State:
     parameters: int = 0
     error: BaseException | None = None
     saved: dict | None = None  # the checkpoint it resumes from
+    earlier: dict = field(default_factory=dict)  # what earlier attempts spent, from its checkpoint
+    clock: _Clock | None = None
 
     @property
     def alive(self) -> bool:
         return self.error is None
+
+    def spent(self, now: dict[str, float] | None = None) -> dict[str, float]:
+        """{wall, cpu, gpu} seconds of this network so far, earlier attempts included (now: this
+        attempt's share, read from its clock when not given)."""
+        now = now if now is not None else self.clock.share() if self.clock is not None else {}
+        return {k: self.earlier.get(k, 0.0) + now.get(k, 0.0) for k in ("wall", "cpu", "gpu")}
+
+
+class _Clock:
+    """The costs of one attempt at a bundle, split evenly among its networks: wall-clock, process
+    CPU time (core-seconds), and on a GPU its wall time times the fraction of the GPU held."""
+
+    def __init__(self, networks: int, device: torch.device, gpu_fraction: float) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.networks, self.gpu = networks, gpu_fraction if device.type == "cuda" else 0.0
+
+    def share(self) -> dict[str, float]:
+        wall = (time.perf_counter() - self.wall) / self.networks
+        return {"wall": wall, "cpu": (time.process_time() - self.cpu) / self.networks, "gpu": wall * self.gpu}
 
 
 class _Inputs:
@@ -312,7 +334,7 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
             u.resume()
     amp = config.amp and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else _no_autocast
-    stats = data.stats if config.normalisation == "dataset" else {}
+    stats = _stats(config, data)
     domains = _fields(states, data.train, config.input)
     ahead, pin = config.prefetch_depth(device), device.type == "cuda"
     for u in units:
@@ -380,7 +402,8 @@ def _close_epoch(unit, position: int, s: _State, epoch: int, seen: int, running:
         save_atomic({"spec": [list(s.member.spec.tasks), list(s.member.spec.inject)], "seed": seed, "epoch": epoch,
                      "model": unit.model_state(position), "optimizer": unit.optimizer_state(position),
                      "scheduler": unit.scheduler.state_dict(), "history": s.history, "best_val": s.best[0],
-                     "best_epoch": s.best[1], "best_model": s.best[2], "probes": s.probe.epochs if s.probe else {}},
+                     "best_epoch": s.best[1], "best_model": s.best[2], "probes": s.probe.epochs if s.probe else {},
+                     "spent": s.spent()},
                     s.member.checkpoint)
     return record
 
@@ -403,10 +426,12 @@ class _no_autocast:
 def batch_fields(tasks, data, input: str = "rgb") -> list[str]:
     """The fields a batch holds: the input, every task's label (predicted or injected), and the
     masks the split has."""
-    names = [input]
-    for t in tasks:
-        names += [f for i, f in enumerate(t.fields()) if i == 0 or f in data.domains]
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys([input, *label_fields(tasks, data)]))
+
+
+def _stats(config, data) -> dict:
+    """The normalisation statistics targets are made with: the manifest's, or none (reference constants)."""
+    return data.stats if config.normalisation == "dataset" else {}
 
 
 def _fields(states: list[_State], data, input: str) -> list[str]:
@@ -439,16 +464,17 @@ def resume_state(path: Path | None, device: torch.device) -> dict | None:
         return None
 
 
-def _start(member: Member, model_config, config, data, seed: int, device: torch.device) -> _State:
+def _start(member: Member, model_config, config, data, seed: int, device: torch.device, clock: _Clock) -> _State:
     """A member's network built from its seed, and its checkpoint when it holds this run."""
     tasks = [data.task(n, config.tasks) for n in member.spec.tasks]
     inject = [data.task(n, config.tasks) for n in member.spec.inject]
     model = MultiTaskNet(tasks, model_config, inject=inject, seed=seed, grad_scale=config.grad_scale)
-    state = _State(member, tasks, inject, model, parameters=sum(p.numel() for p in model.parameters()))
+    state = _State(member, tasks, inject, model, parameters=sum(p.numel() for p in model.parameters()), clock=clock)
     saved = resume_state(Path(member.checkpoint) if member.checkpoint else None, device)
     if saved is not None and saved.get("spec") == [list(member.spec.tasks), list(member.spec.inject)] and saved.get("seed") == seed:
         state.saved, state.history, state.first_epoch = saved, saved["history"], saved["epoch"] + 1
         state.best = (saved["best_val"], saved["best_epoch"], saved["best_model"])
+        state.earlier = dict(saved.get("spent") or {})
     return state
 
 
@@ -459,17 +485,18 @@ def train_bundle(members: list[Member], model_config, config, data, seed: int, o
 
     config: a `training.loop.TrainConfig`; data: a `training.loop.DataSplits`; on_epoch: optional
     callback(epoch, {member: record}) once per epoch, for the members that trained it; fuse: stack networks of one architecture (False: each
-    network its own module, still reading each batch once). A bundle's wall-clock and
-    device-seconds are split evenly among its networks.
+    network its own module, still reading each batch once). A bundle's wall-clock, CPU and GPU
+    seconds are split evenly among its networks; a network resumed from its checkpoint adds what
+    its earlier attempts spent (recorded there each epoch).
     """
-    wall_start, cpu_start = time.perf_counter(), time.process_time()
     device = resolve_device(config.device)
+    clock = _Clock(len(members), device, config.gpu_fraction)
     rank, size = world()
     if size > 1 and config.probes and any(m.probes for m in members):
         raise ValueError("gradient probes need one process per run; train instrumented runs without DDP")
     if len(data.train) // config.batch_size < 1:
         raise ValueError(f"the train split has {len(data.train)} views, fewer than one batch of {config.batch_size}")
-    states = [_start(m, model_config, config, data, seed, device) for m in members]
+    states = [_start(m, model_config, config, data, seed, device, clock) for m in members]
     tested = {}
     for first in sorted({s.first_epoch for s in states}):  # each resumed epoch trains in its own pass
         group = [s for s in states if s.first_epoch == first]
@@ -478,26 +505,27 @@ def train_bundle(members: list[Member], model_config, config, data, seed: int, o
         except StackingFailed as e:
             warnings.warn(f"stacked networks failed their first step on {device} ({e}): training the bundle's "
                           f"{len(group)} networks unstacked", stacklevel=2)
-            fresh = [_start(s.member, model_config, config, data, seed, device) for s in group]
+            fresh = [_start(s.member, model_config, config, data, seed, device, clock) for s in group]
             states = [fresh[group.index(s)] if s in group else s for s in states]
             tested.update(train_pass(fresh, model_config, config, data, seed, device, rank, size, first, on_epoch, False))
-    wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
-    share = 1 / len(states)
+    stl = {t.name: t for s in states if s.alive and len(s.tasks) == 1 and not s.inject for t in s.tasks}
+    chance = chance_losses(list(stl.values()), data.train, data.test, _stats(config, data), device, config.eval_batch_size) if rank == 0 else {}
     out: list[RunResult | BaseException] = []
+    now = clock.share()  # one reading: the networks of a bundle share its cost evenly
     for s in states:
         if s.error is not None:
             out.append(s.error)
             continue
         test_losses, test_metrics = tested[id(s)]
+        spent = s.spent(now)
         out.append(RunResult(
             spec=s.member.spec, seed=seed, test_losses=test_losses, val_losses=s.history[s.best[1]]["val"],
             test_metrics=test_metrics, best_epoch=s.best[1], epochs=config.epochs, history=s.history,
-            wall_seconds=wall * share,
-            # GPU-seconds on a GPU; CPU core-seconds (process CPU time) without one
-            device_seconds=(wall if device.type == "cuda" else cpu) * share,
+            wall_seconds=spent["wall"], cpu_seconds=spent["cpu"], gpu_seconds=spent["gpu"],
             device=str(device), parameters=s.parameters,
             probes=dict(s.probe.epochs) if s.probe else {}, probe_variant=config.probes.variant if s.probe else None,
             model_path=str(s.member.model_path) if s.member.model_path is not None else None,
             bundle_size=len(states),
+            chance_losses={t.name: chance[t.name] for t in s.tasks if t.name in chance},
         ))
     return out

@@ -34,8 +34,9 @@ class TrainConfig(Training):
     ("auto", "cpu", "cuda", ...), normalisation ("dataset": the manifest's statistics for scalar
     labels; "taskonomy": the reference constants), probes (MTL runs only), prefetch (batches
     gathered ahead on a thread, pinned on CUDA; None: 2 on CUDA, none on CPU, where the thread
-    would only compete with the run's own cores), input (the image field the network sees) and
-    tasks (the sweep's declared tasks; any other name is a Taskonomy preset)."""
+    would only compete with the run's own cores), input (the image field the network sees),
+    tasks (the sweep's declared tasks; any other name is a Taskonomy preset) and gpu_fraction
+    (the share of a GPU the run holds, which scales its GPU-seconds)."""
 
     device: str = "auto"
     normalisation: str = "dataset"
@@ -43,6 +44,7 @@ class TrainConfig(Training):
     prefetch: int | None = None
     input: str = "rgb"
     tasks: tuple[TaskSpec, ...] = ()
+    gpu_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()

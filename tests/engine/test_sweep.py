@@ -40,7 +40,7 @@ def test_every_output(first_run, smoke):
     assert (out / "report" / "report.md").is_file()
     runs = pd.read_parquet(out / "results" / "runs.parquet")
     assert len(runs) == len(plan(smoke)) == 20 and (runs.status == "done").all() and runs.trained_now.all()
-    assert runs.node.notna().all() and (runs.retries == 0).all() and (runs.device_seconds > 0).all()
+    assert runs.node.notna().all() and (runs.retries == 0).all() and (runs.cpu_seconds > 0).all() and (runs.gpu_seconds == 0).all()
     affinity = pd.read_csv(out / "results" / "affinity.csv")
     assert set(affinity.scorer) == set(smoke.scorers) and len(affinity) == 7 * 6
     truth = pd.read_csv(out / "results" / "ground_truth.csv")
@@ -51,8 +51,12 @@ def test_every_output(first_run, smoke):
     assert set(summary["scorers"]) == set(smoke.scorers) and not summary["scorer_errors"]
     assert summary["noise_ceiling"]["seeds"] == 2 and summary["runs"] == {"planned": 20, "trained": 20, "skipped": 0, "failed": {}}
     costs = pd.read_csv(out / "results" / "costs.csv").set_index("name")
-    assert costs.loc["ground_truth", "device_seconds"] == pytest.approx(runs[runs.kind.isin(["stl", "pair"])].device_seconds.sum())
-    assert costs.loc["li", "marginal_device_seconds"] >= runs[runs.kind == "li"].device_seconds.sum()
+    assert costs.loc["ground_truth", "cpu_seconds"] == pytest.approx(runs[runs.kind.isin(["stl", "pair"])].cpu_seconds.sum())
+    assert costs.loc["li", "marginal_cpu_seconds"] >= runs[runs.kind == "li"].cpu_seconds.sum()
+    # without a GPU every cost is in CPU core-seconds, and the fraction says so
+    assert (costs.fraction_unit == "cpu_seconds").all() and (costs.gpu_seconds == 0).all()
+    assert costs.loc["li", "fraction_of_ground_truth"] == pytest.approx(costs.loc["li", "cpu_seconds"] / costs.loc["ground_truth", "cpu_seconds"])
+    assert set(summary["learning"]) == set(smoke.tasks) and all(c["seeds"] == 2 and c["chance_loss"] > 0 for c in summary["learning"].values())
     assert set(summary["stages"]) >= {"data", "training", "scorers", "evaluation", "total"}
 
 
@@ -118,6 +122,45 @@ def test_report_rebuilds_from_results_alone(first_run, smoke, tmp_path):
         assert section in html, section
     assert html.count("data:image/png;base64,") == 3 + len(smoke.scorers) and "src=''" not in html
     assert main([str(tmp_path / "nothing")]) == 2
+
+
+BAD_SCORER = """
+from raytaskaff.scorers.base import Needs, Scorer
+
+
+class Bad(Scorer):
+    needs = Needs(stl=True)
+
+    def compute(self, artifacts):
+        {body}
+"""
+
+
+def test_failing_scorers_are_listed_and_the_report_is_written_without_them(first_run, smoke, tmp_path):
+    """Scorers that raise or return what is not a table: each one line in the summary and the
+    report, the others scored, nothing trained again (the smoke sweep's store is reused)."""
+    bodies = {"raises": "raise RuntimeError('out of ideas\\nsecond line')",
+              "arrays": "import numpy as np; return {p: np.zeros(3) for p in artifacts.ordered_pairs()}",
+              "nothing": "return None",
+              "nan": "return {p: float('nan') for p in artifacts.ordered_pairs()}"}
+    scorers = {"td": smoke.scorers["td"]}
+    for name, body in bodies.items():
+        (tmp_path / f"{name}.py").write_text(BAD_SCORER.format(body=body))
+        scorers[name] = {"module": str(tmp_path / f"{name}.py")}
+    config = dataclasses.replace(smoke, out=str(tmp_path / "out"), storage=str(Path(smoke.out) / "store"), scorers=scorers,
+                                 grouping=dataclasses.replace(smoke.grouping, groups=()))
+    said = []
+    summary = run_sweep(config, say=said.append)
+    assert summary["runs"]["trained"] == 0 and set(summary["scorers"]) == {"td"}
+    errors = summary["scorer_errors"]
+    log = tmp_path / "out" / "logs" / "scorer-raises.txt"
+    assert errors["raises"] == f"RuntimeError: out of ideas (traceback in {log})" and "second line" in log.read_text()
+    assert errors["arrays"] == "arrays: the value of ('depth_zbuffer', 'normal') is ndarray of shape (3,), not a finite number"
+    assert errors["nothing"] == "nothing: compute returned NoneType, not a dict {(target, partner): value}"
+    assert errors["nan"] == "nan: the value of ('depth_zbuffer', 'normal') is nan, not a finite number"
+    assert all(f"scorer {name} failed: {message}" in said for name, message in errors.items())
+    html = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert all(name in html for name in bodies) and "out of ideas" in html
 
 
 def _small(smoke, out, **data):

@@ -183,5 +183,5 @@ def test_runs_table_says_how_many_networks_each_trial_trained(tracked):
 
     runs = pd.read_parquet(Path(tracked.out) / "results" / "runs.parquet")
     assert len(runs) == 3 and (runs.bundle_size == 3).all() and (runs.status == "done").all()
-    # a bundle's device-seconds are split evenly among its networks
-    assert runs.device_seconds.nunique() == 1 and (runs.device_seconds > 0).all()
+    # a bundle's costs are split evenly among its networks
+    assert runs.cpu_seconds.nunique() == 1 and (runs.cpu_seconds > 0).all() and (runs.gpu_seconds == 0).all()

@@ -34,8 +34,8 @@ def _sweep(tmp_path):
     }
     judged = evaluate_all(truth, {"copy": mean_copy, "noise": noise}, {"copy": copy}, bootstrap=300, tasks=FIVE)
     summary = {"sweep": "planted", "tasks": FIVE, "seeds": [0, 1, 2], **judged, "scorer_errors": {},
-               "costs": {"copy": {"wall_seconds": 1.0, "device_seconds": 1.0}, "noise": {"wall_seconds": 0.0, "device_seconds": 0.0},
-                         "ground_truth": {"wall_seconds": 10.0, "device_seconds": 10.0}},
+               "costs": {"copy": {"wall_seconds": 1.0, "cpu_seconds": 1.0, "gpu_seconds": 0.0}, "noise": {"wall_seconds": 0.0, "cpu_seconds": 0.0},
+                         "ground_truth": {"wall_seconds": 10.0, "cpu_seconds": 10.0}},
                "config": {}, "versions": {}, "stages": {}}
     runs = pd.DataFrame({"key": ["k"], "kind": ["stl"], "tasks": ["normal"], "inject": [""], "seed": [0], "status": ["done"], "error": [None]})
     write_outputs(tmp_path, summary, scores, per_seed, ground_truth(per_seed), runs)

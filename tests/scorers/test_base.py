@@ -60,12 +60,12 @@ def test_total_and_marginal_costs(result):
     li = scorer("li").score(artifacts)
     cost = cost_of(li, scorer("li").requirements(), artifacts)
     assert cost["wall_seconds"] == pytest.approx(30 + 6 * 3 + li.compute.wall_seconds)
-    assert cost["device_seconds"] == pytest.approx(60 + 6 * 4 + li.compute.device_seconds)
+    assert cost["cpu_seconds"] == pytest.approx(60 + 6 * 4 + li.compute.cpu_seconds) and cost["gpu_seconds"] == 0
     assert cost["marginal_wall_seconds"] == pytest.approx(6 * 3 + li.compute.wall_seconds)  # STL runs: trained anyway
     td = scorer("td").score(artifacts)
     assert cost_of(td, Needs(), artifacts)["wall_seconds"] == pytest.approx(td.compute.wall_seconds)
     gs_all = cost_of(td, scorer("gs").requirements(), artifacts)
-    assert gs_all["marginal_device_seconds"] == pytest.approx(60 + td.compute.device_seconds)
+    assert gs_all["marginal_cpu_seconds"] == pytest.approx(60 + td.compute.cpu_seconds)
     gs_pairs = cost_of(td, scorer("gs").requirements(source="pairs"), artifacts)
-    assert gs_pairs["device_seconds"] == pytest.approx(200 + td.compute.device_seconds)
-    assert gs_pairs["marginal_device_seconds"] == pytest.approx(td.compute.device_seconds)
+    assert gs_pairs["cpu_seconds"] == pytest.approx(200 + td.compute.cpu_seconds)
+    assert gs_pairs["marginal_cpu_seconds"] == pytest.approx(td.compute.cpu_seconds)

@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import time
 from unittest import mock
 
 import pytest
@@ -19,6 +20,7 @@ from raytaskaff.training.loop import (
     evaluate,
     train,
 )
+from raytaskaff.training.bundle import _Clock
 from raytaskaff.training.probes import ProbeConfig
 
 MODEL = preset("small")
@@ -50,7 +52,7 @@ def test_training_lowers_the_test_loss_well_below_the_untrained_model(splits):
     assert result.test_metrics["segment_semantic"]["pixel_accuracy"] > 0.5
     assert result.test_metrics["normal"]["angular_error"] < 60
     assert result.parameters == sum(p.numel() for p in MultiTaskNet(tasks, MODEL).parameters())
-    assert result.wall_seconds > 0 and result.device_seconds > 0
+    assert result.wall_seconds > 0 and result.cpu_seconds > 0 and result.gpu_seconds == (result.wall_seconds if torch.cuda.is_available() else 0)
     assert result.device == ("cuda" if torch.cuda.is_available() else "cpu")
     assert len(result.history) == 4 and result.best_epoch == min(range(4), key=lambda e: sum(result.history[e]["val"].values()))
     assert result.val_losses == result.history[result.best_epoch]["val"]
@@ -88,11 +90,26 @@ def test_checkpoint_resumes_an_interrupted_run(splits, tmp_path):
     path = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
         train(spec, MODEL, config, splits, seed=2, checkpoint=path, on_epoch=crash)
+    first = torch.load(path, weights_only=True)["spent"]  # what the crashed attempt had spent by epoch 1
     epochs_run = []
+    start = time.perf_counter()
     resumed = train(spec, MODEL, config, splits, seed=2, checkpoint=path, on_epoch=lambda e, r: epochs_run.append(e))
+    second = time.perf_counter() - start
     assert epochs_run == [2]  # epochs 0 and 1 came from the checkpoint
     assert resumed.test_losses == whole.test_losses and resumed.probes == whole.probes
     assert [h["val"] for h in resumed.history] == [h["val"] for h in whole.history]
+    # its costs are both attempts': the first's from its checkpoint, plus the second's
+    assert first["wall"] > 0 and first["cpu"] > 0 and first["gpu"] == 0
+    assert first["wall"] < resumed.wall_seconds <= first["wall"] + second
+    assert resumed.cpu_seconds > first["cpu"]
+
+
+def test_gpu_seconds_are_wall_time_times_the_gpu_fraction_held():
+    clock = _Clock(2, torch.device("cuda"), 0.25)
+    time.sleep(0.05)
+    share = clock.share()
+    assert share["gpu"] == pytest.approx(share["wall"] * 0.25) and share["wall"] >= 0.05 / 2
+    assert _Clock(1, torch.device("cpu"), 0.25).share()["gpu"] == 0
 
 
 def test_nan_loss_stops_the_run(splits):
