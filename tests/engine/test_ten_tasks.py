@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -48,5 +49,8 @@ def test_ten_tasks_end_to_end(local_ray, reduced):
     html = (out / "report" / "index.html").read_text()
     # every task in every per-target table, one heatmap per scorer plus the ground truth, the two plots
     assert html.count("data:image/png;base64,") == 3 + len(reduced.scorers)
-    assert all(html.count(f"<td>{t}</td>") >= 2 for t in reduced.tasks)
+    # a target may carry the "(did not learn)" mark: one epoch on 160 views need not beat chance
+    assert all(len(re.findall(rf"<td>{t}( \(did not learn\))?</td>", html)) >= 2 for t in reduced.tasks)
+    learning = json.loads((out / "results" / "evaluation.json").read_text())["learning"]
+    assert set(learning) == set(reduced.tasks) and all(v["chance_loss"] > 0 for v in learning.values())
     assert json.loads((out / "results" / "evaluation.json").read_text())["tasks"] == list(reduced.tasks)
