@@ -11,7 +11,9 @@ affinity_per_seed.csv): the table is their mean, the noise ceiling and seed stab
 measured, and the bootstrap resamples seeds too. --bootstrap N > 0 adds intervals and the paired
 comparison of every two scores ("comparisons"). Coverage (pairs and targets scored out of those
 known) is given for every score; partial coverage and a ground truth that cannot rank (constant,
-tied) are warned about on stderr and under "warnings". Malformed input is a one-line error and
+tied) are warned about on stderr and under "warnings". An asymmetric score is also read
+transposed ("orientation": its Spearman as value(partner, target), and with --bootstrap whether
+that agrees significantly better, which is warned about too). Malformed input is a one-line error and
 exit code 2.
 """
 
@@ -28,7 +30,7 @@ from raytaskaff.evaluation.tables import TableError, check_tasks, mean_table, re
 
 #: The keys of one scorer in --json (the command's documented schema).
 SCHEMA_KEYS = ("pearson", "spearman", "kendall", "ranking_kendall", "hits", "targets", "undecidable", "regret", "coverage",
-               "warnings", "best_partner")
+               "orientation", "warnings", "best_partner")
 
 
 def evaluate_files(ground_truth: str, scores: dict[str, str], bootstrap: int = 0) -> dict:

@@ -12,6 +12,10 @@
    has no regret;
 4. cost lives with the scorers (`scorers.base.cost_of`).
 
+Each asymmetric score is also read the other way round (`orientation`: value(p, t) taken as the
+affinity of target t with partner p): a scorer whose transpose agrees clearly better with the ground
+truth has the opposite notion of which task helps which, and the evaluation says so.
+
 Inputs are {(target, partner): value} dicts; a pair missing from either side is left out. Each
 score's coverage (pairs and targets it scores, out of those the ground truth knows) and warnings
 (partial coverage, a ground truth that cannot rank) say how far its numbers can be trusted.
@@ -134,6 +138,49 @@ def coverage_warning(name: str, cover: dict) -> str | None:
             "targets of the ground truth: its numbers speak for those only")
 
 
+def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman of a[i] and b[i] for every row i (NaN where a row is constant)."""
+    ra, rb = stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
+    norm = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ra * rb).sum(axis=1) / norm
+
+
+def orientation(score: dict, truth: dict, bootstrap: int = 2000, seed: int = 0) -> dict | None:
+    """The score read as given and transposed (value(p, t) as the affinity of target t with
+    partner p) against the ground truth, over the pairs known both ways round.
+
+    Returns spearman, transposed_spearman, difference_ci (95% percentile bootstrap over pairs of
+    transposed minus as given; None without replicates) and transposed_better (the interval lies
+    above 0; None without replicates), or None for a symmetric score or fewer than three pairs."""
+    pairs = sorted(k for k in truth if math.isfinite(truth[k]) and k in score and (k[1], k[0]) in score
+                   and math.isfinite(score[k]) and math.isfinite(score[k[1], k[0]]))
+    x = np.array([score[k] for k in pairs], dtype=float)
+    flipped = np.array([score[k[1], k[0]] for k in pairs], dtype=float)
+    y = np.array([truth[k] for k in pairs], dtype=float)
+    if len(pairs) < 3 or np.array_equal(x, flipped):
+        return None
+    direct, transposed = _corr("spearman", x, y), _corr("spearman", flipped, y)
+    rows = np.random.default_rng(seed).integers(0, len(x), (bootstrap, len(x)))
+    diffs = _spearman_rows(flipped[rows], y[rows]) - _spearman_rows(x[rows], y[rows])
+    diffs = diffs[np.isfinite(diffs)]
+    ci = [float(v) for v in np.percentile(diffs, [2.5, 97.5])] if len(diffs) else None
+    return {"spearman": _finite(direct), "transposed_spearman": _finite(transposed), "difference_ci": ci,
+            "transposed_better": None if ci is None else bool(ci[0] > 0)}
+
+
+def orientation_warning(name: str, found: dict | None) -> str | None:
+    """A one-line warning when a score agrees with the ground truth clearly better transposed."""
+    if not found or not found["transposed_better"]:
+        return None
+    low, high = found["difference_ci"]
+    return (f"{name} agrees with the ground truth better read the other way round: Spearman "
+            f"{found['transposed_spearman']:.2f} with value(partner, target) against {found['spearman']:.2f} as "
+            f"value(target, partner) (difference 95% CI [{low:.2f}, {high:.2f}]); its notion of which task helps which "
+            "runs against the measured gains (a finding about the scorer: the orientation from probe to table is tested)")
+
+
 def evaluate_score(score: dict, truth: dict, bootstrap: int = 2000, seed: int = 0) -> dict:
     """All levels of one score (the evaluate command's JSON for one scorer), with its coverage."""
     pairs = sorted(k for k in score if k in truth and math.isfinite(score[k]) and math.isfinite(truth[k]))
@@ -151,5 +198,6 @@ def evaluate_score(score: dict, truth: dict, bootstrap: int = 2000, seed: int = 
         "undecidable": sum(b["undecidable"] for b in best.values()),
         "regret": float(np.mean(regrets)) if regrets else None,
         "coverage": coverage(score, truth),
+        "orientation": orientation(score, truth, bootstrap, seed),
         "best_partner": best,
     }

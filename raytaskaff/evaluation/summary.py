@@ -16,7 +16,7 @@ import math
 import pandas as pd
 
 from raytaskaff.evaluation.compare import compare_scorers, seed_stability
-from raytaskaff.evaluation.levels import coverage_warning, evaluate_score, truth_warnings
+from raytaskaff.evaluation.levels import coverage_warning, evaluate_score, orientation_warning, truth_warnings
 from raytaskaff.evaluation.noise import noise_ceiling
 from raytaskaff.evaluation.reference import reference_check
 
@@ -47,7 +47,7 @@ def evaluate_all(truth_per_seed: dict[int, dict], tables: dict[str, dict], per_s
     scorers = {}
     for name, table in tables.items():
         result = evaluate_score(table, truth, bootstrap=bootstrap, seed=seed)
-        own = [w for w in [coverage_warning(name, result["coverage"])] if w]
+        own = [w for w in [coverage_warning(name, result["coverage"]), orientation_warning(name, result["orientation"])] if w]
         scorers[name] = {**result, "warnings": own}
         warnings += own
     ceiling = noise_ceiling(frame) if frame["seed"].nunique() >= 2 else None

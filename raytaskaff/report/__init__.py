@@ -48,13 +48,19 @@ def costs_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COST_COLUMNS)
 
 
+def affinity_frame(scores: dict) -> pd.DataFrame:
+    """affinity.csv: scorer, target, partner, value (the affinity of target t with partner p)."""
+    columns = ["scorer", "target", "partner", "value"]
+    if not scores:
+        return pd.DataFrame(columns=columns)
+    return pd.concat([s.table.assign(scorer=name)[columns] for name, s in scores.items()], ignore_index=True)
+
+
 def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed: pd.DataFrame, truth: pd.DataFrame,
                   runs: pd.DataFrame) -> None:
     results = Path(out) / "results"
     results.mkdir(parents=True, exist_ok=True)
-    affinity = pd.concat([s.table.assign(scorer=name)[["scorer", "target", "partner", "value"]] for name, s in scores.items()],
-                         ignore_index=True) if scores else pd.DataFrame(columns=["scorer", "target", "partner", "value"])
-    _atomic_text(results / "affinity.csv", affinity.to_csv(index=False))
+    _atomic_text(results / "affinity.csv", affinity_frame(scores).to_csv(index=False))
     seeded = [s.per_seed.assign(scorer=name) for name, s in scores.items() if s.per_seed is not None]
     columns = ["scorer", "seed", "target", "partner", "value"]
     per_seed_affinity = pd.concat(seeded, ignore_index=True)[columns] if seeded else pd.DataFrame(columns=columns)

@@ -210,6 +210,27 @@ def _learning_section(learned: dict) -> tuple[str, list[str], list[list[str]], s
     return ("Did the single-task networks learn?", ["target", "STL test loss", "chance loss", "ratio", "verdict"], rows, note)
 
 
+def _orientation_section(evaluation: dict) -> tuple[str, list[str], list[list[str]], str] | None:
+    """Each asymmetric scorer read as given and transposed; None when no scorer is asymmetric."""
+    verdict = {True: "transposed agrees better", False: "as given", None: "not tested (no bootstrap)"}
+    rows = []
+    for name, e in evaluation.items():
+        found = e.get("orientation")
+        if found:
+            ci = found.get("difference_ci")
+            diff = (found["transposed_spearman"] - found["spearman"]
+                    if found["spearman"] is not None and found["transposed_spearman"] is not None else None)
+            rows.append([name, _fmt(found["spearman"]), _fmt(found["transposed_spearman"]),
+                         _fmt(diff) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""), verdict[found["transposed_better"]]])
+    if not rows:
+        return None
+    note = ("Spearman with the ground truth of each asymmetric scorer as given, value(target, partner), and transposed, "
+            "value(partner, target), with the 95% bootstrap interval of the difference. A scorer whose transpose agrees "
+            "significantly better holds the opposite view of which task helps which: a finding about the scorer (the "
+            "orientation from the probes to these tables is tested end to end), not a swap to be undone.")
+    return ("Which way round?", ["scorer", "Spearman as given", "Spearman transposed", "difference [95% CI]", "verdict"], rows, note)
+
+
 def build_report(out: str | Path) -> Path:
     """Write OUT/report/report.md and OUT/report/index.html from OUT/results; return the HTML path."""
     out = Path(out)
@@ -249,6 +270,9 @@ def build_report(out: str | Path) -> Path:
                      "Correlations over all ordered pairs; intervals from a bootstrap over pairs. The last rows are the ground "
                      "truth's noise ceiling on the same levels: no scorer can be judged better than it. Hits count decidable "
                      "targets only (a target whose known partners all tie is undecidable)."))
+    turned = _orientation_section(evaluation)
+    if turned:
+        sections.append(turned)
     comparisons = summary.get("comparisons") or []
     if comparisons:
         rows = [[c["a"], c["b"], _diff(c, "spearman"), _verdict(c.get("spearman_significant")), _diff(c, "hits", 0),

@@ -29,7 +29,7 @@ def test_json_schema_and_values(tmp_path):
                  "--json", str(tmp_path / "out.json"), "--markdown", str(tmp_path / "out.md")]) == 0
     result = json.loads((tmp_path / "out.json").read_text())["scorers"]["mine"]
     assert list(result) == ["pearson", "spearman", "kendall", "ranking_kendall", "hits", "targets", "undecidable", "regret",
-                            "coverage", "warnings", "best_partner"]
+                            "coverage", "orientation", "warnings", "best_partner"]
     known = [("key points", "edges", 0.9, 4), ("key points", "depth", 0.1, 1), ("edges", "key points", 0.5, 2),
              ("depth", "key points", 0.2, -1), ("depth", "edges", 0.2, 3)]  # (edges, depth) has no gain
     x, y = [k[2] for k in known], [k[3] for k in known]
