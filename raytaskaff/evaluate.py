@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from raytaskaff.atomic import write_text
 from raytaskaff.errors import RaytaskaffError
 from raytaskaff.evaluation.summary import evaluate_all
 from raytaskaff.evaluation.tables import TableError, check_tasks, mean_table, read_tables
@@ -110,13 +110,6 @@ def _score_arg(text: str) -> tuple[str, str]:
     return name, path
 
 
-def _write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m raytaskaff.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ground-truth", required=True, help="CSV target,partner,value (value = gain)")
@@ -138,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        _write(args.json, json.dumps(result, indent=1))
+        write_text(args.json, json.dumps(result, indent=1))
     if args.markdown:
-        _write(args.markdown, markdown(result))
+        write_text(args.markdown, markdown(result))
     if not args.json and not args.markdown:
         print(markdown(result), end="")
     return 0

@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
+from raytaskaff.atomic import write_text
 from raytaskaff.errors import RaytaskaffError
 from raytaskaff.evaluation.tables import TableError, read_table
 from raytaskaff.grouping import hoa_candidates, select_groups, select_networks
@@ -93,10 +93,7 @@ def _print_groups(result: dict) -> None:
 
 
 def _write(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import asdict
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from raytaskaff.atomic import atomic_path
 from raytaskaff.settings import MODEL_PRESETS as PRESETS  # noqa: F401  (the presets live with the settings)
 from raytaskaff.settings import ModelConfig, preset  # noqa: F401
 from raytaskaff.tasks import task
@@ -237,13 +237,8 @@ def save_model(model: MultiTaskNet, path, seed: int = 0) -> None:
 def save_atomic(state: dict, path) -> None:
     """torch.save to a temporary name, then move into place: a crash or a full disk leaves the old
     file or none, never a partial one."""
-    tmp = f"{path}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_model(path, map_location="cpu") -> MultiTaskNet:

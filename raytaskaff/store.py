@@ -1,25 +1,42 @@
 """Run results and saved networks, by run key: the source of truth for what is done.
 
-    STORE/runs/<key>/result.json    the RunResult plus where and how it ran (node, attempts)
+    STORE/runs/<key>/result.json    the RunResult plus where and how it ran (node, attempts) and
+                                    the size and SHA-256 of the run's files
     STORE/runs/<key>/model.pt       the selected network (weights_only format, models.save_model)
 
 A run is done when its result.json exists and reads back with its own key. Every file is written
 to a temporary name and moved into place, so a crash leaves either the old state or the new one.
 STORE is a local directory or any URI pyarrow.fs understands (s3://bucket/path, gs://...). On a
-remote store, networks and checkpoints are written to a local cache first and uploaded.
+remote store, networks and checkpoints are written to a local cache first and uploaded; a found
+run names its network by its place in the store, and whoever reads it (a scorer actor on any
+node) fetches it by key into its own node's cache (`local_model`), checked against its record.
+
+Reading is retried on transient errors (READ_RETRIES, waits doubling from RETRY_WAIT); a store that
+stays unreadable is a StoreError, never "not done". A result.json that does not parse counts as not
+done (the run is trained again and the file replaced) and is named in a warning.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from raytaskaff.atomic import atomic_path
+from raytaskaff.data.verify import cache_dir
 from raytaskaff.errors import RaytaskaffError
 from raytaskaff.settings import RunResult
+
+#: Tries after a transient read error, and the first wait between them (doubling).
+READ_RETRIES = 3
+RETRY_WAIT = 0.5
 
 
 class StoreError(RaytaskaffError):
@@ -30,13 +47,37 @@ class StoreError(RaytaskaffError):
 NOT_WRITABLE = "the result store is not writable"
 
 
+def digest(path: str | os.PathLike) -> dict:
+    """{size, sha256} of a local file."""
+    stat = os.stat(path)
+    return dict(_digest(str(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=512)
+def _digest(path: str, size: int, mtime_ns: int) -> tuple:  # a file read again unchanged is not hashed again
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return (("size", size), ("sha256", h.hexdigest()))
+
+
+def local_model(path: str) -> str:
+    """A local path of the network a found run names: the path itself when local, else (a URI into
+    a remote store, STORE/runs/KEY/model.pt) the network fetched by key into this node's cache."""
+    if "://" not in str(path):
+        return str(path)
+    store, _, rest = str(path).rpartition("/runs/")
+    return ResultStore(store).model_path(rest.split("/")[0])
+
+
 class ResultStore:
     def __init__(self, uri: str, cache: str | os.PathLike | None = None) -> None:
         self.uri = str(uri)
         if "://" in self.uri:
             self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
             self.local = False
-            self.cache = Path(cache or Path.home() / ".cache" / "raytaskaff")
+            self.cache = Path(cache or cache_dir())
         else:
             self.fs, self.root = pafs.LocalFileSystem(), str(Path(self.uri).resolve())
             self.uri = self.root  # absolute: Ray workers do not share the driver's working directory
@@ -83,20 +124,46 @@ class ResultStore:
             raise StoreError(f"{final}: cannot write ({e})") from None
 
     def save(self, key: str, result: RunResult, **extra) -> None:
-        """Record a finished run: upload its network if the store is remote, then its result."""
-        record = {"key": key, "result": result.to_dict(), **extra}
-        if not self.local and result.model_path:
-            with open(result.model_path, "rb") as f:
-                self.write_bytes(key, "model.pt", f.read())
+        """Record a finished run: upload its network if the store is remote, then its result, which
+        holds the network's size and SHA-256."""
+        files = {}
+        if result.model_path:
+            files["model.pt"] = digest(result.model_path)
+            if not self.local:
+                with open(result.model_path, "rb") as f:
+                    self.write_bytes(key, "model.pt", f.read())
+        record = {"key": key, "result": result.to_dict(), "files": files, **extra}
         self.write_bytes(key, "result.json", json.dumps(record, indent=1).encode())
+
+    def _read(self, path: str) -> bytes | None:
+        """A file's bytes, None when it does not exist; transient errors are retried."""
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                with self.fs.open_input_stream(path) as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+            except OSError as e:
+                try:
+                    if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+                        return None
+                except OSError:
+                    pass
+                if attempt == READ_RETRIES:
+                    raise StoreError(f"{path}: not readable after {READ_RETRIES + 1} tries ({str(e).splitlines()[0]})") from None
+                time.sleep(RETRY_WAIT * 2**attempt)
+        return None
 
     def record(self, key: str) -> dict | None:
         """The stored record of a run, or None when it has no complete result."""
         path = self._path(key, "result.json")
+        raw = self._read(path)
+        if raw is None:
+            return None
         try:
-            with self.fs.open_input_stream(path) as f:
-                data = json.loads(f.read())
-        except (FileNotFoundError, OSError, ValueError):
+            data = json.loads(raw)
+        except ValueError as e:
+            warnings.warn(f"{path}: not valid JSON ({e}): the run counts as not done and is trained again", stacklevel=2)
             return None
         return data if isinstance(data, dict) and data.get("key") == key and "result" in data else None
 
@@ -109,8 +176,8 @@ class ResultStore:
         if data is None:
             return None
         result = RunResult.from_dict(data["result"])
-        if result.model_path is not None:
-            result.model_path = self.model_path(key)
+        if result.model_path is not None:  # where it is read, `local_model` makes it a local file
+            result.model_path = self.model_path(key) if self.local else f"{self.uri.rstrip('/')}/runs/{key}/model.pt"
         return result
 
     def load(self, key: str) -> RunResult:
@@ -120,9 +187,33 @@ class ResultStore:
         return result
 
     def model_path(self, key: str) -> str:
-        """A local path of the run's saved network (downloaded into the cache if remote)."""
+        """A local path of the run's saved network, checked against the size and SHA-256 in its
+        record: on a remote store fetched into this node's cache (atomically) unless a checked copy
+        is there. A missing or damaged network is a StoreError."""
+        expected = ((self.record(key) or {}).get("files") or {}).get("model.pt")
         local = self.run_dir(key) / "model.pt"
-        if not self.local and not local.exists():
-            with self.fs.open_input_stream(self._path(key, "model.pt")) as src, open(local, "wb") as dst:
-                dst.write(src.read())
+        if self.local:
+            if not local.exists():
+                raise StoreError(f"{local}: the run's network is missing (is the store folder shared by every node?)")
+            self._check(local, expected, self._path(key, "model.pt"))
+            return str(local)
+        if local.exists() and (expected is None or digest(local) == expected):
+            return str(local)
+        source = self._path(key, "model.pt")
+        with atomic_path(local) as tmp:
+            data = self._read(source)
+            if data is None:
+                raise StoreError(f"{self.uri}/runs/{key}/model.pt: the run's network is missing from the store")
+            tmp.write_bytes(data)
+            self._check(tmp, expected, f"{self.uri}/runs/{key}/model.pt")
         return str(local)
+
+    @staticmethod
+    def _check(path: Path, expected: dict | None, name: str) -> None:
+        if expected is None:  # a record written before files were recorded
+            return
+        found = digest(path)
+        if found["size"] != expected["size"]:
+            raise StoreError(f"{name}: {found['size']} bytes where its record says {expected['size']}: the network is damaged")
+        if found["sha256"] != expected["sha256"]:
+            raise StoreError(f"{name}: its SHA-256 differs from its record's: the network is damaged")

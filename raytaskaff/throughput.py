@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from raytaskaff.atomic import write_text
 
 TABLE = Path(__file__).with_name("throughput.json")
 #: Instrumented runs (gradient probes) cost about this much more (docs/benchmarks.md, bench.training).
@@ -68,9 +69,7 @@ def record(measurement: Measurement, path: str | os.PathLike | None = None) -> N
     entry = asdict(measurement)
     entry["samples_per_second"] = {str(k): round(v, 1) for k, v in sorted(measurement.samples_per_second.items())}
     data["measurements"] = kept + [entry]
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def _by_tasks(rates: dict[int, float], tasks: int) -> tuple[float, str]:

@@ -88,6 +88,23 @@ def test_node_types_are_read_from_an_autoscaling_config(tmp_path):
     assert node_types(tmp_path / "absent.yaml") == {}
 
 
+@pytest.mark.parametrize("text, message", [
+    ("available_node_types: [unclosed", "is not valid YAML"),
+    ("- a list", "must be a mapping with a mapping available_node_types"),
+    ("available_node_types: [gpu_worker]", "must be a mapping with a mapping available_node_types"),
+    ("available_node_types: {gpu_worker: {max_workers: 2, resources: {GPU: lots}}}", "available_node_types.gpu_worker needs a mapping of numbers"),
+    (b"\xff\xfe not text", "cannot be read"),
+])
+def test_a_malformed_autoscaling_config_is_one_line_not_no_autoscaler(tmp_path, text, message):
+    from raytaskaff.engine.cluster import ClusterError, node_types
+
+    path = tmp_path / "bootstrap.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ClusterError, match=message) as caught:
+        node_types(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
 def _sweep(tmp_path, config: dict, *args, timeout=120):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(config))

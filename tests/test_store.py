@@ -1,10 +1,17 @@
-"""The result store: atomic records keyed by run, local or through a pyarrow filesystem URI."""
+"""The result store: atomic records keyed by run, local or through a pyarrow filesystem URI;
+networks fetched by key and checked; transient read errors retried; two writers at once."""
 
+import hashlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import pyarrow.fs as pafs
 import pytest
 
-from raytaskaff.store import ResultStore, StoreError
+import raytaskaff.store as store_module
+from raytaskaff.store import ResultStore, StoreError, local_model
 from raytaskaff.training.loop import RunResult, RunSpec
 
 
@@ -26,7 +33,10 @@ def test_round_trip(tmp_path, remote):
     loaded = store.load("k1")
     assert loaded.test_losses == {"depth_zbuffer": 0.5, "normal": 0.25} and loaded.spec == RunSpec(("depth_zbuffer", "normal"))
     assert loaded.probes == {"gs": [[[1.0, 0.5], [0.5, 1.0]]]}
-    assert open(loaded.model_path, "rb").read() == b"weights"
+    assert store.record("k1")["files"] == {"model.pt": {"size": 7, "sha256": hashlib.sha256(b"weights").hexdigest()}}
+    if remote:  # found by the driver, not downloaded there: named by its place in the store
+        assert loaded.model_path == f"{uri}/runs/k1/model.pt"
+    assert open(local_model(loaded.model_path), "rb").read() == b"weights"
     assert (tmp_path / "store" / "runs" / "k1" / "model.pt").read_bytes() == b"weights"
     assert not list((tmp_path / "store" / "runs" / "k1").glob("*.tmp*"))
 
@@ -35,8 +45,9 @@ def test_incomplete_or_foreign_records_do_not_count(tmp_path):
     store = ResultStore(str(tmp_path))
     folder = tmp_path / "runs" / "k2"
     folder.mkdir(parents=True)
-    (folder / "result.json").write_text('{"key": "k2", "res')  # a write cut short
-    assert not store.has("k2")
+    (folder / "result.json").write_text('{"key": "k2", "res')  # damaged: trained again, and said so
+    with pytest.warns(UserWarning, match=r"k2/result.json: not valid JSON .*counts as not done"):
+        assert not store.has("k2")
     (folder / "result.json").write_text(json.dumps({"key": "other", "result": {}}))
     assert not store.has("k2")
     with pytest.raises(StoreError, match="no complete result"):
@@ -48,3 +59,111 @@ def test_unwritable_store_is_a_clear_error(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="cannot create the result store"):
         ResultStore(str(blocker / "store"))
+
+
+def _stored(tmp_path, data=b"weights" * 100):
+    """A remote (file://) store holding run k with a network, and a driver's cache apart from it."""
+    uri = f"file://{tmp_path / 'store'}"
+    store = ResultStore(uri, cache=tmp_path / "driver")
+    model = store.run_dir("k") / "model.pt"
+    model.write_bytes(data)
+    store.save("k", _result(str(model)))
+    model.unlink()
+    return uri, store
+
+
+def test_a_network_is_fetched_by_key_where_it_is_read_and_checked(tmp_path, monkeypatch):
+    uri, store = _stored(tmp_path)
+    found = store.find("k")
+    assert not (tmp_path / "driver" / "runs" / "k" / "model.pt").exists()  # the driver fetched nothing
+    monkeypatch.setenv("RAYTASKAFF_CACHE", str(tmp_path / "node"))  # another node's cache
+    path = local_model(found.model_path)
+    assert path == str(tmp_path / "node" / "runs" / "k" / "model.pt") and Path(path).read_bytes() == b"weights" * 100
+    # a damaged copy in the cache is fetched again; a damaged network in the store is a one-line error, no file left
+    Path(path).write_bytes(b"weights")
+    assert Path(local_model(found.model_path)).read_bytes() == b"weights" * 100
+    (tmp_path / "store" / "runs" / "k" / "model.pt").write_bytes(b"weights" * 50)  # truncated
+    Path(path).unlink()
+    with pytest.raises(StoreError, match=r"runs/k/model.pt: 350 bytes where its record says 700: the network is damaged"):
+        local_model(found.model_path)
+    (tmp_path / "store" / "runs" / "k" / "model.pt").write_bytes(b"weighty" * 100)  # same size, other bytes
+    with pytest.raises(StoreError, match="its SHA-256 differs from its record's"):
+        local_model(found.model_path)
+    assert not list((tmp_path / "node" / "runs" / "k").iterdir())
+    (tmp_path / "store" / "runs" / "k" / "model.pt").unlink()
+    with pytest.raises(StoreError, match="the run's network is missing from the store"):
+        local_model(found.model_path)
+
+
+def test_a_local_store_checks_its_networks(tmp_path):
+    store = ResultStore(str(tmp_path / "store"))
+    model = store.run_dir("k") / "model.pt"
+    model.write_bytes(b"weights")
+    store.save("k", _result(str(model)))
+    assert store.find("k").model_path == str(model)
+    model.write_bytes(b"weight")
+    with pytest.raises(StoreError, match="6 bytes where its record says 7"):
+        store.find("k")
+    model.unlink()
+    with pytest.raises(StoreError, match="the run's network is missing"):
+        store.find("k")
+
+
+class _Flaky(pafs.LocalFileSystem):
+    """A file system whose reads fail `failures` times before they work."""
+
+    def __init__(self, failures):
+        super().__init__()
+        self.failures = failures
+
+    def open_input_stream(self, path, *args, **kwargs):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("connection reset by peer")
+        return super().open_input_stream(path, *args, **kwargs)
+
+
+@pytest.mark.parametrize("failures", [2, 9])
+def test_transient_read_errors_are_retried_and_lasting_ones_stop_in_one_line(tmp_path, monkeypatch, failures):
+    monkeypatch.setattr(store_module, "RETRY_WAIT", 0.001)
+    store = ResultStore(str(tmp_path / "store"))
+    store.save("k", _result())
+    store.fs = _Flaky(failures)
+    if failures <= store_module.READ_RETRIES:
+        assert store.record("k")["key"] == "k"  # not "not done": a retrained run would be wasted work
+    else:
+        with pytest.raises(StoreError, match=r"k/result.json: not readable after 4 tries \(connection reset by peer\)"):
+            store.has("k")
+
+
+WRITER = """
+import sys
+from raytaskaff.atomic import write_text
+from raytaskaff.engine.runs import _count_attempt
+from raytaskaff.store import ResultStore
+from pathlib import Path
+
+target, store, me = Path(sys.argv[1]), ResultStore(sys.argv[2]), sys.argv[3]
+text = me * 200_000
+claimed = []
+for i in range(60):
+    write_text(target, text)
+    store.write_bytes("shared", "result.json", text.encode())
+    claimed.append(_count_attempt(store.run_dir("shared")))
+print(" ".join(map(str, claimed)))
+"""
+
+
+@pytest.mark.ray
+def test_two_processes_writing_one_key_at_once_lose_nothing(tmp_path):
+    pytest.importorskip("ray")
+    target = tmp_path / "report.txt"
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(tmp_path / "store"), me],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for me in "ab"]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    claimed = [int(n) for out, _ in outs for n in out.split()]
+    assert sorted(claimed) == list(range(1, 121))  # every attempt counted once, none twice
+    for written in (target, tmp_path / "store" / "runs" / "shared" / "result.json"):
+        assert written.read_text() in ("a" * 200_000, "b" * 200_000)  # one writer's whole file, never a mix
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]

@@ -18,16 +18,17 @@ import contextlib
 import hashlib
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from raytaskaff.atomic import write_text
 from raytaskaff.data.shards import Manifest, join, location, read_shard
 
 
 def cache_dir() -> Path:
+    """This node's cache (data checks, networks fetched from a remote store): RAYTASKAFF_CACHE, else ~/.cache/raytaskaff."""
     return Path(os.environ.get("RAYTASKAFF_CACHE") or Path.home() / ".cache" / "raytaskaff")
 
 
@@ -83,11 +84,6 @@ def verify_once(root: str | os.PathLike, manifest: Manifest | None = None) -> Ve
 
 
 def _write_stamp(path: Path, content: dict) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with contextlib.suppress(OSError):  # a stamp that cannot be written only costs a re-check next time
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(content, indent=1))
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        write_text(path, json.dumps(content, indent=1))

@@ -50,7 +50,7 @@ def _resolve_auto() -> str | None:
 
     try:
         found = get_ray_address_from_environment("auto", None)
-    except Exception:  # Ray's discovery failing is the same as finding nothing
+    except OSError:  # ConnectionError: no running Ray found, which is what None says
         return None
     return None if found in (None, "auto") else found
 
@@ -133,17 +133,30 @@ def _monitor_config() -> Path | None:
 
 def node_types(path: Path | None = None) -> dict[str, dict]:
     """{node type: resources} of the workers an autoscaler can add (max_workers > 0), from its
-    config (default: the monitor's, else ~/ray_bootstrap_config.yaml); {} without an autoscaler."""
+    config (default: the monitor's, else ~/ray_bootstrap_config.yaml); {} without an autoscaler.
+    A config that is there but unreadable or malformed is a ClusterError naming it: the sweep would
+    otherwise judge its runs against the wrong cluster."""
     path = path or _monitor_config() or Path.home() / "ray_bootstrap_config.yaml"
     try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClusterError(f"{path}: the autoscaler's config cannot be read ({e})") from None
+    except yaml.YAMLError as e:
+        raise ClusterError(f"{path}: the autoscaler's config is not valid YAML ({' '.join(str(e).split())})") from None
+    config = config or {}
+    types_section = config.get("available_node_types") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not isinstance(types_section or {}, dict):
+        raise ClusterError(f"{path}: the autoscaler's config must be a mapping with a mapping available_node_types")
     head = config.get("head_node_type")
     types = {}
-    for name, spec in (config.get("available_node_types") or {}).items():
+    for name, spec in (types_section or {}).items():
+        resources = spec.get("resources") or {} if isinstance(spec, dict) else None
+        if not isinstance(resources, dict) or not all(isinstance(v, int | float) for v in resources.values()):
+            raise ClusterError(f"{path}: available_node_types.{name} needs a mapping of numbers under resources")
         if name != head and spec.get("max_workers", config.get("max_workers", 0)):
-            types[name] = dict(spec.get("resources") or {})
+            types[name] = dict(resources)
     return types
 
 

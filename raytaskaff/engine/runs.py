@@ -22,12 +22,14 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ray
 import torch
 from ray import tune
 from ray.util import metrics
 
+from raytaskaff.atomic import claim_next, write_bytes
 from raytaskaff.config import SweepConfig
 from raytaskaff.engine import tracking
 from raytaskaff.engine.cluster import WaitingReporter
@@ -105,9 +107,14 @@ def _train_bundle_here(runs: list[Run], shared: SharedData, stats: dict, sweep: 
 
 
 def _ddp_worker(loop_config: dict) -> dict | None:
-    """A Ray Train worker: the process group is set up, so `train` runs DistributedDataParallel."""
+    """A Ray Train worker: the process group is set up, so `train` runs DistributedDataParallel.
+    Rank 0 returns the result and the network's bytes: it saved the network on its own node, and
+    the trial that stores it may run on another."""
     result = _train_here(**loop_config)
-    return result.to_dict() if ray.train.get_context().get_world_rank() == 0 else None
+    if ray.train.get_context().get_world_rank() != 0:
+        return None
+    model = Path(loop_config["folder"]) / "model.pt"
+    return {"result": result.to_dict(), "model": model.read_bytes() if result.model_path and model.exists() else None}
 
 
 def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder) -> RunResult:
@@ -124,7 +131,11 @@ def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: Sweep
         scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=r.gpus_per_run > 0, resources_per_worker=per_worker),
         run_config=RunConfig(name=f"raytaskaff-{run.key}", storage_path=str(folder / "ray_train")),
     )
-    result = RunResult.from_dict(trainer.fit().return_value)
+    returned = trainer.fit().return_value
+    result = RunResult.from_dict(returned["result"])
+    if returned["model"] is not None:  # onto the trial's node, from which the store takes it
+        write_bytes(Path(folder) / "model.pt", returned["model"])
+        result.model_path = str(Path(folder) / "model.pt")
     result.cpu_seconds *= r.workers  # rank 0 measured its own share; the workers are alike
     result.gpu_seconds *= r.workers
     return result
@@ -142,7 +153,7 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
         if not runs:
             return
         folders = {r.key: store.run_dir(r.key) for r in runs}
-        attempts = {r.key: _count_attempt(folders[r.key] / "attempts") for r in runs}
+        attempts = {r.key: _count_attempt(folders[r.key]) for r in runs}
         if sweep.resources.workers and not runs[0].probes:  # bundles of one run under DDP
             results = [train_with_ray_train(runs[0], shared, stats, sweep, folders[runs[0].key])]
         else:
@@ -186,18 +197,12 @@ def process_memory() -> dict[str, float]:
     return out
 
 
-def _count_attempt(path) -> int:
-    """This attempt's number (1 for the first), recorded atomically in `path`: a full disk keeps the
-    previous count instead of leaving an empty file."""
-    text = path.read_text().strip() if path.exists() else ""
-    attempts = int(text) + 1 if text.isdigit() else 1
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(str(attempts))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return attempts
+def _count_attempt(folder: Path) -> int:
+    """This attempt's number at training the run of `folder` (1 for the first): each attempt claims
+    its own number, so two sweeps that train one key at once never count the same attempt."""
+    legacy = folder / "attempts"  # the count file of stores written before attempts were claimed
+    text = legacy.read_text().strip() if legacy.exists() else ""
+    return claim_next(folder, "attempt", start=int(text) + 1 if text.isdigit() else 1)
 
 
 class _StopWhenStoreFails(tune.Stopper):

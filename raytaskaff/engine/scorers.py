@@ -22,6 +22,7 @@ from raytaskaff.data.stream import StreamingSplit
 from raytaskaff.data.transforms import rgb_input
 from raytaskaff.engine.data import SharedData
 from raytaskaff.models import load_model
+from raytaskaff.store import local_model
 
 
 def first_images(data: SplitData | StreamingSplit, n: int, input: str = "rgb") -> torch.Tensor:
@@ -46,7 +47,7 @@ class ModelMapper:
         cpu, wall = time.process_time(), time.perf_counter()
         if n not in self.images:
             self.images[n] = first_images(self.data, n, self.input).to(self.device)
-        model = load_model(path, map_location=self.device)
+        model = load_model(local_model(path), map_location=self.device)  # fetched by key where it is read
         out = fn(model, self.images[n])
         return key, out, time.process_time() - cpu, (time.perf_counter() - wall) * self.gpus
 

@@ -24,14 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from raytaskaff.atomic import atomic_path, write_text
 from raytaskaff.report.render import build_report
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 #: costs.csv's columns: wall-clock, CPU core-seconds and GPU-seconds (total, then beyond the
 #: ground truth's runs), and the fraction of the ground truth's cost in `fraction_unit`.
@@ -60,22 +54,21 @@ def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed:
                   runs: pd.DataFrame) -> None:
     results = Path(out) / "results"
     results.mkdir(parents=True, exist_ok=True)
-    _atomic_text(results / "affinity.csv", affinity_frame(scores).to_csv(index=False))
+    write_text(results / "affinity.csv", affinity_frame(scores).to_csv(index=False))
     seeded = [s.per_seed.assign(scorer=name) for name, s in scores.items() if s.per_seed is not None]
     columns = ["scorer", "seed", "target", "partner", "value"]
     per_seed_affinity = pd.concat(seeded, ignore_index=True)[columns] if seeded else pd.DataFrame(columns=columns)
-    _atomic_text(results / "affinity_per_seed.csv", per_seed_affinity.to_csv(index=False))
-    _atomic_text(results / "ground_truth.csv", truth.to_csv(index=False))
-    _atomic_text(results / "gains_per_seed.csv", per_seed.to_csv(index=False))
-    _atomic_text(results / "costs.csv", costs_table(summary).to_csv(index=False))
-    _atomic_text(results / "evaluation.json", json.dumps(summary, indent=1, default=str))
+    write_text(results / "affinity_per_seed.csv", per_seed_affinity.to_csv(index=False))
+    write_text(results / "ground_truth.csv", truth.to_csv(index=False))
+    write_text(results / "gains_per_seed.csv", per_seed.to_csv(index=False))
+    write_text(results / "costs.csv", costs_table(summary).to_csv(index=False))
+    write_text(results / "evaluation.json", json.dumps(summary, indent=1, default=str))
     if summary.get("grouping"):
         columns = ["max_groups", "source", "groups", "networks", "test_total", "test_total_sd", "relative_gain", "seeds",
                    "missing", "score_seconds"]
-        _atomic_text(results / "grouping.csv", pd.DataFrame(summary["grouping"]["rows"], columns=columns).to_csv(index=False))
+        write_text(results / "grouping.csv", pd.DataFrame(summary["grouping"]["rows"], columns=columns).to_csv(index=False))
     else:
         (results / "grouping.csv").unlink(missing_ok=True)  # never a stale table from an earlier sweep
-    tmp = results / "runs.parquet.tmp"
-    runs.to_parquet(tmp, index=False)
-    os.replace(tmp, results / "runs.parquet")
+    with atomic_path(results / "runs.parquet") as tmp:
+        runs.to_parquet(tmp, index=False)
     build_report(out)

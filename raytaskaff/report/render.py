@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from raytaskaff.atomic import write_text  # noqa: E402
 from raytaskaff.evaluation.summary import headline  # noqa: E402
 
 
@@ -391,7 +392,7 @@ def build_report(out: str | Path) -> Path:
         md += [f"## {title}", ""] + ([note, ""] if note else []) + ([_md_table(header, rows), ""] if header else [])
     md += ["## Heatmaps and cost plot", "", "In index.html (rows: targets, columns: partners).", "",
            "## Config", "", "```yaml", config_text.rstrip(), "```", "", f"Versions: {versions}", ""]
-    (report / "report.md").write_text("\n".join(md))
+    write_text(report / "report.md", "\n".join(md))
 
     css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
            "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.85em;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
@@ -411,5 +412,5 @@ def build_report(out: str | Path) -> Path:
     body += [f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{p}'></figure>" for t, p in figures]
     body += ["</div>", "<h2>Config</h2>", f"<pre>{html.escape(config_text)}</pre>", f"<p class='note'>Versions: {html.escape(versions)}</p>"]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>raytaskaff {html.escape(summary['sweep'])}</title><style>{css}</style></head><body>{''.join(body)}</body></html>"
-    (report / "index.html").write_text(page)
+    write_text(report / "index.html", page)
     return report / "index.html"

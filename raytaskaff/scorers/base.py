@@ -118,9 +118,10 @@ class Artifacts:
         if self.test_images is None:
             raise ScorerError("this scorer needs test images, and none were given")
         from raytaskaff.models import load_model  # torch, only once a model is read
+        from raytaskaff.store import local_model
 
         images = self.test_images(n_images)
-        return {key: fn(load_model(path), images) for key, path in paths.items()}
+        return {key: fn(load_model(local_model(path)), images) for key, path in paths.items()}
 
     def stl_model_paths(self, runs: SeedRuns) -> dict[str, str]:
         """{task: saved STL network} of one seed, for every task of the sweep."""

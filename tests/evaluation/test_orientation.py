@@ -135,7 +135,7 @@ def test_the_report_says_which_way_round(tmp_path):
     from raytaskaff.report.render import _orientation_section
 
     found = {"spearman": -0.26, "transposed_spearman": 0.36, "difference_ci": [0.2, 0.9], "transposed_better": True}
-    title, header, rows, note = _orientation_section({"gt": {"orientation": found}, "td": {"orientation": None}})
+    _, _, rows, note = _orientation_section({"gt": {"orientation": found}, "td": {"orientation": None}})
     assert rows == [["gt", "-0.26", "0.36", "0.62 [0.20, 0.90]", "transposed agrees better"]]
     assert "value(target, partner)" in note
     assert _orientation_section({"td": {"orientation": None}}) is None

@@ -24,7 +24,13 @@ SMOKE = Path(__file__).resolve().parents[2] / "sweeps" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def nodes_cache(tmp_path_factory):
+    """The cache of the cluster's worker processes (on a real cluster, each node's own disk)."""
+    return tmp_path_factory.mktemp("nodes-cache")
+
+
+@pytest.fixture(scope="module")
+def cluster(nodes_cache):
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():  # the engine tests' local Ray lives for the session; this module needs a cluster
@@ -32,7 +38,7 @@ def cluster():
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     c.wait_for_nodes()
-    ray.init(address=c.address, log_to_driver=False)
+    ray.init(address=c.address, log_to_driver=False, runtime_env={"env_vars": {"RAYTASKAFF_CACHE": str(nodes_cache)}})
     yield c, workers
     ray.shutdown()
     c.shutdown()
@@ -109,6 +115,45 @@ def _assert_nothing_lost(config, summary) -> pd.DataFrame:
     assert not summary["runs"]["failed"] and (runs.status == "done").all()
     assert all(store.has(r.key) for r in plan(config))  # every planned run has its result
     return runs
+
+
+def test_scorer_actors_on_other_nodes_fetch_each_network_by_key(cluster, nodes_cache, tiny_dataset, tmp_path, monkeypatch):
+    """A file:// store stands for a bucket. The driver (on the head, which runs nothing) finds the
+    runs without fetching their networks; the actors on the worker nodes fetch them, checked, into
+    their own cache, and give the tables the driver computes alone. A damaged network stops the
+    scorer with its name."""
+    from raytaskaff.data.reader import SplitData
+    from raytaskaff.engine.data import share_splits
+    from raytaskaff.engine.scorers import ModelMappers, first_images
+    from raytaskaff.models import MultiTaskNet, preset, save_model
+    from raytaskaff.scorers import Artifacts, SeedRuns, scorer
+    from raytaskaff.tasks import task
+    from raytaskaff.training.loop import RunResult, RunSpec
+
+    tasks = ("depth_zbuffer", "normal", "edge_texture")
+    store = ResultStore(f"file://{tmp_path / 'bucket'}", cache=tmp_path / "trials")
+    for i, t in enumerate(tasks):
+        path = store.run_dir(f"stl-{t}") / "model.pt"
+        save_model(MultiTaskNet([task(t)], preset("small", widths=(8, 8)), seed=i), path, i)
+        store.save(f"stl-{t}", RunResult(RunSpec((t,)), 0, {t: 1.0}, {t: 1.0}, {}, 0, 1, [], 1.0, 1.0, "cpu", 1, model_path=str(path)))
+    driver = ResultStore(store.uri, cache=tmp_path / "driver")
+    runs = SeedRuns(0, stl={t: driver.find(f"stl-{t}") for t in tasks})
+    assert not list((tmp_path / "driver").rglob("model.pt"))
+
+    monkeypatch.setenv("RAYTASKAFF_CACHE", str(tmp_path / "alone"))
+    test = SplitData.open(tiny_dataset, "test")
+    alone = scorer("rsa").score(Artifacts(tasks, [runs], test_images=lambda n: first_images(test, n)), images=6)
+    with ModelMappers(share_splits(tiny_dataset, "object_store"), actors=2, num_cpus=0.5) as mapper:
+        spread = scorer("rsa").score(Artifacts(tasks, [runs], map_models=mapper), images=6)
+        assert spread.table.equals(alone.table)
+        assert {p.parent.name for p in nodes_cache.rglob("model.pt")} == {f"stl-{t}" for t in tasks}
+        assert not list((tmp_path / "driver").rglob("model.pt"))
+
+        (tmp_path / "bucket" / "runs" / "stl-normal" / "model.pt").write_bytes(b"truncated")
+        for cached in nodes_cache.rglob("model.pt"):
+            cached.unlink()
+        with pytest.raises(Exception, match=r"stl-normal/model.pt: 9 bytes where its record says \d+: the network is damaged"):
+            scorer("rsa").score(Artifacts(tasks, [runs], map_models=mapper), images=6)
 
 
 def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cluster, small, tmp_path):

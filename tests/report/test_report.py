@@ -49,7 +49,7 @@ def test_report_holds_headline_ceiling_comparisons_stability_and_reference(tmp_p
     assert summary["headline"].startswith("no scorer beats copy; copy beats noise;")
     assert f"**{summary['headline']}**" in md and summary["headline"].replace("'", "&#x27;") in html
     one = summary["noise_ceiling"]["single_seed"]["spearman"]
-    assert f"| noise ceiling: one seed vs another | " in md and f"{one:.2f}" in md
+    assert "| noise ceiling: one seed vs another | " in md and f"{one:.2f}" in md
     assert "## Scorer against scorer" in md and "| copy | noise |" in md and "| significant |" in md
     assert "## Seed-to-seed stability" in md and "| noise | seed-free |" in md and "| ground_truth | 3 |" in md
     assert "## Against the reference study" in md

@@ -3,7 +3,6 @@ declared needs; td without a taxonomy is left out with its reason."""
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
