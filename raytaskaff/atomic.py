@@ -18,6 +18,25 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from raytaskaff.errors import RaytaskaffError
+
+
+class OutputError(RaytaskaffError):
+    """An output file cannot be written where it was asked for."""
+
+
+def check_output(path: str | os.PathLike, option: str) -> None:
+    """Refuse before any work an output file that could not be written: a folder, a folder that
+    does not exist, or one this process may not write into."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a folder; give the name of a file")
+    if not folder.is_dir():
+        raise OutputError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{option} {path}: the folder {folder} is not writable")
+
 
 def _fsync(path: Path, directory: bool = False) -> None:
     """Push a file (or a folder's entries) to disk; a file system that cannot is left as it is."""

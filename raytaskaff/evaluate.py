@@ -23,8 +23,8 @@ import argparse
 import json
 import sys
 
-from raytaskaff.atomic import write_text
-from raytaskaff.errors import RaytaskaffError
+from raytaskaff.atomic import check_output, write_text
+from raytaskaff.errors import RaytaskaffError, one_line
 from raytaskaff.evaluation.summary import evaluate_all
 from raytaskaff.evaluation.tables import TableError, check_tasks, mean_table, read_tables
 
@@ -124,16 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if duplicate:
             raise TableError(f"score {duplicate!r} is given twice")
+        for option, target in (("--json", args.json), ("--markdown", args.markdown)):
+            if target:
+                check_output(target, option)
         result = evaluate_files(args.ground_truth, dict(args.score), max(0, args.bootstrap))
     except RaytaskaffError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     for warning in result["warnings"]:
-        print(f"warning: {warning}", file=sys.stderr)
-    if args.json:
-        write_text(args.json, json.dumps(result, indent=1))
-    if args.markdown:
-        write_text(args.markdown, markdown(result))
+        print(f"warning: {one_line(warning)}", file=sys.stderr)
+    for target, text in ((args.json, lambda: json.dumps(result, indent=1)), (args.markdown, lambda: markdown(result))):
+        if target:
+            try:
+                write_text(target, text())
+            except OSError as e:  # checked above; a disk that fills up meanwhile
+                print(f"error: {target}: cannot write ({e.strerror or e})", file=sys.stderr)
+                return 2
     if not args.json and not args.markdown:
         print(markdown(result), end="")
     return 0

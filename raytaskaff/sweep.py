@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from raytaskaff.config import SweepConfig, load_config
-from raytaskaff.errors import RaytaskaffError
+from raytaskaff.errors import RaytaskaffError, one_line
 from raytaskaff.plan import plan, summary
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "default.yaml"
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = run_sweep(config, address=args.address)
     except RaytaskaffError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are stored; run the same command again to resume", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 import sys
 
+from raytaskaff.errors import one_line
 from raytaskaff.report.render import build_report
 
 
@@ -13,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = build_report(args[0])
     except (OSError, ValueError, KeyError) as e:
-        print(f"error: {args[0]}: cannot build the report ({type(e).__name__}: {e})", file=sys.stderr)
+        print(f"error: {args[0]}: cannot build the report ({type(e).__name__}: {one_line(e)})", file=sys.stderr)
         return 2
     print(f"wrote {path}")
     return 0

@@ -160,3 +160,27 @@ def test_bad_per_scorer_or_per_seed_input_is_one_line_and_exit_2(tmp_path, args,
            other_seed="seed,target,partner,value\n9,a,b,1\n")
     result = _run(tmp_path, "--ground-truth", "gt.csv", *args)
     assert result.returncode == 2 and result.stderr.strip() == f"error: {message}", result.stderr
+
+
+@pytest.mark.parametrize("option", ["--json", "--markdown"])
+@pytest.mark.parametrize("where, message", [("folder", "is a folder; give the name of a file"),
+                                            ("missing/out", "the folder {tmp}/missing does not exist")])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, option, where, message):
+    _files(tmp_path, mine=SCORE)
+    (tmp_path / "folder").mkdir()
+    result = subprocess.run([sys.executable, "-m", "raytaskaff.evaluate", "--ground-truth", str(tmp_path / "gt.csv"),
+                             "--score", f"mine={tmp_path / 'mine.csv'}", option, str(tmp_path / where)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and result.stderr == f"error: {option} {tmp_path / where}: {message.format(tmp=tmp_path)}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "gt.csv", "mine.csv"]  # no stray file
+    assert not list((tmp_path / "folder").iterdir())
+
+
+def test_a_message_holding_a_line_break_stays_on_one_line(tmp_path):
+    """A quoted task name may hold a line break; the message writes it as \\n."""
+    _files(tmp_path, gt='target,partner,value\n"key\npoints",edges,1\nedges,"key\npoints",2\n',
+           mine="target,partner,value\ndepth,edges,1\nedges,depth,2\n")
+    result = subprocess.run([sys.executable, "-m", "raytaskaff.evaluate", "--ground-truth", str(tmp_path / "gt.csv"),
+                             "--score", f"mine={tmp_path / 'mine.csv'}"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == "error: score mine: task 'depth' is not in the ground truth (its tasks: edges, key\\npoints)\n"
