@@ -3,11 +3,15 @@
     STORE/runs/<key>/result.json    the RunResult plus where and how it ran (node, attempts) and
                                     the size and SHA-256 of the run's files
     STORE/runs/<key>/model.pt       the selected network (weights_only format, models.save_model)
+    STORE/runs/<key>/checkpoint.pt  on a remote store, the last epoch's checkpoint of a run in training
+    STORE/runs/<key>/attempt-N      one empty file per attempt at training the run (`claim_attempt`;
+                                    on a remote store attempts/<time>-<id>)
 
 A run is done when its result.json exists and reads back with its own key. Every file is written
 to a temporary name and moved into place, so a crash leaves either the old state or the new one.
 STORE is a local directory or any URI pyarrow.fs understands (s3://bucket/path, gs://...). On a
-remote store, networks and checkpoints are written to a local cache first and uploaded; a found
+remote store, networks and checkpoints are written to a local cache first and uploaded (a
+checkpoint after every epoch, so that a trial retried on another node resumes there); a found
 run names its network by its place in the store, and whoever reads it (a scorer actor on any
 node) fetches it by key into its own node's cache (`local_model`), checked against its record.
 
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from raytaskaff.atomic import atomic_path
+from raytaskaff.atomic import atomic_path, claim_next, write_bytes
 from raytaskaff.data.verify import cache_dir
 from raytaskaff.errors import RaytaskaffError
 from raytaskaff.settings import RunResult
@@ -112,7 +116,7 @@ class ResultStore:
         final = self._path(key, name)
         tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
         try:
-            self.fs.create_dir(f"{self.root}/runs/{key}", recursive=True)
+            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
             with self.fs.open_output_stream(tmp) as f:
                 f.write(data)
             self.fs.move(tmp, final)
@@ -185,6 +189,52 @@ class ResultStore:
         if result is None:
             raise StoreError(f"{self._path(key, 'result.json')}: no complete result")
         return result
+
+    def claim_attempt(self, key: str) -> int:
+        """This attempt's number at training the run (1 for the first), counted in the store itself
+        so that a trial retried on another node counts on. On a file system each number is claimed
+        exclusively, also between sweeps training one key at once. Object storage has no exclusive
+        create: each attempt writes a marker of its own and counts the markers it then sees, exact
+        for attempts one after another (retries), while two attempts at one instant may count the
+        same number."""
+        if self.local:
+            folder = Path(self.root) / "runs" / key
+            legacy = folder / "attempts"  # the count file of stores written before attempts were claimed
+            text = legacy.read_text().strip() if legacy.exists() else ""
+            return claim_next(folder, "attempt", start=int(text) + 1 if text.isdigit() else 1)
+        self.write_bytes(key, f"attempts/{uuid.uuid4().hex}", b"")
+        try:
+            found = self.fs.get_file_info(pafs.FileSelector(self._path(key, "attempts")))
+        except OSError as e:
+            raise StoreError(f"{self._path(key, 'attempts')}: cannot list ({e})") from None
+        return sum(".tmp-" not in f.base_name for f in found)
+
+    def push_checkpoint(self, key: str) -> None:
+        """Upload the run's local checkpoint to a remote store (a local store holds it already)."""
+        local = self.run_dir(key) / "checkpoint.pt"
+        if not self.local and local.exists():
+            self.write_bytes(key, "checkpoint.pt", local.read_bytes())
+
+    def pull_checkpoint(self, key: str) -> None:
+        """Bring a remote store's checkpoint of the run into this node's cache, where training
+        resumes from it (it is the latest: every epoch of every attempt uploads its own)."""
+        if self.local:
+            return
+        data = self._read(self._path(key, "checkpoint.pt"))
+        if data is not None:
+            write_bytes(self.run_dir(key) / "checkpoint.pt", data)
+
+    def drop_checkpoint(self, key: str) -> None:
+        """Remove the run's checkpoint, here and in a remote store, once its result is stored."""
+        (self.run_dir(key) / "checkpoint.pt").unlink(missing_ok=True)
+        if not self.local:
+            try:
+                self.fs.delete_file(self._path(key, "checkpoint.pt"))
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                if self.fs.get_file_info(self._path(key, "checkpoint.pt")).type != pafs.FileType.NotFound:
+                    raise StoreError(f"{self._path(key, 'checkpoint.pt')}: cannot delete ({e})") from None
 
     def model_path(self, key: str) -> str:
         """A local path of the run's saved network, checked against the size and SHA-256 in its

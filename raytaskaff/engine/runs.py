@@ -29,7 +29,7 @@ import torch
 from ray import tune
 from ray.util import metrics
 
-from raytaskaff.atomic import claim_next, write_bytes
+from raytaskaff.atomic import write_bytes
 from raytaskaff.config import SweepConfig
 from raytaskaff.engine import tracking
 from raytaskaff.engine.cluster import WaitingReporter
@@ -153,12 +153,19 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
         if not runs:
             return
         folders = {r.key: store.run_dir(r.key) for r in runs}
-        attempts = {r.key: _count_attempt(folders[r.key]) for r in runs}
+        attempts = {r.key: store.claim_attempt(r.key) for r in runs}
+        for r in runs:  # a trial retried on another node resumes from the last epoch stored remotely
+            store.pull_checkpoint(r.key)
+
+        def on_epoch(epoch: int, records: dict) -> None:
+            for run in records:
+                store.push_checkpoint(run.key)
+            tune.report(tracking.bundle_metrics(epoch, records))
+
         if sweep.resources.workers and not runs[0].probes:  # bundles of one run under DDP
             results = [train_with_ray_train(runs[0], shared, stats, sweep, folders[runs[0].key])]
         else:
-            results = _train_bundle_here(runs, shared, stats, sweep, folders,
-                                         on_epoch=lambda epoch, records: tune.report(tracking.bundle_metrics(epoch, records)))
+            results = _train_bundle_here(runs, shared, stats, sweep, folders, on_epoch=on_epoch)
         threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
         failed = []
         for run, result in zip(runs, results):
@@ -168,7 +175,7 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
             store.save(run.key, result, kind=str(run.kind), label=run.label, node=ray.util.get_node_ip_address(),
                        node_id=ray.get_runtime_context().get_node_id(), attempts=attempts[run.key],
                        threads=threads, memory=process_memory())
-            (folders[run.key] / "checkpoint.pt").unlink(missing_ok=True)
+            store.drop_checkpoint(run.key)
         if failed:
             raise NetworksFailed(f"{len(failed)} of {len(runs)} networks failed ({'; '.join(failed)}); the others are stored")
     except Exception:
@@ -195,14 +202,6 @@ def process_memory() -> dict[str, float]:
     except OSError:
         return {}
     return out
-
-
-def _count_attempt(folder: Path) -> int:
-    """This attempt's number at training the run of `folder` (1 for the first): each attempt claims
-    its own number, so two sweeps that train one key at once never count the same attempt."""
-    legacy = folder / "attempts"  # the count file of stores written before attempts were claimed
-    text = legacy.read_text().strip() if legacy.exists() else ""
-    return claim_next(folder, "attempt", start=int(text) + 1 if text.isdigit() else 1)
 
 
 class _StopWhenStoreFails(tune.Stopper):

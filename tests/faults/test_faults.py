@@ -25,7 +25,7 @@ SMOKE = Path(__file__).resolve().parents[2] / "sweeps" / "smoke.yaml"
 
 @pytest.fixture(scope="module")
 def nodes_cache(tmp_path_factory):
-    """The cache of the cluster's worker processes (on a real cluster, each node's own disk)."""
+    """The worker nodes' caches, one folder each (on a real cluster, each node's own disk)."""
     return tmp_path_factory.mktemp("nodes-cache")
 
 
@@ -36,9 +36,9 @@ def cluster(nodes_cache):
     if ray.is_initialized():  # the engine tests' local Ray lives for the session; this module needs a cluster
         ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    workers = [c.add_node(num_cpus=1, env_vars={"RAYTASKAFF_CACHE": str(nodes_cache / f"node-{i}")}) for i in range(2)]
     c.wait_for_nodes()
-    ray.init(address=c.address, log_to_driver=False, runtime_env={"env_vars": {"RAYTASKAFF_CACHE": str(nodes_cache)}})
+    ray.init(address=c.address, log_to_driver=False)
     yield c, workers
     ray.shutdown()
     c.shutdown()
@@ -111,7 +111,7 @@ class _WhenMidRun(threading.Thread):
 
 def _assert_nothing_lost(config, summary) -> pd.DataFrame:
     runs = pd.read_parquet(Path(config.out) / "results" / "runs.parquet")
-    store = ResultStore(str(Path(config.out) / "store"))
+    store = ResultStore(config.storage or str(Path(config.out) / "store"), cache=Path(config.out) / "driver-cache")
     assert not summary["runs"]["failed"] and (runs.status == "done").all()
     assert all(store.has(r.key) for r in plan(config))  # every planned run has its result
     return runs
@@ -146,7 +146,9 @@ def test_scorer_actors_on_other_nodes_fetch_each_network_by_key(cluster, nodes_c
     with ModelMappers(share_splits(tiny_dataset, "object_store"), actors=2, num_cpus=0.5) as mapper:
         spread = scorer("rsa").score(Artifacts(tasks, [runs], map_models=mapper), images=6)
         assert spread.table.equals(alone.table)
-        assert {p.parent.name for p in nodes_cache.rglob("model.pt")} == {f"stl-{t}" for t in tasks}
+        fetched = list(nodes_cache.rglob("model.pt"))
+        assert {p.parent.name for p in fetched} == {f"stl-{t}" for t in tasks}
+        assert {p.relative_to(nodes_cache).parts[0] for p in fetched} <= {"node-0", "node-1"}
         assert not list((tmp_path / "driver").rglob("model.pt"))
 
         (tmp_path / "bucket" / "runs" / "stl-normal" / "model.pt").write_bytes(b"truncated")
@@ -156,8 +158,12 @@ def test_scorer_actors_on_other_nodes_fetch_each_network_by_key(cluster, nodes_c
             scorer("rsa").score(Artifacts(tasks, [runs], map_models=mapper), images=6)
 
 
-def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cluster, small, tmp_path):
-    config = dataclasses.replace(small, out=str(tmp_path / "out"))
+@pytest.mark.parametrize("where", ["shared folder", "bucket"])
+def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cluster, small, tmp_path, where):
+    """With a bucket (a file:// store; each node its own cache) the retried trial may run on the
+    other node: it resumes from the checkpoint its predecessor uploaded, and stores every network."""
+    bucket = tmp_path / "bucket"
+    config = dataclasses.replace(small, out=str(tmp_path / "out"), storage=f"file://{bucket}" if where == "bucket" else None)
     killed = []
 
     def kill_one():
@@ -166,12 +172,15 @@ def test_a_killed_trial_process_is_retried_and_the_sweep_completes(cluster, smal
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
-    watcher = _WhenMidRun(tmp_path / "out" / "store", kill_one)
+    watcher = _WhenMidRun(bucket if where == "bucket" else tmp_path / "out" / "store", kill_one)
     summary = run_sweep(config, address=cluster[0].address, say=lambda *a: None)
     watcher.join()
     assert killed, "no trial process was found to kill"
     runs = _assert_nothing_lost(config, summary)
     assert runs.retries.sum() >= 1 and len(runs) == len(plan(config))
+    if where == "bucket":
+        assert not list(bucket.glob("runs/*/checkpoint.pt"))  # dropped once each result was stored
+        assert {p.parent.name for p in bucket.glob("runs/*/model.pt")} == {r.key for r in plan(config)}
 
 
 def test_a_node_removed_mid_sweep_loses_nothing(cluster, small, tmp_path):
