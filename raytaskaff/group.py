@@ -24,8 +24,8 @@ import json
 import math
 import sys
 
-from raytaskaff.atomic import write_text
-from raytaskaff.errors import RaytaskaffError
+from raytaskaff.atomic import check_output, write_text
+from raytaskaff.errors import RaytaskaffError, one_line
 from raytaskaff.evaluation.tables import TableError, read_table
 from raytaskaff.grouping import hoa_candidates, select_groups, select_networks
 from raytaskaff.grouping.affinity import TAG_SINGLETON
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", help="write the result as JSON")
     args = parser.parse_args(argv)
     try:
+        if args.json:
+            check_output(args.json, "--json")
         if args.command == "networks":
             if not (math.isfinite(args.hoa_cost) and args.hoa_cost >= 0):
                 raise TableError(f"--hoa-cost: must be a non-negative finite number, got {args.hoa_cost}")
@@ -122,10 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise TableError(f"--max-groups: must be at least 1, got {args.max_groups}")
             result = affinity_command(args.scores, args.max_groups, args.scorer, args.singleton)
     except RaytaskaffError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     if args.json:
-        _write(args.json, result)
+        try:
+            _write(args.json, result)
+        except OSError as e:  # checked above; a disk that fills up meanwhile
+            print(f"error: {args.json}: cannot write ({e.strerror or e})", file=sys.stderr)
+            return 2
     (_print_networks if args.command == "networks" else _print_groups)(result)
     return 0
 

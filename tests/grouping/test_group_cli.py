@@ -172,3 +172,20 @@ def test_a_per_seed_table_is_grouped_on_its_mean(tmp_path, capsys):
     path.write_text("seed,target,partner,gain\n0,a,b,1\n0,b,a,3\n1,a,b,3\n1,b,a,1\n")
     code, out, _ = run(["affinity", "--scores", str(path), "--max-groups", "1", "--json", str(tmp_path / "o.json")], capsys)
     assert code == 0 and json.loads((tmp_path / "o.json").read_text())["objective"] == 2.0
+
+
+@pytest.mark.parametrize("where, message", [("folder", "is a folder; give the name of a file"),
+                                            ("missing/out.json", "the folder {tmp}/missing does not exist")])
+def test_a_json_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, where, message):
+    (tmp_path / "networks.csv").write_text(NETWORKS)
+    (tmp_path / "folder").mkdir()
+    code, out, err = run(["networks", "--results", str(tmp_path / "networks.csv"), "--budgets", "2",
+                          "--json", str(tmp_path / where)], capsys)
+    assert code == 2 and out == "" and err == f"error: --json {tmp_path / where}: {message.format(tmp=tmp_path)}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "networks.csv"] and not list((tmp_path / "folder").iterdir())
+
+
+def test_a_name_with_a_line_break_stays_on_one_line_in_an_error(tmp_path, capsys):
+    (tmp_path / "scores.csv").write_text('scorer,target,partner,value\n"my\nscore",a,b,1\nother,a,b,2\n')
+    code, _, err = run(["affinity", "--scores", str(tmp_path / "scores.csv"), "--max-groups", "2"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "(my\\nscore, other)" in err, err
