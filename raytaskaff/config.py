@@ -221,6 +221,10 @@ def _check_name(key: str, value: str | None) -> None:
         raise ConfigError(f"{key}: must not be empty (leave it out for the default)")
 
 
+#: The tracking URI schemes MLflow accepts (a database scheme may name its driver: postgresql+psycopg2).
+MLFLOW_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+
+
 @dataclass(frozen=True)
 class MlflowSection:
     """MLflow, through Ray's MLflowLoggerCallback on the driver: one MLflow run per sweep run.
@@ -234,7 +238,18 @@ class MlflowSection:
     def __post_init__(self) -> None:
         _check_name("tracking.mlflow.tracking_uri", self.tracking_uri)
         _check_name("tracking.mlflow.experiment", self.experiment)
+        scheme = self.scheme
+        if scheme is not None and scheme.split("+")[0] not in MLFLOW_SCHEMES:
+            raise ConfigError(f"tracking.mlflow.tracking_uri: {self.tracking_uri!r} has the scheme {scheme!r}, which MLflow "
+                              f"does not know (one of {', '.join(MLFLOW_SCHEMES)}, or a plain path)")
         _check_installed("tracking.mlflow", "mlflow")
+
+    @property
+    def scheme(self) -> str | None:
+        """The URI's scheme, lower case; None for a plain path (or no URI)."""
+        if self.tracking_uri is None or "://" not in self.tracking_uri and not self.tracking_uri.startswith("file:"):
+            return None
+        return self.tracking_uri.split(":", 1)[0].lower()
 
 
 @dataclass(frozen=True)

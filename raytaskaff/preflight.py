@@ -13,6 +13,35 @@ from raytaskaff.errors import DataError, RaytaskaffError
 from raytaskaff.tasks import resolve
 
 
+#: Seconds an MLflow server has to answer the preflight's one request.
+TRACKING_TIMEOUT_S = 5.0
+
+
+class TrackingError(RaytaskaffError):
+    """A tracking server the config names does not answer."""
+
+
+def check_tracking(config: SweepConfig, timeout: float = TRACKING_TIMEOUT_S) -> None:
+    """An MLflow server (http or https tracking URI) must answer one request within `timeout`
+    seconds (any HTTP status counts: the server is there); otherwise Ray's callback would retry
+    for minutes and fail after training started. Other URIs (files, databases) need no server."""
+    mlflow = config.tracking.mlflow
+    if mlflow is None or mlflow.scheme not in ("http", "https"):
+        return
+    import urllib.error
+    import urllib.request
+
+    url = mlflow.tracking_uri.rstrip("/") + "/health"
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        why = getattr(e, "reason", None) or e
+        raise TrackingError(f"tracking.mlflow.tracking_uri: no MLflow server answers at {mlflow.tracking_uri} within "
+                            f"{timeout:g} s ({why})") from None
+
+
 class ResourceError(RaytaskaffError):
     """A run asks for more than any node of the cluster, or any node its autoscaler can add, holds."""
 

@@ -195,3 +195,63 @@ def test_declared_tasks_are_checked_against_the_declared_fields(tmp_path):
         check_data(config(good, input="bright"), manifest, str(root))
     with pytest.raises(DataError, match="task normal needs the domain 'normal', which the dataset does not hold"):
         check_data(config([good[0], "normal"]), manifest, str(root))
+
+
+def test_a_tracking_uri_mlflow_does_not_know_is_one_line_before_ray(tmp_path):
+    raw = _small_config(tmp_path, {"kind": "synthetic", "path": str(tmp_path / "data"), "n": 48, "size": 16},
+                        tracking={"mlflow": {"tracking_uri": "htp://mlflow:5000"}})
+    done, seconds = _sweep(tmp_path, raw, timeout=60)
+    assert done.returncode == 2 and seconds < 30
+    assert _one_error_line(done) == (f"error: {tmp_path / 'sweep.yaml'}: tracking.mlflow.tracking_uri: 'htp://mlflow:5000' has the scheme 'htp', which "
+                                     "MLflow does not know (one of http, https, file, sqlite, postgresql, mysql, mssql, "
+                                     "databricks, databricks-uc, or a plain path)")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()
+
+
+def _with_mlflow(monkeypatch, uri):
+    """The smoke config tracking to `uri` (the mlflow package need not be installed for the preflight)."""
+    import raytaskaff.config as config_module
+    from raytaskaff.config import MlflowSection
+
+    monkeypatch.setattr(config_module, "_check_installed", lambda *a: None)
+    config = load_config(SMOKE)
+    return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, mlflow=MlflowSection(tracking_uri=uri)))
+
+
+def test_an_mlflow_server_that_does_not_answer_is_one_line_within_the_bound(monkeypatch):
+    import socket
+    import threading
+
+    from raytaskaff.preflight import TrackingError, check_tracking
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    with pytest.raises(TrackingError, match=rf"no MLflow server answers at http://127.0.0.1:{port} within 5 s \(.*refused"):
+        check_tracking(_with_mlflow(monkeypatch, f"http://127.0.0.1:{port}"))
+
+    silent = socket.socket()  # accepts connections and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+    start = time.perf_counter()
+    with pytest.raises(TrackingError, match=r"within 0.5 s \(timed out\)"):
+        check_tracking(_with_mlflow(monkeypatch, f"http://127.0.0.1:{silent.getsockname()[1]}"), timeout=0.5)
+    assert time.perf_counter() - start < 5
+    silent.close()
+
+
+def test_an_mlflow_server_that_answers_or_a_file_store_passes(monkeypatch, tmp_path):
+    import http.server
+    import threading
+
+    from raytaskaff.preflight import check_tracking
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # answers 501 to a GET
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    check_tracking(_with_mlflow(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}"))  # any answer: a server is there
+    server.server_close()
+    check_tracking(_with_mlflow(monkeypatch, f"file://{tmp_path / 'mlruns'}"))
+    check_tracking(_with_mlflow(monkeypatch, str(tmp_path / "mlruns")))

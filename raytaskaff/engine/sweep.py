@@ -38,7 +38,7 @@ from raytaskaff.grouping.validation import (
 )
 from raytaskaff.plan import Run, group_runs, plan
 from raytaskaff.plan import summary as runs_by_kind
-from raytaskaff.preflight import check_data, check_resources
+from raytaskaff.preflight import check_data, check_resources, check_tracking
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of
 from raytaskaff.scorers.base import USER_SCORER_PREFIX, ScorerError, cost_dict, fraction_unit, run_cost
@@ -224,6 +224,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     on_cluster = address is not None or "RAY_ADDRESS" in os.environ
     if on_cluster and not ray.is_initialized():  # a cluster that does not answer stops the sweep before anything is written
         probe(address or os.environ["RAY_ADDRESS"])
+    check_tracking(config)  # a tracking server that does not answer stops the sweep before anything is written
     rendered = config.data.kind == "shards" or (Path(config.data.path) / "manifest.json").exists()
     if not rendered:  # rendering takes a while: first make sure its results can be written
         _check_writable(out)
