@@ -6,16 +6,49 @@
     python -m raytaskaff.data plugin --module my_data.py --out DIR
     python -m raytaskaff.data info DIR [--no-verify]
 
-Bad input ends with a one-line `error: ...` on stderr and exit code 2; nothing half-written stays.
+Bad input ends with a one-line `error: ...` on stderr and exit code 2; nothing half-written stays,
+also when the command is stopped by Ctrl-C (exit code 130) or SIGTERM (exit code 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from raytaskaff.data.domains import REFERENCE_DOMAINS
-from raytaskaff.errors import RaytaskaffError
+from raytaskaff.errors import RaytaskaffError, one_line
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the command is: it unwinds as Ctrl-C does, so that the shard writer's
+    `with` block removes its staging folder. A BaseException, so that no `except Exception` (a
+    converter wrapping a user's generator) swallows it."""
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises Terminated in this process while the block runs. Worker processes forked
+    meanwhile inherit the handler; in them SIGTERM still ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != pid:
+            os._exit(128 + signum)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _positive(text: str) -> int:
@@ -101,6 +134,11 @@ def _info(root: str, verify: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with _sigterm_unwinds():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "synth":
             from raytaskaff.data.synth import SynthConfig, generate
@@ -133,11 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _info(args.root, verify=not args.no_verify)
     except RaytaskaffError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated: nothing was written", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
 
 
