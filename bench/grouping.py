@@ -1,6 +1,6 @@
 """Speed of the exact group selections as the task count grows.
 
-    python -m bench.grouping [--repeat 3] [--json]
+    python -m bench.grouping [--repeat 3] [--time-limit 10] [--json]
 
 1. networks: exact selection over Standley's full candidate set (every task subset at cost 1 plus
    half-size single-task networks at 0.5: 2^n - 1 + n candidates) for every budget 1, 1.5, ..., n,
@@ -8,6 +8,14 @@
    5 tasks), whose lowest total loss the exact selection must match (aim: == 1);
 2. affinity: the exact TAG grouping for K = 2, 3 and n/2 groups, and the local-search heuristic
    (ratio: the heuristic's objective over the exact one; values: objectives, then seconds).
+3. at scale: network selection over the single- and two-task networks of 10, 20 and 40 tasks
+   (n(n+1)/2 networks; budgets n/2, 3n/4 and n), and with --hoa (every larger group predicted
+   from the pairs; budgets n/8, n/4 and n/2), with planted affinities: tasks in groups of 4 whose
+   pairs help each other (loss x (1 - U(0.05, 0.2))) and hurt across groups (x (1 + U(0, 0.15))),
+   seed 0. Each case runs in a fresh process, under `--time-limit` seconds over its budgets:
+   seconds of the selection, its process's peak resident memory (Python and numpy included),
+   the peak the selection itself allocates (tracemalloc, on a second call), and the largest gap
+   between an answer and its proven bound (0: exact).
 Random losses and affinities; the answers do not depend on them, the times barely. Times are the
 best of `--repeat` calls.
 """
@@ -15,8 +23,13 @@ best of `--repeat` calls.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import resource
+import subprocess
+import sys
 import time
+import tracemalloc
 from collections.abc import Iterator
 from functools import partial
 
@@ -80,11 +93,64 @@ def rows(repeat: int = 3) -> Iterator[Row]:
                       heur.objective / exact.objective)
 
 
+def planted_pairs(n: int, rng) -> list[Network]:
+    """Single- and two-task networks (cost 1) of n tasks in planted groups of 4 (see the docstring)."""
+    tasks = [f"task{i:02d}" for i in range(n)]
+    label = rng.permutation(n) % max(1, n // 4)
+    base = rng.uniform(0.8, 1.2, n)
+    out = [Network(t, 1.0, {t: float(base[i])}, {t: float(base[i])}) for i, t in enumerate(tasks)]
+    for i, j in itertools.combinations(range(n), 2):
+        val = {tasks[a]: float(base[a] * (1 - (rng.uniform(0.05, 0.2) if label[a] == label[b] else -rng.uniform(0, 0.15))))
+               for a, b in ((i, j), (j, i))}
+        out.append(Network(f"{tasks[i]}+{tasks[j]}", 1.0, val, val))
+    return out
+
+
+def scale_case(kind: str, n: int, time_limit: float) -> dict:
+    """One case of part 3 in this process: seconds, peak RSS (MiB), largest gap, networks, budgets."""
+    from raytaskaff.grouping.hoa import select_with_hoa
+
+    measured = planted_pairs(n, np.random.default_rng(0))
+    if kind == "hoa":
+        budgets = [float(max(1, n // 8)), float(n // 4), float(n // 2)]
+        select = partial(select_with_hoa, measured, budgets, 1.0, time_limit)
+    else:
+        budgets = [float(n // 2), float(3 * n // 4), float(n)]
+        select = partial(select_for_budgets, measured, budgets, time_limit=time_limit)
+    start = time.perf_counter()
+    selections = select()
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    tracemalloc.start()  # a second, traced call: what the selection itself allocates at its peak
+    select()
+    traced = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    selections = selections[0] if kind == "hoa" else selections
+    gaps = [s.gap for s in selections if s.gap is not None]
+    return {"seconds": seconds, "peak_mib": peak, "traced_mib": traced, "gap": max(gaps, default=None),
+            "networks": len(measured), "budgets": budgets, "exact": all(s.exact for s in selections)}
+
+
+def scale_rows(time_limit: float) -> Iterator[Row]:
+    for kind in ("networks", "hoa"):
+        for n in (10, 20, 40):
+            code = f"import json; from bench.grouping import scale_case; print(json.dumps(scale_case({kind!r}, {n}, {time_limit!r})))"
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            gap = "-" if r["gap"] is None else f"{100 * r['gap']:.2f}%"
+            yield Row("grouping", f"networks{' --hoa' if kind == 'hoa' else ''}, {n} tasks ({r['networks']} networks), "
+                                  f"budgets {','.join(f'{b:g}' for b in r['budgets'])}",
+                      f"{r['seconds']:.2f} s, RSS {r['peak_mib']:.0f} MiB (selection {r['traced_mib']:.1f} MiB), "
+                      f"gap {gap}{'' if r['exact'] else ' (not proven)'}",
+                      r["seconds"] / time_limit, f"<= {1.2:g}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser("grouping", __doc__)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--time-limit", type=float, default=10.0, help="seconds for each case of part 3 (default 10)")
     args = parser.parse_args(argv)
-    report(rows(args.repeat), args.json)
+    report(itertools.chain(rows(args.repeat), scale_rows(args.time_limit)), args.json)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """python -m raytaskaff.group: choose task groups from measured networks or from an affinity.
 
-    python -m raytaskaff.group networks --results FILE.csv --budgets 1,1.5,2 [--hoa] [--json OUT.json]
+    python -m raytaskaff.group networks --results FILE.csv --budgets 1,1.5,2 [--hoa] [--time-limit S] [--json OUT.json]
     python -m raytaskaff.group affinity --scores FILE.csv [--scorer NAME] --max-groups K [--json OUT.json]
 
 `networks`: FILE has header network,cost,task,val_loss,test_loss (one row per network and task it
-solves; test_loss may be empty). For each budget, the exact set of networks within it that covers
+solves; test_loss may be empty). For each budget, the set of networks within it that covers
 every task with the lowest summed validation loss, scored on test (each task uses the chosen
 network best for it on validation). With --hoa, every group of three or more tasks missing from
 FILE is added with losses predicted from the pairwise networks (the higher-order approximation).
+Exact up to 10 tasks; beyond, the best set found within --time-limit seconds (default 60, shared
+by the budgets), with a proven lower bound on the optimum and the gap to it (0 when exact).
 
 `affinity`: FILE is CSV target,partner,value as in `python -m raytaskaff.evaluate` (a sweep's
 affinity.csv with --scorer: without it, a file of several scorers is refused with their names; its
@@ -27,12 +29,16 @@ import sys
 from raytaskaff.atomic import check_output, write_text
 from raytaskaff.errors import RaytaskaffError, one_line
 from raytaskaff.evaluation.tables import TableError, read_table
-from raytaskaff.grouping import hoa_candidates, select_groups, select_networks
+from raytaskaff.grouping import select_groups
 from raytaskaff.grouping.affinity import TAG_SINGLETON
 from raytaskaff.grouping.files import read_networks
+from raytaskaff.grouping.hoa import select_with_hoa
+from raytaskaff.grouping.networks import select_for_budgets
 
 #: At most this many budgets in one call.
 MAX_BUDGETS = 1000
+#: Seconds the network selection may search, over all budgets, unless --time-limit says otherwise.
+DEFAULT_TIME_LIMIT = 60.0
 
 
 def parse_budgets(text: str) -> list[float]:
@@ -51,19 +57,24 @@ def parse_budgets(text: str) -> list[float]:
     return budgets
 
 
-def networks_command(results: str, budgets: list[float], hoa: bool = False, hoa_cost: float = 1.0) -> dict:
+def networks_command(results: str, budgets: list[float], hoa: bool = False, hoa_cost: float = 1.0,
+                     time_limit: float | None = DEFAULT_TIME_LIMIT) -> dict:
     candidates = read_networks(results)
-    predicted = hoa_candidates(candidates, hoa_cost) if hoa else []
-    names = [c.name for c in candidates]
+    if hoa:
+        selections, predicted = select_with_hoa(candidates, budgets, hoa_cost, time_limit)
+    else:
+        selections, predicted = select_for_budgets(candidates, budgets, time_limit=time_limit), []
+    names = {c.name for c in candidates}
     clash = next((p.name for p in predicted if p.name in names), None)
     if clash:
         raise TableError(f"{results}: a measured network is named {clash!r}, the name of a predicted group")
+    predicted_names = {p.name for p in predicted}
     out = []
-    for budget in budgets:
-        selection = select_networks(candidates + predicted, budget).as_json()
-        selection["predicted"] = [n for n in selection["networks"] if n in {p.name for p in predicted}]
-        out.append(selection)
-    return {"budgets": out}
+    for selection in selections:
+        entry = selection.as_json()
+        entry["predicted"] = [n for n in entry["networks"] if n in predicted_names]
+        out.append(entry)
+    return {"time_limit": time_limit, "budgets": out}
 
 
 def affinity_command(scores: str, max_groups: int, scorer: str | None = None, singleton: float = TAG_SINGLETON) -> dict:
@@ -78,10 +89,14 @@ def _fmt(value) -> str:
 
 
 def _print_networks(result: dict) -> None:
-    print("| budget | networks | cost | val total | test total |\n|---|---|---|---|---|")
+    print("| budget | networks | cost | val total | test total | bound | gap |\n|---|---|---|---|---|---|---|")
     for b in result["budgets"]:
-        names = ", ".join(n + (" (predicted)" if n in b["predicted"] else "") for n in b["networks"]) or "no set covers every task"
-        print(f"| {b['budget']:g} | {names} | {b['cost']:g} | {_fmt(b['val_total'])} | {_fmt(b['test_total'])} |")
+        names = ", ".join(n + (" (predicted)" if n in b["predicted"] else "") for n in b["networks"])
+        if not names:
+            names = "no set covers every task" if b["exact"] else f"none found in {result['time_limit']:g} s"
+        gap = "-" if b["gap"] is None else f"{100 * b['gap']:.2f}%" + ("" if b["exact"] else " (not proven)")
+        print(f"| {b['budget']:g} | {names} | {b['cost']:g} | {_fmt(b['val_total'])} | {_fmt(b['test_total'])} "
+              f"| {_fmt(b['bound'])} | {gap} |")
 
 
 def _print_groups(result: dict) -> None:
@@ -99,11 +114,14 @@ def _write(path: str, data: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m raytaskaff.group", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    nets = commands.add_parser("networks", help="exact network selection under inference budgets")
+    nets = commands.add_parser("networks", help="network selection under inference budgets (exact up to 10 tasks, anytime beyond)")
     nets.add_argument("--results", required=True, help="CSV network,cost,task,val_loss,test_loss")
     nets.add_argument("--budgets", required=True, help="comma-separated budgets, e.g. 1,1.5,2,2.5")
     nets.add_argument("--hoa", action="store_true", help="add larger groups predicted from the pairs (higher-order approximation)")
     nets.add_argument("--hoa-cost", type=float, default=1.0, help="inference cost of a predicted group (default 1)")
+    nets.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",
+                      help=f"seconds to search beyond 10 tasks, over all budgets (default {DEFAULT_TIME_LIMIT:g}); "
+                           "then the best found, its bound and gap")
     aff = commands.add_parser("affinity", help="TAG groups from an affinity table")
     aff.add_argument("--scores", required=True, help="CSV target,partner,value")
     aff.add_argument("--scorer", help="pick this scorer's rows of a table with a scorer column")
@@ -118,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "networks":
             if not (math.isfinite(args.hoa_cost) and args.hoa_cost >= 0):
                 raise TableError(f"--hoa-cost: must be a non-negative finite number, got {args.hoa_cost}")
-            result = networks_command(args.results, parse_budgets(args.budgets), args.hoa, args.hoa_cost)
+            if not (math.isfinite(args.time_limit) and args.time_limit > 0):
+                raise TableError(f"--time-limit: must be a positive number of seconds, got {args.time_limit}")
+            result = networks_command(args.results, parse_budgets(args.budgets), args.hoa, args.hoa_cost, args.time_limit)
         else:
             if args.max_groups < 1:
                 raise TableError(f"--max-groups: must be at least 1, got {args.max_groups}")

@@ -189,3 +189,94 @@ def test_a_name_with_a_line_break_stays_on_one_line_in_an_error(tmp_path, capsys
     (tmp_path / "scores.csv").write_text('scorer,target,partner,value\n"my\nscore",a,b,1\nother,a,b,2\n')
     code, _, err = run(["affinity", "--scores", str(tmp_path / "scores.csv"), "--max-groups", "2"], capsys)
     assert code == 2 and err.count("\n") == 1 and "(my\\nscore, other)" in err, err
+
+
+# Task grouping at scale: bounded time beyond 10 tasks, and --hoa without listing every group.
+
+def planted_networks_csv(n: int, seed: int = 0) -> str:
+    """Single- and two-task networks (cost 1) of n tasks in groups of 4 whose pairs help each other."""
+    import itertools
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    tasks = [f"task{i:02d}" for i in range(n)]
+    label = rng.permutation(n) % max(1, n // 4)
+    base = rng.uniform(0.8, 1.2, n)
+    rows = ["network,cost,task,val_loss,test_loss"] + [f"{t},1,{t},{base[i]:.6f},{base[i]:.6f}" for i, t in enumerate(tasks)]
+    for i, j in itertools.combinations(range(n), 2):
+        for a, b in ((i, j), (j, i)):
+            loss = base[a] * (1 - (rng.uniform(0.05, 0.2) if label[a] == label[b] else -rng.uniform(0, 0.15)))
+            rows.append(f"{tasks[i]}+{tasks[j]},1,{tasks[a]},{loss:.6f},{1.02 * loss:.6f}")
+    return "\n".join(rows) + "\n"
+
+
+def check_selection(entry: dict, csv_text: str) -> None:
+    """Every task served by a chosen network that holds it, within the budget, val_total its sum."""
+    held, cost = {}, {}
+    for line in csv_text.splitlines()[1:]:
+        network, c, task, val, _ = line.split(",")
+        held.setdefault(network, {})[task] = float(val)
+        cost[network] = float(c)
+    tasks = {t for losses in held.values() for t in losses}
+    assert set(entry["serving"]) == tasks and set(entry["serving"].values()) <= set(entry["networks"])
+    for task, network in entry["serving"].items():
+        losses = held.get(network) or {}
+        if network in entry["predicted"]:
+            assert task in network.split("+")
+        else:
+            assert entry["val_total"] is not None and task in losses
+    measured = [n for n in entry["networks"] if n not in entry["predicted"]]
+    assert entry["cost"] <= entry["budget"] + 1e-9
+    assert sum(cost[n] for n in measured) + len(entry["predicted"]) == pytest.approx(entry["cost"])
+    assert entry["bound"] <= entry["val_total"] + 1e-9 and entry["gap"] >= 0
+    assert entry["gap"] == pytest.approx((entry["val_total"] - entry["bound"]) / entry["val_total"], abs=1e-12)
+
+
+def test_22_tasks_return_within_the_time_limit_with_a_gap(tmp_path):
+    import time
+
+    text = planted_networks_csv(22)
+    (tmp_path / "nets.csv").write_text(text)  # 253 networks
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "raytaskaff.group", "networks", "--results", str(tmp_path / "nets.csv"),
+                           "--budgets", "11,14,22", "--time-limit", "5", "--json", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0 and time.perf_counter() - start < 30, done.stderr
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["time_limit"] == 5 and [b["budget"] for b in result["budgets"]] == [11, 14, 22]
+    for entry in result["budgets"]:
+        check_selection(entry, text)
+        assert len(entry["networks"]) <= entry["budget"]
+    assert result["budgets"][0]["networks"] and len(result["budgets"][0]["networks"]) == 11  # 22 tasks in 11 pairs
+    assert "| bound | gap |" in done.stdout and "%" in done.stdout
+
+
+def test_hoa_on_16_tasks_fits_in_2_gib(tmp_path):
+    import os
+    import resource
+
+    text = planted_networks_csv(16, seed=1)
+    (tmp_path / "nets.csv").write_text(text)
+
+    def limit():  # the old listing of all 2^16 groups needed 64 GiB
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "raytaskaff.group", "networks", "--results", str(tmp_path / "nets.csv"),
+                           "--budgets", "2,4,8", "--hoa", "--time-limit", "10", "--json", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, check=False, timeout=120, preexec_fn=limit, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    for entry in result["budgets"]:
+        check_selection(entry, text)
+        assert entry["predicted"] and all(len(n.split("+")) >= 3 for n in entry["predicted"])
+    four = result["budgets"][1]
+    assert four["val_total"] <= 1.02 * four["bound"]  # 16 tasks in 4 planted groups: close to the optimum
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_a_bad_time_limit_is_refused(tmp_path, capsys, value):
+    (tmp_path / "nets.csv").write_text(NETWORKS)
+    code, out, err = run(["networks", "--results", str(tmp_path / "nets.csv"), "--budgets", "2", "--time-limit", value], capsys)
+    assert code == 2 and out == "" and err.startswith("error: --time-limit: must be a positive number")

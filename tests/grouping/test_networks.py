@@ -116,3 +116,90 @@ def test_hoa_predicts_the_mean_of_pairwise_losses():
     assert abc.name == "a+b+c" and abc.val == {"a": 2.0, "b": 4.0, "c": 6.0} and abc.cost == 1.0
     assert abc.test == {"a": None, "b": None, "c": None}  # a's pairwise test losses are unknown
     assert hoa_candidates(measured + [abc]) == []  # a measured group is not predicted again
+
+
+# The anytime branch and bound (used beyond DP_MAX_TASKS tasks), forced on small instances.
+
+@pytest.mark.parametrize("seed", range(20))
+def test_branch_and_bound_matches_brute_force(seed):
+    rng = np.random.default_rng(100 + seed)
+    tasks, candidates = random_candidates(rng, n_tasks=int(rng.integers(2, 7)), n_networks=int(rng.integers(3, 12)))
+    budgets = [0.5, 1, 1.5, 2, 3, 4.5, 100]
+    for budget, selection in zip(budgets, select_for_budgets(candidates, budgets, tuple(tasks), method="search")):
+        value, cost = brute_force(candidates, budget, tasks)
+        assert selection.exact
+        if math.isinf(value):
+            assert selection.networks == () and selection.val_total is None and selection.bound == math.inf
+            continue
+        assert selection.val_total == pytest.approx(value) and selection.cost == pytest.approx(cost)
+        assert selection.bound == selection.val_total and selection.gap == 0.0
+
+
+@pytest.mark.parametrize("n", [6, 7])
+def test_branch_and_bound_matches_the_dynamic_program_on_full_candidate_sets(n):
+    rng = np.random.default_rng(n)
+    candidates = full_set(rng, [f"t{i}" for i in range(n)])
+    budgets = [1, 1.5, 2, 3, 4.5, n]
+    for dp, search in zip(select_for_budgets(candidates, budgets, method="dp"),
+                          select_for_budgets(candidates, budgets, method="search")):
+        assert search.exact and search.val_total == pytest.approx(dp.val_total) and search.cost == dp.cost
+
+
+def test_a_search_cut_short_returns_a_valid_selection_and_a_proven_bound():
+    rng = np.random.default_rng(3)
+    tasks = [f"t{i}" for i in range(9)]
+    candidates = full_set(rng, tasks)  # 520 candidates
+    budgets = [2, 3, 4]
+    exact = select_for_budgets(candidates, budgets, method="dp")
+    for optimum, cut in zip(exact, select_for_budgets(candidates, budgets, method="search", time_limit=0.05)):
+        assert cut.bound <= optimum.val_total + 1e-9 <= cut.val_total + 2e-9  # the bound holds, the answer is feasible
+        assert cut.gap == pytest.approx(0.0 if cut.exact else (cut.val_total - cut.bound) / cut.val_total)
+        assert cut.cost <= cut.budget and set(cut.serving) == set(tasks)
+        assert all(t in next(c for c in candidates if c.name == cut.serving[t]).val for t in tasks)
+
+
+def test_the_relaxed_hoa_columns_bound_every_group():
+    from raytaskaff.grouping.hoa import relaxed_columns
+
+    rng = np.random.default_rng(5)
+    n = 7
+    val = rng.uniform(0.5, 2.0, (n, n))
+    np.fill_diagonal(val, np.nan)
+    extra, _ = relaxed_columns(val, 1.0, copies=1)
+    for _ in range(5):
+        u = rng.uniform(0.5, 2.0, n)
+        rc, costs, _ = extra(u)
+        assert list(costs) == [1.0] * (n - 2)
+        for k in range(3, n + 1):
+            for group in itertools.combinations(range(n), k):
+                loss = [np.nanmean(val[a, [b for b in group if b != a]]) for a in group]
+                true_rc = sum(min(0.0, loss[i] - u[a]) for i, a in enumerate(group))
+                assert true_rc >= rc[k - 3] - 1e-12
+
+
+def planted_pairs(rng, n):
+    """Single- and two-task networks of n tasks in groups of 4 that help each other (costs 1)."""
+    tasks = [f"task{i:02d}" for i in range(n)]
+    label = rng.permutation(n) % max(1, n // 4)
+    base = rng.uniform(0.8, 1.2, n)
+    out = [Network(t, 1.0, {t: float(base[i])}, {t: float(base[i])}) for i, t in enumerate(tasks)]
+    for i, j in itertools.combinations(range(n), 2):
+        val = {tasks[a]: float(base[a] * (1 - (rng.uniform(0.05, 0.2) if label[a] == label[b] else -rng.uniform(0, 0.15))))
+               for a, b in ((i, j), (j, i))}
+        out.append(Network(f"{tasks[i]}+{tasks[j]}", 1.0, val, val))
+    return tasks, out
+
+
+def test_hoa_without_listing_groups_is_bounded_by_the_exact_answer(monkeypatch):
+    from raytaskaff.grouping import hoa
+
+    tasks, measured = planted_pairs(np.random.default_rng(11), 8)
+    budgets = [2.0, 3.0, 4.0]
+    exact, _ = hoa.select_with_hoa(measured, budgets)  # 8 tasks: every group listed, exact
+    monkeypatch.setattr(hoa, "EXPLICIT_MAX_TASKS", 0)
+    implicit, predicted = hoa.select_with_hoa(measured, budgets, time_limit=20)
+    assert len(predicted) < 2 ** 8 - 1 - 8 - 28  # a pool, not every group
+    for e, i in zip(exact, implicit):
+        assert e.exact and i.bound <= e.val_total + 1e-9 <= i.val_total + 2e-9
+        assert i.val_total <= 1.02 * e.val_total  # the pool holds (nearly) the best groups of a planted structure
+        assert set(i.serving) == set(tasks) and i.cost <= i.budget
