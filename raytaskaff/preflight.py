@@ -6,14 +6,16 @@ written or trained.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 
-from raytaskaff.config import SweepConfig
+from raytaskaff.config import MLFLOW_SCHEMES, SweepConfig
 from raytaskaff.errors import DataError, RaytaskaffError
 from raytaskaff.tasks import resolve
 
 
-#: Seconds an MLflow server has to answer the preflight's one request.
+#: Seconds an MLflow server has to answer the preflight's one request (name lookup included).
 TRACKING_TIMEOUT_S = 5.0
 
 
@@ -24,22 +26,51 @@ class TrackingError(RaytaskaffError):
 def check_tracking(config: SweepConfig, timeout: float = TRACKING_TIMEOUT_S) -> None:
     """An MLflow server (http or https tracking URI) must answer one request within `timeout`
     seconds (any HTTP status counts: the server is there); otherwise Ray's callback would retry
-    for minutes and fail after training started. Other URIs (files, databases) need no server."""
+    for minutes and fail after training started. Other URIs (files, databases) need no server.
+    With `tracking.mlflow.tracking_uri` unset, MLflow reads MLFLOW_TRACKING_URI: that one is checked
+    the same way (its scheme too, which the config could not see)."""
     mlflow = config.tracking.mlflow
-    if mlflow is None or mlflow.scheme not in ("http", "https"):
+    if mlflow is None:
         return
+    uri, key = mlflow.tracking_uri, "tracking.mlflow.tracking_uri"
+    if uri is None:
+        uri, key = os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI (tracking.mlflow.tracking_uri is unset)"
+        if not uri:
+            return
+    scheme = uri.split(":", 1)[0].lower() if "://" in uri or uri.startswith("file:") else None
+    if scheme is not None and scheme.split("+")[0] not in MLFLOW_SCHEMES:
+        raise TrackingError(f"{key}: {uri!r} has the scheme {scheme!r}, which MLflow does not know "
+                            f"(one of {', '.join(MLFLOW_SCHEMES)}, or a plain path)")
+    if scheme not in ("http", "https"):
+        return
+    why = _unanswered(uri.rstrip("/") + "/health", timeout)
+    if why is not None:
+        raise TrackingError(f"{key}: no MLflow server answers at {uri} within {timeout:g} s ({why})")
+
+
+def _unanswered(url: str, timeout: float) -> str | None:
+    """None when a server answers an HTTP GET of `url` (any status) within `timeout` seconds, else
+    why not. The request runs in a daemon thread joined with a deadline: urllib's own timeout
+    covers each socket operation but not the name lookup, which a dead DNS server holds for tens of
+    seconds; and the waiting main thread still answers Ctrl-C and SIGTERM."""
     import urllib.error
     import urllib.request
 
-    url = mlflow.tracking_uri.rstrip("/") + "/health"
-    try:
-        urllib.request.urlopen(url, timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        why = getattr(e, "reason", None) or e
-        raise TrackingError(f"tracking.mlflow.tracking_uri: no MLflow server answers at {mlflow.tracking_uri} within "
-                            f"{timeout:g} s ({why})") from None
+    outcome: dict[str, str | None] = {}
+
+    def ask() -> None:
+        try:
+            urllib.request.urlopen(url, timeout=timeout).close()
+            outcome["why"] = None
+        except urllib.error.HTTPError:
+            outcome["why"] = None
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            outcome["why"] = str(getattr(e, "reason", None) or e)
+
+    worker = threading.Thread(target=ask, name=f"preflight request to {url}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome.get("why", "timed out")
 
 
 class ResourceError(RaytaskaffError):

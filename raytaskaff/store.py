@@ -34,8 +34,9 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from raytaskaff.atomic import atomic_path, claim_next, write_bytes
+from raytaskaff.data.shards import bounded, first_contact, storage_timeout
 from raytaskaff.data.verify import cache_dir
-from raytaskaff.errors import RaytaskaffError
+from raytaskaff.errors import DataError, RaytaskaffError
 from raytaskaff.settings import RunResult
 
 #: Tries after a transient read error, and the first wait between them (doubling).
@@ -66,6 +67,13 @@ def _digest(path: str, size: int, mtime_ns: int) -> tuple:  # a file read again 
     return (("size", size), ("sha256", h.hexdigest()))
 
 
+def _reach(uri: str) -> tuple[pafs.FileSystem, str]:
+    fs, root = pafs.FileSystem.from_uri(uri)
+    fs = bounded(fs, storage_timeout())  # the client's own retries cut, so that it does not outlive the bound
+    fs.get_file_info(root)  # the first request: an unreachable store hangs here
+    return fs, root
+
+
 def local_model(path: str) -> str:
     """A local path of the network a found run names: the path itself when local, else (a URI into
     a remote store, STORE/runs/KEY/model.pt) the network fetched by key into this node's cache."""
@@ -79,7 +87,10 @@ class ResultStore:
     def __init__(self, uri: str, cache: str | os.PathLike | None = None) -> None:
         self.uri = str(uri)
         if "://" in self.uri:
-            self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
+            try:  # storage that does not answer is given up within a bound
+                self.fs, self.root = first_contact(self.uri, lambda: _reach(self.uri))
+            except DataError as e:
+                raise StoreError(str(e)) from None
             self.local = False
             self.cache = Path(cache or cache_dir())
         else:

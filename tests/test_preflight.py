@@ -255,3 +255,76 @@ def test_an_mlflow_server_that_answers_or_a_file_store_passes(monkeypatch, tmp_p
     server.server_close()
     check_tracking(_with_mlflow(monkeypatch, f"file://{tmp_path / 'mlruns'}"))
     check_tracking(_with_mlflow(monkeypatch, str(tmp_path / "mlruns")))
+
+
+def test_a_name_lookup_that_hangs_is_cut_at_the_bound(monkeypatch):
+    """urllib's timeout covers socket reads, not the name lookup: a dead DNS server must not hold
+    the preflight past its bound either."""
+    import socket
+
+    from raytaskaff.preflight import TrackingError, check_tracking
+
+    config = _with_mlflow(monkeypatch, "http://mlflow.internal:5000")
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(20))
+    start = time.perf_counter()
+    with pytest.raises(TrackingError, match=r"^tracking.mlflow.tracking_uri: no MLflow server answers at "
+                                            r"http://mlflow.internal:5000 within 0.5 s \(timed out\)$"):
+        check_tracking(config, timeout=0.5)
+    assert time.perf_counter() - start < 2
+
+
+def test_mlflow_tracking_uri_from_the_environment_is_checked_when_the_config_has_none(monkeypatch, tmp_path):
+    import socket
+
+    from raytaskaff.preflight import TrackingError, check_tracking
+
+    config = _with_mlflow(monkeypatch, None)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    check_tracking(config)  # MLflow's local default: nothing to ask
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "htp://mlflow:5000")
+    with pytest.raises(TrackingError, match=r"^MLFLOW_TRACKING_URI \(tracking.mlflow.tracking_uri is unset\): "
+                                            r"'htp://mlflow:5000' has the scheme 'htp', which MLflow does not know "
+                                            r"\(one of http, https, file, sqlite, postgresql, mysql, mssql, "
+                                            r"databricks, databricks-uc, or a plain path\)$"):
+        check_tracking(config)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    with pytest.raises(TrackingError, match=rf"^MLFLOW_TRACKING_URI .*: no MLflow server answers at http://127.0.0.1:{port} "
+                                            r"within 5 s \(.*refused"):
+        check_tracking(config)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file://{tmp_path / 'mlruns'}")
+    check_tracking(config)
+
+
+def test_a_silent_mlflow_server_stops_the_cli_in_one_line_before_anything_is_written(monkeypatch, tmp_path, capsys):
+    """The whole command, in this process (it stops before Ray starts): exit code 2, one line, no
+    output or data folder, within the preflight's bound rather than MLflow's minutes of retries."""
+    import socket
+    import threading
+
+    import raytaskaff.config as config_module
+    import raytaskaff.sweep as cli
+
+    monkeypatch.setattr(config_module, "_check_installed", lambda *a: None)  # mlflow need not be installed
+    monkeypatch.setattr(cli, "_interrupt_on_sigterm", lambda: None)  # leave pytest's SIGTERM alone
+    silent = socket.socket()  # accepts connections and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+    uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    raw = _small_config(tmp_path, {"kind": "synthetic", "path": str(tmp_path / "data"), "n": 48, "size": 16},
+                        tracking={"mlflow": {"tracking_uri": uri}})
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(raw))
+    start = time.perf_counter()
+    code = cli.main(["--config", str(tmp_path / "sweep.yaml")])
+    seconds = time.perf_counter() - start
+    silent.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"error: tracking.mlflow.tracking_uri: no MLflow server answers at {uri} within 5 s "
+                                 "(timed out)"], err
+    assert held and 4.5 < seconds < 15
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()

@@ -25,10 +25,14 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +45,8 @@ from raytaskaff import __version__
 from raytaskaff.data.domains import DOMAINS, check_raw, domain
 from raytaskaff.data.fields import Field, taskonomy_field
 from raytaskaff.errors import DataError
+
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -60,15 +66,67 @@ def is_uri(root: str | os.PathLike) -> bool:
     return "://" in str(root)
 
 
+#: Seconds the first contact with storage behind a URI (a dataset's manifest, a result store) may
+#: take before it is given up in one line: an unreachable bucket otherwise hangs for many minutes
+#: in the storage client's own retries. RAYTASKAFF_STORAGE_TIMEOUT overrides it.
+FIRST_CONTACT_S = 30.0
+
+
+def first_contact(root: str | os.PathLike, what: Callable[[], T], timeout: float | None = None) -> T:
+    """what() (the first read of storage at `root`), given up with a DataError when it does not
+    return within `timeout` seconds. It runs in a daemon thread, so Ctrl-C and SIGTERM stay
+    answered while the main thread waits."""
+    if timeout is None:
+        timeout = storage_timeout()
+    done: dict = {}
+
+    def attempt() -> None:
+        try:
+            done["value"] = what()
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            done["error"] = e
+
+    worker = threading.Thread(target=attempt, name=f"first contact with {root}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise DataError(f"{root}: the storage did not answer within {timeout:g} s (no network, or a wrong endpoint or "
+                        "bucket; RAYTASKAFF_STORAGE_TIMEOUT sets the bound)")
+    if "error" in done:
+        raise done["error"]
+    return done["value"]
+
+
+def storage_timeout() -> float:
+    """Seconds storage behind a URI may stay silent: RAYTASKAFF_STORAGE_TIMEOUT, else FIRST_CONTACT_S."""
+    return float(os.environ.get("RAYTASKAFF_STORAGE_TIMEOUT") or FIRST_CONTACT_S)
+
+
+def bounded(fs: pafs.FileSystem, timeout: float) -> pafs.FileSystem:
+    """`fs` with its storage client's own retries cut. S3: three tries of a request, the policy
+    S3FileSystem() defaults to (one from_uri makes retries some 30 times, about 100 s, when nobody
+    answers), with the AWS SDK's connect (1 s) and stalled-request (3 s) timeouts: about 10 s in all.
+    GCS: retries for at most `timeout` seconds (its default: 15 minutes). This matters after
+    `first_contact` gives up: pyarrow waits for an S3 request still under way when the process exits,
+    and Ctrl-C or SIGTERM wait with it. Other filesystems are returned as they are."""
+    if isinstance(fs, pafs.S3FileSystem):
+        options = fs.__reduce__()[1][0]  # what from_uri chose: endpoint, region, scheme, credentials
+        return pafs.S3FileSystem(**options, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3))
+    if isinstance(fs, pafs.GcsFileSystem):
+        options = fs.__reduce__()[1][0]
+        return pafs.GcsFileSystem(**{**options, "retry_time_limit": timedelta(seconds=timeout)})
+    return fs
+
+
 def location(root: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     """(filesystem, base path) of a dataset: a local path (made absolute, trailing slash dropped)
-    or a URI such as s3://bucket/taskonomy-256."""
+    or a URI such as s3://bucket/taskonomy-256 (its client's waits `bounded`)."""
     if is_uri(root):
         try:
             fs, base = pafs.FileSystem.from_uri(str(root))
         except (pa.ArrowException, ValueError, OSError) as e:
             raise DataError(f"{root}: not a readable dataset location ({str(e).splitlines()[0]})") from None
-        return fs, base.rstrip("/")
+        return bounded(fs, storage_timeout()), base.rstrip("/")
     return pafs.LocalFileSystem(), os.path.abspath(root)
 
 
@@ -166,6 +224,12 @@ class Manifest:
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> Manifest:
+        if is_uri(root):  # storage that does not answer is given up within a bound
+            return first_contact(root, lambda: cls._load(root))
+        return cls._load(root)
+
+    @classmethod
+    def _load(cls, root: str | os.PathLike) -> Manifest:
         fs, base = location(root)
         path = join(base, MANIFEST)
         try:
@@ -413,7 +477,12 @@ class ShardWriter:
         if self.out.exists():
             old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(self.out, old)
-        os.replace(self.staging, self.out)
+        try:
+            os.replace(self.staging, self.out)
+        except BaseException:  # interrupted between the two renames: the old dataset goes back
+            if old is not None and not self.out.exists():
+                os.replace(old, self.out)
+            raise
         if old is not None:
             shutil.rmtree(old)
 
@@ -425,7 +494,11 @@ class ShardWriter:
 
     def __exit__(self, kind, value, traceback) -> None:
         if kind is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:  # a failure or an interruption (Ctrl-C, SIGTERM) while the last shards are written
+                self.abort()
+                raise
         else:
             self.abort()
 

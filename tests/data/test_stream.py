@@ -1,7 +1,17 @@
 """Streaming a split in shard groups: the same batches as random access, in bounded memory."""
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.stream import StreamingSplit
@@ -105,3 +115,79 @@ def test_unknown_domain_and_split_are_refused(tiny_dataset):
         StreamingSplit(uri(tiny_dataset), "dev")
     with pytest.raises(DataError, match="no manifest.json"):
         StreamingSplit(uri(tiny_dataset / "nothing"), "train")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def silent_storage():
+    """(port, connections taken): a local endpoint that accepts connections and never answers, as
+    storage behind a dead network or a wrong endpoint looks to its client."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    taken: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                taken.append(server.accept()[0])
+            except OSError:  # closed at teardown
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1], taken
+    server.close()
+    for connection in taken:
+        connection.close()
+
+
+def _silent_uri(scheme: str, port: int) -> str:
+    return f"{scheme}://bucket/taskonomy?endpoint_override=127.0.0.1:{port}&scheme=http"
+
+
+def _sweep(tmp_path, data_path: str, bound: float) -> subprocess.Popen:
+    """The sweep command on shards at `data_path`, its first contact with storage bounded to `bound` s."""
+    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    raw.update({"data": {"kind": "shards", "path": data_path, "shuffle_window": 1}, "tasks": ["depth_zbuffer", "normal"],
+                "seeds": [0], "out": str(tmp_path / "out"), "scorers": {"td": raw["scorers"]["td"]},
+                "grouping": {"groups": []}})
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "RAYTASKAFF_STORAGE_TIMEOUT": str(bound)}
+    return subprocess.Popen([sys.executable, "-m", "raytaskaff.sweep", "--config", str(tmp_path / "sweep.yaml")],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
+def test_storage_that_never_answers_stops_the_sweep_in_one_line_within_the_bound(tmp_path, silent_storage, scheme):
+    """The process ends soon after the bound, not once the storage client's own retries run out
+    (S3: about 100 s after the error line; GCS: 15 minutes)."""
+    port, _ = silent_storage
+    uri = _silent_uri(scheme, port)
+    start = time.perf_counter()
+    sweep = _sweep(tmp_path, uri, bound=2)
+    out, err = sweep.communicate(timeout=300)
+    seconds = time.perf_counter() - start
+    assert sweep.returncode == 2 and err.strip().splitlines() == [
+        f"error: {uri}: the storage did not answer within 2 s (no network, or a wrong endpoint or bucket; "
+        "RAYTASKAFF_STORAGE_TIMEOUT sets the bound)"], err[-3000:]
+    assert seconds < 45, f"the sweep took {seconds:.0f} s to end"
+    assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_while_storage_is_silent_stops_the_sweep_promptly(tmp_path, silent_storage):
+    port, taken = silent_storage
+    sweep = _sweep(tmp_path, _silent_uri("s3", port), bound=120)
+    deadline = time.monotonic() + 60
+    while not taken and time.monotonic() < deadline:  # the first contact is under way
+        time.sleep(0.1)
+    assert taken, "the sweep never reached the storage"
+    sent = time.perf_counter()
+    sweep.send_signal(signal.SIGTERM)
+    out, err = sweep.communicate(timeout=300)
+    seconds = time.perf_counter() - sent
+    assert sweep.returncode == 130 and err.strip().splitlines() == [
+        "interrupted: finished runs are stored; run the same command again to resume"], err[-3000:]
+    assert seconds < 20, f"the sweep took {seconds:.0f} s to end after SIGTERM"
+    assert not (tmp_path / "out").exists()
