@@ -22,8 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from raytaskaff.grouping.affinity import GroupingError, select_groups
-from raytaskaff.grouping.hoa import hoa_candidates
+from raytaskaff.grouping.hoa import select_with_hoa
 from raytaskaff.grouping.networks import Network, select_networks
+
+#: Seconds the grouping stage gives the higher-order approximation past 10 tasks (see `select_with_hoa`).
+HOA_TIME_LIMIT_S = 60.0
 
 #: {seed: {group (tasks in sweep order): (val losses, test losses)}}
 Losses = dict[int, dict[tuple[str, ...], tuple[dict[str, float], dict[str, float]]]]
@@ -71,11 +74,18 @@ def _selection_choice(source: str, candidates: list[Network], names: dict[str, t
 
 
 def hoa_choices(mean: dict[tuple[str, ...], tuple[dict, dict]], tasks: tuple[str, ...], ks: tuple[int, ...]) -> list[Choice]:
-    """The higher-order approximation's selection at each budget K (every network costs 1)."""
+    """The higher-order approximation's selection at each budget K (every network costs 1): every
+    group listed up to 10 tasks, a pool of likely groups beyond (`select_with_hoa`)."""
     measured = [Network("+".join(g), 1.0, val, test) for g, (val, test) in mean.items() if len(g) <= 2]
-    predicted = hoa_candidates(measured)
+    selections, predicted = select_with_hoa(measured, [float(k) for k in ks], time_limit=HOA_TIME_LIMIT_S)
     names = {c.name: tuple(c.val) for c in measured + predicted}
-    return [_selection_choice("hoa", measured + predicted, names, tasks, k) for k in ks]
+    choices = []
+    for k, selection in zip(ks, selections):
+        if not selection.networks:
+            raise GroupingError(f"hoa: no {k} network(s) cover every task")
+        groups = (tuple(t for t in tasks if t in names[n]) for n in selection.networks)
+        choices.append(Choice("hoa", k, tuple(sorted(groups, key=lambda g: [tasks.index(t) for t in g]))))
+    return choices
 
 
 def best_choices(mean: dict[tuple[str, ...], tuple[dict, dict]], tasks: tuple[str, ...], ks: tuple[int, ...]) -> list[Choice]:

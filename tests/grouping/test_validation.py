@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from raytaskaff.grouping.validation import (
@@ -71,3 +72,26 @@ def test_affinity_choices_report_tables_that_cannot_be_grouped():
     (choice,) = choices  # a and b together; c must join one of them (alone it would score -1e6), a tie
     assert choice.source == "good" and choice.groups[0] == ("a", "b") and choice.groups[1] in (("a", "c"), ("b", "c"))
     assert "partial" in errors and "no affinity" in errors["partial"]
+
+
+def test_the_sweeps_hoa_choice_past_ten_tasks_answers_without_listing_every_group():
+    """16 tasks hold 65,519 groups of three or more; the grouping stage searches a pool instead."""
+    import itertools
+    import tracemalloc
+
+    from raytaskaff.grouping.validation import hoa_choices
+
+    rng = np.random.default_rng(0)
+    tasks = tuple(f"t{i}" for i in range(16))
+    mean = {(t,): ({t: 1.0}, {t: 1.0}) for t in tasks}
+    for a, b in itertools.combinations(tasks, 2):
+        losses = {a: 1 + rng.normal(0, 0.1), b: 1 + rng.normal(0, 0.1)}
+        mean[a, b] = (losses, dict(losses))
+    tracemalloc.start()
+    choices = hoa_choices(mean, tasks, (2, 4, 8))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200 * 2**20
+    for choice, k in zip(choices, (2, 4, 8)):
+        assert choice.source == "hoa" and len(choice.groups) <= k
+        assert set().union(*choice.groups) == set(tasks)
