@@ -61,6 +61,17 @@ def predict_group_losses(pairs: dict[frozenset, dict[str, float]], group: tuple[
     return out
 
 
+def _full_size_pairs(measured: list[Network]) -> dict[frozenset, Network]:
+    """The two-task networks by their tasks; of several with the same tasks, the costliest (the full-size one)."""
+    pairs: dict[frozenset, Network] = {}
+    for net in measured:
+        if len(net.val) == 2:
+            key = frozenset(net.val)
+            if key not in pairs or net.cost > pairs[key].cost:
+                pairs[key] = net
+    return pairs
+
+
 def hoa_candidates(measured: list[Network], cost: float = 1.0) -> list[Network]:
     """Predicted networks for every group of three or more tasks that `measured` does not hold.
 
@@ -68,12 +79,7 @@ def hoa_candidates(measured: list[Network], cost: float = 1.0) -> list[Network]:
     the costliest: the full-size one); test losses are predicted when every pair's is known.
     Predicted networks are named by their tasks joined with '+', and cost `cost` each.
     """
-    pairs_val: dict[frozenset, Network] = {}
-    for net in measured:
-        if len(net.val) == 2:
-            key = frozenset(net.val)
-            if key not in pairs_val or net.cost > pairs_val[key].cost:
-                pairs_val[key] = net
+    pairs_val = _full_size_pairs(measured)
     tasks = tuple(dict.fromkeys(t for net in measured for t in net.val))
     held = {frozenset(net.val) for net in measured}
     val = {k: net.val for k, net in pairs_val.items()}
@@ -100,12 +106,7 @@ def pair_matrices(measured: list[Network]) -> tuple[tuple[str, ...], np.ndarray,
     """
     tasks = tuple(dict.fromkeys(t for net in measured for t in net.val))
     index = {t: i for i, t in enumerate(tasks)}
-    pairs: dict[frozenset, Network] = {}
-    for net in measured:
-        if len(net.val) == 2:
-            key = frozenset(net.val)
-            if key not in pairs or net.cost > pairs[key].cost:
-                pairs[key] = net
+    pairs = _full_size_pairs(measured)
     n = len(tasks)
     val, test = np.full((n, n), np.nan), np.full((n, n), np.nan)
     for a, b in combinations(tasks, 2):

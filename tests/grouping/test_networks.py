@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from bench.grouping import planted_pairs
 from raytaskaff.grouping import (
     Network,
     hoa_candidates,
@@ -177,23 +178,11 @@ def test_the_relaxed_hoa_columns_bound_every_group():
                 assert true_rc >= rc[k - 3] - 1e-12
 
 
-def planted_pairs(rng, n):
-    """Single- and two-task networks of n tasks in groups of 4 that help each other (costs 1)."""
-    tasks = [f"task{i:02d}" for i in range(n)]
-    label = rng.permutation(n) % max(1, n // 4)
-    base = rng.uniform(0.8, 1.2, n)
-    out = [Network(t, 1.0, {t: float(base[i])}, {t: float(base[i])}) for i, t in enumerate(tasks)]
-    for i, j in itertools.combinations(range(n), 2):
-        val = {tasks[a]: float(base[a] * (1 - (rng.uniform(0.05, 0.2) if label[a] == label[b] else -rng.uniform(0, 0.15))))
-               for a, b in ((i, j), (j, i))}
-        out.append(Network(f"{tasks[i]}+{tasks[j]}", 1.0, val, val))
-    return tasks, out
-
-
 def test_hoa_without_listing_groups_is_bounded_by_the_exact_answer(monkeypatch):
     from raytaskaff.grouping import hoa
 
-    tasks, measured = planted_pairs(np.random.default_rng(11), 8)
+    measured = planted_pairs(8, np.random.default_rng(11))
+    tasks = [f"task{i:02d}" for i in range(8)]
     budgets = [2.0, 3.0, 4.0]
     exact, _ = hoa.select_with_hoa(measured, budgets)  # 8 tasks: every group listed, exact
     monkeypatch.setattr(hoa, "EXPLICIT_MAX_TASKS", 0)
