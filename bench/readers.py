@@ -1,6 +1,6 @@
-"""The three readers side by side, against what training consumes.
+"""The three readers side by side, against what training consumes; gathering on 1..N threads.
 
-    python -m bench.readers [--sizes 64,256] [--views 192] [--batch-size 64] [--json]
+    python -m bench.readers [--sizes 64,256] [--views 192] [--batch-size 64] [--threads 1,2,4] [--json]
 
 For each image size, one synthetic dataset (shards of 32 views) is read for two shuffled epochs by
 every reader a trial can use, on one thread: the object store (the split's table put in a local
@@ -29,6 +29,7 @@ from raytaskaff.data.reader import SplitData
 from raytaskaff.data.stream import StreamingSplit
 from raytaskaff.data.synth import SynthConfig, generate
 from raytaskaff.data.transforms import normalise, rgb_input
+from raytaskaff.training.prefetch import gathered
 
 TASKS = ("segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal")
 MODEL_AT = {64: "medium", 256: "large"}
@@ -45,6 +46,48 @@ def read_rate(split, batch_size: int, epochs: int = 2) -> float:
                 normalise(name, batch[name], depth_raw=batch["depth_zbuffer"])
             count += len(batch["rgb"])
     return count / (time.perf_counter() - start)
+
+
+def gather_rate(split, batch_size: int, threads: int, epochs: int = 2) -> float:
+    """Samples per second of shuffled raw batches (input and the tasks' labels) gathered on
+    `threads` threads, as a GPU trial's feed gathers them."""
+    start, count = time.perf_counter(), 0
+    for epoch in range(epochs):
+        for batch in gathered(split.jobs(batch_size, ["rgb", *TASKS], shuffle=True, seed=epoch, drop_last=True), threads, depth=2):
+            count += len(batch["rgb"])
+    return count / (time.perf_counter() - start)
+
+
+def gpu_consumption(size: int) -> tuple[float, str] | None:
+    """(samples/s, device) the large network trains one task at `size` px on the fastest GPU measured."""
+    from raytaskaff import throughput
+
+    found = [m for m in throughput.load_table() if m.kind == "cuda" and m.model == "large" and m.size == size and 1 in m.samples_per_second]
+    if not found:
+        return None
+    best = max(found, key=lambda m: m.samples_per_second[1])
+    return best.samples_per_second[1], best.device
+
+
+def thread_rows(root: str, size: int, batch_size: int, threads: tuple[int, ...]) -> Iterator[Row]:
+    """Gathered samples/s by thread count, memory-mapped and streamed, against one thread and a GPU."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    gpu = gpu_consumption(size)
+    readers = {"mmap": SplitData.open(root, "train", verify=False, window=WINDOW),
+               "streaming": StreamingSplit(f"file://{root}", "train", window=WINDOW, readahead=1)}
+    if len(readers["mmap"]) < batch_size:
+        raise SystemExit(f"bench.readers: {len(readers['mmap'])} training views make no batch of {batch_size}: give more --views")
+    for name, split in readers.items():
+        gather_rate(split, batch_size, 1, epochs=1)  # warm the page cache: every count reads the same bytes
+        one = None
+        for n in threads:
+            rate = gather_rate(split, batch_size, n)
+            one = one or rate
+            aim = f">= {0.8 * min(n, cores):.1f}" if name == "mmap" and n > 1 else "-"
+            yield Row("readers", f"gather {name} {size}x{size}, {n} thread(s) vs 1", f"{rate:.0f} samples/s", rate / one, aim)
+            if gpu is not None:
+                yield Row("readers", f"  vs large network on {gpu[1]}, 1 task", f"{rate:.0f} vs {gpu[0]:.0f} samples/s",
+                          rate / gpu[0], ">= 1")
 
 
 def training_rate(model: str, size: int, batch_size: int, steps: int) -> float:
@@ -75,7 +118,8 @@ def _object_store_split(root: str, window: int) -> SplitData:
     return SplitData(table, local.size, shard_rows=local.shard_rows, window=window)
 
 
-def rows(sizes: tuple[int, ...] = (64, 256), views: int = 192, batch_size: int = 64) -> Iterator[Row]:
+def rows(sizes: tuple[int, ...] = (64, 256), views: int = 192, batch_size: int = 64,
+         threads: tuple[int, ...] = (1, 2, 4)) -> Iterator[Row]:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
@@ -94,6 +138,8 @@ def rows(sizes: tuple[int, ...] = (64, 256), views: int = 192, batch_size: int =
             for name, split in readers.items():
                 rate = read_rate(split, batch_size)
                 yield Row("readers", f"{name} {size}x{size} vs training", f"{rate:.0f} vs {train:.1f} samples/s", rate / train, ">= 3")
+            if size == max(sizes) and threads:
+                yield from thread_rows(root, size, batch_size, threads)
     try:
         import ray
 
@@ -107,8 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="64,256", help="image sizes, comma-separated")
     parser.add_argument("--views", type=int, default=192)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", default="1,2,4", help="gather thread counts at the largest size, comma-separated ('' for none)")
     args = parser.parse_args(argv)
-    report(rows(tuple(int(s) for s in args.sizes.split(",")), args.views, args.batch_size), args.json)
+    threads = tuple(int(n) for n in args.threads.split(",") if n)
+    report(rows(tuple(int(s) for s in args.sizes.split(",")), args.views, args.batch_size, threads), args.json)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ class DataConfig:
     shuffle_window: shards shuffled together per epoch (data/order.py); 0 shuffles every row as
     one permutation, which streaming cannot do. readahead: shard groups a streaming trial reads
     ahead (its memory is (1 + readahead) x shuffle_window shards). input: the image field the
-    networks see (and ias and rsa attribute to)."""
+    networks see (and ias and rsa attribute to). gather_threads: threads per trial that gather
+    batches into page-locked memory ahead of a GPU (default: the trial's CPUs on a GPU, none on
+    a CPU trial, whose cores train); batches are bit-identical for any number."""
 
     kind: str = "synthetic"
     path: str = "data/synthetic-32"
@@ -78,6 +80,7 @@ class DataConfig:
     shuffle_window: int = 0
     readahead: int = 1
     input: str = "rgb"
+    gather_threads: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("data.kind", self.kind, ("synthetic", "shards"))
@@ -99,6 +102,8 @@ class DataConfig:
             raise ConfigError("data.splits: only synthetic data is split by the config; shards hold their own splits")
         check_at_least("data.shuffle_window", self.shuffle_window, 0)
         check_at_least("data.readahead", self.readahead, 0)
+        if self.gather_threads is not None:
+            check_at_least("data.gather_threads", self.gather_threads, 0)
         uri = "://" in self.path
         if uri and self.kind == "synthetic":
             raise ConfigError(f"data.path: synthetic data is rendered to a local directory, got the URI {self.path!r}")

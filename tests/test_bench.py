@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.rows import Row
 from bench.scaling import config_for, gpu_seconds
@@ -101,3 +102,35 @@ def test_signal_measures_the_ceiling_and_reads_stored_runs_back(tmp_path):
     assert {k: second[k] for k in ("single_seed", "split_half", "gains")} == {k: first[k] for k in ("single_seed", "split_half", "gains")}
     assert len(first["gains"]) == 6 and (tmp_path / "data" / "signal" / "n240-s16-seed0-0.6-0.2-0.2" / "manifest.json").exists()
     assert any(abs(gain) >= 0.1 for gain, _ in first["gains"].values())  # partners changed the targets' networks
+
+
+def test_a_resident_split_hands_out_its_first_batches_again_without_gathering(tiny_dataset):
+    from bench.training import ResidentSplit
+    from raytaskaff.data.reader import SplitData
+
+    split = SplitData.open(tiny_dataset, "train")
+    resident = ResidentSplit(split, "cpu", held=2)
+    names = ["rgb", "depth_zbuffer"]
+    first = list(split.batches(4, names, shuffle=True, seed=0, drop_last=True))[:2]
+    got = [job(False) for job in resident.jobs(4, names, shuffle=True, seed=7, drop_last=True)]
+    assert len(got) == len(split) // 4  # an epoch's steps
+    for step, batch in enumerate(got):
+        for name in names:
+            assert torch.equal(batch[name], first[step % 2][name])
+    assert got[0]["rgb"] is got[2]["rgb"]  # held, not gathered again
+    assert len(list(resident.jobs(4, names))) == -(-len(split) // 4)
+
+
+def test_the_training_bench_sets_the_fed_rate_against_its_roofline(tiny_dataset):
+    from bench.training import rows
+
+    threads = torch.get_num_threads()
+    try:
+        out = list(rows(str(tiny_dataset), counts=(1,), batch_size=4, resident=True, size=16))
+    finally:
+        torch.set_num_threads(threads)
+    assert [r.measure for r in out] == ["roofline (resident batches), 1 task(s)", "  fed by the reader, 1 task(s)"]
+    roof = float(out[0].value.split()[0])
+    fed, against = (float(v) for v in out[1].value.split()[::2][:2])
+    assert against == roof and roof > 0 and fed > 0
+    assert out[1].ratio == pytest.approx(fed / roof, rel=0.01)

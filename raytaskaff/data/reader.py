@@ -5,16 +5,21 @@ fetched from Ray's object store); every field comes out as zero-copy numpy views
 (rows, *its per-sample shape): (rows, H, W, C) for a dense field, (rows, K) for an image-level one,
 one per Arrow chunk. The table says how: a declared field's column carries its shape, a column
 without one is a Taskonomy domain. Building a batch is the only copy: the rows of a batch are
-gathered into one fresh array, which torch then wraps without copying again. The rows come in
-the order `data.order` gives, which `data.stream.StreamingSplit` (shards read in turn from
-object storage) follows too, so that every reader yields the same batches for a seed.
+gathered into one fresh buffer (page-locked when the batch is bound for a GPU), which torch
+holds without copying again. The rows come in the order `data.order` gives, which
+`data.stream.StreamingSplit` (shards read in turn from object storage) follows too, so that every
+reader yields the same batches for a seed.
+
+`jobs` yields each batch as a `BatchJob`, a call that gathers it: jobs are independent and only
+read, so `training.prefetch.gathered` runs them on several threads and still hands the batches
+out in order; `batches` runs them one after another.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +30,15 @@ from raytaskaff.data.fields import canonical
 from raytaskaff.data.order import flat_order
 from raytaskaff.data.shards import Manifest, read_shard
 from raytaskaff.errors import DataError
+
+#: One batch, not yet gathered: `job(pin)` returns {field: raw (B, *shape) tensor}, in page-locked
+#: memory when `pin` (so that its copy to a GPU can run asynchronously).
+BatchJob = Callable[[bool], dict[str, torch.Tensor]]
+
+
+def empty_batch(shape: tuple[int, ...], dtype: np.dtype, pin: bool) -> torch.Tensor:
+    """An uninitialised tensor to gather into (page-locked when `pin`)."""
+    return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=pin)
 
 
 def column_shape(column: pa.Field, size: int) -> tuple[int, ...]:
@@ -108,16 +122,28 @@ class SplitData:
             self._arrays[name] = chunk_arrays(self.table.column(name), column_shape(column, self.size), dtype)
         return self._arrays[name]
 
-    def gather(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), H, W, C) array of domain `name` at global row indices `rows` (one copy)."""
+    def gather(self, name: str, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(len(rows), *shape) array of field `name` at global row indices `rows` (one copy),
+        written into `out` when given."""
         chunks = self.arrays(name)
+        if out is None:
+            out = np.empty((len(rows), *chunks[0].shape[1:]), dtype=chunks[0].dtype)
         if len(chunks) == 1:
-            return chunks[0][rows]
+            return np.take(chunks[0], rows, axis=0, out=out)
         which = np.searchsorted(self._offsets, rows, side="right") - 1
-        out = np.empty((len(rows), *chunks[0].shape[1:]), dtype=chunks[0].dtype)
         for c in np.unique(which):
             pick = which == c
             out[pick] = chunks[c][rows[pick] - self._offsets[c]]
+        return out
+
+    def take(self, names: list[str], rows: np.ndarray, pin: bool = False) -> dict[str, torch.Tensor]:
+        """{field: (len(rows), *shape) tensor} of `names` at `rows`, gathered straight into fresh
+        (page-locked when `pin`) buffers."""
+        out = {}
+        for name in names:
+            first = self.arrays(name)[0]
+            out[name] = empty_batch((len(rows), *first.shape[1:]), first.dtype, pin)
+            self.gather(name, rows, out[name].numpy())
         return out
 
     def head(self, n: int) -> SplitData:
@@ -128,15 +154,12 @@ class SplitData:
         """A meta column (Taskonomy: building, point, view, split, field_of_view_rads) as numpy."""
         return self.table.column(column).to_numpy()
 
-    def batches(self, batch_size: int, domains: list[str] | None = None, *, shuffle: bool = False,
-                seed: int = 0, drop_last: bool = False, rows: np.ndarray | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        """Yield {field: raw (B, *shape) tensor} batches (as stored: uint8/uint16 for Taskonomy).
-
-        shuffle: the order `data.order.row_order` draws from `seed` and this split's window, so two
-        runs with one seed see one data order, whichever reader serves them.
-        rows: restrict to these row indices (default: all; shuffled as one permutation).
-        """
+    def jobs(self, batch_size: int, domains: list[str] | None = None, *, shuffle: bool = False,
+             seed: int = 0, drop_last: bool = False, rows: np.ndarray | None = None) -> Iterator[BatchJob]:
+        """The batches of `batches`, in the same order, each as a job that gathers it."""
         names = [canonical(d) for d in domains] if domains is not None else self.domains
+        for name in names:  # the views are made once, here, not by racing gather threads
+            self.arrays(name)
         if rows is None:
             order = flat_order(self.shard_rows, shuffle=shuffle, seed=seed, window=self.window)
         else:
@@ -145,11 +168,15 @@ class SplitData:
                 order = np.random.default_rng(seed).permutation(order)
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
-            picked = order[start:start + batch_size]
-            yield {name: torch.from_numpy(self.gather(name, picked)) for name in names}
+            yield partial(self.take, names, order[start:start + batch_size])
 
+    def batches(self, batch_size: int, domains: list[str] | None = None, *, shuffle: bool = False,
+                seed: int = 0, drop_last: bool = False, rows: np.ndarray | None = None) -> Iterator[dict[str, torch.Tensor]]:
+        """Yield {field: raw (B, *shape) tensor} batches (as stored: uint8/uint16 for Taskonomy).
 
-def dataset_files(root: str | os.PathLike, split: str) -> list[str]:
-    """Paths of the shards of `split`, for readers such as Ray Data."""
-    manifest = Manifest.load(root)
-    return [str(Path(root) / s.file) for s in manifest.shards_of(split)]
+        shuffle: the order `data.order.row_order` draws from `seed` and this split's window, so two
+        runs with one seed see one data order, whichever reader serves them.
+        rows: restrict to these row indices (default: all; shuffled as one permutation).
+        """
+        for job in self.jobs(batch_size, domains, shuffle=shuffle, seed=seed, drop_last=drop_last, rows=rows):
+            yield job(False)

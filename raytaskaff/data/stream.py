@@ -1,7 +1,7 @@
 """Streaming a split from object storage (s3://, gs://, any pyarrow.fs URI) in bounded memory.
 
 `StreamingSplit` has the interface the training loop uses (`len`, `domains`, `size`,
-`batches`, `head`) and yields exactly the batches `SplitData` yields for the same seed: both
+`batches`, `jobs`, `head`) and yields exactly the batches `SplitData` yields for the same seed: both
 follow `data.order.row_order`. With a shuffle window of k, the shards of a split are read k at a
 time in the seeded order; a background thread reads the next `readahead` groups while the current
 one is trained on, so a trial holds at most (1 + readahead) groups of k shards, plus one batch.
@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import torch
 
 from raytaskaff.data.fields import canonical
 from raytaskaff.data.order import row_order, shard_offsets
-from raytaskaff.data.reader import SplitData
+from raytaskaff.data.reader import BatchJob, SplitData, empty_batch
 from raytaskaff.data.shards import Manifest, read_shard
 from raytaskaff.errors import DataError
 
@@ -77,25 +78,33 @@ class StreamingSplit:
                 for future in pending:
                     future.cancel()
 
+    def jobs(self, batch_size: int, domains: list[str] | None = None, *, shuffle: bool = False, seed: int = 0,
+             drop_last: bool = False) -> Iterator[BatchJob]:
+        """The batches of `batches`, in the same order, each as a job that gathers it (a job holds
+        the shard groups its rows lie in, so it can run after the reader has moved on)."""
+        names = [canonical(d) for d in domains] if domains is not None else self.domains
+        pieces: list[tuple[SplitData, np.ndarray]] = []
+        held = 0
+        for data, local in self._groups(names, shuffle, seed):
+            for name in names:  # the views are made once, here, not by racing gather threads
+                data.arrays(name)
+            start = 0
+            while start < len(local):
+                take = min(batch_size - held, len(local) - start)
+                pieces.append((data, local[start:start + take]))
+                held, start = held + take, start + take
+                if held == batch_size:
+                    yield partial(_take, pieces, names)
+                    pieces, held = [], 0
+        if pieces and not drop_last:
+            yield partial(_take, pieces, names)
+
     def batches(self, batch_size: int, domains: list[str] | None = None, *, shuffle: bool = False, seed: int = 0,
                 drop_last: bool = False) -> Iterator[dict[str, torch.Tensor]]:
         """Yield {domain: raw (B, H, W, C) tensor} batches, as `SplitData.batches` does; a batch may
         span two groups of shards."""
-        names = [canonical(d) for d in domains] if domains is not None else self.domains
-        pieces: list[dict[str, np.ndarray]] = []
-        held = 0
-        for data, local in self._groups(names, shuffle, seed):
-            start = 0
-            while start < len(local):
-                take = min(batch_size - held, len(local) - start)
-                picked = local[start:start + take]
-                pieces.append({name: data.gather(name, picked) for name in names})
-                held, start = held + take, start + take
-                if held == batch_size:
-                    yield _joined(pieces, names)
-                    pieces, held = [], 0
-        if pieces and not drop_last:
-            yield _joined(pieces, names)
+        for job in self.jobs(batch_size, domains, shuffle=shuffle, seed=seed, drop_last=drop_last):
+            yield job(False)
 
     def head(self, n: int) -> SplitData:
         """The first n rows (all, when fewer) in shard order, reading only the shards they lie in."""
@@ -113,7 +122,18 @@ def _local_rows(rows: np.ndarray, group: np.ndarray, offsets: np.ndarray) -> np.
     return rows - offsets[shard] + local_start[shard]
 
 
-def _joined(pieces: list[dict[str, np.ndarray]], names: list[str]) -> dict[str, torch.Tensor]:
+def _take(pieces: list[tuple[SplitData, np.ndarray]], names: list[str], pin: bool = False) -> dict[str, torch.Tensor]:
+    """One batch made of rows of one or more shard groups, gathered into one buffer per field."""
     if len(pieces) == 1:
-        return {name: torch.from_numpy(pieces[0][name]) for name in names}
-    return {name: torch.from_numpy(np.concatenate([p[name] for p in pieces])) for name in names}
+        data, rows = pieces[0]
+        return data.take(names, rows, pin)
+    rows = sum(len(r) for _, r in pieces)
+    out = {}
+    for name in names:
+        first = pieces[0][0].arrays(name)[0]
+        out[name] = empty_batch((rows, *first.shape[1:]), first.dtype, pin)
+        start = 0
+        for data, picked in pieces:
+            data.gather(name, picked, out[name].numpy()[start:start + len(picked)])
+            start += len(picked)
+    return out

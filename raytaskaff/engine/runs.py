@@ -54,7 +54,7 @@ def train_config(config: SweepConfig, device: str, probes: bool) -> TrainConfig:
     """The training loop's config: the sweep's hyper-parameters plus what the engine decides."""
     return TrainConfig(**dataclasses.asdict(config.training), device=device, normalisation=config.data.normalisation,
                        probes=config.probes if probes else None, input=config.data.input, tasks=config.declared_tasks,
-                       gpu_fraction=config.resources.gpus_per_run or 1.0)
+                       gpu_fraction=config.resources.gpus_per_run or 1.0, gather_threads=config.data.gather_threads)
 
 
 def cap_cuda_memory(fraction: float, device: str) -> None:

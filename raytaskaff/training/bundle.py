@@ -36,7 +36,7 @@ from raytaskaff.tasks import Task
 from raytaskaff.training.chance import chance_losses, label_fields
 from raytaskaff.training.fused import FusedNets, architecture
 from raytaskaff.training.optim import make_optimizer
-from raytaskaff.training.prefetch import prefetch
+from raytaskaff.training.prefetch import Feed
 from raytaskaff.training.probes import GradientProbe
 
 
@@ -295,14 +295,14 @@ def build_units(states: list[_State], config, device: torch.device, world: int, 
 
 @torch.no_grad()
 def evaluate_units(units: list, data, states: list[_State], stats: dict, device: torch.device, batch_size: int,
-                   autocast, ahead: int, input: str, domains: list[str]) -> dict[int, tuple[dict, dict]]:
+                   autocast, feed: Feed, input: str, domains: list[str]) -> dict[int, tuple[dict, dict]]:
     """{id(state): (mean loss per task, metrics per task)} over a split, for every live member."""
     for u in units:
         u.train(False)
     totals = {id(s): {t.name: 0.0 for t in s.tasks} for s in states}
     sums = {id(s): {t.name: {} for t in s.tasks} for s in states}
     count = 0
-    for batch in prefetch(data.batches(batch_size, domains), ahead, pin=device.type == "cuda"):
+    for batch in feed(data.jobs(batch_size, domains)):
         inputs = _Inputs({k: v.to(device, non_blocking=True) for k, v in batch.items()}, states, stats, input)
         n = len(inputs)
         for u in units:
@@ -336,7 +336,7 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else _no_autocast
     stats = _stats(config, data)
     domains = _fields(states, data.train, config.input)
-    ahead, pin = config.prefetch_depth(device), device.type == "cuda"
+    feed = config.feed(device)
     for u in units:
         u.train(True)
     for epoch in range(first_epoch, config.epochs):
@@ -344,8 +344,8 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
             break
         seen, running = 0, {id(s): {t.name: 0.0 for t in s.tasks} for s in states}
         order_seed = part_seed(seed, f"data/{epoch}")  # the same order for every run of this seed
-        batches = data.train.batches(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)
-        for step, batch in enumerate(prefetch(batches, ahead, pin=pin)):
+        batches = data.train.jobs(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)
+        for step, batch in enumerate(feed(batches)):
             if world > 1:  # every rank draws the same global batch and trains on its share of the rows
                 batch = {k: v[rank::world] for k, v in batch.items()}
             inputs = _Inputs({k: v.to(device, non_blocking=True) for k, v in batch.items()}, states, stats, config.input)
@@ -364,7 +364,7 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
         for s in states:
             if s.probe is not None and s.alive:
                 s.probe.end_epoch()
-        val = evaluate_units(units, data.val, states, stats, device, config.eval_batch_size, autocast, ahead, config.input,
+        val = evaluate_units(units, data.val, states, stats, device, config.eval_batch_size, autocast, feed, config.input,
                              _fields(states, data.val, config.input))
         records = {}
         for u in units:
@@ -382,7 +382,7 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
                 if s.member.model_path is not None and rank == 0:
                     net = s.model if s.model is not None else _rebuild(s, model_config, seed, config, u.model_state(position))
                     save_model(net, s.member.model_path, seed)
-    return evaluate_units(units, data.test, states, stats, device, config.eval_batch_size, autocast, ahead, config.input,
+    return evaluate_units(units, data.test, states, stats, device, config.eval_batch_size, autocast, feed, config.input,
                           _fields(states, data.test, config.input))
 
 

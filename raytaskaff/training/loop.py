@@ -24,7 +24,7 @@ from raytaskaff.models import ModelConfig, MultiTaskNet
 from raytaskaff.settings import RunResult, RunSpec, TaskSpec, Training, check_choice  # noqa: F401  (RunResult: re-exported)
 from raytaskaff.tasks import Task, resolve
 from raytaskaff.training.bundle import Member, TrainingDiverged, batch_fields, resolve_device, train_bundle  # noqa: F401  (re-exported)
-from raytaskaff.training.prefetch import prefetch
+from raytaskaff.training.prefetch import Feed
 from raytaskaff.training.probes import ProbeConfig
 
 
@@ -45,13 +45,20 @@ class TrainConfig(Training):
     input: str = "rgb"
     tasks: tuple[TaskSpec, ...] = ()
     gpu_fraction: float = 1.0
+    gather_threads: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("normalisation", self.normalisation, ("dataset", "taskonomy"))
 
-    def prefetch_depth(self, device: torch.device) -> int:
-        return self.prefetch if self.prefetch is not None else (2 if device.type == "cuda" else 0)
+    def feed(self, device: torch.device) -> Feed:
+        """How batches reach `device`: gather threads, batches queued ahead, page-locked or not."""
+        cuda = device.type == "cuda"
+        depth = self.prefetch if self.prefetch is not None else (2 if cuda else 0)
+        threads = self.gather_threads
+        if threads is None:  # torch's threads: what Ray (OMP_NUM_THREADS) or the user gave this process
+            threads = torch.get_num_threads() if cuda else min(depth, 1)
+        return Feed(threads, depth, pin=cuda)
 
 
 @dataclass
@@ -86,18 +93,17 @@ def _prepare(batch, tasks, inject, stats, device, input: str = "rgb"):
 
 @torch.no_grad()
 def evaluate(model: MultiTaskNet, data: SplitData, tasks: list[Task], inject: list[Task], stats: dict,
-             device: torch.device, batch_size: int, autocast, ahead: int = 0,
+             device: torch.device, batch_size: int, autocast, feed: Feed = Feed(),
              input: str = "rgb") -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Mean loss per task over the split (weighted by batch size) and task metrics.
 
-    data: a `SplitData` or any split with its `batches` (`data.stream.StreamingSplit`);
-    ahead: batches prefetched on a thread (`training.prefetch`); input: the image field."""
+    data: a `SplitData` or any split with its `jobs` (`data.stream.StreamingSplit`);
+    feed: how batches are gathered (`training.prefetch.Feed`); input: the image field."""
     model.eval()
     totals = {t.name: 0.0 for t in tasks}
     sums: dict[str, dict[str, torch.Tensor]] = {t.name: {} for t in tasks}
     count = 0
-    batches = data.batches(batch_size, _domains(tasks, inject, data, input))
-    for batch in prefetch(batches, ahead, pin=device.type == "cuda"):
+    for batch in feed(data.jobs(batch_size, _domains(tasks, inject, data, input))):
         x, extra, targets = _prepare(batch, tasks, inject, stats, device, input)
         with autocast():
             preds = model(x, extra)
