@@ -68,17 +68,17 @@ class ResidentSplit:
 
 def epoch_seconds(spec: RunSpec, data: DataSplits, device: str, probes: ProbeConfig | None, batch_size: int,
                   model: str = "small", gather_threads: int | None = None) -> float:
-    """Seconds of one training epoch (model building included; the validation pass, which the
-    epoch callback follows, is timed on its own and subtracted). A `ResidentSplit` as the
-    training split is read with no feed at all (no threads, nothing to pin)."""
+    """Seconds of one training epoch: the second of two, so that building the model, the first
+    steps' warm-up and the chance-level fit stay out (the validation pass, which the epoch
+    callback follows, is timed on its own and subtracted). A `ResidentSplit` as the training
+    split is read with no feed at all (no threads, nothing to pin)."""
     marks = []
     resident = isinstance(data.train, ResidentSplit)
-    config = TrainConfig(epochs=1, batch_size=batch_size, device=device, probes=probes, eval_batch_size=512,
+    config = TrainConfig(epochs=2, batch_size=batch_size, device=device, probes=probes, eval_batch_size=512,
                          gather_threads=0 if resident else gather_threads, prefetch=0 if resident else None)
-    start = time.perf_counter()
-    # the callback fires after the epoch's validation; time that pass separately and subtract it
+    # the callback fires after each epoch's validation; time that pass separately and subtract it
     train(spec, preset(model), config, data, seed=0, on_epoch=lambda e, r: marks.append(time.perf_counter()))
-    return marks[0] - start - _validation_seconds(spec, data, device, model)
+    return marks[1] - marks[0] - _validation_seconds(spec, data, device, model)
 
 
 def _validation_seconds(spec, data, device, model: str = "small") -> float:
@@ -120,7 +120,7 @@ def rows(path: str | None = None, device: str = "cpu", threads: int = 1, batch_s
           f"per epoch, batch {batch_size}")
     feed = TrainConfig(gather_threads=gather_threads).feed(torch.device(device))
     print(f"feed: {feed.threads} gather thread(s), {feed.depth} batch(es) queued ahead, page-locked: {feed.pin}")
-    epoch_seconds(RunSpec(TEN[:1]), data, device, None, batch_size, model, gather_threads)  # warm-up, discarded
+    epoch_seconds(RunSpec(TEN[:1]), data, device, None, batch_size, model, gather_threads)  # warm-up (cuDNN, caches), discarded
     on_device = DataSplits(ResidentSplit(data.train, device), data.val, data.test, stats=stats) if resident else None
     for count in counts:
         spec = RunSpec(TEN[:count])

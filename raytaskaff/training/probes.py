@@ -2,8 +2,9 @@
 
 At every instrumented step the per-task gradients g_i of the shared parameters are taken from one
 forward pass (each decoder reads its own detached copy of the representation, so one backward
-gives every task's gradient at the representation; the encoder is then back-propagated once per
-task). Their sum is the gradient the optimizer uses, so the run trains exactly as it would
+gives every task's gradient at the representation; the encoder is then back-propagated for every
+task at once, one backward batched over the tasks' gradients at the representation with
+`is_grads_batched`, rather than a backward per task). Their sum is the gradient the optimizer uses, so the run trains exactly as it would
 without instrumentation. From the g_i:
 
 - gs (TAG's "CS" baseline, Fifty et al. 2021): cos(g_t, g_p), every step.
@@ -24,6 +25,9 @@ the optimizer's real update (momentum, Adam moments) on all shared parameters. B
 virtual forward passes through `torch.func.functional_call` on copies of the parameters and
 BatchNorm buffers, in fp32: the live parameters, optimizer state and running statistics are
 untouched (the reference edits the model in place, and its lookahead updates BN statistics).
+
+The per-step matrices are summed where they are computed (on the GPU for a GPU run) and read back
+once per epoch, so that an instrumented step never waits for the device.
 """
 
 from __future__ import annotations
@@ -40,14 +44,17 @@ from raytaskaff.training.optim import virtual_update
 __all__ = ["VARIANTS", "GradientProbe", "ProbeConfig"]
 
 
-def _flat(tensors: list[torch.Tensor | None], like: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1) for t, p in zip(tensors, like)])
+def _flat_rows(tensors: list[torch.Tensor | None], like: list[torch.Tensor], rows: int) -> torch.Tensor:
+    """(rows, P): per-row tensors of shape (rows, *p.shape) (None: zeros) laid out flat."""
+    return torch.cat([(t.reshape(rows, -1) if t is not None else p.new_zeros(rows, p.numel())) for t, p in zip(tensors, like)], dim=1)
 
 
-def _split(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+def _split(flat: torch.Tensor, like: list[torch.Tensor], rows: int | None = None) -> list[torch.Tensor]:
+    """Views of a flat (P,) tensor shaped like `like` (with `rows`: of (rows, P), each (rows, *p.shape))."""
     out, start = [], 0
     for p in like:
-        out.append(flat[start:start + p.numel()].view_as(p))
+        piece = flat[..., start:start + p.numel()]
+        out.append(piece.view_as(p) if rows is None else piece.reshape(rows, *p.shape))
         start += p.numel()
     return out
 
@@ -73,8 +80,7 @@ class GradientProbe:
         self._reset()
 
     def _reset(self) -> None:
-        n = len(self.tasks)
-        self._sums = {k: torch.zeros(n, n, dtype=torch.float64) for k in self.epochs}
+        self._sums: dict[str, torch.Tensor | None] = {k: None for k in self.epochs}
         self._counts = {k: 0 for k in self.epochs}
 
     def wants(self, step: int) -> bool:
@@ -92,12 +98,9 @@ class GradientProbe:
             preds = model.heads(copies)
             losses = {t.name: t.loss_value(preds[t.name], targets[t.name]) for t in self.tasks}
         sum(losses.values()).backward()  # decoder gradients, and each task's gradient at z
-        rows = []
-        for i, t in enumerate(self.tasks):
-            g = torch.autograd.grad(z, self.shared, grad_outputs=copies[t.name].grad,
-                                    retain_graph=i < len(self.tasks) - 1, allow_unused=True)
-            rows.append(_flat(list(g), self.shared).float())
-        grads = torch.stack(rows)  # (T, P)
+        at_z = torch.stack([copies[t.name].grad for t in self.tasks])  # (T, *z.shape)
+        per_task = torch.autograd.grad(z, self.shared, grad_outputs=at_z, is_grads_batched=True, allow_unused=True)
+        grads = _flat_rows(list(per_task), self.shared, len(self.tasks)).float()  # (T, P)
         for p, g in zip(self.shared, _split(grads.sum(0), self.shared)):
             p.grad = g.clone() if p.grad is None else p.grad + g  # accumulate, as backward() does
 
@@ -113,22 +116,21 @@ class GradientProbe:
         return losses
 
     def _updates(self, grads: torch.Tensor) -> torch.Tensor:
-        """(T, P) virtual updates of each task's step alone."""
+        """(T, P) virtual updates of each task's step alone, every task at once (the update rules
+        are elementwise, so a leading task dimension broadcasts through them)."""
+        rows = len(self.tasks)
         params = [self.shared[i] for i in self.stepped]
-        out = torch.zeros_like(grads)
-        for t in range(len(self.tasks)):
-            g = _split(grads[t], self.shared)
-            g = [g[i] for i in self.stepped]
-            if self.config.variant == "corrected":
-                u = virtual_update(self.optimizer, params, g)
-            else:  # the reference: lr (g + wd theta), whatever the optimizer
-                group = self.optimizer.param_groups[0]
-                u = [group["lr"] * (gi + group.get("weight_decay", 0.0) * p.detach()) for gi, p in zip(g, params)]
-            full = [torch.zeros_like(p) for p in self.shared]
-            for i, ui in zip(self.stepped, u):
-                full[i] = ui
-            out[t] = _flat(full, self.shared)
-        return out
+        split = _split(grads, self.shared, rows)
+        g = [split[i] for i in self.stepped]  # (T, *p.shape) each
+        if self.config.variant == "corrected":
+            u = virtual_update(self.optimizer, params, g)
+        else:  # the reference: lr (g + wd theta), whatever the optimizer
+            group = self.optimizer.param_groups[0]
+            u = [group["lr"] * (gi + group.get("weight_decay", 0.0) * p.detach()) for gi, p in zip(g, params)]
+        full: list[torch.Tensor | None] = [None] * len(self.shared)
+        for i, ui in zip(self.stepped, u):
+            full[i] = ui
+        return _flat_rows(full, self.shared, rows).to(grads.dtype)
 
     @torch.no_grad()
     def _lookahead(self, x, extra, targets, updates, lr) -> torch.Tensor:
@@ -146,21 +148,23 @@ class GradientProbe:
                 preds = functional_call(model, state, inputs, kwargs, strict=False)
                 return [t.loss_value(preds[t.name].float(), targets[t.name]) for t in self.tasks]
 
-        before = losses({})
-        out = torch.zeros(len(self.tasks), len(self.tasks), dtype=torch.float64)
+        before = torch.stack(losses({}))
+        columns = []
         for source in range(len(self.tasks)):
             after = losses({names[id(p)]: p.detach() - u for p, u in zip(self.shared, _split(updates[source], self.shared))})
-            for target in range(len(self.tasks)):
-                out[target, source] = (1.0 - after[target] / before[target]) / lr
-        return out
+            columns.append((1.0 - torch.stack(after) / before) / lr)  # [target] for this source, fp32
+        return torch.stack(columns, dim=1).double()
 
     def _add(self, name: str, matrix: torch.Tensor) -> None:
-        self._sums[name] += matrix.detach().double().cpu()
+        """Add one step's matrix to the epoch's sum, on the device it was computed on."""
+        matrix = matrix.detach().double()
+        total = self._sums[name]
+        self._sums[name] = matrix.clone() if total is None else total.add_(matrix)
         self._counts[name] += 1
 
     def end_epoch(self) -> None:
         """Close the epoch: store each probe's mean over its steps, [target][partner]."""
         for name, total in self._sums.items():
             if self._counts[name]:
-                self.epochs[name].append((total / self._counts[name]).tolist())
+                self.epochs[name].append((total.cpu() / self._counts[name]).tolist())
         self._reset()
