@@ -20,6 +20,27 @@ from raytaskaff.data.synth import SynthConfig, generate
 os.environ["RAYTASKAFF_CACHE"] = tempfile.mkdtemp(prefix="raytaskaff-test-cache-")
 
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+#: The checkout's folders that the configs under sweeps/ name by relative paths (data/..., out/...):
+#: a test that runs one of them as it is writes there.
+WATCHED = ("data", "out")
+
+
+def _checkout_entries() -> set[str]:
+    return {f"{folder}/{name}" for folder in WATCHED if (CHECKOUT / folder).is_dir() for name in os.listdir(CHECKOUT / folder)}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_written_into_the_checkout():
+    """Every test writes under its temporary directories: one that leaves a new entry in the
+    checkout's data/ or out/ fails, naming it."""
+    before = _checkout_entries()
+    yield
+    added = sorted(_checkout_entries() - before)
+    if added:
+        pytest.fail(f"wrote {', '.join(added)} into the checkout {CHECKOUT}: give it a path under tmp_path", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_config() -> SynthConfig:
     return SynthConfig(n=40, size=16, seed=3, points_per_building=2, views_per_point=4)

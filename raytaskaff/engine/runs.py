@@ -16,6 +16,7 @@ Tune starts a fresh experiment each time (its own restore can fail after a hard 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -284,6 +285,22 @@ def _store_error(text: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _without_tune_banner():
+    """Tune's output engine prints a banner at every fit, even at verbose=0, whose TensorBoard hint
+    points at Ray's session staging folder (/tmp/ray/session_*/.../driver_artifacts), not at
+    OUT/tensorboard where the sweep's curves are (engine/tracking.py); Tune's legacy output engine
+    (RAY_AIR_NEW_OUTPUT=0) at verbose=0 prints nothing. The sweep prints its own progress
+    (`_Progress`). A user's RAY_AIR_NEW_OUTPUT=1 brings the banner back."""
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+
+
 def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared: SharedData, stats: dict,
                tune_dir: str, say=print) -> Execution:
     """Train every run without a stored result, a Tune trial per bundle (`plan.bundles`,
@@ -318,7 +335,8 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
             stop=stopper, verbose=0,
         ),
     )
-    grid = tuner.fit()
+    with _without_tune_banner():
+        grid = tuner.fit()
     if stopper.error is not None:
         stored = sum(store.has(r.key) for r in pending)
         raise StoreError(f"{stopper.error}; {stored} of {len(pending)} runs were stored before it and are kept: "

@@ -73,11 +73,42 @@ def _fmt(value) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
+def _gap(comparisons: list[dict], high: str, low: str) -> tuple[float | None, list | None]:
+    """The Spearman difference high - low and its bootstrap interval, from whichever order the
+    comparison was made in."""
+    for c in comparisons:
+        if {c["a"], c["b"]} == {high, low}:
+            sign = 1.0 if c["a"] == high else -1.0
+            diff, ci = c.get("spearman_diff"), c.get("spearman_ci")
+            return (None if diff is None else sign * diff), (None if ci is None else sorted(sign * v for v in ci))
+    return None, None
+
+
+def _apart(group: list[str], comparisons: list[dict]) -> str:
+    """'X and Y cannot be told apart at N seeds (...)': the group's widest gap with its interval,
+    so that an interval wide enough to hold it is not read as equal quality."""
+    seeds = max((c.get("seeds") or 0 for c in comparisons if c["a"] in group and c["b"] in group), default=0)
+    at = f"at {seeds} seed{'s' if seeds != 1 else ''}" if seeds else "at this number of seeds"
+    diff, ci = _gap(comparisons, group[0], group[-1])
+    if diff is None:
+        return f"{_join(group)} cannot be told apart {at}"
+    widest = f"{group[0]} - {group[-1]} = {_fmt(diff)}" + (f", 95% interval [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+    return f"{_join(group)} cannot be told apart {at} (widest gap {widest})"
+
+
+def _values(names: list[str], scorers: dict) -> str:
+    return _join([f"{n} {_fmt(scorers[n]['spearman'])}" for n in names])
+
+
 def headline(scorers: dict, comparisons: list[dict], ceiling: dict | None, cannot_rank: str | None = None) -> str:
-    """One sentence: which scorers are indistinguishable, which beat which (Spearman against the
+    """One sentence: which scorers cannot be told apart, which beat which (Spearman against the
     ground truth, paired bootstrap at 95%; then best-partner hits where they differ significantly),
-    and whether the ground truth's noise ceiling lets the
-    sweep judge at all. cannot_rank: why the ground truth ranks nothing, when it does not."""
+    every scorer's Spearman beside the ground truth's noise ceiling, how far the highest is below it,
+    and whether the ceiling lets the sweep judge at all. cannot_rank: why the ground truth ranks
+    nothing, when it does not.
+
+    "Cannot be told apart" is a statement about the seeds and pairs measured, not equal quality:
+    the clause gives the group's widest gap with its interval."""
     if cannot_rank:
         return f"{cannot_rank}: it ranks nothing, so no scorer can be judged."
     names = sorted((n for n, e in scorers.items() if e.get("spearman") is not None), key=lambda n: -scorers[n]["spearman"])
@@ -97,12 +128,12 @@ def headline(scorers: dict, comparisons: list[dict], ceiling: dict | None, canno
     elif not tested:
         clauses.append(f"without bootstrap replicates no difference between {_join(names)} can be called significant")
     elif not any(beats.values()):
-        clauses.append(f"{_join(names)} are indistinguishable (no Spearman difference is significant at 95%)")
+        clauses.append(_apart(names, comparisons) + "; no Spearman difference is significant at 95%")
     else:
         beaten = {loser for losers in beats.values() for loser in losers}
         top = [n for n in names if n not in beaten]
         rest = [n for n in names if n in beaten]
-        clauses.append(f"{_join(top)} are indistinguishable" if len(top) > 1 else f"no scorer beats {top[0]}")
+        clauses.append(_apart(top, comparisons) if len(top) > 1 else f"no scorer beats {top[0]}")
         if all(set(rest) <= set(beats[t]) for t in top):
             who = top[0] if len(top) == 1 else "both" if len(top) == 2 else "all of them"
             clauses.append(f"{who} beat{'s' if len(top) == 1 else ''} {_join(sorted(rest, key=names.index))}")
@@ -117,18 +148,28 @@ def headline(scorers: dict, comparisons: list[dict], ceiling: dict | None, canno
                 if c.get("hits_significant") and c.get("hits_diff")]
     if hit_wins:
         clauses.append("on best partners " + ", ".join(f"{w} beats {loser}" for w, loser in hit_wins))
+    values = f"Spearman with the ground truth {_values(names, scorers)}" if names else ""
     if ceiling is None:
+        clauses += [values] if values else []
         clauses.append("the ground truth has fewer than two seeds, so its own noise is unknown and no scorer can be put in proportion")
     else:
         one = (ceiling.get("single_seed") or {}).get("spearman")
         half = (ceiling.get("split_half") or {}).get("spearman")
         levels = [v for v in (one, half) if v is not None]
-        where = f"Spearman {_fmt(one)} from one seed to another and {_fmt(half)} split-half"
+        where = f"Spearman {_fmt(one)} from one seed to another" + (f" and {_fmt(half)} split-half" if half is not None else "")
         if not levels or max(levels) < LOW_CEILING:
-            clauses.append(f"but the ground truth agrees with itself only at {where}, too low to judge any scorer firmly")
+            clauses.append((f"{values}, " if values else "")
+                           + f"but the ground truth agrees with itself only at {where}, too low to judge any scorer firmly")
         else:
-            clauses.append(f"the ground truth's noise ceiling is {where}")
-            reached = [n for n in names if half is not None and scorers[n]["spearman"] >= half]
+            clauses.append(f"the ground truth's noise ceiling is {where}" + (f", against {_values(names, scorers)}" if names else ""))
+            # the split-half ceiling (seed means against seed means) is the one a scorer judged
+            # against the seed mean can reach; the single-seed one where there is no split half
+            ceiling_value, which = (half, "split-half") if half is not None else (one, "single-seed")
+            reached = [n for n in names if ceiling_value is not None and scorers[n]["spearman"] >= ceiling_value]
             if reached:
-                clauses.append(f"{_join(reached)} reach{'es' if len(reached) == 1 else ''} the split-half ceiling")
+                clauses.append(f"{_join(reached)} reach{'es' if len(reached) == 1 else ''} the {which} ceiling")
+            elif names and ceiling_value is not None:
+                top = names[0]  # the highest, which need not be told apart from the next ones
+                gap = round(ceiling_value, 2) - round(scorers[top]["spearman"], 2)  # as the two printed values read
+                clauses.append(f"the highest, {top}, is {_fmt(gap)} below the {which} ceiling")
     return "; ".join(clauses) + "."  # never capitalised: it may begin with a scorer's name

@@ -50,6 +50,15 @@ def affinity_frame(scores: dict) -> pd.DataFrame:
     return pd.concat([s.table.assign(scorer=name)[columns] for name, s in scores.items()], ignore_index=True)
 
 
+def closing_lines(stages: dict[str, float], report: str | os.PathLike) -> list[str]:
+    """What a sweep prints when it ends: each stage's wall-clock seconds (as the report's Stages
+    table has them, total last), then the report's path, names and numbers aligned."""
+    width = max(len(name) + 1 for name in [*stages, "report"])
+    digits = max((len(f"{float(v):.1f}") for v in stages.values()), default=0)
+    lines = [f"{name + ':':<{width}}  {float(seconds):>{digits}.1f} s" for name, seconds in stages.items()]
+    return lines + [f"{'report:':<{width}}  {report}"]
+
+
 def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed: pd.DataFrame, truth: pd.DataFrame,
                   runs: pd.DataFrame) -> None:
     results = Path(out) / "results"

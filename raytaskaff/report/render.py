@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from raytaskaff.atomic import write_text  # noqa: E402
 from raytaskaff.evaluation.summary import headline  # noqa: E402
@@ -125,30 +126,179 @@ def cost_unit(costs: pd.DataFrame) -> str:
 UNIT_NAMES = {"gpu_seconds": "GPU-seconds", "cpu_seconds": "CPU core-seconds"}
 
 
-def cost_plot(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None) -> str:
-    """Each scorer's total cost (in the unit the fraction of the ground truth uses) against its
-    Spearman with the ground truth."""
+#: A cost below this many seconds (a table look-up such as td's) is drawn as free, at 0 in a strip
+#: of its own beside the log axis, which has no zero.
+FREE_BELOW = 0.01
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels (y up)
+#: Pixels from a point's centre to its label's nearest edge in the first ring of places: half a
+#: marker of 40 pt^2 at 110 dpi, and air.
+LABEL_NEAR = 9.0
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """The area two boxes share (0 when they only touch or are apart)."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _candidates(w: float, h: float, near: float) -> list[tuple[float, float]]:
+    """Lower-left corners of a w x h label relative to its point, nearest first: the eight places
+    around the point `near` pixels away, then the same directions farther out (drawn with a leader
+    line)."""
+    out = []
+    for reach in (near, 2.5 * near, 4 * near, 6 * near):
+        out += [(reach, reach / 2), (reach, -h - reach / 2), (-w - reach, reach / 2), (-w - reach, -h - reach / 2),
+                (reach, -h / 2), (-w - reach, -h / 2), (-w / 2, reach), (-w / 2, -h - reach)]
+    return out
+
+
+def _distance(point: tuple[float, float], box: Box) -> float:
+    """From a point to the nearest edge of a box (0 inside it)."""
+    x, y = point
+    return math.hypot(max(box[0] - x, 0.0, x - box[2]), max(box[1] - y, 0.0, y - box[3]))
+
+
+def place_labels(points: list[tuple[float, float]], sizes: list[tuple[float, float]], bounds: list[Box],
+                 marker: float = 6.0, gap: float = LABEL_NEAR - 6.0) -> list[tuple[float, float]]:
+    """Where to put each point's label so that no two labels overlap and no label covers a point.
+
+    points: (x, y) of each point, sizes: (width, height) of its label, bounds: the box each label
+    must stay inside (its axes), all in display pixels; marker: half the width of a point's marker.
+    Returns each label's lower-left corner as an offset (dx, dy) from its point. Labels are placed
+    one after another, each at its first candidate place (`_candidates`) that is inside its bounds
+    and free; when none is, at the candidate with the least overlap."""
+    markers = [(x - marker, y - marker, x + marker, y + marker) for x, y in points]
+    placed: list[Box] = []
+    offsets = []
+    for i, ((x, y), (w, h)) in enumerate(zip(points, sizes)):
+        best, best_cost = None, math.inf
+        for dx, dy in _candidates(w, h, marker + gap):
+            box = (x + dx, y + dy, x + dx + w, y + dy + h)
+            b = bounds[i]
+            outside = (max(0.0, b[0] - box[0]) + max(0.0, box[2] - b[2]) + max(0.0, b[1] - box[1]) + max(0.0, box[3] - b[3])) * h
+            cost = outside + sum(_overlap(box, o) for o in placed) + sum(_overlap(box, m) for m in markers)
+            if cost < best_cost:
+                best, best_cost = (dx, dy), cost
+            if cost == 0:
+                break
+        offsets.append(best)
+        placed.append((x + best[0], y + best[1], x + best[0] + w, y + best[1] + h))
+    return offsets
+
+
+def cost_figure(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None):
+    """Each scorer's total cost (in the unit the fraction of the ground truth uses, log scale)
+    against its Spearman with the ground truth. A scorer that costs less than FREE_BELOW seconds is
+    drawn at 0 in a "free" strip left of an axis break; labels are placed so that none overlaps
+    another or a point (`place_labels`); the legend sits outside the axes.
+
+    Returns (figure, layout): layout holds the drawn points ({name: (x, y)} in display pixels),
+    the labels' boxes, the scorers drawn as free, and the axes' and legend's boxes."""
     unit = cost_unit(costs)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in costs.itertuples():
-        if row.name in evaluation and evaluation[row.name].get("spearman") is not None:
-            x = max(getattr(row, unit) or 0.0, 1e-3)
-            ax.scatter(x, evaluation[row.name]["spearman"], s=40)
-            ax.annotate(row.name, (x, evaluation[row.name]["spearman"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    points = [(r.name, float(getattr(r, unit) or 0.0), evaluation[r.name]["spearman"]) for r in costs.itertuples()
+              if r.name in evaluation and evaluation[r.name].get("spearman") is not None]
+    free = [p for p in points if p[1] < FREE_BELOW]
+    paid = [p for p in points if p[1] >= FREE_BELOW]
     truth = costs[costs.name == "ground_truth"]
-    if len(truth) and truth[unit].iloc[0]:
-        ax.axvline(truth[unit].iloc[0], color="grey", linestyle="--", label="ground truth cost")
-    if ceiling and ceiling.get("single_seed", {}).get("spearman") is not None:
-        ax.axhline(ceiling["single_seed"]["spearman"], color="black", linestyle=":", label="single-seed noise ceiling")
-    if ceiling and (ceiling.get("split_half") or {}).get("spearman") is not None:
-        ax.axhline(ceiling["split_half"]["spearman"], color="black", linestyle="-.", label="split-half noise ceiling")
+    truth_cost = float(truth[unit].iloc[0]) if len(truth) and truth[unit].iloc[0] else None
+    fig = plt.figure(figsize=(7.5, 4.2), dpi=110)
+    ratio = 9  # the log axis is this many times as wide as the free strip
+    if free:
+        grid = fig.add_gridspec(1, 2, width_ratios=[1, ratio], wspace=0.06)
+        strip = fig.add_subplot(grid[0])
+        ax = fig.add_subplot(grid[1], sharey=strip)
+    else:
+        strip, ax = None, fig.add_subplot()
+    colours = {name: f"C{i % 10}" for i, (name, _, _) in enumerate(points)}
+    for name, x, y in paid:
+        ax.scatter(x, y, s=40, color=colours[name], zorder=3)
+    if strip is not None:
+        for name, x, y in free:
+            strip.scatter(0, y, s=40, color=colours[name], marker="D", zorder=3)
+        strip.set_xlim(-1, 1)
+        strip.set_xticks([0], ["0\n(free)"])
+        strip.set_ylabel("Spearman with the ground truth")
+        strip.spines["right"].set_visible(False)
+        ax.spines["left"].set_visible(False)
+        ax.tick_params(axis="y", left=False, labelleft=False)
+        # the axis break: a slash at both ends of the gap, top and bottom, alike on the narrow and the wide axis
+        for a, x, width in ((strip, 1.0, 0.015 * ratio), (ax, 0.0, 0.015)):
+            for y in (0.0, 1.0):
+                a.plot([x - width, x + width], [y - 0.02, y + 0.02], transform=a.transAxes, color="black", linewidth=0.8,
+                       clip_on=False)
+    else:
+        ax.set_ylabel("Spearman with the ground truth")
+    xs = [x for _, x, _ in paid] + ([truth_cost] if truth_cost else [])
     ax.set_xscale("log")
-    ax.set_xlabel(f"{UNIT_NAMES[unit]} (total)")
-    ax.set_ylabel("Spearman with the ground truth")
-    ax.axhline(0, color="grey", linewidth=0.5)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
-    return _png(fig)
+    if xs:
+        ax.set_xlim(min(xs) / 3, max(xs) * 3)
+    else:
+        ax.set_xlim(FREE_BELOW, 1.0)
+    if truth_cost:
+        ax.axvline(truth_cost, color="grey", linestyle="--", label="ground truth's cost")
+    for a in [a for a in (strip, ax) if a is not None]:
+        a.axhline(0, color="grey", linewidth=0.5)
+        if ceiling and (ceiling.get("single_seed") or {}).get("spearman") is not None:
+            a.axhline(ceiling["single_seed"]["spearman"], color="black", linestyle=":",
+                      label="noise ceiling, one seed vs another" if a is ax else None)
+        if ceiling and (ceiling.get("split_half") or {}).get("spearman") is not None:
+            a.axhline(ceiling["split_half"]["spearman"], color="black", linestyle="-.", label="noise ceiling, split-half" if a is ax else None)
+    ys = [y for _, _, y in points] + [v for v in ((ceiling or {}).get("single_seed", {}).get("spearman"),
+                                                  ((ceiling or {}).get("split_half") or {}).get("spearman")) if v is not None]
+    low, high = min(ys + [0.0]), max(ys + [0.0])
+    span = max(high - low, 0.2)
+    ax.set_ylim(low - 0.12 * span, high + 0.12 * span)
+    ax.set_xlabel(f"{UNIT_NAMES[unit]} (total, log scale)")
+    legend = ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0) \
+        if ax.get_legend_handles_labels()[0] else None
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    drawn = [(name, (strip if x < FREE_BELOW else ax), (0.0 if x < FREE_BELOW else x), y) for name, x, y in points]
+    where = [tuple(a.transData.transform((x, y))) for _, a, x, y in drawn]
+    sizes = []
+    for name, *_ in drawn:
+        probe = fig.text(0, 0, name, fontsize=8)
+        extent = probe.get_window_extent(renderer)
+        sizes.append((extent.width + 4, extent.height + 2))  # a little air around each
+        probe.remove()
+    right = ax.get_window_extent(renderer).x1  # a free point's label may reach into the log axis
+    bounds = [(box.x0, box.y0, right, box.y1) for box in (a.get_window_extent(renderer) for _, a, _, _ in drawn)]
+    offsets = place_labels(where, sizes, bounds)
+    to_points = 72.0 / fig.dpi
+    annotations = {}
+    for (name, a, x, y), (px, py), (w, h), (dx, dy) in zip(drawn, where, sizes, offsets):
+        far = _distance((px, py), (px + dx, py + dy, px + dx + w, py + dy + h)) > 2 * LABEL_NEAR  # a leader line says whose
+        annotations[name] = a.annotate(
+            name, (x, y), xytext=((dx + 2) * to_points, (dy + 1) * to_points), textcoords="offset points", fontsize=8,
+            ha="left", va="bottom", annotation_clip=False, zorder=2, color=colours[name],  # leader lines pass under markers
+            arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4} if far else None)
+    fig.canvas.draw()  # the boxes as drawn, not as planned
+    layout = {"points": {name: xy for (name, *_), xy in zip(drawn, where)},
+              # the text alone (an annotation's own extent takes in its leader line)
+              "labels": {name: tuple(Text.get_window_extent(t, renderer).extents) for name, t in annotations.items()},
+              "free": [n for n, _, _ in free], "axes": tuple(ax.get_window_extent(renderer).extents),
+              "legend": tuple(legend.get_window_extent(renderer).extents) if legend else None}
+    return fig, layout
+
+
+def cost_plot(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None) -> str:
+    """`cost_figure` as base64 PNG."""
+    return _png(cost_figure(costs, evaluation, ceiling)[0])
+
+
+def cost_caption(costs: pd.DataFrame, evaluation: dict) -> str:
+    """What the cost plot shows, naming the scorers drawn as free with their measured cost."""
+    unit = cost_unit(costs)
+    free = [(r.name, float(getattr(r, unit) or 0.0)) for r in costs.itertuples()
+            if r.name in evaluation and evaluation[r.name].get("spearman") is not None and float(getattr(r, unit) or 0.0) < FREE_BELOW]
+    text = (f"Each scorer's total cost in {UNIT_NAMES[unit]} (log scale) against its Spearman correlation with the ground "
+            "truth; dashed: the ground truth's own cost; dotted and dash-dotted: its noise ceilings.")
+    if free:
+        measured = ", ".join(f"{name} {value:.2g}" for name, value in free)
+        text += (f" Costs under {FREE_BELOW} s ({measured} {UNIT_NAMES[unit]}) are drawn at 0 in the 'free' strip left of the "
+                 "axis break: a log scale has no zero, and no made-up small value stands in for it.")
+    return text
 
 
 def grouping_plot(rows: list[dict]) -> str:
@@ -172,7 +322,8 @@ def grouping_plot(rows: list[dict]) -> str:
             ax.set_xlim(min(values) - 0.3 * span - 1e-9, max(values) + 0.1 * span + 1e-9)
         ax.set_title(f"at most {k} group(s)", fontsize=10)
         ax.set_xlabel("total test loss (lower is better)")
-        ax.legend(fontsize=7, loc="lower right")
+        # below the axis, where it covers no bar
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
     return _png(fig)
 
 
@@ -183,14 +334,22 @@ def _md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _html_table(header: list[str], rows: list[list]) -> str:
-    """An HTML table; a cell given as a list of lines shows one per line."""
-    def cell(c) -> str:
-        return "<br>".join(map(html.escape, c)) if isinstance(c, list) else html.escape(c)
+def _breakable(text: str) -> str:
+    """Escaped text that may wrap after an underscore (task names such as segment_semantic hold
+    no space), so that a narrow column wraps a name instead of widening the table."""
+    return html.escape(text).replace("_", "_<wbr>")
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+def _html_table(header: list[str], rows: list[list]) -> str:
+    """An HTML table in a container as wide as the page; a cell given as a list of lines shows one
+    per line. The first column (a row's name: a task, a scorer) is never broken inside a name."""
+    def cell(c, escape) -> str:
+        return "<br>".join(map(escape, c)) if isinstance(c, list) else escape(c)
+
+    head = "".join(f"<th>{_breakable(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c, _breakable if i else html.escape)}</td>" for i, c in enumerate(r)) + "</tr>"
+                   for r in rows)
+    return f"<div class='table'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _target_name(target: str, learned: dict) -> str:
@@ -230,6 +389,46 @@ def _orientation_section(evaluation: dict) -> tuple[str, list[str], list[list[st
             "significantly better holds the opposite view of which task helps which: a finding about the scorer (the "
             "orientation from the probes to these tables is tested end to end), not a swap to be undone.")
     return ("Which way round?", ["scorer", "Spearman as given", "Spearman transposed", "difference [95% CI]", "verdict"], rows, note)
+
+
+def _stability_section(stability: dict, ceiling: dict | None) -> tuple[str, list[str], list[list[str]], str]:
+    """One line per table: the mean, lowest and highest Spearman between two of its seeds (every two
+    seeds are in evaluation.json and the per-seed CSVs, not in the report)."""
+    rows = []
+    for name, st in stability.items():
+        pairs = [(p["spearman"], p["seeds"]) for p in st.get("pairwise", []) if p.get("spearman") is not None]
+        low = min(pairs, key=lambda p: p[0]) if pairs else None
+        high = max(pairs, key=lambda p: p[0]) if pairs else None
+        rows.append([name, str(st.get("seeds") or "seed-free"), _fmt(st.get("mean_spearman")),
+                     f"{_fmt(low[0])} (seeds {low[1][0]}, {low[1][1]})" if low else "-",
+                     f"{_fmt(high[0])} (seeds {high[1][0]}, {high[1][1]})" if high else "-"])
+    note = ("Spearman correlation of a table from one seed with the same table from another, over every two seeds: their mean, "
+            "the lowest and the highest (every two seeds in results/evaluation.json, the tables in "
+            "results/affinity_per_seed.csv and gains_per_seed.csv). The ground truth's row is its single-seed noise ceiling "
+            f"({_ceiling_text(ceiling)}); a seed-free scorer does not vary.")
+    return ("Seed-to-seed stability", ["table", "seeds", "mean Spearman between seeds", "lowest", "highest"], rows, note)
+
+
+def _cost_section(costs: pd.DataFrame, runs: pd.DataFrame, stages: dict) -> tuple[str, list[str], list[list[str]], str]:
+    """The cost table. Its wall-clock seconds are sums over runs that ran side by side, so they can
+    exceed the wall-clock of the stage that ran them: the header and the note say so."""
+    unit = cost_unit(costs)
+    rows = [[r.name, _fmt(r.wall_seconds, 1), _fmt(r.cpu_seconds, 1), _fmt(r.gpu_seconds, 1), _fmt(getattr(r, f"marginal_{unit}"), 1),
+             _fmt(r.fraction_of_ground_truth, 3)] for r in costs.itertuples()]
+    note = ("Wall s adds up the wall-clock of every run and scorer actor a cost covers; runs train side by side, so a sum "
+            "can exceed the wall-clock of the stage they ran in.")
+    truth = costs[costs.name == "ground_truth"]
+    if len(truth) and "training" in stages:
+        trained = int((runs.kind.isin(["stl", "pair"]) & (runs.status == "done")).sum())
+        note += (f" The ground truth's {_fmt(float(truth.wall_seconds.iloc[0]), 1)} s is the sum over its {trained} STL and pair "
+                 f"runs; the training stage, which trained them beside the other runs, took {_fmt(float(stages['training']), 1)} s.")
+    note += (" CPU core-seconds are process CPU time; GPU-seconds are wall time on a GPU times the fraction of it a run or "
+             "actor held. Both sum every attempt of a run (work after its last checkpoint, lost to a crash, is not "
+             f"counted). The fraction of the ground truth's cost compares {UNIT_NAMES[unit]}"
+             f"{', as its runs used a GPU' if unit == 'gpu_seconds' else ', as its runs used no GPU'}. "
+             "Marginal: beyond the STL and pair runs the ground truth trains anyway.")
+    header = ["", "wall s, summed over runs", "CPU core-s", "GPU-s", f"marginal {UNIT_NAMES[unit]}", "fraction of ground truth"]
+    return ("Cost", header, rows, note)
 
 
 def build_report(out: str | Path) -> Path:
@@ -288,14 +487,7 @@ def build_report(out: str | Path) -> Path:
                          rows, note))
     stability = summary.get("stability") or {}
     if stability:
-        rows = []
-        for name, st in stability.items():
-            pairwise = [f"{a}-{b}: {_fmt(p['spearman'])}" for p in st.get("pairwise", []) for a, b in [p["seeds"]]]
-            rows.append([name, str(st.get("seeds") or "seed-free"), _fmt(st.get("mean_spearman")), pairwise or ["-"]])
-        sections.append(("Seed-to-seed stability", ["table", "seeds", "mean Spearman between seeds", "each two seeds"], rows,
-                         "Spearman correlation of a table from one seed with the same table from another seed (per-seed "
-                         "tables in results/affinity_per_seed.csv and gains_per_seed.csv). The ground truth's row is its "
-                         f"single-seed noise ceiling ({_ceiling_text(ceiling)}); a seed-free scorer does not vary."))
+        sections.append(_stability_section(stability, ceiling))
     truth_best = {}
     for target in tasks:
         known = truth[truth.target == target]
@@ -303,17 +495,19 @@ def build_report(out: str | Path) -> Path:
             top = known.gain.max()
             tied_all = (known.gain == top).all()  # every partner is a best one: undecidable
             truth_best[target] = (", ".join(sorted(known[known.gain == top].partner)) + (" (undecidable)" if tied_all else ""), top)
-    header = ["target", "true best partner (gain %)"] + list(evaluation)
-    rows = []
-    for target in tasks:
-        best, gain = truth_best.get(target, ("-", None))
-        row = [_target_name(target, learned), f"{best} ({_fmt(gain, 1)})"]
-        for e in evaluation.values():
+    header = ["scorer (best-partner hits)"] + [_target_name(t, learned) for t in tasks]
+    rows = [["ground truth: true best partner"] + [f"{best} ({_fmt(gain, 1)})" for best, gain in
+                                                   (truth_best.get(t, ("-", None)) for t in tasks)]]
+    for name, e in evaluation.items():
+        row = [f"{name} ({_hits(e)})"]
+        for target in tasks:
             b = e["best_partner"].get(target, {})
             mark = "undecidable" if b.get("undecidable") else {True: "hit", False: "miss", None: "-"}[b.get("hit")]
             row.append(f"{', '.join(b.get('chosen', [])) or '-'} ({_fmt(b.get('chosen_gain'), 1)}, {mark})")
         rows.append(row)
-    sections.append(("Best partner per target", header, rows, "Each scorer's choice with the gain it realises (mean over ties)."))
+    note = ("A column per target; the first row is its true best partner with the gain % it brings, each other row a "
+            "scorer's choice with the gain % it realises (mean over ties) and whether it is a true best one.")
+    sections.append(("Best partner per target", header, rows, note))
     reference = summary.get("reference") or []
     if reference:
         from raytaskaff.evaluation.reference import SOURCE
@@ -341,14 +535,7 @@ def build_report(out: str | Path) -> Path:
                      "Kendall tau-b between each scorer's ordering of a target's partners and the true one; the last column, "
                      "the same between one seed's ground truth and another's (mean over seed pairs)."))
     unit = cost_unit(costs)
-    rows = [[r.name, _fmt(r.wall_seconds, 1), _fmt(r.cpu_seconds, 1), _fmt(r.gpu_seconds, 1), _fmt(getattr(r, f"marginal_{unit}"), 1),
-             _fmt(r.fraction_of_ground_truth, 3)] for r in costs.itertuples()]
-    sections.append(("Cost", ["", "wall s", "CPU core-s", "GPU-s", f"marginal {UNIT_NAMES[unit]}", "fraction of ground truth"], rows,
-                     "CPU core-seconds are process CPU time; GPU-seconds are wall time on a GPU times the fraction of it a run or "
-                     "actor held. Both sum every attempt of a run (work after its last checkpoint, lost to a crash, is not "
-                     f"counted). The fraction of the ground truth's cost compares {UNIT_NAMES[unit]}"
-                     f"{', as its runs used a GPU' if unit == 'gpu_seconds' else ', as its runs used no GPU'}. "
-                     "Marginal: beyond the STL and pair runs the ground truth trains anyway."))
+    sections.append(_cost_section(costs, runs, summary.get("stages") or {}))
     grouping = summary.get("grouping")
     if grouping:
         baselines = [r for r in grouping["rows"] if r["source"] in ("stl", "all")]
@@ -370,10 +557,14 @@ def build_report(out: str | Path) -> Path:
     bad = runs[runs.status != "done"]
     rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(r.error)] for r in bad.itertuples()]
     rows += [["scorer", name, "-", "-", message] for name, message in summary.get("scorer_errors", {}).items()]
-    sections.append(("Failed or missing", ["kind", "tasks", "injected", "seed", "error"], rows or [["-", "none", "-", "-", "-"]],
-                     f"{len(runs)} runs planned; {int((runs.status == 'done').sum())} done."))
+    if rows:
+        sections.append(("Failed or missing", ["kind", "tasks", "injected", "seed", "error"], rows,
+                         f"{len(runs)} runs planned; {int((runs.status == 'done').sum())} done."))
+    else:
+        sections.append(("Failed or missing", [], [], f"None: all {len(runs)} planned runs are done and every scorer ran."))
     stages = summary.get("stages", {})
-    sections.append(("Stages", ["stage", "seconds"], [[k, _fmt(float(v), 1)] for k, v in stages.items()], ""))
+    sections.append(("Stages", ["stage", "seconds"], [[k, _fmt(float(v), 1)] for k, v in stages.items()],
+                     "Wall-clock of each stage of the sweep, one after another; total: the whole sweep."))
 
     figures = [("ground truth: gain % of target from partner", heatmap(_matrix(truth, "gain", tasks), tasks, "ground truth gain (%)"))]
     for name in affinity.scorer.unique():
@@ -390,14 +581,19 @@ def build_report(out: str | Path) -> Path:
     md += [f"> warning: {w}" for w in warnings] + ([""] if warnings else [])
     for title, header, rows, note in sections:
         md += [f"## {title}", ""] + ([note, ""] if note else []) + ([_md_table(header, rows), ""] if header else [])
-    md += ["## Heatmaps and cost plot", "", "In index.html (rows: targets, columns: partners).", "",
+    md += ["## Heatmaps and cost plot", "", "In index.html (heatmaps: rows are targets, columns partners). The cost plot: "
+           + cost_caption(costs, evaluation), "",
            "## Config", "", "```yaml", config_text.rstrip(), "```", "", f"Versions: {versions}", ""]
     write_text(report / "report.md", "\n".join(md))
 
     css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-           "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.85em;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
-           "th{background:#f2f2f2}.figs{display:flex;flex-wrap:wrap;gap:12px}.figs figure{margin:0}pre{background:#f6f6f6;padding:1em;overflow:auto}"
-           "p.note{color:#555;font-size:0.9em}p.warn{color:#a40}")
+           # a table fits the page: cells wrap (after underscores too, see _breakable); its container
+           # scrolls only if a table has more columns than the page can hold at all
+           "div.table{max-width:100%;overflow-x:auto;margin:0.5em 0 1.5em}"
+           "table{border-collapse:collapse;font-size:0.85em}"
+           "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:break-word}"
+           "th{background:#f2f2f2}.figs{display:flex;flex-wrap:wrap;gap:12px}.figs figure{margin:0}img{max-width:100%;height:auto}"
+           "pre{background:#f6f6f6;padding:1em;overflow:auto}p.note{color:#555;font-size:0.9em}p.warn{color:#a40}")
     body = [f"<h1>raytaskaff sweep <code>{html.escape(summary['sweep'])}</code></h1>",
             f"<p><strong>{html.escape(conclusion)}</strong></p>",
             f"<p>Tasks: {html.escape(', '.join(tasks))}. Seeds: {html.escape(', '.join(map(str, summary['seeds'])))}.</p>"]
@@ -407,7 +603,8 @@ def build_report(out: str | Path) -> Path:
                  _html_table(header, rows) if header else ""]
     if group_plot:
         body += ["<h2>Groupings against the baselines</h2>", f"<img alt='grouping plot' src='data:image/png;base64,{group_plot}'>"]
-    body += ["<h2>Cost against accuracy</h2>", f"<img alt='cost plot' src='data:image/png;base64,{plot}'>",
+    body += ["<h2>Cost against accuracy</h2>", f"<p class='note'>{html.escape(cost_caption(costs, evaluation))}</p>",
+             f"<img alt='cost plot' src='data:image/png;base64,{plot}'>",
              "<h2>Heatmaps ([target][partner])</h2>", "<div class='figs'>"]
     body += [f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,{p}'></figure>" for t, p in figures]
     body += ["</div>", "<h2>Config</h2>", f"<pre>{html.escape(config_text)}</pre>", f"<p class='note'>Versions: {html.escape(versions)}</p>"]

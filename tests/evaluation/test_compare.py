@@ -166,18 +166,22 @@ def _comparison(a, b, diff, significant):
 CEILING = {"single_seed": {"spearman": 0.8}, "split_half": {"spearman": 0.9}}
 
 
-def test_headline_names_what_is_indistinguishable_and_what_is_beaten():
+def test_headline_names_what_cannot_be_told_apart_and_what_is_beaten():
     scorers = {"li": {"spearman": 0.6}, "gs": {"spearman": 0.5}, "td": {"spearman": 0.1}}
     comparisons = [_comparison("li", "gs", 0.1, False), _comparison("li", "td", 0.5, True), _comparison("gs", "td", 0.4, True)]
-    assert headline(scorers, comparisons, CEILING) == ("li and gs are indistinguishable; both beat td; other differences are within "
-                                                       "noise; the ground truth's noise ceiling is Spearman 0.80 from one seed to "
-                                                       "another and 0.90 split-half.")
+    assert headline(scorers, comparisons, CEILING) == ("li and gs cannot be told apart at this number of seeds (widest gap li - gs = "
+                                                       "0.10); both beat td; other differences are within noise; the ground truth's "
+                                                       "noise ceiling is Spearman 0.80 from one seed to another and 0.90 split-half, "
+                                                       "against li 0.60, gs 0.50 and td 0.10; the highest, li, is 0.30 below the "
+                                                       "split-half ceiling.")
     partial = [_comparison("li", "gs", 0.1, False), _comparison("li", "td", 0.5, True), _comparison("gs", "td", 0.4, False)]
-    assert headline(scorers, partial, CEILING).startswith("li and gs are indistinguishable; li beats td; other differences")
+    assert headline(scorers, partial, CEILING).startswith("li and gs cannot be told apart at this number of seeds (widest gap li - "
+                                                          "gs = 0.10); li beats td; other differences")
     chain = [_comparison("li", "gs", 0.1, True), _comparison("li", "td", 0.5, True), _comparison("gs", "td", 0.4, True)]
     assert headline(scorers, chain, CEILING).startswith("no scorer beats li; li beats gs and td; gs beats td;")
     none = [_comparison(a, b, 0.1, False) for a, b in itertools.combinations(scorers, 2)]
-    assert headline(scorers, none, CEILING).startswith("li, gs and td are indistinguishable (no Spearman difference is significant")
+    assert headline(scorers, none, CEILING).startswith("li, gs and td cannot be told apart at this number of seeds (widest gap "
+                                                       "li - td = 0.10); no Spearman difference is significant")
 
 
 def test_headline_says_when_the_ceiling_is_too_low_or_missing():
@@ -196,5 +200,6 @@ def test_headline_says_when_the_ceiling_is_too_low_or_missing():
 def test_headline_adds_significant_best_partner_differences():
     scorers = {"li": {"spearman": 0.6}, "td": {"spearman": 0.5}}
     comparisons = [{**_comparison("li", "td", 0.1, False), "hits_diff": -3, "hits_significant": True}]
-    assert headline(scorers, comparisons, CEILING).startswith("li and td are indistinguishable (no Spearman difference is "
-                                                              "significant at 95%); on best partners td beats li;")
+    assert headline(scorers, comparisons, CEILING).startswith("li and td cannot be told apart at this number of seeds (widest gap "
+                                                              "li - td = 0.10); no Spearman difference is significant at 95%; "
+                                                              "on best partners td beats li;")

@@ -261,10 +261,16 @@ def test_unwritable_outputs_or_store_stop_the_sweep_before_training(tmp_path, wh
         pytest.skip("no read-only directory to stand in for read-only storage")
     out = tmp_path / "out"
     args = ["--out", "/sys"] if where == "out" else ["--out", str(out)]
+    import yaml
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["data"] = {**raw["data"], "path": str(tmp_path / "data")}  # smoke.yaml's data/synthetic-smoke is relative to the cwd
+    if where == "storage":
+        raw["storage"] = "/sys"
     config = tmp_path / "sweep.yaml"
-    config.write_text(SMOKE.read_text() + ("storage: /sys\n" if where == "storage" else ""))
+    config.write_text(yaml.safe_dump(raw))
     done = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(config), *args],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: /sys"), done.stderr[-1000:]
     assert "not writable" in lines[0] or "cannot" in lines[0]

@@ -64,3 +64,94 @@ def test_report_without_the_reference_tasks_leaves_that_section_out(tmp_path):
     (tmp_path / "results" / "evaluation.json").write_text(json.dumps(summary, default=str))
     build_report(tmp_path)
     assert "Against the reference study" not in (tmp_path / "report" / "report.md").read_text()
+
+
+def _section(md: str, title: str) -> str:
+    """The Markdown of one section, up to the next heading."""
+    return md.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _table(section: str) -> list[list[str]]:
+    """The rows of the one Markdown table in a section, header first, cells stripped."""
+    lines = [line for line in section.splitlines() if line.startswith("|") and not line.startswith("|---")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
+
+
+def test_best_partners_are_a_row_per_scorer_and_a_column_per_target(default_report):
+    out, summary = default_report
+    md = (out / "report" / "report.md").read_text()
+    rows = _table(_section(md, "Best partner per target"))
+    tasks, scorers = summary["tasks"], summary["scorers"]
+    assert rows[0] == ["scorer (best-partner hits)", *tasks[:-1], f"{tasks[-1]} (did not learn)"]  # the planted one that did not
+    assert len(rows) == 2 + len(scorers) and all(len(r) == 1 + len(tasks) for r in rows)
+    truth = pd.read_csv(out / "results" / "ground_truth.csv")
+    best = truth.loc[truth.groupby("target").gain.idxmax()].set_index("target")
+    assert rows[1] == ["ground truth: true best partner"] + [f"{best.partner[t]} ({best.gain[t]:.1f})" for t in tasks]
+    for row, (name, e) in zip(rows[2:], scorers.items()):
+        assert row[0] == f"{name} ({e['hits']}/{e['targets']})"
+        for cell, target in zip(row[1:], tasks):
+            chosen = e["best_partner"][target]
+            assert cell == f"{', '.join(chosen['chosen'])} ({chosen['chosen_gain']:.1f}, {'hit' if chosen['hit'] else 'miss'})"
+        assert sum(cell.endswith(", hit)") for cell in row[1:]) == e["hits"]
+
+
+def test_stability_is_one_line_per_table_with_its_lowest_and_highest_two_seeds(default_report):
+    out, summary = default_report
+    rows = _table(_section((out / "report" / "report.md").read_text(), "Seed-to-seed stability"))
+    assert rows[0] == ["table", "seeds", "mean Spearman between seeds", "lowest", "highest"]
+    assert [r[0] for r in rows[1:]] == list(summary["stability"])  # one line each, not one per two seeds
+    by_name = {r[0]: r for r in rows[1:]}
+    for name, st in summary["stability"].items():
+        if len(st["pairwise"]) < 2:
+            assert by_name[name][2:] == ["-", "-", "-"]
+            continue
+        low = min(st["pairwise"], key=lambda p: p["spearman"])
+        high = max(st["pairwise"], key=lambda p: p["spearman"])
+        assert len(st["pairwise"]) == 15  # six seeds: what the old table listed one per line
+        assert by_name[name][1:] == [str(st["seeds"]), f"{st['mean_spearman']:.2f}",
+                                     f"{low['spearman']:.2f} (seeds {low['seeds'][0]}, {low['seeds'][1]})",
+                                     f"{high['spearman']:.2f} (seeds {high['seeds'][0]}, {high['seeds'][1]})"]
+    assert by_name["td"][1:] == ["seed-free", "-", "-", "-"]
+    html = (out / "report" / "index.html").read_text()
+    assert "0-1: " not in html and "1-2: " not in html
+
+
+def test_failed_or_missing_says_none_in_a_sentence_and_lists_what_failed(default_report, tmp_path):
+    out, _ = default_report
+    section = _section((out / "report" / "report.md").read_text(), "Failed or missing")
+    assert section.strip() == f"None: all {len(pd.read_parquet(out / 'results' / 'runs.parquet'))} planned runs are done and every scorer ran."
+    assert "<h2>Failed or missing</h2><p class='note'>None: all " in (out / "report" / "index.html").read_text()
+
+    from planted_report import default_like
+
+    default_like(tmp_path, failed=True)
+    rows = _table(_section((tmp_path / "report" / "report.md").read_text(), "Failed or missing"))
+    assert rows == [["kind", "tasks", "injected", "seed", "error"], ["stl", "segment_semantic", "-", "0", "RuntimeError: loss is nan at epoch 0"]]
+
+
+def test_the_cost_table_says_its_wall_clock_is_summed_over_runs(default_report):
+    from planted_report import STAGES, TRUTH_WALL
+
+    out, _ = default_report
+    section = _section((out / "report" / "report.md").read_text(), "Cost")
+    rows = _table(section)
+    assert rows[0][:2] == ["", "wall s, summed over runs"]
+    assert {r[0]: r[1] for r in rows[1:]}["ground_truth"] == f"{TRUTH_WALL:.1f}"
+    runs = pd.read_parquet(out / "results" / "runs.parquet")
+    trained = int(runs.kind.isin(["stl", "pair"]).sum())
+    assert trained == 6 * (5 + 10)
+    assert TRUTH_WALL > STAGES["training"]  # the case the note explains
+    assert (f"The ground truth's {TRUTH_WALL:.1f} s is the sum over its {trained} STL and pair runs; the training stage, which "
+            f"trained them beside the other runs, took {STAGES['training']:.1f} s.") in section
+
+
+def test_the_headline_beside_the_noise_ceiling_is_in_both_reports(default_report):
+    out, summary = default_report
+    md = (out / "report" / "report.md").read_text()
+    assert f"**{summary['headline']}**" in md
+    one = summary["noise_ceiling"]["single_seed"]["spearman"]
+    half = summary["noise_ceiling"]["split_half"]["spearman"]
+    assert f"noise ceiling is Spearman {one:.2f} from one seed to another and {half:.2f} split-half, against " in summary["headline"]
+    for name, e in summary["scorers"].items():
+        assert f"{name} {e['spearman']:.2f}" in summary["headline"]
+    assert "indistinguishable" not in md
