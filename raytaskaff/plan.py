@@ -8,7 +8,7 @@ Kinds of run, per seed:
 - "li": one per ordered (target, partner), on the seeds a scorer reads them;
 - "group": a network of three or more tasks, for validating groupings (on the grouping seeds):
   the all-task network when no scorer trains it, every such group when `exhaustive`, and later
-  the groups the scorers choose (`group_runs`).
+  the groups the scorers choose (`group_runs`; before the scorers, `most_group_runs` bounds them).
 Beyond the ground truth's STL and pair runs, what is trained is what the configured scorers
 declare they read (`Scorer.requirements`, on their seeds): the planner names no scorer.
 
@@ -135,6 +135,33 @@ def group_runs(config: SweepConfig, groups, planned: list[Run], content: str | N
             run = existing.get((group, seed)) or Run(RunKind.GROUP, group, seed)
             out.append(run if run.key else dataclasses.replace(run, key=_key(run, config, content)))
     return out
+
+
+def grouping_sources(config: SweepConfig) -> tuple[str, ...]:
+    """Whose groupings the grouping stage trains (`engine.sweep.validate_groupings`): every scorer
+    the sweep runs, the ground truth's gains and the higher-order approximation ("hoa"). The
+    "best" selection picks among networks already trained, so it adds no run."""
+    return (*config.active_scorers, "ground_truth", "hoa") if config.grouping.groups else ()
+
+
+def most_group_runs(config: SweepConfig, planned: list[Run], content: str | None = None) -> list[Run]:
+    """The most runs the grouping stage can add to `planned`: as many as the sources can choose,
+    of the largest groups they could choose, so that their count and their cost bound the real ones.
+
+    Which groups the sources choose is known only after the scorers. What is known before: for K
+    groups, a source chooses at most K (TAG's may overlap, each serving a task of its own), and
+    for K = 1 the one network of every task; groups of one and two tasks, and of every task, are
+    planned runs (STL, pair, all-task or group) on every grouping seed, and so, under
+    `exhaustive`, is every other group; each remaining group of 3 to n - 1 tasks is one new run on
+    each grouping seed (`group_runs`, which the grouping stage calls)."""
+    n = len(config.tasks)
+    if not config.grouping.groups or config.grouping.exhaustive or n < 4:
+        return []
+    most = len(grouping_sources(config)) * sum(min(k, n) for k in config.grouping.groups if k > 1)
+    largest = (g for size in range(n - 1, 2, -1) for g in combinations(config.tasks, size))
+    groups = [g for _, g in zip(range(most), largest)]
+    known = {r.key for r in planned}
+    return list({r.key: r for r in group_runs(config, groups, planned, content) if r.key not in known}.values())
 
 
 def summary(runs: list[Run]) -> dict[str, int]:

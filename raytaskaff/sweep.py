@@ -16,7 +16,8 @@ from pathlib import Path
 
 from raytaskaff.config import SweepConfig, load_config
 from raytaskaff.errors import RaytaskaffError, one_line
-from raytaskaff.plan import plan, summary
+from raytaskaff.plan import bundles, grouping_sources, most_group_runs, plan, summary
+from raytaskaff.settings import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "default.yaml"
 
@@ -29,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="Ray address: omit to start a local Ray, `auto` to join the cluster this machine belongs to")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (runs by kind, resources, estimate) and exit")
     parser.add_argument("--views", type=int, default=None,
-                        help="dry run: training views to estimate for (default: the dataset's, when it exists)")
-    parser.add_argument("--size", type=int, default=None, help="dry run: image size with --views (default: the dataset's)")
+                        help="dry run: training views to estimate for (default: the dataset's train split, when it is "
+                             "known; without it, give --views and --size)")
+    parser.add_argument("--size", type=int, default=None, help="dry run: image size in px (default: the dataset's)")
     parser.add_argument("--gpus", type=int, default=None, help="dry run: wall-clock on this many GPUs (or CPU cores)")
     return parser
 
@@ -47,79 +49,202 @@ def _manifest(config: SweepConfig):
         return None
 
 
-def _train_views(config: SweepConfig) -> tuple[int, int] | None:
-    """(training views, image size) of the sweep's data, when known without reading it all."""
-    if config.data.kind == "synthetic":  # the train split's share of n (whole buildings: about that)
-        return int(config.data.n * config.data.splits[0]), config.data.size
+def _train_views(config: SweepConfig) -> tuple[int, int, str] | None:
+    """(training views, image size, where the count comes from) of the sweep's data, when known
+    without reading it: a synthetic dataset's train split is whole buildings, cut by the generator's
+    own `SynthConfig.splits` (not n times the train fraction); shards say theirs in the manifest."""
+    d = config.data
+    if d.kind == "synthetic":
+        from raytaskaff.data.synth import SynthConfig
+
+        # as engine.sweep.prepare_data renders it
+        synth = SynthConfig(n=d.n, size=d.size, seed=d.seed, split_fractions=d.splits)
+        per = synth.views_per_building
+        views = sum(min(per, d.n - i * per) for i, split in enumerate(synth.splits()) if split == "train")
+        return views, d.size, f"the train split of {d.n} synthetic views, whole buildings of {per}"
     manifest = _manifest(config)
-    return None if manifest is None else (manifest.splits.get("train", {}).get("count", 0), manifest.size)
+    if manifest is None:
+        return None
+    return manifest.splits.get("train", {}).get("count", 0), manifest.size, f"the train split of {d.path}"
+
+
+def _check_dry_run(config: SweepConfig, views: int | None, size: int | None, devices: int | None) -> None:
+    """--views, --size and --gpus: whole numbers of at least 1, and --views with --size where the
+    dataset does not say its image size (or --size with --views where it does not say its views)."""
+    for flag, value in (("--views", views), ("--size", size), ("--gpus", devices)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: a whole number of at least 1, got {value}")
+    if (views is None) != (size is None) and _train_views(config) is None:
+        given, missing = ("--views", "--size") if size is None else ("--size", "--views")
+        raise ConfigError(f"{given} needs {missing}: {config.data.path} has no readable manifest to tell the "
+                          f"{'image size' if size is None else 'training views'}")
+
+
+#: Task families with a dense decoder (the others have a pooled linear head).
+DENSE_FAMILIES = ("dense_regression", "dense_classes")
 
 
 def describe(config: SweepConfig, views: int | None = None, size: int | None = None, devices: int | None = None) -> str:
-    """The plan in words: runs by kind, resources, and an estimate of device-hours from measured
-    throughput (`throughput.json`) for `views` training views of `size` px (default: the
+    """The plan in words: runs by kind (the grouping runs as the most the grouping stage can add:
+    which ones is known only after the scorers), resources, and an estimate of device-hours from
+    measured throughput (`throughput.json`) for `views` training views of `size` px (default: the
     dataset's), with the wall-clock on `devices` GPUs (or CPU cores)."""
     from raytaskaff import throughput
 
     manifest = _manifest(config)
     # the keys of a dry run are never stored: a dataset not yet converted gets a stand-in identity
-    runs = plan(config, manifest.fingerprint if manifest else "not-yet-read")
+    content = manifest.fingerprint if manifest else "not-yet-read"
+    runs = plan(config, content)
+    grouping = most_group_runs(config, runs, content)
     r = config.resources
-    lines = [f"sweep {config.name}: {len(config.tasks)} tasks x {len(config.seeds)} seeds, {len(runs)} runs",
-             "runs by kind: " + ", ".join(f"{k} {v}" for k, v in summary(runs).items()),
-             f"resources per trial: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
-             _trials(config, runs),
-             f"scorers: {', '.join(config.active_scorers)}"]
+    head = f"sweep {config.name}: {len(config.tasks)} tasks x {len(config.seeds)} seeds, {len(runs)} runs"
+    kinds = "runs by kind: " + ", ".join(f"{k} {v}" for k, v in summary(runs).items())
+    if grouping:
+        head += f" + up to {len(grouping)} grouping runs (at most {len(runs) + len(grouping)})"
+        kinds += f"; grouping runs: up to {len(grouping)}"
+    elif config.grouping.groups:
+        head += " (the grouping stage adds none)"
+    lines = [head, kinds]
+    if config.grouping.groups:
+        lines.append(_grouping_line(config, grouping))
+    lines += [f"resources per trial: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
+              _trials(config, runs, grouping),
+              f"scorers: {', '.join(config.active_scorers)}"]
     lines += [f"scorer {name} skipped: {why}" for name, why in config.skipped_scorers().items()]
     known = _train_views(config)
-    if views is not None:
-        known = (views, size or (known[1] if known else None))
+    if known is not None and views is not None:
+        known = (views, size or known[1], "as given" if size else f"as given, at the dataset's {known[1]} px")
+    elif known is not None and size is not None:
+        known = (known[0], size, known[2] + f", at {size} px as given")
+    elif views is not None and size is not None:
+        known = (views, size, "as given")
     kind, unit = ("cuda", "GPU-hours") if r.gpus_per_run else ("cpu", "CPU core-hours")
-    if known is None or known[1] is None:
+    if known is None:
         lines.append(f"estimated device-hours: none ({config.data.path} has no readable manifest yet: give --views and --size)")
-    else:
-        count, px = known
-        table = throughput.load_table()
-        costs = [throughput.run_seconds(table, kind, config.model.preset, px, len(run.tasks), count * config.training.epochs,
-                                        run.probes, config.training.batch_size) for run in runs]
-        if any(c is None for c in costs):
-            lines.append(f"estimated device-hours: none (no {kind} throughput of model {config.model.preset!r} is recorded in "
-                         f"raytaskaff/throughput.json; measure it with `python -m bench.training --device {kind} "
-                         f"--model {config.model.preset} --size {px} --record`)")
+        lines.append(f"output: {config.out}")
+        return "\n".join(lines)
+    count, px, where = known
+    batch = config.training.batch_size
+    samples = count // batch * batch  # the training loop drops the last partial batch
+    lines.append(f"training views: {count} of {px} px ({where}); a run trains on {samples} of them an epoch "
+                 f"({count // batch} batches of {batch}, the last partial batch dropped)")
+    table = throughput.load_table()
+    network = config.model.build()
+    dense = {name: spec.family in DENSE_FAMILIES for name, spec in config.task_specs.items()}
+
+    def seconds(run):
+        return throughput.run_seconds(table, kind, config.model.preset, px, len(run.tasks), samples * config.training.epochs,
+                                      run.probes, batch, network=network, dense=[dense[t] for t in run.tasks])
+
+    costs = {run.key: seconds(run) for run in runs + grouping}
+    if any(c is None for c in costs.values()):
+        lines.append(f"estimated device-hours: none (nothing is measured on a {kind} device in raytaskaff/throughput.json; "
+                     f"measure it with `python -m bench.training --device {kind} --model {config.model.preset} "
+                     f"--size {px} --record`)")
+        lines.append(f"output: {config.out}")
+        return "\n".join(lines)
+    used = sorted({f"{m.device} ({m.model}, {m.size} px, batch {m.batch_size}" + (f", {m.date}" if m.date else "") + ")"
+                   for m in (c[1].measurement for c in costs.values())})
+    notes = _merged_notes(c[1].note for c in costs.values())
+    factor = throughput.bundle_factor(kind, config.model.preset) if r.bundle_limit > 1 else None
+    if r.bundle_limit > 1:
+        if factor is None:
+            notes.append(f"no bundle factor is measured on {kind}: counted as one network after another")
         else:
-            seconds = sum(c[0] for c in costs)
-            used = {c[1].measurement.device for c in costs}
-            notes = sorted({c[1].note for c in costs if c[1].note})
-            if r.bundle_limit > 1:
-                factor = throughput.bundle_factor(kind, config.model.preset)
-                if factor is None:
-                    notes.append(f"no bundle factor is measured on {kind}: counted as one network per trial")
-                else:
-                    seconds *= factor.factor
-                    notes.append(f"bundled: x{factor.factor:.2f} of one network after another, measured for "
-                                 f"{factor.networks} networks of {factor.model} at {factor.size} px on {factor.device}")
-            lines.append(f"estimated device-hours: {seconds / 3600:.2f} {unit} ({count} training views of {px} px x "
-                         f"{config.training.epochs} epochs; measured on {', '.join(sorted(used))}"
-                         + (f"; {'; '.join(notes)}" if notes else "") + ")")
-            if devices:
-                lines.append(f"wall-clock on {devices} {'GPUs' if kind == 'cuda' else 'CPU cores'}: {seconds / devices / 3600:.2f} h "
-                             "at the throughput of one run per device (packed runs may do better; not in the estimate)")
+            notes.append(f"bundled: x{factor.factor:.2f} of one network after another, measured for "
+                         f"{factor.networks} networks of {factor.model} at {factor.size} px on {factor.device}")
+
+    def trial_seconds(some) -> list[float]:
+        """Device-seconds of each trial the runs train in."""
+        out = []
+        for b in bundles(some, r.bundle_limit):
+            total = sum(costs[run.key][0] for run in b.runs)
+            out.append(total * factor.factor if factor is not None and len(b.runs) > 1 else total)
+        return out
+
+    planned, extra = trial_seconds(runs), trial_seconds(grouping)
+    total = f"{_hours(sum(planned))} {unit}"
+    if grouping:
+        total += f", up to {_hours(sum(planned) + sum(extra))} with the grouping runs"
+    lines.append(f"estimated device-hours: {total} ({count} training views of {px} px x {config.training.epochs} epochs; "
+                 f"measured on {', '.join(used)}" + (f"; {'; '.join(notes)}" if notes else "") + ")")
+    if devices:
+        what = "GPUs" if kind == "cuda" else "CPU cores"
+        wall = makespan(planned, devices)
+        text = f"{_hours(wall)} h"
+        if grouping:
+            text += f", up to {_hours(wall + makespan(extra, devices))} h with the grouping runs (trained after the scorers)"
+        lines.append(f"wall-clock on {devices} {what}: {text}; the trials placed longest first, each on the {what[:-1]} "
+                     f"free first, at the throughput of one run per device (the longest trial alone: "
+                     f"{_hours(max(planned, default=0))} h; packed runs may do better, not in the estimate)")
     lines.append(f"output: {config.out}")
     return "\n".join(lines)
 
 
-def _trials(config: SweepConfig, runs) -> str:
-    """How the runs are bundled into trials, in words."""
-    from raytaskaff.plan import bundles
+def _merged_notes(notes) -> list[str]:
+    """The rates' notes, each part once; "N tasks scaled from M" parts as one per M."""
+    import re
 
+    parts = sorted({part for note in notes for part in note.split("; ") if part})
+    scaled: dict[int, list[int]] = {}
+    out = []
+    for part in parts:
+        found = re.fullmatch(r"(\d+) tasks scaled from (\d+)", part)
+        if found:
+            scaled.setdefault(int(found[2]), []).append(int(found[1]))
+        else:
+            out.append(part)
+    return [f"{', '.join(map(str, sorted(n)))} tasks scaled from {m}" for m, n in sorted(scaled.items())] + out
+
+
+def _hours(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.2f}" if hours >= 0.01 or hours == 0 else f"{hours:.4f}"
+
+
+def makespan(seconds: list[float], devices: int) -> float:
+    """Wall-clock seconds of trials taking `seconds` each on `devices` devices, each trial placed,
+    longest first, on the device free first (LPT list scheduling: within 4/3 of the optimum, and
+    never below the longest trial or the total over the devices)."""
+    import heapq
+
+    free = [0.0] * devices
+    for s in sorted(seconds, reverse=True):
+        heapq.heapreplace(free, free[0] + s)
+    return max(free)
+
+
+def _grouping_line(config: SweepConfig, grouping) -> str:
+    """What the grouping stage adds, in words."""
+    sources = grouping_sources(config)
+    scorers = len(config.active_scorers)
+    seeds = config.grouping_seeds
+    ks = ", ".join(map(str, config.grouping.groups))
+    where = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    if not grouping:
+        why = "every group is planned (exhaustive)" if config.grouping.exhaustive else "every group it can choose is a planned run"
+        return f"grouping: K = {ks} on {where}: {why}, no more runs"
+    sizes = sorted({len(run.tasks) for run in grouping})
+    return (f"grouping: the groups that {len(sources)} sources ({scorers} scorers, ground_truth, hoa) choose for K = {ks}, "
+            f"trained on {where} where no planned run trains them: up to {len(grouping)} runs, known after the scorers "
+            f"(the estimate counts the largest possible groups, of {' and '.join(map(str, sizes))} tasks)")
+
+
+def _trials(config: SweepConfig, runs, grouping=()) -> str:
+    """How the runs are bundled into trials, in words."""
     r = config.resources
+    more = ""
     if r.bundle_limit == 1:
         why = ", DDP" if r.workers else (" on CPUs" if r.bundle == "auto" else "")
-        return f"trials: {len(runs)}, one network each (resources.bundle: {r.bundle}{why})"
+        if grouping:
+            more = f", and up to {len(grouping)} for the grouping runs"
+        return f"trials: {len(runs)}, one network each (resources.bundle: {r.bundle}{why})" + more
     trials = bundles(runs, r.bundle_limit)
+    if grouping:
+        more = f", and up to {len(bundles(list(grouping), r.bundle_limit))} for the grouping runs"
     stacked = {"auto": "stacked on a GPU", True: "stacked", False: "not stacked"}[r.fuse]
     return (f"trials: {len(trials)} bundles of up to {max(len(b.runs) for b in trials)} networks "
-            f"(resources.bundle: {r.bundle}, {stacked})")
+            f"(resources.bundle: {r.bundle}, {stacked})" + more)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -140,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, out=args.out)
         if args.dry_run:
+            _check_dry_run(config, args.views, args.size, args.gpus)
             print(describe(config, args.views, args.size, args.gpus))
             return 0
+        if any(v is not None for v in (args.views, args.size, args.gpus)):
+            raise ConfigError("--views, --size and --gpus size a dry run: give them with --dry-run")
         from raytaskaff.engine.sweep import run_sweep
 
         result = run_sweep(config, address=args.address)
@@ -151,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished runs are stored; run the same command again to resume", file=sys.stderr)
         return 130
+    from raytaskaff.report import closing_lines
+
     failed = result["runs"]["failed"]
-    print(f"report: {Path(config.out) / 'report' / 'index.html'}")
+    print("\n".join(closing_lines(result["stages"], (Path(config.out) / "report" / "index.html").resolve())))
     if failed:
         print(f"{len(failed)} runs failed (see the report)", file=sys.stderr)
         return 1

@@ -184,3 +184,21 @@ def test_bundling_is_not_part_of_the_run_keys():
     four = dataclasses.replace(config, resources=dataclasses.replace(config.resources, bundle=4))
     assert four.resources.bundle_limit == 4
     assert config.resources.fuses("cuda") and not config.resources.fuses("cpu")
+
+
+def test_the_most_grouping_runs_are_the_largest_groups_no_planned_run_trains():
+    """synthetic-10: 9 sources x (2 + 3 + 4) groups on each of 3 seeds, the largest first (9 and 8
+    tasks, then 7); none when every group is planned (exhaustive) or none can be new (3 tasks)."""
+    from raytaskaff.plan import grouping_sources, most_group_runs
+
+    config = load_config(ROOT / "sweeps" / "synthetic-10.yaml")
+    runs = plan(config)
+    most = most_group_runs(config, runs)
+    assert grouping_sources(config) == (*config.active_scorers, "ground_truth", "hoa") and len(grouping_sources(config)) == 9
+    assert len(most) == 9 * 9 * 3 and summary(most) == {"group": 243}
+    assert not {r.key for r in most} & {r.key for r in runs} and len({r.key for r in most}) == 243
+    sizes = sorted(len(r.tasks) for r in most if r.seed == 0)
+    assert sizes == [7] * 26 + [8] * 45 + [9] * 10  # 81 a seed: all C(10, 9) = 10 and C(10, 8) = 45, then 26 of 7
+    exhaustive = dataclasses.replace(config, grouping=dataclasses.replace(config.grouping, exhaustive=True), tasks=config.tasks[:5])
+    assert most_group_runs(exhaustive, plan(exhaustive)) == []
+    assert most_group_runs(load_config(ROOT / "sweeps" / "smoke.yaml"), plan(load_config(ROOT / "sweeps" / "smoke.yaml"))) == []
