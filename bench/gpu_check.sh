@@ -5,7 +5,9 @@
 # gpu-check/), one per step, and the table to its summary.txt.
 #
 #   ../shared/tools/offline-wheels     # once, on a machine with a network: writes .whl/
-#   bash bench/gpu_check.sh            # on the GPU machine
+#   bash bench/gpu_check.sh            # on the GPU machine: the bundle steps (about 8 minutes)
+#   GPU_CHECK_STEPS="pytest-gpu data-256 roofline-64 roofline-256" bash bench/gpu_check.sh
+#                                      # the feed steps (about 6 minutes); any list of step names
 #
 # Steps: install the wheels of .whl/ (Ray, captum, ... for an image that has torch but not them),
 # `pytest -m gpu` (the CUDA training loop, a fused bundle on CUDA against separate runs, networks
@@ -13,7 +15,10 @@
 # sweep at 1 GPU per run from the command line, one seed's 16 networks of the default as one
 # bundle against the same 16 one after another in one process, and through the engine against
 # them packed 8 per GPU and one at a time, the default's training stage bundled (4 bundles per
-# GPU), bench.packing and bench.training.
+# GPU), bench.packing and bench.training. The feed steps (not run unless named in
+# GPU_CHECK_STEPS): 2048 synthetic views of 256 px, then the large network at 256 px, 1 and 5
+# tasks, fed by the reader on the machine's cores against its roofline on resident batches
+# (bench.training --resident), with the probes' overhead, at batch 64 and at batch 256.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${GPU_CHECK_OUT:-gpu-check}
@@ -34,9 +39,15 @@ print('torch', torch.__version__, 'ray', ray.__version__, torch.cuda.get_device_
     | tee -a "$summary" || { echo "no CUDA device, or Ray is missing" >&2; exit 2; }
 
 # step NAME SECONDS COMMAND...: run COMMAND bounded to SECONDS, log to $out/NAME.log, add a table row
+feed_steps=" data-256 roofline-64 roofline-256 "
 step() {
     local name=$1 limit=$2; shift 2
     local start rc status
+    if [[ -n ${GPU_CHECK_STEPS:-} ]]; then
+        [[ " $GPU_CHECK_STEPS " == *" $name "* ]] || return 0
+    elif [[ $feed_steps == *" $name "* ]]; then
+        return 0
+    fi
     start=$(date +%s%N)
     timeout --kill-after=10 "$limit" "$@" > "$out/$name.log" 2>&1
     rc=$?
@@ -78,10 +89,24 @@ step seed-16 110 "$py" -m bench.bundles --gpus 1 --seeds 0 --kinds stl,pair,all 
 step default-auto 60 "$py" -m bench.bundles --gpus 1 --gpus-per-bundle 0.25 --modes auto
 step smoke-1gpu 45 "$py" -m raytaskaff.sweep --config "$work/smoke-1.yaml" --out "$work/smoke-1"
 step packing 35 "$py" -m bench.packing --per-gpu 1,8 --epochs 1
-step training 30 "$py" -m bench.training --device cuda --tasks 1,5
+step training 45 "$py" -m bench.training --device cuda --tasks 1,5
+
+# the feed: gather threads on all but two of the machine's cores
+d256=${GPU_CHECK_DATA:-data/synthetic-256-2048}
+threads=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
+step data-256 90 "$py" -c "
+import os
+from raytaskaff.data.synth import SynthConfig, generate
+if not os.path.exists('$d256/manifest.json'):
+    generate('$d256', SynthConfig(n=2048, size=256, seed=0), workers=os.cpu_count() or 1)
+"
+step roofline-64 100 "$py" -m bench.training --device cuda --model large --data "$d256" --tasks 1,5 --resident \
+    --gather-threads "$threads" --batch-size 64
+step roofline-256 100 "$py" -m bench.training --device cuda --model large --data "$d256" --tasks 1,5 --resident \
+    --gather-threads "$threads" --batch-size 256
 
 echo "--- the benchmarks' rows ---" | tee -a "$summary"
-for name in loop-16 seed-16 default-auto packing training; do
-    sed -n '/^measure/,$p' "$out/$name.log" | tee -a "$summary"
+for name in loop-16 seed-16 default-auto packing training roofline-64 roofline-256; do
+    [[ -f $out/$name.log ]] && sed -n '/^measure/,$p' "$out/$name.log" | tee -a "$summary"
 done
 rm -rf "$work"

@@ -17,7 +17,9 @@ out in order; `batches` runs them one after another.
 
 from __future__ import annotations
 
+import collections
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -31,14 +33,56 @@ from raytaskaff.data.order import flat_order
 from raytaskaff.data.shards import Manifest, read_shard
 from raytaskaff.errors import DataError
 
+#: Rows at least this large are copied one by one from a table of several chunks (one copy, no
+#: temporary); smaller ones per chunk, vectorised, where a copy per row would cost more in Python.
+ROW_COPY_BYTES = 16384
+
 #: One batch, not yet gathered: `job(pin)` returns {field: raw (B, *shape) tensor}, in page-locked
 #: memory when `pin` (so that its copy to a GPU can run asynchronously).
 BatchJob = Callable[[bool], dict[str, torch.Tensor]]
 
 
+class _Recycled:
+    """Batch buffers used again once nothing holds them, so that a batch gathered on one thread and
+    dropped on another does not cost fresh pages every time (the C allocator hands memory freed
+    across threads back to the kernel: hundreds of page faults a batch at 256 px).
+
+    A buffer is a plain byte array; a batch's tensor wraps a view of it, which its storage alone
+    holds: when the storage goes (every tensor and view of it gone), the view is collected and
+    the bytes come back here. At most `keep` buffers of each size wait.
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        self.keep = keep
+        self._free: dict[int, collections.deque] = collections.defaultdict(collections.deque)
+
+    def tensor(self, shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        free = self._free[nbytes]
+        try:
+            raw = free.pop()
+        except IndexError:
+            raw = np.empty(nbytes, np.uint8)
+        view = raw.view(dtype).reshape(shape)
+        weakref.finalize(view, self._give_back, raw)
+        return torch.from_numpy(view)
+
+    def _give_back(self, raw: np.ndarray) -> None:
+        free = self._free[raw.nbytes]
+        if len(free) < self.keep:
+            free.append(raw)
+
+
+_RECYCLED = _Recycled()
+
+
 def empty_batch(shape: tuple[int, ...], dtype: np.dtype, pin: bool) -> torch.Tensor:
-    """An uninitialised tensor to gather into (page-locked when `pin`)."""
-    return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=pin)
+    """An uninitialised tensor to gather into: page-locked when `pin` (torch's host allocator keeps
+    and reuses those), else from buffers used again once dropped."""
+    dtype = np.dtype(dtype)
+    if pin:
+        return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True)
+    return _RECYCLED.tensor(shape, dtype)
 
 
 def column_shape(column: pa.Field, size: int) -> tuple[int, ...]:
@@ -131,9 +175,14 @@ class SplitData:
         if len(chunks) == 1:
             return np.take(chunks[0], rows, axis=0, out=out)
         which = np.searchsorted(self._offsets, rows, side="right") - 1
-        for c in np.unique(which):
+        local = rows - self._offsets[which]
+        if out[0].nbytes >= ROW_COPY_BYTES:  # large rows (images): one copy each, straight into place
+            for i, (c, r) in enumerate(zip(which.tolist(), local.tolist())):
+                out[i] = chunks[c][r]
+            return out
+        for c in np.unique(which):  # small rows: vectorised per chunk (a temporary, then a scatter)
             pick = which == c
-            out[pick] = chunks[c][rows[pick] - self._offsets[c]]
+            out[pick] = chunks[c][local[pick]]
         return out
 
     def take(self, names: list[str], rows: np.ndarray, pin: bool = False) -> dict[str, torch.Tensor]:

@@ -113,3 +113,26 @@ def test_manifest_statistics_standardise_scalar_domains():
     np.testing.assert_allclose(normal.numpy(), [1.0, -1.0, 1 / 255], atol=1e-6)  # geometry is never standardised
     depth = normalise("depth_zbuffer", _raw([2500], np.uint16), stats=stats).value.flatten()
     np.testing.assert_allclose(depth.numpy(), [1.0])  # no stats for it: the reference constants
+
+
+def test_batch_buffers_are_used_again_only_once_nothing_holds_them():
+    import gc
+
+    from raytaskaff.data.reader import empty_batch
+
+    first = empty_batch((4, 8, 8, 3), np.uint8, pin=False)
+    address = first.data_ptr()
+    row = first[1]  # a view outlives the batch tensor: its bytes must stay its own
+    row.fill_(7)
+    del first
+    gc.collect()
+    second = empty_batch((4, 8, 8, 3), np.uint8, pin=False)
+    assert second.data_ptr() != address
+    second.fill_(1)
+    assert int(row.sum()) == 7 * 8 * 8 * 3
+    del row, second
+    gc.collect()
+    held = [empty_batch((4, 8, 8, 3), np.uint8, pin=False) for _ in range(3)]
+    assert address in {t.data_ptr() for t in held}  # dropped for good: handed out again instead of fresh pages
+    wider = empty_batch((2, 3), np.uint16, pin=False)
+    assert wider.dtype == torch.uint16 and wider.shape == (2, 3)
