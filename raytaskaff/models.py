@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from raytaskaff.atomic import atomic_path
-from raytaskaff.settings import MODEL_PRESETS as PRESETS  # noqa: F401  (the presets live with the settings)
-from raytaskaff.settings import ModelConfig, preset  # noqa: F401
+from raytaskaff.settings import ModelConfig, preset  # noqa: F401  (re-exported: the presets live with the settings)
 from raytaskaff.tasks import task
 
 

@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from raytaskaff.data.domains import DEPTH_UNITS_PER_METRE
+from raytaskaff.data.domains import DEPTH_UNITS_PER_METRE, domain
 from raytaskaff.data.fields import Field, taskonomy_field
 from raytaskaff.data.transforms import Target, channels, channels_first, denormalise, normalise
 from raytaskaff.errors import DataError
@@ -177,7 +177,8 @@ class DenseRegression(Task):
     def _target(self, batch, stats):
         raw = batch[self.field.name]
         if self.field.normalisation == "taskonomy":  # the reference transform, masks from depth
-            return normalise(self.field.name, raw, depth_raw=batch.get("depth_zbuffer"), stats=stats)
+            by = domain(self.field.name).mask
+            return normalise(self.field.name, raw, depth_raw=batch.get(by) if by else None, stats=stats)
         value = _standardise(channels_first(raw).float(), self.field, stats)
         mask = None
         if self.masked:
@@ -468,25 +469,7 @@ def resolve(name: str, declared: dict[str, TaskSpec] | None = None, fields: dict
     return build_task(spec, taskonomy_field(spec.field, size))
 
 
-TASKS: dict[str, Task] = {}
-
-
-def register(task: Task) -> Task:
-    """Make a task available by name to `task` (tests and tools; sweeps declare theirs in the config)."""
-    if task.name in TASKS:
-        raise ValueError(f"task {task.name!r} is already registered")
-    TASKS[task.name] = task
-    return task
-
-
 def task(name: str) -> Task:
-    """A registered task: every Taskonomy preset on its domain (the size of a dense field does not
-    change a task, so presets are built at 1 px)."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UnknownTask(f"unknown task {name!r} (known: {', '.join(TASKS)})") from None
-
-
-for _spec in TASK_PRESETS.values():
-    register(build_task(_spec, taskonomy_field(_spec.field, 1)))
+    """The Taskonomy preset `name` on its domain (`resolve` with nothing declared: the size of a
+    dense field does not change a task, so presets are built at 1 px)."""
+    return resolve(name)

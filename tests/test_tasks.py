@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raytaskaff.data.transforms import Target
 from raytaskaff.data.fields import taskonomy_field
-from raytaskaff.settings import TaskSpec
-from raytaskaff.tasks import TASKS, UnknownTask, build_task, register, task
+from raytaskaff.data.transforms import Target
+from raytaskaff.settings import TASK_PRESETS, TaskSpec
+from raytaskaff.tasks import UnknownTask, resolve, task
 
 
 def test_masked_l1_counts_masked_pixels_in_the_denominator():
@@ -84,17 +84,14 @@ def test_injection_encodings():
 
 
 def test_registry():
-    assert {"segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal"} <= set(TASKS)
-    assert len(TASKS) >= 10
+    assert {"segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal"} <= set(TASK_PRESETS)
+    assert len(TASK_PRESETS) >= 10
+    assert all(task(n).name == n and resolve(n, size=8).field == taskonomy_field(TASK_PRESETS[n].field, 8) for n in TASK_PRESETS)
     with pytest.raises(UnknownTask, match="unknown task 'depht'"):
         task("depht")
-    custom = build_task(TaskSpec("edge_texture_copy", "dense_regression", "edge_texture"), taskonomy_field("edge_texture", 4))
-    register(custom)
-    try:
-        assert task("edge_texture_copy").out_channels == 1
-        with pytest.raises(ValueError, match="already registered"):
-            register(custom)
-    finally:
-        del TASKS["edge_texture_copy"]
+    declared = {"edge_texture_copy": TaskSpec("edge_texture_copy", "dense_regression", "edge_texture")}
+    assert resolve("edge_texture_copy", declared).out_channels == 1
+    with pytest.raises(UnknownTask, match="unknown task 'edge_texture_copy'"):
+        task("edge_texture_copy")  # a declared task is the sweep's, not a preset
     assert [task(n).out_channels for n in ("segment_semantic", "normal", "reshading", "principal_curvature", "autoencoding")] == [18, 3, 1, 2, 3]
     assert not math.isnan(task("keypoints2d").loss_value(torch.zeros(1, 1, 2, 2), Target(torch.ones(1, 1, 2, 2))).item())

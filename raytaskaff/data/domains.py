@@ -1,4 +1,4 @@
-"""The Taskonomy label domains: how each is encoded on disk and resized.
+"""The Taskonomy label domains: how each is encoded on disk, resized and turned into a target.
 
 One `Domain` per Taskonomy domain name. Raw encodings are the ones Taskonomy ships (see
 shared/reference/taskonomy-format.md, section 4): shards store them unchanged and
@@ -25,18 +25,13 @@ SEGMENT_UNCERTAIN = 0
 SEGMENT_BACKGROUND = 1
 SEGMENT_CLASSES = 18  # ids 0..17, 0 = uncertain
 
-#: Semantic class names by id (StanfordVL/taskonomy coco_selected_classes.txt, id = line + 1).
-SEGMENT_NAMES = (
-    "uncertain", "background", "bottle", "chair", "couch", "potted plant", "bed", "dining table",
-    "toilet", "tv", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
-)
-
 
 @dataclass(frozen=True)
 class Domain:
-    """How one domain is stored.
+    """How one domain is stored and what its training target is.
 
     name: Taskonomy domain name (folder name on disk).
+    kind: the `data.fields` kind of its field ("image" for the network's input).
     dtype: numpy dtype of the raw array.
     channels: C of the raw (H, W, C) array.
     resize: how to shrink it: "area" (box average), "depth" (average of valid pixels, invalid where
@@ -45,19 +40,43 @@ class Domain:
     invalid: raw value of a pixel with no geometry, or None when the domain has none.
     file_names: spellings of the domain in file names (`segmentsemantic` for semantics).
     classes: for a class map that a task learns, the number of class ids (every value is below it).
+    ignore: for a class map, the id its loss skips ("uncertain").
+    mask: the domain whose valid pixels mask this one's loss (depth_zbuffer for depth and normals),
+        and whose invalid pixels the converter passes to `resize_raw`.
+    affine: (divisor, offset per channel, scale per channel) of the reference transform
+        (tstandley/taskgrouping `taskonomy_loader.py`): target = (raw / divisor - offset) / scale,
+        one offset per target channel; None for a map of ids, which is its own target.
+    standardise: whether a dataset's statistics replace the reference offset and scale (not for a
+        geometric decoding or values already in [0, 1]).
+    grey: three equal channels that hold one grey value: a grey file is repeated to three, and
+        the target is their mean (the reference's reshading).
     """
 
     name: str
+    kind: str
     dtype: str
     channels: int
     resize: str
     invalid: int | None = None
     file_names: tuple[str, ...] = ()
     classes: int | None = None
+    ignore: int | None = None
+    mask: str | None = None
+    affine: tuple[float, tuple[float, ...], tuple[float, ...]] | None = None
+    standardise: bool = True
+    grey: bool = False
 
     @property
     def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
+
+    @property
+    def target_channels(self) -> int:
+        """C of the normalised target (a class map: its number of classes): one per offset of the
+        reference transform, which keeps principal curvature's k1, k2 of its three channels."""
+        if self.affine is not None:
+            return len(self.affine[1])
+        return self.classes or self.channels
 
     def spellings(self) -> tuple[str, ...]:
         return self.file_names or (self.name,)
@@ -66,23 +85,30 @@ class Domain:
 DOMAINS: dict[str, Domain] = {
     d.name: d
     for d in (
-        Domain("rgb", "uint8", 3, "area"),
-        Domain("depth_zbuffer", "uint16", 1, "depth", DEPTH_INVALID),
-        Domain("depth_euclidean", "uint16", 1, "depth", DEPTH_INVALID),
-        Domain("normal", "uint8", 3, "normal", NORMAL_INVALID),
-        Domain("segment_semantic", "uint8", 1, "nearest", SEGMENT_UNCERTAIN,
-               file_names=("segmentsemantic", "segment_semantic"), classes=SEGMENT_CLASSES),
-        Domain("edge_texture", "uint16", 1, "area"),
-        Domain("keypoints2d", "uint16", 1, "area"),
-        Domain("edge_occlusion", "uint16", 1, "area"),
-        Domain("reshading", "uint8", 3, "area"),
-        Domain("principal_curvature", "uint8", 3, "area"),
-        Domain("keypoints3d", "uint16", 1, "area"),
-        Domain("segment_unsup2d", "uint8", 1, "nearest"),
-        Domain("segment_unsup25d", "uint8", 1, "nearest"),
-        Domain("mask_valid", "uint8", 1, "nearest"),
+        Domain("rgb", "image", "uint8", 3, "area", affine=(255.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), standardise=False),
+        Domain("depth_zbuffer", "dense_regression", "uint16", 1, "depth", DEPTH_INVALID, mask="depth_zbuffer",
+               affine=(1.0, (1500.0,), (1000.0,))),
+        Domain("depth_euclidean", "dense_regression", "uint16", 1, "depth", DEPTH_INVALID, mask="depth_zbuffer",
+               affine=(1.0, (1500.0,), (1000.0,))),
+        Domain("normal", "dense_vector", "uint8", 3, "normal", NORMAL_INVALID, mask="depth_zbuffer",
+               affine=(255.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), standardise=False),
+        Domain("segment_semantic", "class_map", "uint8", 1, "nearest", SEGMENT_UNCERTAIN,
+               file_names=("segmentsemantic", "segment_semantic"), classes=SEGMENT_CLASSES, ignore=SEGMENT_UNCERTAIN),
+        Domain("edge_texture", "dense_regression", "uint16", 1, "area", affine=(1.0, (718.0,), (1070.0,))),
+        Domain("keypoints2d", "dense_regression", "uint16", 1, "area", affine=(1.0, (50.0,), (100.0,))),
+        Domain("edge_occlusion", "dense_regression", "uint16", 1, "area", affine=(1.0, (56.0248,), (239.1265,))),
+        Domain("reshading", "dense_vector", "uint8", 3, "area", affine=(255.0, (0.4962,), (0.2846,)), grey=True),
+        Domain("principal_curvature", "dense_vector", "uint8", 3, "area",
+               affine=(255.0, (0.5175, 0.4987), (0.1373, 0.0359))),
+        Domain("keypoints3d", "dense_regression", "uint16", 1, "area", affine=(65535.0, (0.0,), (1.0,))),
+        Domain("segment_unsup2d", "dense_regression", "uint8", 1, "nearest"),
+        Domain("segment_unsup25d", "dense_regression", "uint8", 1, "nearest"),
+        Domain("mask_valid", "dense_regression", "uint8", 1, "nearest", affine=(255.0, (0.0,), (1.0,)), standardise=False),
     )
 }
+
+#: The domain every view carries: the network's input image, whose resolution its labels share.
+INPUT = "rgb"
 
 #: Old internal names still found in some copies of Taskonomy (alexsax/midlevel-reps).
 ALIASES: dict[str, str] = {

@@ -129,26 +129,11 @@ class Field:
             raise DataError(f"{self.name}: shape {array.shape}, expected {self.shape}")
 
 
-#: Taskonomy's domains whose loss is masked by valid depth (`data.transforms`).
-DEPTH_MASKED = ("depth_zbuffer", "depth_euclidean", "normal")
-
-
 def taskonomy_field(name: str, size: int) -> Field:
     """The field of Taskonomy domain `name` (an old alias accepted) at `size` px."""
     spec = domain(name)
-    shape = (size, size, spec.channels)
-    if spec.name == "rgb":
-        kind = "image"
-    elif spec.resize == "nearest" and spec.classes is not None:
-        kind = "class_map"
-    elif spec.channels > 1:
-        kind = "dense_vector"
-    else:
-        kind = "dense_regression"
-    ignore = 0 if spec.name == "segment_semantic" else None
-    mask = "depth_zbuffer" if spec.name in DEPTH_MASKED else None
-    return Field(spec.name, kind, spec.dtype, shape, classes=spec.classes if kind == "class_map" else None, ignore=ignore,
-                 invalid=spec.invalid, mask=mask, normalisation="taskonomy")
+    return Field(spec.name, spec.kind, spec.dtype, (size, size, spec.channels), classes=spec.classes, ignore=spec.ignore,
+                 invalid=spec.invalid, mask=spec.mask, normalisation="taskonomy")
 
 
 def canonical(name: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raytaskaff.data.domains import SEGMENT_BACKGROUND
-from raytaskaff.data.scene import PATTERNS, Building, Camera, Material
+from raytaskaff.data.scene import PATTERNS, Building, Camera, Material, Primitive
 
 SKY = np.array([0.78, 0.86, 0.97])
 #: Edges of boxes, rims and room corners are rounded with this radius (metres) for curvature,
@@ -119,76 +119,17 @@ def cast(building: Building, camera: Camera, resolution: int) -> Hits:
     """Intersect every pixel ray with the room and its objects; return per-pixel geometry."""
     o = camera.position
     d = camera_rays(camera, resolution)
-    n = len(d)
-    t, surface = _room(o, d, building.size)
-    for index, obj in enumerate(building.objects):
-        if obj.kind == "box":
-            t_obj = _box(o, d, obj.centre, obj.dims, obj.yaw)
-        elif obj.kind == "sphere":
-            t_obj = _sphere(o, d, obj.centre, obj.dims[0])
-        else:
-            t_obj = _cylinder(o, d, obj.centre, obj.dims[0], obj.dims[1])
-        closer = t_obj < t
-        t = np.where(closer, t_obj, t)
-        surface = np.where(closer, 6 + index, surface)
-
+    t, surface = _nearest(building, o, d)
     points = o + t[:, None] * d
-    normals = np.zeros((n, 3))
-    uv = np.zeros((n, 2))
-    curvature = np.zeros((n, 2))
-    class_id = np.full(n, SEGMENT_BACKGROUND, dtype=np.uint8)
-
-    # room: axis-aligned planes facing inwards; uv = the two in-plane coordinates
-    for s, (axis, sign) in enumerate([(1, 1), (1, -1), (0, 1), (0, -1), (2, 1), (2, -1)]):
-        m = surface == s
-        normals[m, axis] = sign
-        others = [a for a in range(3) if a != axis]
-        uv[m] = points[m][:, others]
-        to_edge = np.minimum(points[m][:, others], building.size[others] - points[m][:, others]).min(axis=1)
-        curvature[m, 1] = np.where(to_edge < EDGE_RADIUS, -1.0 / EDGE_RADIUS, 0.0)  # concave corner
-    for window in building.windows:
-        axis = 0 if window.wall < 2 else 2
-        on_wall = surface == 2 + window.wall if axis == 0 else surface == 4 + (window.wall - 2)
-        along = points[:, 2] if axis == 0 else points[:, 0]
-        inside = on_wall & (along > window.u[0]) & (along < window.u[1])
-        inside &= (points[:, 1] > window.v[0]) & (points[:, 1] < window.v[1])
-        surface[inside] = -1
-
+    normals, uv, curvature = _room_geometry(points, surface, building.size)
+    _cut_windows(building, points, surface)
+    class_id = np.full(len(d), SEGMENT_BACKGROUND, dtype=np.uint8)
     for index, obj in enumerate(building.objects):
         m = surface == 6 + index
         if not m.any():
             continue
-        p = points[m]
         class_id[m] = obj.class_id
-        if obj.kind == "box":
-            c, s = np.cos(obj.yaw), np.sin(obj.yaw)
-            to_local = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])
-            local = (p - obj.centre) @ to_local.T
-            face = np.argmax(np.abs(local) / obj.dims, axis=1)
-            n_local = np.zeros_like(local)
-            n_local[np.arange(len(p)), face] = np.sign(local[np.arange(len(p)), face])
-            normals[m] = n_local @ to_local
-            in_face = np.abs(local) / obj.dims
-            in_face[np.arange(len(p)), face] = 0.0
-            to_edge = ((1.0 - in_face) * obj.dims).min(axis=1)
-            curvature[m, 0] = np.where(to_edge < EDGE_RADIUS, 1.0 / EDGE_RADIUS, 0.0)  # rounded edge
-            uv[m] = np.where(face[:, None] == 0, local[:, [2, 1]], np.where(face[:, None] == 1, local[:, [0, 2]], local[:, [0, 1]]))
-        elif obj.kind == "sphere":
-            r = obj.dims[0]
-            rel = (p - obj.centre) / r
-            normals[m] = rel
-            uv[m] = np.stack([np.arctan2(rel[:, 0], rel[:, 2]) * r, np.arccos(np.clip(rel[:, 1], -1, 1)) * r], axis=1)
-            curvature[m] = 1.0 / r
-        else:
-            r, h = obj.dims
-            rel = p - obj.centre
-            top = rel[:, 1] > h - 1e-4
-            side_n = np.stack([rel[:, 0], np.zeros(len(p)), rel[:, 2]], axis=1) / r
-            normals[m] = np.where(top[:, None], [0.0, 1.0, 0.0], side_n)
-            uv[m] = np.where(top[:, None], rel[:, [0, 2]], np.stack([np.arctan2(rel[:, 0], rel[:, 2]) * r, rel[:, 1]], axis=1))
-            rim = (np.hypot(rel[:, 0], rel[:, 2]) > r - EDGE_RADIUS) & (rel[:, 1] > h - EDGE_RADIUS)
-            curvature[m] = np.where(top[:, None], 0.0, [1.0 / r, 0.0])
-            curvature[m, 0] = np.where(rim, np.maximum(curvature[m, 0], 1.0 / EDGE_RADIUS), curvature[m, 0])
+        normals[m], uv[m], curvature[m] = _object_geometry(obj, points[m])
 
     facing = np.einsum("ij,ij->i", normals, d) > 0  # never show a back face
     normals[facing] *= -1
@@ -208,6 +149,90 @@ def cast(building: Building, camera: Camera, resolution: int) -> Hits:
         directions=d.reshape(*shape, 3),
         camera=camera,
     )
+
+
+def _nearest(building: Building, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) distance along each ray (N, 3) from `o` to the first surface it hits, and (N,) that
+    surface's index: 0-5 the room's, 6 + i object i."""
+    t, surface = _room(o, d, building.size)
+    for index, obj in enumerate(building.objects):
+        if obj.kind == "box":
+            t_obj = _box(o, d, obj.centre, obj.dims, obj.yaw)
+        elif obj.kind == "sphere":
+            t_obj = _sphere(o, d, obj.centre, obj.dims[0])
+        else:
+            t_obj = _cylinder(o, d, obj.centre, obj.dims[0], obj.dims[1])
+        closer = t_obj < t
+        t = np.where(closer, t_obj, t)
+        surface = np.where(closer, 6 + index, surface)
+    return t, surface
+
+
+def _room_geometry(points: np.ndarray, surface: np.ndarray, size: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 3) normals, (N, 2) uv and (N, 2) curvatures of the (N, 3) `points` on the room's
+    surfaces (zero elsewhere): axis-aligned planes facing inwards; uv = the two in-plane coordinates."""
+    n = len(points)
+    normals = np.zeros((n, 3))
+    uv = np.zeros((n, 2))
+    curvature = np.zeros((n, 2))
+    for s, (axis, sign) in enumerate([(1, 1), (1, -1), (0, 1), (0, -1), (2, 1), (2, -1)]):
+        m = surface == s
+        normals[m, axis] = sign
+        others = [a for a in range(3) if a != axis]
+        uv[m] = points[m][:, others]
+        to_edge = np.minimum(points[m][:, others], size[others] - points[m][:, others]).min(axis=1)
+        curvature[m, 1] = np.where(to_edge < EDGE_RADIUS, -1.0 / EDGE_RADIUS, 0.0)  # concave corner
+    return normals, uv, curvature
+
+
+def _cut_windows(building: Building, points: np.ndarray, surface: np.ndarray) -> None:
+    """Mark the (N,) `surface` of wall points inside a window as no geometry (-1), in place."""
+    for window in building.windows:
+        axis = 0 if window.wall < 2 else 2
+        on_wall = surface == 2 + window.wall if axis == 0 else surface == 4 + (window.wall - 2)
+        along = points[:, 2] if axis == 0 else points[:, 0]
+        inside = on_wall & (along > window.u[0]) & (along < window.u[1])
+        inside &= (points[:, 1] > window.v[0]) & (points[:, 1] < window.v[1])
+        surface[inside] = -1
+
+
+def _object_geometry(obj: Primitive, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(K, 3) outward normals, (K, 2) uv and (K, 2) curvatures of the (K, 3) points `p` on `obj`."""
+    if obj.kind == "box":
+        return _box_geometry(obj, p)
+    if obj.kind == "sphere":
+        r = obj.dims[0]
+        rel = (p - obj.centre) / r
+        uv = np.stack([np.arctan2(rel[:, 0], rel[:, 2]) * r, np.arccos(np.clip(rel[:, 1], -1, 1)) * r], axis=1)
+        return rel, uv, np.full((len(p), 2), 1.0 / r)
+    r, h = obj.dims
+    rel = p - obj.centre
+    top = rel[:, 1] > h - 1e-4
+    side_n = np.stack([rel[:, 0], np.zeros(len(p)), rel[:, 2]], axis=1) / r
+    normals = np.where(top[:, None], [0.0, 1.0, 0.0], side_n)
+    uv = np.where(top[:, None], rel[:, [0, 2]], np.stack([np.arctan2(rel[:, 0], rel[:, 2]) * r, rel[:, 1]], axis=1))
+    rim = (np.hypot(rel[:, 0], rel[:, 2]) > r - EDGE_RADIUS) & (rel[:, 1] > h - EDGE_RADIUS)
+    curvature = np.where(top[:, None], 0.0, [1.0 / r, 0.0])
+    curvature[:, 0] = np.where(rim, np.maximum(curvature[:, 0], 1.0 / EDGE_RADIUS), curvature[:, 0])
+    return normals, uv, curvature
+
+
+def _box_geometry(obj: Primitive, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_object_geometry` of a box: the face is the axis on which a point is nearest the surface."""
+    c, s = np.cos(obj.yaw), np.sin(obj.yaw)
+    to_local = np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]])
+    local = (p - obj.centre) @ to_local.T
+    face = np.argmax(np.abs(local) / obj.dims, axis=1)
+    n_local = np.zeros_like(local)
+    n_local[np.arange(len(p)), face] = np.sign(local[np.arange(len(p)), face])
+    in_face = np.abs(local) / obj.dims
+    in_face[np.arange(len(p)), face] = 0.0
+    to_edge = ((1.0 - in_face) * obj.dims).min(axis=1)
+    curvature = np.zeros((len(p), 2))
+    curvature[:, 0] = np.where(to_edge < EDGE_RADIUS, 1.0 / EDGE_RADIUS, 0.0)  # rounded edge
+    uv = np.where(face[:, None] == 0, local[:, [2, 1]], np.where(face[:, None] == 1, local[:, [0, 2]], local[:, [0, 1]]))
+    return n_local @ to_local, uv, curvature
 
 
 def _texture_weights(materials: list[Material], index: np.ndarray, uv: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from raytaskaff.data.domains import DEPTH_INVALID, NORMAL_INVALID, domain
+from raytaskaff.data.domains import domain
 
 
 @lru_cache(maxsize=64)
@@ -69,22 +69,22 @@ def resize_raw(name: str, raw: np.ndarray, size: int, invalid: np.ndarray | None
     if spec.resize == "area":
         return _round_to(box_average(raw.astype(np.float64), size), spec.np_dtype)
     if spec.resize == "depth":
-        bad = raw[..., 0] == DEPTH_INVALID if invalid is None else invalid
+        bad = raw[..., 0] == spec.invalid if invalid is None else invalid
         good = (~bad)[..., None].astype(np.float64)
         total = box_average(raw.astype(np.float64) * good, size)
         weight = box_average(good, size)
         touched = box_average(bad[..., None].astype(np.float64), size) > 1e-9
         out = _round_to(total / np.maximum(weight, 1e-12), spec.np_dtype)
-        out[touched[..., 0]] = DEPTH_INVALID
+        out[touched[..., 0]] = spec.invalid
         return out
     if spec.resize == "normal":
-        bad = np.all(raw == NORMAL_INVALID, axis=-1) if invalid is None else invalid
+        bad = np.all(raw == spec.invalid, axis=-1) if invalid is None else invalid
         vectors = raw.astype(np.float64) / 255.0 * 2.0 - 1.0
         vectors[bad] = 0.0
         mean = box_average(vectors, size)
         mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
         out = _round_to((mean + 1.0) / 2.0 * 255.0, spec.np_dtype)
         touched = box_average(bad[..., None].astype(np.float64), size) > 1e-9
-        out[touched[..., 0]] = NORMAL_INVALID
+        out[touched[..., 0]] = spec.invalid
         return out
     raise AssertionError(f"unhandled resize mode {spec.resize!r}")

@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from raytaskaff.data.domains import ALIASES, DEPTH_INVALID, DOMAINS, check_raw, domain
+from raytaskaff.data.domains import ALIASES, DOMAINS, INPUT, check_raw, domain
 from raytaskaff.data.resize import resize_raw
 from raytaskaff.data.shards import SPLITS, ShardWriter
 from raytaskaff.data.splits import check_assignment, load_split
@@ -54,9 +54,6 @@ LAYOUTS = {
     "domain-first": "ROOT/<domain>/<building>/",
     "building-first": "ROOT/<building>/<domain>/",
 }
-#: Taskonomy's reshading PNGs are RGB with three equal channels; a grey copy is repeated to three.
-_GREY_AS_RGB = {"reshading"}
-_MASKED = ("depth", "normal")  # resize modes that take the depth invalid mask
 _SPELLINGS = sorted({*DOMAINS, *ALIASES, *(s for d in DOMAINS.values() for s in d.spellings()), POINT_INFO},
                     key=len, reverse=True)  # longest first: `x_depth_zbuffer.tar` is not building `x_depth`
 
@@ -163,7 +160,7 @@ def to_raw(image: Image.Image, name: str) -> np.ndarray:
         array = array.astype(np.uint16)
     elif spec.channels == 3 and mode == "RGB":
         array = np.asarray(image)
-    elif spec.channels == 3 and mode == "L" and spec.name in _GREY_AS_RGB:
+    elif spec.channels == 3 and mode == "L" and spec.grey:  # Taskonomy's are RGB; a grey copy is repeated to three
         array = np.repeat(np.asarray(image)[..., None], 3, axis=-1)
     elif spec.channels == 1 and mode == "L":
         array = np.asarray(image)
@@ -204,9 +201,8 @@ def load_view(sources: dict[str, Source], domains: tuple[str, ...], size: int
     A bad depth_zbuffer read only for the invalid mask, or a bad point_info, is reported but does
     not skip the view.
     """
-    needed = ("rgb", *domains)
-    masked = any(DOMAINS[d].resize in _MASKED for d in domains)
-    extra = ("depth_zbuffer",) if masked and "depth_zbuffer" not in domains else ()
+    needed = (INPUT, *domains)
+    extra = tuple(m for m in _masks(domains) if m not in domains)
     problems: list[tuple[str, str | None, str]] = []
     raws: dict[str, np.ndarray] = {}
     for name in (*needed, *extra):
@@ -219,12 +215,12 @@ def load_view(sources: dict[str, Source], domains: tuple[str, ...], size: int
             raws[name] = decode_png(source.read(), name)
         except (DataError, OSError) as e:
             problems.append((name, source.label, _first_line(e)))
-    if "rgb" in raws:  # a label of another resolution belongs to some other image
-        shape = raws["rgb"].shape[:2]
+    if INPUT in raws:  # a label of another resolution belongs to some other image
+        shape = raws[INPUT].shape[:2]
         for name in [n for n in raws if raws[n].shape[:2] != shape]:
             problems.append((name, sources[name].label, f"{raws.pop(name).shape[:2]} pixels, but rgb is {shape}"))
         if min(shape) < size:
-            problems.append(("rgb", sources["rgb"].label, f"{shape} pixels, smaller than the size {size}"))
+            problems.append((INPUT, sources[INPUT].label, f"{shape} pixels, smaller than the size {size}"))
     fov = math.nan
     if POINT_INFO in sources:
         try:
@@ -234,10 +230,14 @@ def load_view(sources: dict[str, Source], domains: tuple[str, ...], size: int
     if any(name in needed for name, _, _ in problems):
         return None, fov, problems
     raws = {name: center_square(raw) for name, raw in raws.items()}
-    invalid = raws["depth_zbuffer"][..., 0] == DEPTH_INVALID if "depth_zbuffer" in raws else None
-    arrays = {name: resize_raw(name, raws[name], size, invalid if DOMAINS[name].resize in _MASKED else None)
-              for name in needed}
+    invalid = {m: raws[m][..., 0] == DOMAINS[m].invalid for m in _masks(domains) if m in raws}
+    arrays = {name: resize_raw(name, raws[name], size, invalid.get(DOMAINS[name].mask)) for name in needed}
     return arrays, fov, problems
+
+
+def _masks(domains: Iterable[str]) -> list[str]:
+    """The domains whose invalid pixels mask `domains` (depth_zbuffer for depth and normals)."""
+    return list(dict.fromkeys(DOMAINS[d].mask for d in domains if DOMAINS[d].mask))
 
 
 def _kind(name: str) -> str | None:
@@ -370,7 +370,7 @@ def _ordered_map(fn: Callable, jobs: Iterable, workers: int) -> Iterator:
 
 def _canonical_domains(domains: Iterable[str]) -> tuple[str, ...]:
     names = [domain(name).name for name in domains]
-    return tuple(dict.fromkeys(n for n in names if n != "rgb"))
+    return tuple(dict.fromkeys(n for n in names if n != INPUT))
 
 
 def convert(root: str | os.PathLike, out: str | os.PathLike, *, split: str | dict[str, str], size: int,
@@ -395,10 +395,9 @@ def convert(root: str | os.PathLike, out: str | os.PathLike, *, split: str | dic
     if Path(out).is_dir() and any(Path(out).iterdir()) and not overwrite:  # before a long scan of root
         raise DataError(f"{out}: exists and is not empty (pass overwrite to replace it)")
     layout = detect_layout(root)
-    masked = any(DOMAINS[name].resize in _MASKED for name in names)
-    kinds = {"rgb", *names, POINT_INFO, *(["depth_zbuffer"] if masked else [])}
+    kinds = {INPUT, *names, POINT_INFO, *_masks(names)}
     views, ignored, bad_files = index_views(root, layout, kinds, lambda building: building in assignment)
-    keys = sorted(k for k, sources in views.items() if any(n in sources for n in ("rgb", *names)))
+    keys = sorted(k for k, sources in views.items() if any(n in sources for n in (INPUT, *names)))
     if not keys:
         found = f"found buildings: {', '.join(sorted(ignored))}" if ignored else "no building folders or tars found"
         raise DataError(f"{root}: no {layout}-layout views of the split's {len(assignment)} buildings ({found})")
@@ -410,7 +409,7 @@ def convert(root: str | os.PathLike, out: str | os.PathLike, *, split: str | dic
               "split": split if isinstance(split, str) else dict(sorted(split.items()))}
     # closing() shuts a worker pool down when writing fails; the writer exits (commits or aborts) first
     with closing(_ordered_map(_load_job, jobs, workers)) as loaded, ShardWriter(
-            out, size, ["rgb", *names], format=format, rows_per_shard=rows_per_shard,
+            out, size, [INPUT, *names], format=format, rows_per_shard=rows_per_shard,
             producer={"source": "taskonomy", "params": params}, overwrite=overwrite) as writer:
         # loaded comes first in zip so that it runs out, which closes the progress bar
         for (arrays, fov, problems), key in tqdm(zip(loaded, keys), total=len(keys), unit="view",
@@ -420,7 +419,7 @@ def convert(root: str | os.PathLike, out: str | os.PathLike, *, split: str | dic
                 problems_per_domain[kind] += 1
             building, point, view = key
             if arrays is None:
-                reason = "; ".join(f"{kind}: {problem}" for kind, _, problem in problems if kind in ("rgb", *names))
+                reason = "; ".join(f"{kind}: {problem}" for kind, _, problem in problems if kind in (INPUT, *names))
                 skipped.append((building, point, view, reason))
                 continue
             writer.add(assignment[building], building, point, view, fov, arrays)
@@ -430,9 +429,9 @@ def convert(root: str | os.PathLike, out: str | os.PathLike, *, split: str | dic
             b, p, v, reason = skipped[0]
             raise DataError(f"{root}: all {len(keys)} views were skipped (first: {b} point {p} view {v}: {reason})")
         summary = ConversionSummary(
-            root=str(root), out=str(out), layout=layout, size=size, domains=("rgb", *names),
+            root=str(root), out=str(out), layout=layout, size=size, domains=(INPUT, *names),
             per_split={s: per_split[s] for s in SPLITS}, per_building=dict(sorted(per_building.items())),
-            per_domain={name: sum(per_split.values()) for name in ("rgb", *names)},
+            per_domain={name: sum(per_split.values()) for name in (INPUT, *names)},
             problems_per_domain=dict(sorted(problems_per_domain.items())), bad_files=tuple(bad_files),
             skipped_views=tuple(skipped), ignored_buildings=tuple(sorted(ignored)))
         (writer.staging / SUMMARY_FILE).write_text(summary.to_json())  # committed with the shards

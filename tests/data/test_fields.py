@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from raytaskaff.data.domains import DOMAINS
 from raytaskaff.data.fields import Field, taskonomy_field
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import MANIFEST, Manifest, ShardWriter
@@ -106,6 +107,19 @@ def test_a_manifest_with_a_bad_field_is_refused(dataset, tmp_path):
 
 def test_taskonomy_field_aliases():
     assert taskonomy_field("rgb2sfnorm", 8).name == "normal"
+
+
+def test_taskonomy_fields_of_every_domain():
+    """Kind, mask and ignored class of each domain's field, written out: depth and normals are
+    masked by depth, semantics is the one class map and skips "uncertain", rgb is the image."""
+    masked = ("dense_regression", "depth_zbuffer", None)
+    expected = {"rgb": ("image", None, None), "depth_zbuffer": masked, "depth_euclidean": masked,
+                "normal": ("dense_vector", "depth_zbuffer", None), "segment_semantic": ("class_map", None, 0),
+                "reshading": ("dense_vector", None, None), "principal_curvature": ("dense_vector", None, None)}
+    for name in DOMAINS:
+        field = taskonomy_field(name, 4)
+        assert (field.kind, field.mask, field.ignore) == expected.get(name, ("dense_regression", None, None)), name
+        assert field.classes == (18 if name == "segment_semantic" else None), name
 
 
 def test_streaming_reads_declared_fields_as_memory_mapping_does(dataset):
