@@ -14,6 +14,18 @@ one-line `ConfigError` naming it.
     # a scorer of your own: {mine: {module: path/to/mine.py, class: Mine, ...its options}}
     resources: {cpus_per_run: 1, gpus_per_run: 0}
     tracking: {tensorboard: true}   # and mlflow: {tracking_uri: ..., experiment: ...}, wandb: {project: ..., mode: offline}
+
+Parsing runs no user code: a scorer of the user's own file is found here and run (once per path
+and content) by the preflight, `preflight.check_scorers`, which checks its options.
+
+Why the checks are written here rather than left to a validation library such as pydantic v2:
+- every error is one line, the dotted key, what was given and what is expected (the command line
+  prints it as one `error:` line; tests pin the wording). A pydantic `ValidationError` spans
+  several lines per error (location, its own message, type, input, a link); getting these lines
+  back takes a custom validator or error mapping per field, i.e. these checks again, on top of it;
+- pydantic is no dependency of raytaskaff, only of Ray's extras (`ray[default]`, `ray[tune]`,
+  `ray[train]` require pydantic>=2.5,<3), and the pure core (config, plan, preflight) must not
+  need Ray's environment: it would need a pin of its own for no gain in what users read.
 """
 
 from __future__ import annotations
@@ -86,9 +98,6 @@ class DataConfig:
         check_choice("data.kind", self.kind, ("synthetic", "shards"))
         if not self.input.strip():
             raise ConfigError("data.input: the name of the dataset's image field, got an empty name")
-        if self.reader == "ray_data":
-            raise ConfigError("data.reader: 'ray_data' is gone (it held every split in the object store): "
-                              "use 'mmap' for shards on a shared path, 'streaming' for object storage")
         check_choice("data.reader", self.reader, READERS)
         check_choice("data.normalisation", self.normalisation, ("dataset", "taskonomy"))
         check_at_least("data.n", self.n, 1)
@@ -329,13 +338,10 @@ class SweepConfig:
             seeds = options.get("seeds")
             if "seeds" in options and (not isinstance(seeds, list) or not set(seeds) <= set(self.seeds)):
                 raise ConfigError(f"scorers.{name}.seeds: must be a list of the sweep's seeds {list(self.seeds)}, got {seeds!r}")
-            try:
-                s = self.scorer(name)
-                s.check_options(self.scorer_options(name))
-                s.requirements(**self.scorer_options(name))
-                s.skip_reason(self.tasks, **self.scorer_options(name))
-            except RaytaskaffError as e:
-                raise ConfigError(f"scorers: {e}") from None
+            if "module" in options:  # found, not run: parsing runs no user code (see `check_scorer`)
+                self._find_scorer_file(name)
+            else:
+                self.check_scorer(name)
         if any(k > len(self.tasks) for k in self.grouping.groups):
             raise ConfigError(f"grouping.groups: at most {len(self.tasks)} groups for {len(self.tasks)} tasks, got {list(self.grouping.groups)}")
         if self.grouping.seeds is not None and (not self.grouping.seeds or not set(self.grouping.seeds) <= set(self.seeds)):
@@ -355,8 +361,43 @@ class SweepConfig:
         """The seeds on which chosen groups are trained."""
         return self.grouping.seeds if self.grouping.seeds is not None else self.seeds
 
+    def _find_scorer_file(self, name: str) -> None:
+        """The `module` file of a user's scorer exists and `class`, if given, is a name: what can be
+        told without running the file."""
+        from raytaskaff.scorers.base import scorer_file
+
+        options = self.scorers[name]
+        if "class" in options and not isinstance(options["class"], str):
+            raise ConfigError(f"scorers.{name}.class: the name of a class of the `module` file, got {options['class']!r}")
+        try:
+            scorer_file(name, options["module"])
+        except RaytaskaffError as e:
+            raise ConfigError(f"scorers: {e}") from None
+
+    def check_scorer(self, name: str) -> None:
+        """Scorer `name` loaded and its options checked against the types it declares
+        (`Scorer.options`), its needs and the tasks; ConfigError (one line) naming what is wrong. For
+        a scorer of the user's file this runs the file (once per path and content): parsing a config
+        checks the built-in scorers, the preflight (`preflight.check_scorers`) the users'."""
+        options = self.scorer_options(name)
+        try:
+            s = self.scorer(name)
+            s.check_options(options)
+            s.requirements(**options)
+            s.skip_reason(self.tasks, **options)
+        except ConfigError:
+            raise
+        except RaytaskaffError as e:
+            raise ConfigError(f"scorers: {e}") from None
+
+    @property
+    def user_scorers(self) -> tuple[str, ...]:
+        """The configured scorers that live in the user's own files (`module`)."""
+        return tuple(name for name, options in self.scorers.items() if "module" in options)
+
     def scorer(self, name: str):
-        """The configured scorer `name`: a built-in one, or the class of the user's `module` file."""
+        """The configured scorer `name`: a built-in one, or the class of the user's `module` file
+        (imported on first use, once per path and content)."""
         from raytaskaff.scorers.base import load_scorer, scorer
 
         options = self.scorers.get(name, {})

@@ -1,7 +1,7 @@
-"""What a sweep can be refused for before it trains: checks on what the config, the manifest and the
-cluster's resources already tell. Pure functions; the engine gathers the cluster's side
-(`engine.cluster`). Each failure is one line naming what is wrong, raised before anything is
-written or trained.
+"""What a sweep can be refused for before it trains: checks on what the config, the users' scorer
+files, the manifest and the cluster's resources already tell. Pure functions; the engine gathers
+the cluster's side (`engine.cluster`). Each failure is one line naming what is wrong, raised before
+anything is written or trained. Importing this module loads neither torch nor Ray.
 """
 
 from __future__ import annotations
@@ -10,9 +10,20 @@ import os
 import threading
 from dataclasses import dataclass
 
-from raytaskaff.config import MLFLOW_SCHEMES, SweepConfig
+from raytaskaff.config import MLFLOW_SCHEMES, ConfigError, SweepConfig
 from raytaskaff.errors import DataError, RaytaskaffError
-from raytaskaff.tasks import resolve
+
+
+def check_scorers(config: SweepConfig, where: str | os.PathLike | None = None) -> None:
+    """Every scorer of the user's own files (`scorers: {NAME: {module: FILE, ...}}`) imported and
+    its options checked against the types its `compute` declares: the first time a sweep runs the
+    user's code, each file once per path and content (parsing the config only finds the file).
+    ConfigError, one line, with `where` (the config file) in front as `load_config` puts it."""
+    for name in config.user_scorers:
+        try:
+            config.check_scorer(name)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}" if where is not None else str(e)) from None
 
 
 #: Seconds an MLflow server has to answer the preflight's one request (name lookup included).
@@ -93,6 +104,9 @@ def check_data(config: SweepConfig, manifest, where: str) -> None:
     if image.kind != "image" or image.shape[-1] != 3:
         raise DataError(f"{where}: the input (data.input) {config.data.input!r} is a {image.kind} field of shape "
                         f"{list(image.shape)}, not a 3-channel image")
+    # torch: building a task checks its field (loaded here, not on import: the engine has torch already)
+    from raytaskaff.tasks import resolve
+
     fields = manifest.all_fields() if manifest.declared else None
     for name in config.tasks:
         try:

@@ -57,7 +57,7 @@ def _write(tmp_path, text):
     ("resources: {gpus_per_run: .nan}\n", "resources.gpus_per_run: must be a finite number >= 0, got nan"),
     ("resources: {cpus_per_run: .inf}\n", "resources.cpus_per_run: must be a finite number > 0, got inf"),
     ("data: {size: 100000}\n", "data.size: at most 512"),
-    ("data: {reader: ray_data}\n", "data.reader: 'ray_data' is gone"),
+    ("data: {reader: ray_data}\n", "data.reader: 'ray_data' is not one of auto, object_store, mmap, streaming"),
     ("data: {reader: nfs}\n", "data.reader: 'nfs' is not one of auto, object_store, mmap, streaming"),
     ("data: {kind: shards, path: 's3://b/t', reader: mmap, shuffle_window: 2}\n", "data.reader: 'mmap' reads local shards"),
     ("data: {kind: shards, path: 's3://b/t'}\n", "data.shuffle_window: streaming reads shards in turn"),

@@ -20,6 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "sweeps" / "smoke.yaml"
 
 
+def test_the_config_the_preflight_and_the_planner_import_neither_torch_nor_ray():
+    code = ("import sys, raytaskaff.config, raytaskaff.preflight, raytaskaff.plan\n"
+            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
 def _smoke(**changes):
     return dataclasses.replace(load_config(SMOKE), **changes)
 

@@ -13,9 +13,13 @@ one file:
         name = "random"
         needs = Needs()
 
-        def compute(self, artifacts, seed=0):
+        def compute(self, artifacts, seed: int = 1):
             rng = np.random.default_rng(seed)
             return {(t, p): rng.normal() for t, p in artifacts.ordered_pairs()}
+
+The keyword parameters of `compute` are the scorer's options, typed by their annotations and
+defaulting to their defaults (`Scorer.options`); a sweep config's `scorers: {random: {seed: 3}}`
+is checked against them before anything trains (`check_option`: an `int` is a count, >= 1).
 
 `Scorer.score` times `compute` and returns a `Score`: the table and the scorer's own cost. A
 scorer computed per seed (the STL- and MTL-based ones) passes its per-seed tables through
@@ -24,7 +28,9 @@ scorer computed per seed (the STL- and MTL-based ones) passes its per-seed table
 
 A scorer can also live outside the package, in the user's own file, named by the sweep config
 (`scorers: {mine: {module: path/to/mine.py}}`, see `load_scorer`): the same protocol, no
-registration needed. The planner trains what the configured scorers' `requirements` ask for.
+registration needed. Parsing a config only finds the file (`scorer_file`); the file is run once,
+by the preflight (`raytaskaff.preflight.check_scorers`) or whatever first needs the scorer. The
+planner trains what the configured scorers' `requirements` ask for.
 """
 
 from __future__ import annotations
@@ -32,12 +38,16 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import permutations
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -169,6 +179,103 @@ class Score:
         return out
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option of a scorer: its type (an annotation: `int`, `float`, `str`, `bool`,
+    `Literal["a", "b"]`, `list[int]`, `dict`, `X | None`, ...; `typing.Any` takes anything) and
+    its default (`inspect.Parameter.empty`: none)."""
+
+    kind: object
+    default: object
+
+
+def declared_options(name: str, compute: Callable) -> dict[str, Option]:
+    """{option: Option} of a scorer's `compute`: its parameters after `artifacts`, typed by their
+    annotations; an unannotated one by its default's type, or `Any` with a default of None or none.
+    Annotations written as strings (`from __future__ import annotations`) are read in the module
+    that defines `compute`; ScorerError (one line) for one that cannot be read."""
+    out = {}
+    for key, p in inspect.signature(compute).parameters.items():
+        if key in ("self", "artifacts") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        kind = p.annotation
+        if isinstance(kind, str):
+            try:  # what typing.get_type_hints does, for this parameter alone
+                kind = eval(kind, getattr(compute, "__globals__", {}))
+            except Exception as e:  # noqa: BLE001 (the scorer's own annotation: any error is its author's to read)
+                raise ScorerError(f"{name}.{key}: the annotation {p.annotation!r} cannot be read "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        if kind is p.empty:
+            kind = typing.Any if p.default in (p.empty, None) else type(p.default)
+        out[key] = Option(kind, p.default)
+    return out
+
+
+#: Plural words for the items of a list option ("a list of integers").
+_PLURALS = {bool: "booleans", int: "integers", float: "numbers", str: "strings", dict: "mappings"}
+_LISTS = (list, tuple, Sequence)
+
+
+def _expected(kind, top: bool = True) -> str:
+    """What a value of type `kind` is, in words: "an integer >= 1", "a list of integers", ..."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        words = " or ".join(_expected(a, top) for a in args if a is not type(None))
+        return words + (" (or null)" if type(None) in args else "")
+    if origin is typing.Literal:
+        return f"one of {', '.join(map(str, args))}"
+    if origin in _LISTS and args:
+        return f"a list of {_PLURALS[args[0]]}" if args[0] in _PLURALS else f"a list, each item {_expected(args[0], False)}"
+    words = {bool: "true or false", int: "an integer >= 1" if top else "an integer", float: "a finite number",
+             str: "a string", list: "a list", tuple: "a list", Sequence: "a list", dict: "a mapping", Mapping: "a mapping"}
+    origin = origin or kind
+    return words.get(origin) or f"a {getattr(origin, '__name__', origin)}"
+
+
+def check_option(key: str, kind, value, top: bool = True) -> None:
+    """ScorerError "KEY: expected <what>, got <value>" unless `value` is of type `kind`. An option
+    typed `int` is a count: an integer >= 1 (the integers in a list may be any); a `float` is
+    finite; a `Literal` of strings takes a string, one of them; a list's items are checked as
+    `KEY[i]`; a class not named here by `isinstance`."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is typing.Any or (value is None and type(None) in args):
+        return
+    if origin in (typing.Union, types.UnionType):
+        choices = [a for a in args if a is not type(None)]
+        if len(choices) == 1:  # `X | None`: what X is expected to be, said precisely
+            return check_option(key, choices[0], value, top)
+        if not any(_fits(key, a, value, top) for a in choices):
+            raise ScorerError(f"{key}: expected {_expected(kind, top)}, got {value!r}")
+        return
+    if origin is typing.Literal:
+        if all(isinstance(a, str) for a in args) and not isinstance(value, str):
+            raise ScorerError(f"{key}: expected a string, got {value!r}")
+        if not any(value == a and type(value) is type(a) for a in args):  # True is not 1
+            raise ScorerError(f"{key}: {value!r} is not one of {', '.join(map(str, args))}")
+        return
+    base = origin or kind
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is int and top and number and isinstance(value, int) and value < 1:
+        raise ScorerError(f"{key}: must be an integer >= 1, got {value!r}")
+    fits = {bool: isinstance(value, bool), int: number and isinstance(value, int), float: number and math.isfinite(value),
+            **dict.fromkeys(_LISTS, isinstance(value, (list, tuple)))}.get(base)
+    if fits is None:
+        fits = isinstance(value, base) if isinstance(base, type) else True
+    if not fits:
+        raise ScorerError(f"{key}: expected {_expected(kind, top)}, got {value!r}")
+    if base in _LISTS and args:
+        for i, item in enumerate(value):
+            check_option(f"{key}[{i}]", args[0], item, top=False)
+
+
+def _fits(key: str, kind, value, top: bool) -> bool:
+    try:
+        check_option(key, kind, value, top)
+    except ScorerError:
+        return False
+    return True
+
+
 class Scorer:
     """Base class: subclasses set `name`, `needs` and implement `compute`."""
 
@@ -194,18 +301,21 @@ class Scorer:
         self.per_seed = dict(per_seed)
         return mean_over_seeds(list(per_seed.values()))
 
+    def options(self) -> dict[str, Option]:
+        """The options this scorer takes: the keyword parameters of its `compute`, each with its
+        declared type and default (see `declared_options`)."""
+        return declared_options(self.name, self.compute)
+
     def check_options(self, options: dict) -> None:
-        """ScorerError unless every option is a keyword of `compute` with a value of its default's
-        kind (a count is an integer >= 1), so that a sweep config is checked before training."""
-        known = {n: p.default for n, p in inspect.signature(self.compute).parameters.items() if n != "artifacts"}
+        """ScorerError (one line) unless every option is one `compute` declares, with a value of
+        its declared type (`check_option`), so that a sweep config is checked before training."""
+        declared = self.options()
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.compute).parameters.values())
         for key, value in options.items():
-            if key not in known:
-                raise ScorerError(f"{self.name}: unknown option {key!r} (known: {', '.join(known) or 'none'})")
-            default = known[key]
-            if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ScorerError(f"{self.name}.{key}: must be an integer >= 1, got {value!r}")
-            if isinstance(default, str) and not isinstance(value, str):
-                raise ScorerError(f"{self.name}.{key}: expected a string, got {value!r}")
+            if key in declared:
+                check_option(f"{self.name}.{key}", declared[key].kind, value)
+            elif not open_ended:
+                raise ScorerError(f"{self.name}: unknown option {key!r} (known: {', '.join(declared) or 'none'})")
 
     def score(self, artifacts: Artifacts, **options) -> Score:
         self.details: dict = {}
@@ -272,31 +382,56 @@ def scorer(name: str) -> Scorer:
 USER_SCORER_PREFIX = "raytaskaff_user_scorer_"
 
 
-def load_scorer(name: str, module: str, class_name: str | None = None) -> Scorer:
-    """The scorer `name` of a sweep, from the user's file `module` (a path, relative to the
-    working directory): its class `class_name`, or the one `Scorer` subclass the file defines.
-    The file is imported once per content; the instance takes the config's `name`, so results
-    are named as the config names them. ScorerError (one line) for a missing file, a file that
-    fails to import, no such class or one that is not a scorer."""
+def scorer_file(name: str, module) -> Path:
+    """The user's scorer file `module` of scorer `name` (a path to a .py file, relative to the
+    working directory), found without running it; ScorerError (one line) for anything else."""
     where = f"{name}.module"
     if not isinstance(module, str) or not module.endswith(".py"):
         raise ScorerError(f"{where}: a path to a .py file, got {module!r}")
     path = Path(module).expanduser().resolve()
     if not path.is_file():
         raise ScorerError(f"{where}: no such file {module!r}")
+    return path
+
+
+#: {module name: why it failed} of users' files that failed to import: a file is run once per
+#: content, even when it fails (it may have done something before failing).
+_FAILED_IMPORTS: dict[str, str] = {}
+
+
+def _import_user_file(name: str, module: str) -> types.ModuleType:
+    """The user's file `module`, imported once per path and content (a changed file is a new
+    module); ScorerError (one line) for a file that fails to import."""
+    path = scorer_file(name, module)
     source = path.read_bytes()
     module_name = f"{USER_SCORER_PREFIX}{hashlib.sha256(str(path).encode() + source).hexdigest()[:12]}"
+    if module_name in _FAILED_IMPORTS:
+        raise ScorerError(_FAILED_IMPORTS[module_name])
     loaded = sys.modules.get(module_name)
-    if loaded is None:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = loaded  # a class defined there pickles by reference on this process
-        try:
-            spec.loader.exec_module(loaded)
-        except Exception as e:  # the user's code: any error is theirs to read, on one line
-            del sys.modules[module_name]
-            line = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
-            raise ScorerError(f"{where}: {module} failed to import: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{line}") from None
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = loaded  # a class defined there pickles by reference on this process
+    try:
+        spec.loader.exec_module(loaded)
+    except Exception as e:  # the user's code: any error is theirs to read, on one line
+        del sys.modules[module_name]
+        line = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
+        message = str(e).splitlines()[0] if str(e) else ""
+        _FAILED_IMPORTS[module_name] = f"{name}.module: {module} failed to import: {type(e).__name__}: {message}{line}"
+        raise ScorerError(_FAILED_IMPORTS[module_name]) from None
+    return loaded
+
+
+def load_scorer(name: str, module: str, class_name: str | None = None) -> Scorer:
+    """The scorer `name` of a sweep, from the user's file `module` (a path, relative to the
+    working directory): its class `class_name`, or the one `Scorer` subclass the file defines.
+    The file is imported once per path and content; the instance takes the config's `name`, so
+    results are named as the config names them. ScorerError (one line) for a missing file, a file
+    that fails to import, no such class or one that is not a scorer."""
+    where = f"{name}.module"
+    loaded = _import_user_file(name, module)
     if class_name is not None:
         cls = getattr(loaded, class_name, None)
         if cls is None:
@@ -305,7 +440,7 @@ def load_scorer(name: str, module: str, class_name: str | None = None) -> Scorer
             raise ScorerError(f"{name}.class: {class_name} in {module} is not a Scorer subclass")
     else:
         found = [c for c in vars(loaded).values()
-                 if isinstance(c, type) and issubclass(c, Scorer) and c.__module__ == module_name]
+                 if isinstance(c, type) and issubclass(c, Scorer) and c.__module__ == loaded.__name__]
         if len(found) != 1:
             which = f"several ({', '.join(c.__name__ for c in found)}): name one with class" if found else "none"
             raise ScorerError(f"{where}: {module} must define one Scorer subclass, it defines {which}")
@@ -402,15 +537,10 @@ class ProbeScorer(Scorer):
     probe: str = ""
     needs = Needs(mtl="all")
 
-    def requirements(self, source: str = "all", **options) -> Needs:
+    def requirements(self, source: Literal["all", "pairs"] = "all", **options) -> Needs:
         return Needs(mtl=source)
 
-    def check_options(self, options: dict) -> None:
-        super().check_options(options)
-        if options.get("source", "all") not in ("all", "pairs"):
-            raise ScorerError(f"{self.name}.source: {options['source']!r} is not one of all, pairs")
-
-    def compute(self, artifacts: Artifacts, source: str = "all") -> dict[tuple[str, str], float]:
+    def compute(self, artifacts: Artifacts, source: Literal["all", "pairs"] = "all") -> dict[tuple[str, str], float]:
         per_seed, variants = probe_affinities(artifacts, self.probe, source)
         self.details = {"source": source, "variant": sorted(v for v in variants if v)}
         return self.seed_mean(per_seed)

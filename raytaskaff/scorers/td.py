@@ -12,6 +12,7 @@ built for transfer learning, not joint training.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from raytaskaff.scorers.base import Artifacts, Needs, Scorer, ScorerError, register
@@ -60,7 +61,7 @@ def distances(taxonomy) -> dict[tuple[str, str], float]:
         raise ScorerError(f"td: cannot read a taxonomy of type {type(taxonomy).__name__}")
     out = {}
     for (a, b), d in pairs.items():
-        if not isinstance(d, (int, float)) or d < 0:
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < math.inf:
             raise ScorerError(f"td: distance between {a} and {b} must be a non-negative number, got {d!r}")
         if (b, a) in out and out[b, a] != d:
             raise ScorerError(f"td: {a}-{b} is {d} one way and {out[b, a]} the other")
@@ -73,7 +74,7 @@ class TaxonomicalDistance(Scorer):
     name = "td"
     needs = Needs()
 
-    def skip_reason(self, tasks: tuple[str, ...], taxonomy=None) -> str | None:
+    def skip_reason(self, tasks: tuple[str, ...], taxonomy: dict | list | None = None) -> str | None:
         """None when the taxonomy (given, or the Taskonomy five's) covers every pair of `tasks`.
         Without a taxonomy, other tasks leave td out; a given taxonomy that misses a pair is an error."""
         table = distances(taxonomy)
@@ -85,7 +86,7 @@ class TaxonomicalDistance(Scorer):
                     f"{', '.join(dict.fromkeys(t for pair in TASKONOMY_FIVE for t in pair))}, not {missing[0][0]}-{missing[0][1]}")
         raise ScorerError(f"td: the taxonomy has no distance between {missing[0][0]} and {missing[0][1]}")
 
-    def compute(self, artifacts: Artifacts, taxonomy=None) -> dict[tuple[str, str], float]:
+    def compute(self, artifacts: Artifacts, taxonomy: dict | list | None = None) -> dict[tuple[str, str], float]:
         table = distances(taxonomy)
         missing = [pair for pair in artifacts.ordered_pairs() if pair not in table]
         if missing:

@@ -1,5 +1,7 @@
 """The scorer protocol: registration, a user's own scorer, tables, and costs."""
 
+import typing
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,50 @@ def test_total_and_marginal_costs(result):
     gs_pairs = cost_of(td, scorer("gs").requirements(source="pairs"), artifacts)
     assert gs_pairs["cpu_seconds"] == pytest.approx(200 + td.compute.cpu_seconds)
     assert gs_pairs["marginal_cpu_seconds"] == pytest.approx(td.compute.cpu_seconds)
+
+
+def test_builtin_scorers_declare_typed_options():
+    declared = {name: {key: (o.kind, o.default) for key, o in scorer(name).options().items()} for name in sorted(SCORERS)}
+    assert declared["ias"] == {"images": (int, 2048)} and declared["rsa"] == {"images": (int, 500)}
+    assert declared["li"] == {"seeds": (list[int] | None, None)} and declared["td"] == {"taxonomy": (dict | list | None, None)}
+    for name in ("gs", "gt", "etap"):
+        assert declared[name] == {"source": (typing.Literal["all", "pairs"], "all")}
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("td", {"taxonomy": 3}, "td.taxonomy: expected a mapping or a list (or null), got 3"),
+    ("li", {"seeds": [0, True]}, "li.seeds[1]: expected an integer, got True"),
+    ("li", {"seeds": "0"}, "li.seeds: expected a list of integers, got '0'"),
+    ("ias", {"images": "many"}, "ias.images: expected an integer >= 1, got 'many'"),
+    ("gt", {"source": "pair"}, "gt.source: 'pair' is not one of all, pairs"),
+    ("gs", {"sourse": "all"}, "gs: unknown option 'sourse' (known: source)"),
+])
+def test_builtin_options_are_checked_against_their_types(name, options, message):
+    with pytest.raises(ScorerError) as e:
+        scorer(name).check_options(options)
+    assert str(e.value) == message
+    scorer(name).check_options({k: v for k, v in {"seeds": [0, 2], "images": 1, "source": "pairs", "taxonomy": None}.items()
+                                if k in scorer(name).options()})
+
+
+def test_an_annotation_that_cannot_be_read_is_one_line():
+    class Unreadable(Scorer):
+        name = "unreadable"
+
+        def compute(self, artifacts, width: "Missing" = 3):  # noqa: F821
+            return {}
+
+    with pytest.raises(ScorerError, match=r"^unreadable.width: the annotation 'Missing' cannot be read \(NameError: "):
+        Unreadable().check_options({"width": 2})
+
+
+def test_a_compute_taking_any_keyword_takes_any_option():
+    class Open(Scorer):
+        name = "open"
+
+        def compute(self, artifacts, size: int = 2, **extra):
+            return {}
+
+    Open().check_options({"colour": "red", "size": 3})
+    with pytest.raises(ScorerError, match="open.size: must be an integer >= 1, got 0"):
+        Open().check_options({"size": 0})
