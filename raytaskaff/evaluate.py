@@ -27,6 +27,7 @@ from raytaskaff.atomic import check_output, write_text
 from raytaskaff.errors import RaytaskaffError, one_line
 from raytaskaff.evaluation.summary import evaluate_all
 from raytaskaff.evaluation.tables import TableError, check_tasks, mean_table, read_tables
+from raytaskaff.report.document import Block, Paragraph, Table, Warnings, fmt, to_markdown
 
 #: The keys of one scorer in --json (the command's documented schema).
 SCHEMA_KEYS = ("pearson", "spearman", "kendall", "ranking_kendall", "hits", "targets", "undecidable", "regret", "coverage",
@@ -61,46 +62,60 @@ def evaluate_files(ground_truth: str, scores: dict[str, str], bootstrap: int = 0
             "noise_ceiling": judged["noise_ceiling"], "reference": judged["reference"]}
 
 
-def markdown(result: dict) -> str:
-    def fmt(v):
-        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-    lines = [result["headline"], ""] + [f"> warning: {w}" for w in result["warnings"]] + ([""] if result["warnings"] else [])
-    lines += ["| scorer | Pearson | Spearman | Kendall | partner ranking | best partner hits | undecidable | regret | pairs scored | targets scored |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, e in result["scorers"].items():
-        c = e["coverage"]
-        lines.append(f"| {name} | {fmt(e['pearson'])} | {fmt(e['spearman'])} | {fmt(e['kendall'])} | {fmt(e['ranking_kendall'])} "
-                     f"| {e['hits']}/{e['targets']} | {e['undecidable']} | {fmt(e['regret'])} | {c['pairs']}/{c['pairs_known']} "
-                     f"| {c['targets']}/{c['targets_known']} |")
+def _scorers_table(result: dict) -> Table:
+    """Every score on the four levels with its coverage; the noise ceiling's rows below them."""
+    rows = [[name, fmt(e["pearson"], 3), fmt(e["spearman"], 3), fmt(e["kendall"], 3), fmt(e["ranking_kendall"], 3),
+             f"{e['hits']}/{e['targets']}", str(e["undecidable"]), fmt(e["regret"], 3),
+             f"{e['coverage']['pairs']}/{e['coverage']['pairs_known']}", f"{e['coverage']['targets']}/{e['coverage']['targets_known']}"]
+            for name, e in result["scorers"].items()]
     ceiling = result.get("noise_ceiling")
     if not ceiling:
-        lines.append("| noise ceiling | not measured: the ground truth has one seed (give it a seed column) | | | | | | | | |")
+        rows.append(["noise ceiling", "not measured: the ground truth has one seed (give it a seed column)"])
     for label, key in (("noise ceiling (one seed)", "single_seed"), ("noise ceiling (split-half)", "split_half")) if ceiling else ():
         c = ceiling.get(key) or {}
-        lines.append(f"| {label} | {fmt(c.get('pearson'))} | {fmt(c.get('spearman'))} | {fmt(c.get('kendall'))} "
-                     f"| {fmt(c.get('ranking_kendall'))} | - | - | {fmt(c.get('regret'))} | - | - |")
-    targets = sorted({t for e in result["scorers"].values() for t in e["best_partner"]})
-    lines += ["", "| target | true best | " + " | ".join(result["scorers"]) + " |", "|---|---|" + "---|" * len(result["scorers"])]
-    for t in targets:
-        first = next(iter(result["scorers"].values()))["best_partner"].get(t, {})
-        cells = []
-        for e in result["scorers"].values():
-            b = e["best_partner"].get(t, {})
-            cells.append(f"{', '.join(b.get('chosen', [])) or '-'} ({fmt(b.get('chosen_gain'))})")
-        best = f"{', '.join(first.get('best', [])) or '-'} ({fmt(first.get('best_gain'))})" + (" undecidable" if first.get("undecidable") else "")
-        lines.append(f"| {t} | {best} | " + " | ".join(cells) + " |")
+        rows.append([label, *(fmt(c.get(k), 3) for k in ("pearson", "spearman", "kendall", "ranking_kendall")), "-", "-",
+                     fmt(c.get("regret"), 3), "-", "-"])
+    return Table(["scorer", "Pearson", "Spearman", "Kendall", "partner ranking", "best partner hits", "undecidable", "regret",
+                  "pairs scored", "targets scored"], rows)
+
+
+def _best_partner_table(scorers: dict) -> Table:
+    """A row per target: its true best partner(s), then each score's choice, with their gains."""
+    def chosen(names: list[str], gain) -> str:
+        return f"{', '.join(names) or '-'} ({fmt(gain, 3)})"
+
+    first = next(iter(scorers.values()))["best_partner"]
+    rows = []
+    for t in sorted({t for e in scorers.values() for t in e["best_partner"]}):
+        truth = first.get(t, {})
+        best = chosen(truth.get("best", []), truth.get("best_gain")) + (" undecidable" if truth.get("undecidable") else "")
+        rows.append([t, best] + [chosen(b.get("chosen", []), b.get("chosen_gain")) for b in (e["best_partner"].get(t, {}) for e in scorers.values())])
+    return Table(["target", "true best", *scorers], rows)
+
+
+def _comparisons_table(comparisons: list[dict]) -> Table:
+    def ci(c: dict, k: str) -> str:
+        return "-" if c[k] is None else f"[{c[k][0]:.3f}, {c[k][1]:.3f}]"
+
+    return Table(["a", "b", "Spearman a - b", "95% CI", "significant", "hits a - b", "95% CI", "significant"],
+                 [[c["a"], c["b"], fmt(c["spearman_diff"], 3), ci(c, "spearman_ci"), fmt(c["spearman_significant"], 3),
+                   str(c["hits_diff"]), ci(c, "hits_ci"), fmt(c["hits_significant"], 3)] for c in comparisons])
+
+
+def document(result: dict) -> list[Block]:
+    """The command's Markdown as a document: the headline, the warnings and its tables."""
+    blocks = [Paragraph(result["headline"]), Warnings(result["warnings"]), _scorers_table(result), _best_partner_table(result["scorers"])]
     if result["comparisons"]:
-        lines += ["", "| a | b | Spearman a - b | 95% CI | significant | hits a - b | 95% CI | significant |", "|---|---|---|---|---|---|---|---|"]
-        for c in result["comparisons"]:
-            ci = lambda k: "-" if c[k] is None else f"[{c[k][0]:.3f}, {c[k][1]:.3f}]"  # noqa: E731
-            lines.append(f"| {c['a']} | {c['b']} | {fmt(c['spearman_diff'])} | {ci('spearman_ci')} | {fmt(c['spearman_significant'])} "
-                         f"| {c['hits_diff']} | {ci('hits_ci')} | {fmt(c['hits_significant'])} |")
+        blocks.append(_comparisons_table(result["comparisons"]))
     seeded = {name: st for name, st in result["stability"].items() if st["seeds"] >= 2}
     if seeded:
-        lines += ["", "| table | seeds | mean Spearman between seeds |", "|---|---|---|"]
-        lines += [f"| {name} | {st['seeds']} | {fmt(st['mean_spearman'])} |" for name, st in seeded.items()]
-    return "\n".join(lines) + "\n"
+        blocks.append(Table(["table", "seeds", "mean Spearman between seeds"],
+                            [[name, str(st["seeds"]), fmt(st["mean_spearman"], 3)] for name, st in seeded.items()]))
+    return blocks
+
+
+def markdown(result: dict) -> str:
+    return to_markdown(document(result))
 
 
 def _score_arg(text: str) -> tuple[str, str]:

@@ -25,7 +25,6 @@ from pathlib import Path
 import pandas as pd
 
 from raytaskaff.atomic import atomic_path, write_text
-from raytaskaff.report.render import build_report
 
 #: costs.csv's columns: wall-clock, CPU core-seconds and GPU-seconds (total, then beyond the
 #: ground truth's runs), and the fraction of the ground truth's cost in `fraction_unit`.
@@ -80,4 +79,6 @@ def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed:
         (results / "grouping.csv").unlink(missing_ok=True)  # never a stale table from an earlier sweep
     with atomic_path(results / "runs.parquet") as tmp:
         runs.to_parquet(tmp, index=False)
+    from raytaskaff.report.render import build_report  # matplotlib: not for what imports the document model alone
+
     build_report(out)

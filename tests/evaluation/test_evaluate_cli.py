@@ -184,3 +184,29 @@ def test_a_message_holding_a_line_break_stays_on_one_line(tmp_path):
                              "--score", f"mine={tmp_path / 'mine.csv'}"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2
     assert result.stderr == "error: score mine: task 'depth' is not in the ground truth (its tasks: edges, key\\npoints)\n"
+
+
+def test_the_markdown_tables_as_printed(tmp_path, capsys):
+    """The tables the command prints (rendered by the report's Markdown renderer): a partial score,
+    an undecidable target, and a ground truth without seeds, whose ceiling row says so."""
+    _files(tmp_path, mine=SCORE, part="target,partner,value\nkey points,edges,0.1\ndepth,edges,0.5\n")
+    assert main(["--ground-truth", str(tmp_path / "gt.csv"), "--score", f"mine={tmp_path / 'mine.csv'}",
+                 "--score", f"part={tmp_path / 'part.csv'}"]) == 0
+    printed = capsys.readouterr().out
+    assert printed[printed.index("| scorer |"):] == (
+        "| scorer | Pearson | Spearman | Kendall | partner ranking | best partner hits | undecidable | regret | pairs scored | targets scored |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+        "| mine | 0.668 | 0.667 | 0.527 | 1.000 | 2/2 | 1 | 1.000 | 5/5 | 3/3 |\n"
+        "| part | -1.000 | -1.000 | -1.000 | - | 2/2 | 1 | 0.000 | 2/5 | 2/3 |\n"
+        "| noise ceiling | not measured: the ground truth has one seed (give it a seed column) | | | | | | | | |\n"
+        "\n"
+        "| target | true best | mine | part |\n"
+        "|---|---|---|---|\n"
+        "| depth | edges (3.000) | edges, key points (1.000) | edges (3.000) |\n"
+        "| edges | key points (2.000) undecidable | depth (-) | - (-) |\n"
+        "| key points | edges (4.000) | edges (4.000) | edges (4.000) |\n"
+        "\n"
+        "| a | b | Spearman a - b | 95% CI | significant | hits a - b | 95% CI | significant |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        "| mine | part | 2.000 | - | - | 0 | - | - |\n")
+    assert printed.index("| scorer |") > 0 and printed.split("\n\n")[0].endswith(".")  # the headline first

@@ -5,7 +5,7 @@ import itertools
 
 import pandas as pd
 
-from raytaskaff.report.render import FREE_BELOW, _overlap, cost_caption, cost_figure, place_labels
+from raytaskaff.report.figures import FREE_BELOW, _overlap, cost_caption, cost_figure, place_labels
 
 
 def _inside(box, bounds) -> bool:

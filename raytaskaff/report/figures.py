@@ -1,0 +1,295 @@
+"""The report's figures, as base64 PNG for index.html: heatmaps of [target][partner] tables, the
+cost of each scorer against its agreement with the ground truth, and the trained groupings."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from raytaskaff.report.document import fmt  # noqa: E402
+
+
+def matrix(frame: pd.DataFrame, value: str, tasks: list[str]) -> np.ndarray:
+    """A long table's column `value` as a [target][partner] array over `tasks` (NaN where absent)."""
+    index = {t: i for i, t in enumerate(tasks)}
+    out = np.full((len(tasks), len(tasks)), np.nan)
+    for row in frame.itertuples():
+        if row.target in index and row.partner in index:
+            out[index[row.target], index[row.partner]] = getattr(row, value)
+    return out
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def heatmap(matrix: np.ndarray, tasks: list[str], title: str) -> str:
+    """A [target][partner] heatmap as base64 PNG; diverging colours centred on 0."""
+    n = len(tasks)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    finite = matrix[np.isfinite(matrix)]
+    bound = float(np.abs(finite).max()) if finite.size else 1.0
+    image = ax.imshow(matrix, cmap="RdBu", vmin=-bound or -1, vmax=bound or 1)
+    ax.set_xticks(range(n), tasks, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), tasks, fontsize=8)
+    ax.set_xlabel("partner")
+    ax.set_ylabel("target")
+    ax.set_title(title, fontsize=10)
+    if n <= 12:
+        # two significant digits of the largest value, the same decimals in every cell
+        decimals = max(0, 1 - int(np.floor(np.log10(bound)))) if bound > 0 else 0
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(matrix[i, j]):
+                    ax.text(j, i, fmt(float(matrix[i, j]), decimals), ha="center", va="center", fontsize=7 if n <= 6 else 6,
+                            color="white" if abs(matrix[i, j]) > 0.6 * bound else "black")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return _png(fig)
+
+
+def cost_unit(costs: pd.DataFrame) -> str:
+    """The unit the sweep's costs are compared in ("gpu_seconds" or "cpu_seconds")."""
+    units = costs["fraction_unit"].dropna() if "fraction_unit" in costs else []
+    return units.iloc[0] if len(units) else "cpu_seconds"
+
+
+UNIT_NAMES = {"gpu_seconds": "GPU-seconds", "cpu_seconds": "CPU core-seconds"}
+
+
+#: A cost below this many seconds (a table look-up such as td's) is drawn as free, at 0 in a strip
+#: of its own beside the log axis, which has no zero.
+FREE_BELOW = 0.01
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels (y up)
+#: Pixels from a point's centre to its label's nearest edge in the first ring of places: half a
+#: marker of 40 pt^2 at 110 dpi, and air.
+LABEL_NEAR = 9.0
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """The area two boxes share (0 when they only touch or are apart)."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _candidates(w: float, h: float, near: float) -> list[tuple[float, float]]:
+    """Lower-left corners of a w x h label relative to its point, nearest first: the eight places
+    around the point `near` pixels away, then the same directions farther out (drawn with a leader
+    line)."""
+    out = []
+    for reach in (near, 2.5 * near, 4 * near, 6 * near):
+        out += [(reach, reach / 2), (reach, -h - reach / 2), (-w - reach, reach / 2), (-w - reach, -h - reach / 2),
+                (reach, -h / 2), (-w - reach, -h / 2), (-w / 2, reach), (-w / 2, -h - reach)]
+    return out
+
+
+def _distance(point: tuple[float, float], box: Box) -> float:
+    """From a point to the nearest edge of a box (0 inside it)."""
+    x, y = point
+    return math.hypot(max(box[0] - x, 0.0, x - box[2]), max(box[1] - y, 0.0, y - box[3]))
+
+
+def place_labels(points: list[tuple[float, float]], sizes: list[tuple[float, float]], bounds: list[Box],
+                 marker: float = 6.0, gap: float = LABEL_NEAR - 6.0) -> list[tuple[float, float]]:
+    """Where to put each point's label so that no two labels overlap and no label covers a point.
+
+    points: (x, y) of each point, sizes: (width, height) of its label, bounds: the box each label
+    must stay inside (its axes), all in display pixels; marker: half the width of a point's marker.
+    Returns each label's lower-left corner as an offset (dx, dy) from its point. Labels are placed
+    one after another, each at its first candidate place (`_candidates`) that is inside its bounds
+    and free; when none is, at the candidate with the least overlap."""
+    markers = [(x - marker, y - marker, x + marker, y + marker) for x, y in points]
+    placed: list[Box] = []
+    offsets = []
+    for i, ((x, y), (w, h)) in enumerate(zip(points, sizes)):
+        best, best_cost = None, math.inf
+        for dx, dy in _candidates(w, h, marker + gap):
+            box = (x + dx, y + dy, x + dx + w, y + dy + h)
+            b = bounds[i]
+            outside = (max(0.0, b[0] - box[0]) + max(0.0, box[2] - b[2]) + max(0.0, b[1] - box[1]) + max(0.0, box[3] - b[3])) * h
+            cost = outside + sum(_overlap(box, o) for o in placed) + sum(_overlap(box, m) for m in markers)
+            if cost < best_cost:
+                best, best_cost = (dx, dy), cost
+            if cost == 0:
+                break
+        offsets.append(best)
+        placed.append((x + best[0], y + best[1], x + best[0] + w, y + best[1] + h))
+    return offsets
+
+
+def _free_strip(strip, ax, ratio: int) -> None:
+    """Style the "free" strip left of the log axis and draw the axis break between them: a slash
+    at both ends of the gap, top and bottom, alike on the narrow and the wide axis."""
+    strip.set_xlim(-1, 1)
+    strip.set_xticks([0], ["0\n(free)"])
+    strip.set_ylabel("Spearman with the ground truth")
+    strip.spines["right"].set_visible(False)
+    ax.spines["left"].set_visible(False)
+    ax.tick_params(axis="y", left=False, labelleft=False)
+    for a, x, width in ((strip, 1.0, 0.015 * ratio), (ax, 0.0, 0.015)):
+        for y in (0.0, 1.0):
+            a.plot([x - width, x + width], [y - 0.02, y + 0.02], transform=a.transAxes, color="black", linewidth=0.8,
+                   clip_on=False)
+
+
+def _cost_axes(fig, points: list, colours: dict):
+    """The axes (the free strip, None without free scorers, and the log axis) with the points drawn."""
+    free = [p for p in points if p[1] < FREE_BELOW]
+    ratio = 9  # the log axis is this many times as wide as the free strip
+    if free:
+        grid = fig.add_gridspec(1, 2, width_ratios=[1, ratio], wspace=0.06)
+        strip = fig.add_subplot(grid[0])
+        ax = fig.add_subplot(grid[1], sharey=strip)
+    else:
+        strip, ax = None, fig.add_subplot()
+    for name, x, y in points:
+        if x >= FREE_BELOW:
+            ax.scatter(x, y, s=40, color=colours[name], zorder=3)
+    if strip is not None:
+        for name, x, y in free:
+            strip.scatter(0, y, s=40, color=colours[name], marker="D", zorder=3)
+        _free_strip(strip, ax, ratio)
+    else:
+        ax.set_ylabel("Spearman with the ground truth")
+    return strip, ax
+
+
+def _cost_scales(strip, ax, points: list, truth_cost: float | None, ceiling: dict | None, unit: str):
+    """The log x axis, the ground truth's cost, the noise ceilings, the y range and the legend
+    (returned; None when nothing is in it)."""
+    xs = [x for _, x, _ in points if x >= FREE_BELOW] + ([truth_cost] if truth_cost else [])
+    ax.set_xscale("log")
+    if xs:
+        ax.set_xlim(min(xs) / 3, max(xs) * 3)
+    else:
+        ax.set_xlim(FREE_BELOW, 1.0)
+    if truth_cost:
+        ax.axvline(truth_cost, color="grey", linestyle="--", label="ground truth's cost")
+    one = ((ceiling or {}).get("single_seed") or {}).get("spearman")
+    half = ((ceiling or {}).get("split_half") or {}).get("spearman")
+    for a in [a for a in (strip, ax) if a is not None]:
+        a.axhline(0, color="grey", linewidth=0.5)
+        if one is not None:
+            a.axhline(one, color="black", linestyle=":", label="noise ceiling, one seed vs another" if a is ax else None)
+        if half is not None:
+            a.axhline(half, color="black", linestyle="-.", label="noise ceiling, split-half" if a is ax else None)
+    ys = [y for _, _, y in points] + [v for v in (one, half) if v is not None]
+    low, high = min(ys + [0.0]), max(ys + [0.0])
+    span = max(high - low, 0.2)
+    ax.set_ylim(low - 0.12 * span, high + 0.12 * span)
+    ax.set_xlabel(f"{UNIT_NAMES[unit]} (total, log scale)")
+    return ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0) \
+        if ax.get_legend_handles_labels()[0] else None
+
+
+def _label_points(fig, strip, ax, points: list, colours: dict) -> tuple[dict, dict]:
+    """Name every point where its label overlaps no other label and no point (`place_labels`), with
+    a leader line when it had to go farther out. Returns the points in display pixels and the
+    labels ({name: annotation})."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    drawn = [(name, (strip if x < FREE_BELOW else ax), (0.0 if x < FREE_BELOW else x), y) for name, x, y in points]
+    where = [tuple(a.transData.transform((x, y))) for _, a, x, y in drawn]
+    sizes = []
+    for name, *_ in drawn:
+        probe = fig.text(0, 0, name, fontsize=8)
+        extent = probe.get_window_extent(renderer)
+        sizes.append((extent.width + 4, extent.height + 2))  # a little air around each
+        probe.remove()
+    right = ax.get_window_extent(renderer).x1  # a free point's label may reach into the log axis
+    bounds = [(box.x0, box.y0, right, box.y1) for box in (a.get_window_extent(renderer) for _, a, _, _ in drawn)]
+    offsets = place_labels(where, sizes, bounds)
+    to_points = 72.0 / fig.dpi
+    annotations = {}
+    for (name, a, x, y), (px, py), (w, h), (dx, dy) in zip(drawn, where, sizes, offsets):
+        far = _distance((px, py), (px + dx, py + dy, px + dx + w, py + dy + h)) > 2 * LABEL_NEAR  # a leader line says whose
+        annotations[name] = a.annotate(
+            name, (x, y), xytext=((dx + 2) * to_points, (dy + 1) * to_points), textcoords="offset points", fontsize=8,
+            ha="left", va="bottom", annotation_clip=False, zorder=2, color=colours[name],  # leader lines pass under markers
+            arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4} if far else None)
+    return {name: xy for (name, *_), xy in zip(drawn, where)}, annotations
+
+
+def cost_figure(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None):
+    """Each scorer's total cost (in the unit the fraction of the ground truth uses, log scale)
+    against its Spearman with the ground truth. A scorer that costs less than FREE_BELOW seconds is
+    drawn at 0 in a "free" strip left of an axis break; labels are placed so that none overlaps
+    another or a point (`place_labels`); the legend sits outside the axes.
+
+    Returns (figure, layout): layout holds the drawn points ({name: (x, y)} in display pixels),
+    the labels' boxes, the scorers drawn as free, and the axes' and legend's boxes."""
+    unit = cost_unit(costs)
+    points = [(r.name, float(getattr(r, unit) or 0.0), evaluation[r.name]["spearman"]) for r in costs.itertuples()
+              if r.name in evaluation and evaluation[r.name].get("spearman") is not None]
+    truth = costs[costs.name == "ground_truth"]
+    truth_cost = float(truth[unit].iloc[0]) if len(truth) and truth[unit].iloc[0] else None
+    fig = plt.figure(figsize=(7.5, 4.2), dpi=110)
+    colours = {name: f"C{i % 10}" for i, (name, _, _) in enumerate(points)}
+    strip, ax = _cost_axes(fig, points, colours)
+    legend = _cost_scales(strip, ax, points, truth_cost, ceiling, unit)
+    where, annotations = _label_points(fig, strip, ax, points, colours)
+    fig.canvas.draw()  # the boxes as drawn, not as planned
+    renderer = fig.canvas.get_renderer()
+    layout = {"points": where,
+              # the text alone (an annotation's own extent takes in its leader line)
+              "labels": {name: tuple(Text.get_window_extent(t, renderer).extents) for name, t in annotations.items()},
+              "free": [name for name, x, _ in points if x < FREE_BELOW], "axes": tuple(ax.get_window_extent(renderer).extents),
+              "legend": tuple(legend.get_window_extent(renderer).extents) if legend else None}
+    return fig, layout
+
+
+def cost_plot(costs: pd.DataFrame, evaluation: dict, ceiling: dict | None) -> str:
+    """`cost_figure` as base64 PNG."""
+    return _png(cost_figure(costs, evaluation, ceiling)[0])
+
+
+def cost_caption(costs: pd.DataFrame, evaluation: dict) -> str:
+    """What the cost plot shows, naming the scorers drawn as free with their measured cost."""
+    unit = cost_unit(costs)
+    free = [(r.name, float(getattr(r, unit) or 0.0)) for r in costs.itertuples()
+            if r.name in evaluation and evaluation[r.name].get("spearman") is not None and float(getattr(r, unit) or 0.0) < FREE_BELOW]
+    text = (f"Each scorer's total cost in {UNIT_NAMES[unit]} (log scale) against its Spearman correlation with the ground "
+            "truth; dashed: the ground truth's own cost; dotted and dash-dotted: its noise ceilings.")
+    if free:
+        measured = ", ".join(f"{name} {value:.2g}" for name, value in free)
+        text += (f" Costs under {FREE_BELOW} s ({measured} {UNIT_NAMES[unit]}) are drawn at 0 in the 'free' strip left of the "
+                 "axis break: a log scale has no zero, and no made-up small value stands in for it.")
+    return text
+
+
+def grouping_plot(rows: list[dict]) -> str:
+    """Realised total test loss of each source's grouping, one panel per number of groups; STL and
+    all-in-one as reference lines."""
+    baselines = {r["source"]: r["test_total"] for r in rows if r["source"] in ("stl", "all")}
+    ks = sorted({r["max_groups"] for r in rows if r["source"] not in ("stl", "all")})
+    fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 0.6 + 0.32 * max(len(rows) // max(len(ks), 1), 3)), squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        chosen = [r for r in rows if r["max_groups"] == k and r["source"] not in ("stl", "all") and r["test_total"] is not None]
+        chosen.sort(key=lambda r: r["test_total"])
+        colours = ["#2a7" if r["source"] == "best" else "#888" if r["source"] in ("ground_truth", "hoa") else "#47a" for r in chosen]
+        ax.barh([r["source"] for r in chosen], [r["test_total"] for r in chosen], color=colours)
+        ax.invert_yaxis()
+        for name, style in (("stl", "--"), ("all", ":")):
+            if baselines.get(name) is not None:
+                ax.axvline(baselines[name], color="black", linestyle=style, label={"stl": "every task alone", "all": "one network for all"}[name])
+        values = [r["test_total"] for r in chosen] + [v for v in baselines.values() if v is not None]
+        if values:
+            span = max(values) - min(values)
+            ax.set_xlim(min(values) - 0.3 * span - 1e-9, max(values) + 0.1 * span + 1e-9)
+        ax.set_title(f"at most {k} group(s)", fontsize=10)
+        ax.set_xlabel("total test loss (lower is better)")
+        # below the axis, where it covers no bar
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
+    return _png(fig)
+
