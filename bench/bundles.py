@@ -48,7 +48,7 @@ from bench.rows import Row, bench_parser, report
 from raytaskaff.config import load_config
 from raytaskaff.engine.data import share_splits
 from raytaskaff.engine.runs import train_runs
-from raytaskaff.engine.sweep import prepare_data
+from raytaskaff.pipeline import prepare_data
 from raytaskaff.evaluation.ground_truth import gains_per_seed, ground_truth
 from raytaskaff.plan import RunKind, plan
 from raytaskaff.store import ResultStore

@@ -78,7 +78,7 @@ step data 45 "$py" -c "
 import os
 from raytaskaff.config import load_config
 from raytaskaff.data.synth import SynthConfig, generate
-from raytaskaff.engine.sweep import prepare_data
+from raytaskaff.pipeline import prepare_data
 prepare_data(load_config('sweeps/default.yaml'))
 if not os.path.exists('data/synthetic-32/manifest.json'):
     generate('data/synthetic-32', SynthConfig(n=5000, size=32, seed=0), workers=min(8, os.cpu_count() or 1))

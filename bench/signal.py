@@ -92,7 +92,7 @@ def measure(name: str, overrides: dict[str, object], seeds: tuple[int, ...], roo
 
     from raytaskaff.engine.data import share_splits
     from raytaskaff.engine.runs import train_runs
-    from raytaskaff.engine.sweep import collect, prepare_data
+    from raytaskaff.pipeline import Results, collect, prepare_data
     from raytaskaff.evaluation import gains_per_seed, ground_truth, noise_ceiling
     from raytaskaff.plan import plan
     from raytaskaff.preflight import check_data
@@ -110,7 +110,7 @@ def measure(name: str, overrides: dict[str, object], seeds: tuple[int, ...], roo
                            str(Path(config.out) / "tune"), say=lambda *a: None)
     if execution.failed:
         raise SystemExit(f"bench.signal: variant {name}: runs failed: {execution.failed}")
-    by_seed = collect(runs, store, config.seeds)
+    by_seed = collect(runs, Results(store, runs), config.seeds)
     stl = {s.seed: {t: r.test_losses[t] for t, r in s.stl.items()} for s in by_seed}
     pairs = {s.seed: {k: r.test_losses for k, r in s.pairs.items()} for s in by_seed}
     per_seed = gains_per_seed(stl, pairs)

@@ -138,7 +138,7 @@ def group_runs(config: SweepConfig, groups, planned: list[Run], content: str | N
 
 
 def grouping_sources(config: SweepConfig) -> tuple[str, ...]:
-    """Whose groupings the grouping stage trains (`engine.sweep.validate_groupings`): every scorer
+    """Whose groupings the grouping stage trains (`pipeline.validate_groupings`): every scorer
     the sweep runs, the ground truth's gains and the higher-order approximation ("hoa"). The
     "best" selection picks among networks already trained, so it adds no run."""
     return (*config.active_scorers, "ground_truth", "hoa") if config.grouping.groups else ()

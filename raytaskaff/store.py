@@ -188,17 +188,13 @@ class ResultStore:
     def find(self, key: str) -> RunResult | None:
         """The run's result (its network's path made local), or None when it has none."""
         data = self.record(key)
-        if data is None:
-            return None
-        result = RunResult.from_dict(data["result"])
+        return None if data is None else self.result_of(key, data)
+
+    def result_of(self, key: str, record: dict) -> RunResult:
+        """The result in run `key`'s stored record (`record`), its network's path made local."""
+        result = RunResult.from_dict(record["result"])
         if result.model_path is not None:  # where it is read, `local_model` makes it a local file
             result.model_path = self.model_path(key) if self.local else f"{self.uri.rstrip('/')}/runs/{key}/model.pt"
-        return result
-
-    def load(self, key: str) -> RunResult:
-        result = self.find(key)
-        if result is None:
-            raise StoreError(f"{self._path(key, 'result.json')}: no complete result")
         return result
 
     def claim_attempt(self, key: str) -> int:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from raytaskaff.config import SweepConfig, load_config
 from raytaskaff.errors import RaytaskaffError, one_line
-from raytaskaff.plan import bundles, grouping_sources, most_group_runs, plan, summary
+from raytaskaff.plan import Run, bundles, grouping_sources, most_group_runs, plan, summary
+from raytaskaff.preflight import check_scorers
 from raytaskaff.settings import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "default.yaml"
@@ -57,7 +58,7 @@ def _train_views(config: SweepConfig) -> tuple[int, int, str] | None:
     if d.kind == "synthetic":
         from raytaskaff.data.synth import SynthConfig
 
-        # as engine.sweep.prepare_data renders it
+        # as pipeline.prepare_data renders it
         synth = SynthConfig(n=d.n, size=d.size, seed=d.seed, split_fractions=d.splits)
         per = synth.views_per_building
         views = sum(min(per, d.n - i * per) for i, split in enumerate(synth.splits()) if split == "train")
@@ -89,8 +90,6 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     which ones is known only after the scorers), resources, and an estimate of device-hours from
     measured throughput (`throughput.json`) for `views` training views of `size` px (default: the
     dataset's), with the wall-clock on `devices` GPUs (or CPU cores)."""
-    from raytaskaff import throughput
-
     manifest = _manifest(config)
     # the keys of a dry run are never stored: a dataset not yet converted gets a stand-in identity
     content = manifest.fingerprint if manifest else "not-yet-read"
@@ -111,38 +110,47 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
               _trials(config, runs, grouping),
               f"scorers: {', '.join(config.active_scorers)}"]
     lines += [f"scorer {name} skipped: {why}" for name, why in config.skipped_scorers().items()]
+    lines += _estimate(config, runs, grouping, _views_known(config, views, size), devices)
+    lines.append(f"output: {config.out}")
+    return "\n".join(lines)
+
+
+def _views_known(config: SweepConfig, views: int | None, size: int | None) -> tuple[int, int, str] | None:
+    """(training views, px, where the figures come from): the dataset's, overridden by what is given."""
     known = _train_views(config)
     if known is not None and views is not None:
-        known = (views, size or known[1], "as given" if size else f"as given, at the dataset's {known[1]} px")
-    elif known is not None and size is not None:
-        known = (known[0], size, known[2] + f", at {size} px as given")
-    elif views is not None and size is not None:
-        known = (views, size, "as given")
+        return views, size or known[1], "as given" if size else f"as given, at the dataset's {known[1]} px"
+    if known is not None and size is not None:
+        return known[0], size, known[2] + f", at {size} px as given"
+    if views is not None and size is not None:
+        return views, size, "as given"
+    return known
+
+
+def _estimate(config: SweepConfig, runs: list[Run], grouping: list[Run], known: tuple[int, int, str] | None,
+              devices: int | None) -> list[str]:
+    """The lines on training views, device-hours and (on `devices`) wall-clock."""
+    from raytaskaff import throughput
+
+    r = config.resources
     kind, unit = ("cuda", "GPU-hours") if r.gpus_per_run else ("cpu", "CPU core-hours")
     if known is None:
-        lines.append(f"estimated device-hours: none ({config.data.path} has no readable manifest yet: give --views and --size)")
-        lines.append(f"output: {config.out}")
-        return "\n".join(lines)
+        return [f"estimated device-hours: none ({config.data.path} has no readable manifest yet: give --views and --size)"]
     count, px, where = known
     batch = config.training.batch_size
     samples = count // batch * batch  # the training loop drops the last partial batch
-    lines.append(f"training views: {count} of {px} px ({where}); a run trains on {samples} of them an epoch "
-                 f"({count // batch} batches of {batch}, the last partial batch dropped)")
+    lines = [f"training views: {count} of {px} px ({where}); a run trains on {samples} of them an epoch "
+             f"({count // batch} batches of {batch}, the last partial batch dropped)"]
     table = throughput.load_table()
     network = config.model.build()
     dense = {name: spec.family in DENSE_FAMILIES for name, spec in config.task_specs.items()}
-
-    def seconds(run):
-        return throughput.run_seconds(table, kind, config.model.preset, px, len(run.tasks), samples * config.training.epochs,
-                                      run.probes, batch, network=network, dense=[dense[t] for t in run.tasks])
-
-    costs = {run.key: seconds(run) for run in runs + grouping}
+    costs = {run.key: throughput.run_seconds(table, kind, config.model.preset, px, len(run.tasks), samples * config.training.epochs,
+                                             run.probes, batch, network=network, dense=[dense[t] for t in run.tasks])
+             for run in runs + grouping}
     if any(c is None for c in costs.values()):
-        lines.append(f"estimated device-hours: none (nothing is measured on a {kind} device in raytaskaff/throughput.json; "
-                     f"measure it with `python -m bench.training --device {kind} --model {config.model.preset} "
-                     f"--size {px} --record`)")
-        lines.append(f"output: {config.out}")
-        return "\n".join(lines)
+        return lines + [f"estimated device-hours: none (nothing is measured on a {kind} device in raytaskaff/throughput.json; "
+                        f"measure it with `python -m bench.training --device {kind} --model {config.model.preset} "
+                        f"--size {px} --record`)"]
     used = sorted({f"{m.device} ({m.model}, {m.size} px, batch {m.batch_size}" + (f", {m.date}" if m.date else "") + ")"
                    for m in (c[1].measurement for c in costs.values())})
     notes = _merged_notes(c[1].note for c in costs.values())
@@ -153,32 +161,37 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
         else:
             notes.append(f"bundled: x{factor.factor:.2f} of one network after another, measured for "
                          f"{factor.networks} networks of {factor.model} at {factor.size} px on {factor.device}")
-
-    def trial_seconds(some) -> list[float]:
-        """Device-seconds of each trial the runs train in."""
-        out = []
-        for b in bundles(some, r.bundle_limit):
-            total = sum(costs[run.key][0] for run in b.runs)
-            out.append(total * factor.factor if factor is not None and len(b.runs) > 1 else total)
-        return out
-
-    planned, extra = trial_seconds(runs), trial_seconds(grouping)
+    seconds = {run_key: c[0] for run_key, c in costs.items()}
+    planned, extra = _trial_seconds(runs, seconds, r.bundle_limit, factor), _trial_seconds(grouping, seconds, r.bundle_limit, factor)
     total = f"{_hours(sum(planned))} {unit}"
     if grouping:
         total += f", up to {_hours(sum(planned) + sum(extra))} with the grouping runs"
     lines.append(f"estimated device-hours: {total} ({count} training views of {px} px x {config.training.epochs} epochs; "
                  f"measured on {', '.join(used)}" + (f"; {'; '.join(notes)}" if notes else "") + ")")
     if devices:
-        what = "GPUs" if kind == "cuda" else "CPU cores"
-        wall = makespan(planned, devices)
-        text = f"{_hours(wall)} h"
-        if grouping:
-            text += f", up to {_hours(wall + makespan(extra, devices))} h with the grouping runs (trained after the scorers)"
-        lines.append(f"wall-clock on {devices} {what}: {text}; the trials placed longest first, each on the {what[:-1]} "
-                     f"free first, at the throughput of one run per device (the longest trial alone: "
-                     f"{_hours(max(planned, default=0))} h; packed runs may do better, not in the estimate)")
-    lines.append(f"output: {config.out}")
-    return "\n".join(lines)
+        lines.append(_wall_clock(planned, extra, devices, kind))
+    return lines
+
+
+def _trial_seconds(runs: list[Run], seconds: dict[str, float], limit: int, factor) -> list[float]:
+    """Device-seconds of each trial the runs train in (a bundle's runs at the measured bundle factor)."""
+    out = []
+    for b in bundles(runs, limit):
+        total = sum(seconds[run.key] for run in b.runs)
+        out.append(total * factor.factor if factor is not None and len(b.runs) > 1 else total)
+    return out
+
+
+def _wall_clock(planned: list[float], extra: list[float], devices: int, kind: str) -> str:
+    what = "GPUs" if kind == "cuda" else "CPU cores"
+    wall = makespan(planned, devices)
+    text = f"{_hours(wall)} h"
+    if extra:
+        text += f", up to {_hours(wall + makespan(extra, devices))} h with the grouping runs (trained after the scorers)"
+    return (f"wall-clock on {devices} {what}: {text}; the trials placed longest first, each on the {what[:-1]} "
+            f"free first, at the throughput of one run per device (the longest trial alone: "
+            f"{_hours(max(planned, default=0))} h; packed runs may do better, not in the estimate)")
+
 
 
 def _merged_notes(notes) -> list[str]:
@@ -264,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     _interrupt_on_sigterm()
     try:
         config = load_config(args.config, out=args.out)
+        check_scorers(config, Path(args.config))
         if args.dry_run:
             _check_dry_run(config, args.views, args.size, args.gpus)
             print(describe(config, args.views, args.size, args.gpus))

@@ -87,7 +87,7 @@ def test_the_default_dry_run_counts_the_planned_runs_and_the_most_grouping_runs(
 
 def test_the_grouping_runs_the_scorers_really_choose_stay_within_the_bound():
     """Random affinity tables through the grouping stage's own choice and planning functions
-    (`affinity_choices`, `group_runs`, as engine.sweep.validate_groupings calls them)."""
+    (`affinity_choices`, `group_runs`, as pipeline.validate_groupings calls them)."""
     from raytaskaff.grouping.validation import affinity_choices
 
     config = load_config(ROOT / "sweeps" / "default.yaml")

@@ -114,8 +114,8 @@ def _listening(port: int) -> set[str]:
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the listening sockets from /proc/net/tcp")
 def test_a_local_sweep_dashboard_listens_on_localhost_only():
     """Ray as the sweep starts it: the dashboard answers on 127.0.0.1 and on no other address."""
-    script = ("import ray, sys; from raytaskaff.config import load_config; from raytaskaff.engine.sweep import start_ray; "
-              "start_ray(load_config('sweeps/smoke.yaml'), None); "
+    script = ("import ray, sys; from raytaskaff.config import load_config; from raytaskaff.engine.cluster import connect; "
+              "connect(None, load_config('sweeps/smoke.yaml').resources.num_cpus); "
               "print(ray._private.worker.global_worker.node.address_info['webui_url']); sys.stdout.flush(); input()")
     process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -30,7 +30,7 @@ def test_round_trip(tmp_path, remote):
     model.write_bytes(b"weights")
     store.save("k1", _result(str(model)), node="10.0.0.1", attempts=2)
     assert store.has("k1") and store.record("k1")["node"] == "10.0.0.1"
-    loaded = store.load("k1")
+    loaded = store.find("k1")
     assert loaded.test_losses == {"depth_zbuffer": 0.5, "normal": 0.25} and loaded.spec == RunSpec(("depth_zbuffer", "normal"))
     assert loaded.probes == {"gs": [[[1.0, 0.5], [0.5, 1.0]]]}
     assert store.record("k1")["files"] == {"model.pt": {"size": 7, "sha256": hashlib.sha256(b"weights").hexdigest()}}
@@ -50,8 +50,7 @@ def test_incomplete_or_foreign_records_do_not_count(tmp_path):
         assert not store.has("k2")
     (folder / "result.json").write_text(json.dumps({"key": "other", "result": {}}))
     assert not store.has("k2")
-    with pytest.raises(StoreError, match="no complete result"):
-        store.load("k2")
+    assert store.find("k2") is None
 
 
 def test_unwritable_store_is_a_clear_error(tmp_path):

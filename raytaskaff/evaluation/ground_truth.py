@@ -12,6 +12,12 @@ import pandas as pd
 from scipy import stats
 
 
+def relative_gain(reference: float, other: float) -> float:
+    """100 * (reference - other) / reference: the percentage by which `other` lowers a loss (the
+    gain of the ground truth, and of label injection against the STL run)."""
+    return 100.0 * (reference - other) / reference
+
+
 def gains_per_seed(stl: dict[int, dict[str, float]], pairs: dict[int, dict[tuple[str, str], dict[str, float]]]) -> pd.DataFrame:
     """Columns seed, target, partner, gain: for every seed with both STL losses and a pair run.
 
@@ -22,8 +28,7 @@ def gains_per_seed(stl: dict[int, dict[str, float]], pairs: dict[int, dict[tuple
         for (a, b), losses in runs.items():
             for target, partner in ((a, b), (b, a)):
                 if target in stl.get(seed, {}):
-                    reference = stl[seed][target]
-                    rows.append((seed, target, partner, 100.0 * (reference - losses[target]) / reference))
+                    rows.append((seed, target, partner, relative_gain(stl[seed][target], losses[target])))
     return pd.DataFrame(rows, columns=["seed", "target", "partner", "gain"])
 
 

@@ -16,6 +16,7 @@ import math
 import pandas as pd
 
 from raytaskaff.evaluation.compare import compare_scorers, seed_stability
+from raytaskaff.evaluation.ground_truth import ground_truth
 from raytaskaff.evaluation.levels import coverage_warning, evaluate_score, orientation_warning, truth_warnings
 from raytaskaff.evaluation.noise import noise_ceiling
 from raytaskaff.evaluation.reference import reference_check
@@ -32,17 +33,21 @@ def per_seed_frame(truth_per_seed: dict[int, dict]) -> pd.DataFrame:
 
 
 def evaluate_all(truth_per_seed: dict[int, dict], tables: dict[str, dict], per_seed: dict[str, dict] | None = None,
-                 bootstrap: int = 2000, tasks: list[str] | None = None, seed: int = 0) -> dict:
+                 bootstrap: int = 2000, tasks: list[str] | None = None, seed: int = 0, truth: dict | None = None) -> dict:
     """The evaluation of every scorer against a ground truth measured per seed.
 
     truth_per_seed: {seed: {(target, partner): gain}} (one key for a ground truth without seeds);
     tables: {scorer: {(target, partner): value}}; per_seed: {scorer: {seed: table}} for scorers
-    computed per seed. Returns scorers, noise_ceiling, comparisons, stability, reference, warnings
-    and headline (the keys of evaluation.json they fill).
+    computed per seed; truth: {(target, partner): seed-mean gain} when the caller has the
+    `ground_truth` table already (else computed from truth_per_seed by it). Returns scorers,
+    noise_ceiling, comparisons, stability, reference, warnings and headline (the keys of
+    evaluation.json they fill).
     """
     per_seed = per_seed or {}
     frame = per_seed_frame(truth_per_seed)
-    truth = {(r.target, r.partner): float(r.gain) for r in frame.groupby(["target", "partner"], as_index=False)["gain"].mean().itertuples()}
+    if truth is None:
+        truth = {(r.target, r.partner): r.gain for r in ground_truth(frame).itertuples()}
+    truth = {pair: float(gain) for pair, gain in sorted(truth.items())}
     warnings = truth_warnings(truth)
     scorers = {}
     for name, table in tables.items():

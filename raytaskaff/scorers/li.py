@@ -12,12 +12,8 @@ ordered pair (n(n-1) for n tasks), more than the pairs of the ground truth.
 
 from __future__ import annotations
 
-from raytaskaff.scorers.base import Artifacts, Needs, Scorer, ScorerError, register
-
-
-def relative_gain(reference: float, other: float) -> float:
-    """100 * (reference - other) / reference: the percentage by which `other` lowers a loss."""
-    return 100.0 * (reference - other) / reference
+from raytaskaff.evaluation.ground_truth import relative_gain
+from raytaskaff.scorers.base import Artifacts, Needs, Scorer, register
 
 
 @register
@@ -28,12 +24,6 @@ class LabelInjection(Scorer):
     def requirements(self, seeds: list[int] | None = None, **options) -> Needs:
         """STL and LI runs of `seeds` (default: every seed; LI runs are n(n-1) per seed)."""
         return Needs(stl=True, li=True, seeds=None if seeds is None else tuple(seeds))
-
-    def check_options(self, options: dict) -> None:
-        super().check_options(options)
-        seeds = options.get("seeds")
-        if "seeds" in options and (not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-            raise ScorerError(f"li.seeds: a list of seeds, got {seeds!r}")
 
     def compute(self, artifacts: Artifacts, seeds: list[int] | None = None) -> dict[tuple[str, str], float]:
         per_seed = {}

@@ -54,11 +54,11 @@ def test_a_failing_network_is_named_and_the_others_are_stored(setup, tmp_path):
         _trial(config, shared, bundle, store)
     assert f"1 of 6 networks failed ({broken.label}: loss of depth_zbuffer is nan at epoch 0 step 0" in str(e.value)
     assert [store.has(r.key) for r in bundle.runs] == [r is not broken for r in bundle.runs]
-    stored = {r.key: store.load(r.key) for r in bundle.runs if r is not broken}
+    stored = {r.key: store.find(r.key) for r in bundle.runs if r is not broken}
     assert all(result.bundle_size == 6 for result in stored.values())
 
     # the retry (Tune's, or the next sweep) trains only the missing network, as a bundle of one
     _trial(config, shared, bundle, store)
     assert all(store.has(r.key) for r in bundle.runs)
-    assert store.load(broken.key).bundle_size == 1
-    assert {k: store.load(k).test_losses for k in stored} == {k: v.test_losses for k, v in stored.items()}  # untouched
+    assert store.find(broken.key).bundle_size == 1
+    assert {k: store.find(k).test_losses for k in stored} == {k: v.test_losses for k, v in stored.items()}  # untouched

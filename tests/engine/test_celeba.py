@@ -85,7 +85,7 @@ def test_a_reduced_celeba_sweep(local_ray, tmp_path):
     truth = pd.read_csv(out / "ground_truth.csv")
     assert set(truth.target) == set(keep) and len(truth) == 6
     store = ResultStore(str(tmp_path / "out" / "store"))
-    stl = {r.tasks[0]: store.load(r.key) for r in runs if r.kind == "stl"}
+    stl = {r.tasks[0]: store.find(r.key) for r in runs if r.kind == "stl"}
     for name, result in stl.items():
         assert set(result.test_metrics[name]) == {"accuracy"} and 0 <= result.test_metrics[name]["accuracy"] <= 1
         assert result.test_losses[name] > 0

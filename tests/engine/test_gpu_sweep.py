@@ -39,4 +39,4 @@ def test_smoke_sweep_on_a_quarter_gpu_per_run(local_ray, tmp_path):
         rows = affinity[affinity.scorer == name]
         assert len(rows) == 6 and rows.value.notna().all(), name
     store = ResultStore(str(out / "store"))
-    assert {store.load(r.key).device.split(":")[0] for r in plan(config)} == {"cuda"}
+    assert {store.find(r.key).device.split(":")[0] for r in plan(config)} == {"cuda"}

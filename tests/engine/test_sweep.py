@@ -66,7 +66,7 @@ def test_groupings_are_realised_from_the_stored_runs(first_run, smoke):
     sources = set(smoke.scorers) | {"ground_truth", "hoa", "best", "stl", "all"}
     assert set(grouping.source) == sources and len(grouping) == len(sources)
     store = ResultStore(str(out / "store"))
-    by_tasks = {r.tasks: store.load(r.key) for r in plan(smoke) if r.seed == 0 and r.kind in ("stl", "pair", "all")}
+    by_tasks = {r.tasks: store.find(r.key) for r in plan(smoke) if r.seed == 0 and r.kind in ("stl", "pair", "all")}
     tasks = tuple(smoke.tasks)
     for row in grouping.itertuples():
         groups = [tuple(g.split("+")) for g in row.groups.split(" | ")]
@@ -178,8 +178,8 @@ def test_memory_mapped_trials_train_identical_runs(first_run, smoke, tmp_path):
     assert summary["runs"]["trained"] == 3 and not summary["runs"]["failed"]
     here, there = ResultStore(str(tmp_path / "out" / "store")), ResultStore(str(Path(smoke.out) / "store"))
     for run in plan(config):
-        assert here.load(run.key).test_losses == there.load(run.key).test_losses, run.label
-        assert here.load(run.key).history == there.load(run.key).history, run.label
+        assert here.find(run.key).test_losses == there.find(run.key).test_losses, run.label
+        assert here.find(run.key).history == there.find(run.key).history, run.label
 
 
 def test_streamed_trials_train_identical_runs_and_moved_data_keeps_its_runs(first_run, smoke, tmp_path):
@@ -201,7 +201,7 @@ def test_streamed_trials_train_identical_runs_and_moved_data_keeps_its_runs(firs
     assert not set(keys) & {r.key for r in plan(smoke)}  # a shuffle window is another data order
     here, there = ResultStore(str(tmp_path / "streamed" / "store")), ResultStore(str(tmp_path / "stored" / "store"))
     for key in keys:
-        assert here.load(key).test_losses == there.load(key).test_losses and here.load(key).history == there.load(key).history
+        assert here.find(key).test_losses == there.find(key).test_losses and here.find(key).history == there.find(key).history
 
     moved = tmp_path / "moved"
     shutil.copytree(data, moved)

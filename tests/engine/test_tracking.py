@@ -52,7 +52,7 @@ def tracked(local_ray, tmp_path_factory):
 
 def _histories(config) -> dict[Run, list[dict]]:
     store = ResultStore(str(Path(config.out) / "store"))
-    return {run: store.load(run.key).history for run in plan(config)}
+    return {run: store.find(run.key).history for run in plan(config)}
 
 
 def _scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -248,7 +248,7 @@ def test_a_killed_driver_resumes_and_ends_as_an_uninterrupted_sweep(small, tmp_p
     assert subprocess.run(_sweep_command(config_path, reference), env=env, capture_output=True, check=False).returncode == 0
     resumed, clean = ResultStore(str(out / "store")), ResultStore(str(reference / "store"))
     for run in plan(small):
-        assert resumed.load(run.key).test_losses == clean.load(run.key).test_losses, run.label
+        assert resumed.find(run.key).test_losses == clean.find(run.key).test_losses, run.label
 
 
 @pytest.mark.parametrize("where", ["out", "storage"])
