@@ -28,6 +28,7 @@ from raytaskaff.data.verify import verify_once
 from raytaskaff.errors import DataError
 from raytaskaff.evaluation import evaluate_all, gains_per_seed, ground_truth
 from raytaskaff.evaluation.learning import learning, learning_clause, learning_warnings
+from raytaskaff.evaluation.tables import pair_table, seed_tables
 from raytaskaff.grouping import GroupingError
 from raytaskaff.grouping.validation import affinity_choices, baseline_choices, best_choices, hoa_choices, mean_losses, realise
 from raytaskaff.plan import Run, group_runs
@@ -173,7 +174,7 @@ class Scored:
 
     def tables(self) -> dict[str, dict]:
         """{scorer: {(target, partner): value}}."""
-        return {name: {(r.target, r.partner): r.value for r in s.table.itertuples()} for name, s in self.scores.items()}
+        return {name: pair_table(s.table, "value") for name, s in self.scores.items()}
 
 
 def score(config: SweepConfig, artifacts: Artifacts, out: Path, say=print, before: Callable = lambda scorer: None) -> Scored:
@@ -205,7 +206,7 @@ class Judged:
     learning: dict
 
     def truth_table(self) -> dict:
-        return {(r.target, r.partner): r.gain for r in self.truth.itertuples()}
+        return pair_table(self.truth, "gain")
 
 
 def judge(config: SweepConfig, seeds: list[SeedRuns], scored: Scored, say=print) -> Judged:
@@ -214,12 +215,9 @@ def judge(config: SweepConfig, seeds: list[SeedRuns], scored: Scored, say=print)
     per_seed = gains_per_seed(stl, {s.seed: {k: r.test_losses for k, r in s.pairs.items()} for s in seeds})
     truth = ground_truth(per_seed)
     evaluation = evaluate_all(
-        {int(seed): {(r.target, r.partner): r.gain for r in rows.itertuples()} for seed, rows in per_seed.groupby("seed")},
-        scored.tables(),
-        {name: {int(seed): {(r.target, r.partner): r.value for r in rows.itertuples()} for seed, rows in s.per_seed.groupby("seed")}
-         for name, s in scored.scores.items() if s.per_seed is not None and len(s.per_seed)},
-        bootstrap=config.bootstrap, tasks=list(config.tasks),
-        truth={(r.target, r.partner): r.gain for r in truth.itertuples()})
+        seed_tables(per_seed, "gain"), scored.tables(),
+        {name: seed_tables(s.per_seed, "value") for name, s in scored.scores.items() if s.per_seed is not None and len(s.per_seed)},
+        bootstrap=config.bootstrap, tasks=list(config.tasks), truth=pair_table(truth, "gain"))
     checked = learning(stl, {s.seed: {t: r.chance_losses[t] for t, r in s.stl.items() if t in r.chance_losses} for s in seeds},
                        list(config.tasks))
     evaluation["warnings"] = learning_warnings(checked) + evaluation["warnings"]

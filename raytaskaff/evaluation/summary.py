@@ -20,6 +20,7 @@ from raytaskaff.evaluation.ground_truth import ground_truth
 from raytaskaff.evaluation.levels import coverage_warning, evaluate_score, orientation_warning, truth_warnings
 from raytaskaff.evaluation.noise import noise_ceiling
 from raytaskaff.evaluation.reference import reference_check
+from raytaskaff.evaluation.tables import pair_table
 
 #: Below this Spearman of the ground truth with itself (the better of the single-seed and
 #: split-half ceilings), its ranking is mostly noise and no scorer can be judged firmly.
@@ -46,7 +47,7 @@ def evaluate_all(truth_per_seed: dict[int, dict], tables: dict[str, dict], per_s
     per_seed = per_seed or {}
     frame = per_seed_frame(truth_per_seed)
     if truth is None:
-        truth = {(r.target, r.partner): r.gain for r in ground_truth(frame).itertuples()}
+        truth = pair_table(ground_truth(frame), "gain")
     truth = {pair: float(gain) for pair, gain in sorted(truth.items())}
     warnings = truth_warnings(truth)
     scorers = {}

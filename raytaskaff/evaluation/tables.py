@@ -112,6 +112,16 @@ def parse_seed(path, line: int, text: str | None) -> int:
         raise TableError(f"{path}:{line}: seed {(text or '').strip()!r} is not an integer") from None
 
 
+def pair_table(frame, column: str) -> dict[tuple[str, str], float]:
+    """{(target, partner): value} of a long table (a DataFrame with target, partner and `column`)."""
+    return {(r.target, r.partner): getattr(r, column) for r in frame.itertuples()}
+
+
+def seed_tables(frame, column: str) -> dict[int, dict[tuple[str, str], float]]:
+    """{seed: {(target, partner): value}} of a long table with a seed column."""
+    return {int(seed): pair_table(rows, column) for seed, rows in frame.groupby("seed")}
+
+
 def mean_table(tables: dict) -> dict[tuple[str, str], float]:
     """The mean over seeds of {seed: table}, each pair over the seeds that know it."""
     keys = set().union(*tables.values()) if tables else set()
