@@ -1,6 +1,6 @@
 """Speed of the exact group selections as the task count grows.
 
-    python -m bench.grouping [--repeat 3] [--time-limit 10] [--json]
+    python -m bench.grouping [--repeat 3] [--time-limit 10] [--reference-tasks 10,20] [--json]
 
 1. networks: exact selection over Standley's full candidate set (every task subset at cost 1 plus
    half-size single-task networks at 0.5: 2^n - 1 + n candidates) for every budget 1, 1.5, ..., n,
@@ -16,6 +16,12 @@
    seconds of the selection, its process's peak resident memory (Python and numpy included),
    the peak the selection itself allocates (tracemalloc, on a second call), and the largest gap
    between an answer and its proven bound (0: exact).
+4. affinity at scale: the TAG grouping (local search) of 10, 20 and 40 tasks for K = 2, 3, 4, a
+   sweep's default group counts, on planted affinities (groups of 4 that help each other, hurt
+   across), seconds per K and for all three (what one scorer costs the grouping stage); for the
+   task counts in `--reference-tasks`, also the search as it was before its trials were computed
+   in closed form (`reference_heuristic`: every trial summed task by task), timed side by side in
+   this process, and whether both return the same groups (aim: == 1).
 Random losses and affinities; the answers do not depend on them, the times barely. Times are the
 best of `--repeat` calls.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import resource
 import subprocess
 import sys
@@ -37,6 +44,7 @@ import numpy as np
 
 from bench.rows import Row, bench_parser, report
 from raytaskaff.grouping import Network, select_groups
+from raytaskaff.grouping.affinity import TAG_SINGLETON, _heuristic, _score_in, affinity_matrix
 from raytaskaff.grouping.networks import select_for_budgets
 
 
@@ -145,12 +153,101 @@ def scale_rows(time_limit: float) -> Iterator[Row]:
                       r["seconds"] / time_limit, f"<= {1.2:g}")
 
 
+def planted_affinity(n: int, rng) -> dict[tuple[str, str], float]:
+    """{(target, partner): affinity} of n tasks in planted groups of 4: U(0.2, 1) within a group,
+    U(-1, 0.3) across (seed it for a fixed table)."""
+    tasks = [f"task{i:02d}" for i in range(n)]
+    label = rng.permutation(n) % max(1, n // 4)
+    return {(a, b): float(rng.uniform(0.2, 1.0) if label[i] == label[j] else rng.uniform(-1.0, 0.3))
+            for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i != j}
+
+
+def reference_heuristic(affinity: np.ndarray, max_groups: int, singleton: float, restarts: int = 20, seed: int = 0) -> list[int]:
+    """The local search of `raytaskaff.grouping.affinity._heuristic` as it was first written: every
+    trial built and summed task by task, first improvement taken. Kept as the reference the faster
+    search must match step for step (tests/grouping/test_affinity.py) and as the "before" timing."""
+    n = len(affinity)
+    rng = random.Random(seed)
+
+    def value(label: list[int]) -> float:
+        total = 0.0
+        for k in set(label):
+            members = [a for a in range(n) if label[a] == k]
+            total += sum(_score_in(affinity, members, a, singleton) for a in members)
+        return total
+
+    best_label, best_value = None, -np.inf
+    for _ in range(restarts):
+        label = [rng.randrange(max_groups) for _ in range(n)]
+        current = value(label)
+        improved = True
+        while improved:
+            improved = False
+            trials = [label[:a] + [k] + label[a + 1:] for a in range(n) for k in range(max_groups) if k != label[a]]
+            for a in range(n):
+                for b in range(a + 1, n):
+                    if label[a] != label[b]:
+                        swap = label.copy()
+                        swap[a], swap[b] = label[b], label[a]
+                        trials.append(swap)
+            for trial in trials:
+                if (v := value(trial)) > current + 1e-12:
+                    label, current, improved = trial, v, True
+                    break
+        if current > best_value:
+            best_label, best_value = label, current
+    groups = [{a for a in range(n) if best_label[a] == k} for k in sorted(set(best_label))]
+
+    def overlap_value(gs: list[set[int]]) -> float:
+        return sum(max(_score_in(affinity, sorted(g), a, singleton) for g in gs if a in g) for a in range(n))
+
+    current, improved = overlap_value(groups), True
+    while improved:
+        improved = False
+        for k, a in ((k, a) for k in range(len(groups)) for a in range(n)):
+            trial = [set(g) for g in groups]
+            trial[k] ^= {a}
+            if not trial[k] or any(not any(b in g for g in trial) for b in range(n)):
+                continue
+            if (v := overlap_value(trial)) > current + 1e-12:
+                groups, current, improved = trial, v, True
+                break
+    return [sum(1 << a for a in g) for g in groups]
+
+
+def affinity_scale_rows(reference_tasks: tuple[int, ...]) -> Iterator[Row]:
+    for n in (10, 20, 40):
+        table = planted_affinity(n, np.random.default_rng(0))
+        _, affinity = affinity_matrix(table)
+        seconds, before, same = [], [], True
+        for k in (2, 3, 4):
+            start = time.perf_counter()
+            select_groups(table, k, exact=False)
+            seconds.append(time.perf_counter() - start)
+            if n in reference_tasks:
+                new = _heuristic(affinity, k, TAG_SINGLETON)
+                start = time.perf_counter()
+                old = reference_heuristic(affinity, k, TAG_SINGLETON)
+                before.append(time.perf_counter() - start)
+                same &= old == new
+        per_k = ", ".join(f"{s:.2f}" for s in seconds)
+        yield Row("grouping", f"affinity, {n} tasks, K=2,3,4 (one scorer)", f"{sum(seconds):.2f} s ({per_k} s)",
+                  sum(seconds) / 10, "<= 1 (10 s per scorer)")
+        if before:
+            yield Row("grouping", f"affinity, {n} tasks, K=2,3,4: same groups as the reference search",
+                      f"{sum(seconds):.2f} s vs {sum(before):.2f} s before ({', '.join(f'{s:.2f}' for s in before)} s)",
+                      float(same), "== 1")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser("grouping", __doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--time-limit", type=float, default=10.0, help="seconds for each case of part 3 (default 10)")
+    parser.add_argument("--reference-tasks", default="10,20",
+                        help="task counts of part 4 that also time the reference search (10,20,40: about 2 minutes more)")
     args = parser.parse_args(argv)
-    report(itertools.chain(rows(args.repeat), scale_rows(args.time_limit)), args.json)
+    reference = tuple(int(n) for n in args.reference_tasks.split(",") if n.strip())
+    report(itertools.chain(rows(args.repeat), scale_rows(args.time_limit), affinity_scale_rows(reference)), args.json)
 
 
 if __name__ == "__main__":

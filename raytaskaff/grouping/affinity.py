@@ -142,39 +142,128 @@ def _score_in(affinity: np.ndarray, members: list[int], a: int, singleton: float
     return float(affinity[a, others].mean()) if others else singleton
 
 
+def _row_scores(affinity: np.ndarray, members: list[int], singleton: float) -> list[float]:
+    """[`_score_in`(affinity, members, a) for a in members], bit for bit, in one numpy call: each
+    row of the members' block without its diagonal is summed as `mean` sums a row (the same
+    contiguous reduction), then divided by the count."""
+    m = len(members)
+    if m == 1:
+        return [float(singleton)]
+    block = affinity[np.ix_(members, members)]
+    others = block[~np.eye(m, dtype=bool)].reshape(m, m - 1)
+    return (np.add.reduce(others, axis=1) / (m - 1)).tolist()
+
+
+def _partition_value(affinity: np.ndarray, label: list[int], singleton: float) -> float:
+    """The objective (times n) of the partition `label` (task -> group), each group serving its
+    own members, summed group by group in the order of `set(label)`, each group's scores in task
+    order: the reference every faster evaluation is checked against, so that the search takes the
+    same steps whatever evaluates the trials."""
+    total = 0.0
+    for k in set(label):
+        total += sum(_row_scores(affinity, [a for a, g in enumerate(label) if g == k], singleton))
+    return total
+
+
+def _group_values(totals: np.ndarray, sizes: np.ndarray, singleton: float) -> np.ndarray:
+    """A group's contribution to the objective (times n) from W (the sum of affinity[a, b] over its
+    ordered pairs of members) and its size m: W / (m - 1), `singleton` for m = 1, 0 when empty
+    (each member's score is its row sum over the m - 1 others, divided by m - 1)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = totals / (sizes - 1)
+    return np.where(sizes >= 2, values, np.where(sizes == 1, singleton, 0.0))
+
+
+def _trial_values(affinity: np.ndarray, label: np.ndarray, max_groups: int, singleton: float):
+    """Every trial of one local-search step, in the order the search tries them, with its
+    objective (times n) computed in closed form, O(n^2 + n K) for all of them together.
+
+    Trials: moving task a to group k != label[a] (a, then k, ascending), then swapping the groups
+    of tasks a < b in different groups (row-major). Returns (moves (M, 2) of [a, k], swaps (W, 2)
+    of [a, b], values (M + W,), singletons (M + W,): each trial's count of one-task groups).
+    With B = A + A^T (zero diagonal) and S[a, k] = sum of B[a, b] over b in group k, a group's W
+    is half the sum of S over its members; moving a out of k takes S[a, k] from W_k, moving it into
+    k adds S[a, k]; a swap also takes B[a, b] from each side (a and b were counted as partners).
+    """
+    n = len(affinity)
+    both = affinity + affinity.T
+    np.fill_diagonal(both, 0.0)
+    onehot = np.zeros((n, max_groups))
+    onehot[np.arange(n), label] = 1.0
+    s = both @ onehot  # (n, K)
+    sizes = onehot.sum(axis=0)
+    totals = (s * onehot).sum(axis=0) / 2
+    base = _group_values(totals, sizes, singleton)
+    current = base.sum()
+    ones = int((sizes == 1).sum())
+
+    a, k = np.nonzero(np.arange(max_groups)[None, :] != label[:, None])  # row-major: a, then k
+    k0 = label[a]
+    out_size, in_size = sizes[k0] - 1, sizes[k] + 1
+    move = (current - base[k0] - base[k] + _group_values(totals[k0] - s[a, k0], out_size, singleton)
+            + _group_values(totals[k] + s[a, k], in_size, singleton))
+    move_ones = ones - (sizes[k0] == 1) - (sizes[k] == 1) + (out_size == 1) + (in_size == 1)
+
+    first, second = np.triu_indices(n, 1)  # row-major: a, then b > a
+    differ = label[first] != label[second]
+    first, second = first[differ], second[differ]
+    k1, k2 = label[first], label[second]
+    pair = both[first, second]
+    swap = (current - base[k1] - base[k2]
+            + _group_values(totals[k1] - s[first, k1] + s[second, k1] - pair, sizes[k1], singleton)
+            + _group_values(totals[k2] - s[second, k2] + s[first, k2] - pair, sizes[k2], singleton))
+    swap_ones = np.full(len(first), ones)
+    return (np.stack([a, k], axis=1), np.stack([first, second], axis=1),
+            np.concatenate([move, swap]), np.concatenate([move_ones, swap_ones]))
+
+
 def _heuristic(affinity: np.ndarray, max_groups: int, singleton: float, restarts: int = 20, seed: int = 0) -> list[int]:
     """Local search over partitions into at most `max_groups` groups, each serving its own members.
 
-    Returns the groups as bitmasks. Each evaluation costs O(n^2), never 2^n.
+    Returns the groups as bitmasks. From each seeded start, a step takes the first trial (moves of
+    one task, then swaps of two, see `_trial_values`) whose objective beats the current one by
+    more than 1e-12, until none does. Every trial's objective is computed at once in closed form;
+    where that value and the group-by-group sum of `_partition_value` could round to different
+    sides of the threshold (within a bound on their rounding errors), and for the trial taken, the
+    reference sum decides: the search takes exactly the steps a trial-by-trial evaluation takes.
     """
     n = len(affinity)
     rng = random.Random(seed)
-
-    def value(label: list[int]) -> float:
-        total = 0.0
-        for k in set(label):
-            members = [a for a in range(n) if label[a] == k]
-            total += sum(_score_in(affinity, members, a, singleton) for a in members)
-        return total
+    # Rounding of either evaluation: sums of n scores, each a mean of at most n affinities, and
+    # the one-task groups' `singleton` terms; a generous multiple of n * eps * their magnitude.
+    spread = 1024 * n * np.finfo(float).eps
+    magnitude = 2 * n * float(np.abs(affinity).max(initial=0.0))
 
     best_label, best_value = None, -np.inf
     for _ in range(restarts):
         label = [rng.randrange(max_groups) for _ in range(n)]
-        current = value(label)
-        improved = True
-        while improved:  # first improvement: move one task, else swap two
-            improved = False
-            trials = [label[:a] + [k] + label[a + 1:] for a in range(n) for k in range(max_groups) if k != label[a]]
-            for a in range(n):
-                for b in range(a + 1, n):
-                    if label[a] != label[b]:
-                        swap = label.copy()
-                        swap[a], swap[b] = label[b], label[a]
-                        trials.append(swap)
-            for trial in trials:
-                if (v := value(trial)) > current + 1e-12:
-                    label, current, improved = trial, v, True
+        current = _partition_value(affinity, label, singleton)
+        while True:
+            moves, swaps, values, ones = _trial_values(affinity, np.array(label), max_groups, singleton)
+            current_ones = sum(1 for k in set(label) if label.count(k) == 1)
+            threshold = current + 1e-12
+            tolerance = spread * (magnitude + abs(singleton) * (ones + current_ones) + abs(current))
+            clear = np.flatnonzero(values > threshold + tolerance)
+            last = clear[0] if len(clear) else len(values)
+            close = np.flatnonzero(np.abs(values[:last] - threshold) <= tolerance[:last])
+            taken = None
+            # In trial order: the close ones, then the first clear one, then (only if the bound
+            # failed it) every later trial, each decided by the reference sum.
+            for i in [*close, *range(last, len(values))]:
+                trial = label.copy()
+                if i < len(moves):
+                    a, k = moves[i]
+                    trial[a] = int(k)
+                else:
+                    a, b = swaps[i - len(moves)]
+                    trial[a], trial[b] = label[b], label[a]
+                value = _partition_value(affinity, trial, singleton)
+                if value > threshold:
+                    taken = trial, value
                     break
+            if taken is None:
+                break
+            label, current = taken
         if current > best_value:
             best_label, best_value = label, current
     groups = [{a for a in range(n) if best_label[a] == k} for k in sorted(set(best_label))]
@@ -185,9 +274,17 @@ def _overlap(affinity: np.ndarray, groups: list[set[int]], singleton: float) -> 
     """Improve a partition by letting groups overlap: add a task to a group or drop one from a
     group (every task stays covered) while the objective rises; a task is served by its best group."""
     n = len(affinity)
+    scored: dict[tuple[int, ...], dict[int, float]] = {}  # a trial changes one group: the others are known
+
+    def scores_in(g: set[int]) -> dict[int, float]:
+        members = tuple(sorted(g))
+        if members not in scored:
+            scored[members] = dict(zip(members, _row_scores(affinity, list(members), singleton)))
+        return scored[members]
 
     def value(gs: list[set[int]]) -> float:
-        return sum(max(_score_in(affinity, sorted(g), a, singleton) for g in gs if a in g) for a in range(n))
+        by_group = [scores_in(g) for g in gs]
+        return sum(max(s[a] for s in by_group if a in s) for a in range(n))
 
     current, improved = value(groups), True
     while improved:
