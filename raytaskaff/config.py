@@ -36,6 +36,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from itertools import permutations
 from pathlib import Path
 
 import yaml
@@ -383,12 +384,45 @@ class SweepConfig:
         try:
             s = self.scorer(name)
             s.check_options(options)
-            s.requirements(**options)
+            self.li_pairs(s.requirements(**options))
             s.skip_reason(self.tasks, **options)
         except ConfigError:
             raise
         except RaytaskaffError as e:
             raise ConfigError(f"scorers: {e}") from None
+
+    def li_pairs(self, needs) -> list[tuple[str, str]]:
+        """The (target, partner) pairs whose label-injection runs `needs` (a scorer's `Needs`) asks
+        for, in plan order: every ordered pair, or its `li_choice`, whose partners are ranked, where
+        it asks, by a scorer that needs no runs (td), computed here from the config alone. A
+        ranking by a scorer of trained networks (rsa, ias) would need a plan in two phases, after the
+        STL networks: not done, so such a scorer is refused. ScorerError (one line) for a choice that
+        names no task of the sweep or a ranking scorer that cannot rank these tasks."""
+        choice = needs.li_choice
+        if choice is None:
+            return list(permutations(self.tasks, 2))
+        return choice.choose(self.tasks, self._ranking(choice.rank_by) if choice.partners is not None else None)
+
+    def _ranking(self, name: str) -> dict[tuple[str, str], float]:
+        """{(target, partner): value} of scorer `name` (with its options in this config, if any),
+        which must need no runs: what ranks label injection's partners before anything trains."""
+        from raytaskaff.scorers.base import Artifacts, ScorerError
+
+        options = self.scorer_options(name)
+        try:
+            s = self.scorer(name)
+            s.check_options(options)
+            kinds = s.requirements(**options).run_kinds()
+            why = s.skip_reason(self.tasks, **options)
+        except RaytaskaffError as e:
+            raise ScorerError(f"li.rank_by: {e}") from None
+        if kinds:
+            raise ScorerError(f"li.rank_by: {name} reads trained networks ({', '.join(sorted(map(str, kinds)))}), and "
+                              "partners are ranked before anything trains: name a scorer that needs none, such as td")
+        if why:
+            raise ScorerError(f"li.rank_by: {name} cannot rank these tasks: {why}")
+        table = s.score(Artifacts(self.tasks), **options).table
+        return {(r.target, r.partner): r.value for r in table.itertuples()}
 
     @property
     def user_scorers(self) -> tuple[str, ...]:

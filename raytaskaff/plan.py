@@ -5,7 +5,9 @@ Kinds of run, per seed:
 - "pair": one per unordered pair of tasks (the ground truth), instrumented when a scorer reads
   the pairwise networks' probes;
 - "all": the all-task network, instrumented, when a scorer reads it;
-- "li": one per ordered (target, partner), on the seeds a scorer reads them;
+- "li": one per ordered (target, partner) a scorer chooses (`Needs.li_choice`: every one by
+  default, or li's list, k ranked partners or budget, see `SweepConfig.li_pairs`), on the seeds it
+  reads them;
 - "group": a network of three or more tasks, for validating groupings (on the grouping seeds):
   the all-task network when no scorer trains it, every such group when `exhaustive`, and later
   the groups the scorers choose (`group_runs`; before the scorers, `most_group_runs` bounds them).
@@ -107,6 +109,9 @@ def plan(config: SweepConfig, content: str | None = None) -> list[Run]:
     def wanted(kind: RunKind, seed: int) -> bool:
         return any(kind in n.run_kinds() and (n.seeds is None or seed in n.seeds) for n in needs)
 
+    # LI pairs: the union of what each need reading LI runs chooses, per need once (a ranking
+    # scorer computes once), in plan order; the default chooses every ordered pair.
+    li_pairs = [(n, set(config.li_pairs(n))) for n in needs if RunKind.LI in n.run_kinds()]
     runs = []
     for seed in config.seeds:
         runs += [Run(RunKind.STL, (t,), seed) for t in config.tasks]
@@ -115,7 +120,8 @@ def plan(config: SweepConfig, content: str | None = None) -> list[Run]:
         if wanted(RunKind.ALL, seed):
             runs.append(Run(RunKind.ALL, tuple(config.tasks), seed, probes=True))
         if wanted(RunKind.LI, seed):
-            runs += [Run(RunKind.LI, (t,), seed, inject=(p,)) for t, p in permutations(config.tasks, 2)]
+            chosen = set().union(*(pairs for n, pairs in li_pairs if n.seeds is None or seed in n.seeds))
+            runs += [Run(RunKind.LI, (t,), seed, inject=(p,)) for t, p in permutations(config.tasks, 2) if (t, p) in chosen]
         if config.grouping.groups and seed in config.grouping_seeds:
             largest = [tuple(config.tasks)] if not wanted(RunKind.ALL, seed) else []
             if config.grouping.exhaustive:

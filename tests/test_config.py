@@ -71,7 +71,7 @@ def _write(tmp_path, text):
     ("data: {kind: shards, path: d, splits: [0.4, 0.1, 0.5]}\n", "data.splits: only synthetic data is split by the config"),
     ("scorers: {ias: {imagez: 5}}\n", "scorers: ias: unknown option 'imagez' (known: images)"),
     ("scorers: {rsa: {images: 0}}\n", "scorers: rsa.images: must be an integer >= 1, got 0"),
-    ("scorers: {li: {seeds: [0], images: 3}}\n", "scorers: li: unknown option 'images' (known: seeds)"),
+    ("scorers: {li: {seeds: [0], images: 3}}\n", "scorers: li: unknown option 'images' (known: seeds, pairs, targets, partners, rank_by, budget)"),
     ("scorers: {gs: {source: pair}}\n", "scorers: gs.source: 'pair' is not one of all, pairs"),
     ("scorers: {etap: {source: 3}}\n", "scorers: etap.source: expected a string, got 3"),
     ("name: ../../etc\n", "name: letters, digits"),

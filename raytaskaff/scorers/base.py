@@ -55,6 +55,9 @@ import pandas as pd
 from raytaskaff.errors import RaytaskaffError
 from raytaskaff.settings import RunKind, RunResult
 
+if typing.TYPE_CHECKING:
+    from raytaskaff.scorers.li import LiChoice
+
 
 class ScorerError(RaytaskaffError):
     """A scorer cannot compute its table from what it was given."""
@@ -64,12 +67,15 @@ class ScorerError(RaytaskaffError):
 class Needs:
     """Runs a scorer reads: STL models, label-injection models, and an MTL run ("all": the
     instrumented all-task network; "pairs": the instrumented pairwise networks); seeds: the
-    seeds whose runs it reads (None: every seed of the sweep)."""
+    seeds whose runs it reads (None: every seed of the sweep); li_choice: which (target, partner)
+    pairs get a label-injection run (`scorers.li.LiChoice`, resolved against the sweep's tasks by
+    `SweepConfig.li_pairs`; None: every ordered pair)."""
 
     stl: bool = False
     li: bool = False
     mtl: str | None = None
     seeds: tuple[int, ...] | None = None
+    li_choice: LiChoice | None = None
 
     def __post_init__(self) -> None:
         if self.mtl not in (None, "all", "pairs"):
@@ -281,6 +287,9 @@ class Scorer:
 
     name: str = ""
     needs: Needs = Needs()
+    #: True for a scorer whose table may leave pairs out (li on the pairs it chose to run): a
+    #: missing pair is unknown, never 0; the others must score every ordered pair.
+    partial: bool = False
 
     def requirements(self, **options) -> Needs:
         """The runs this scorer reads with these options (default: `needs`)."""
@@ -324,7 +333,8 @@ class Scorer:
         values = self.compute(artifacts, **options)
         compute = Cost(time.perf_counter() - wall, time.process_time() - cpu + artifacts.remote[0] - remote[0],
                        artifacts.remote[1] - remote[1])
-        rows = [(t, p, value) for (t, p), value in checked_table(self.name, values, artifacts.ordered_pairs()).items()]
+        checked = checked_table(self.name, values, artifacts.ordered_pairs(), partial=self.partial)
+        rows = [(t, p, value) for (t, p), value in checked.items()]
         per_seed = None
         if self.per_seed:
             seed_rows = [(seed, t, p, float(table[t, p])) for seed, table in sorted(self.per_seed.items())
@@ -333,17 +343,17 @@ class Scorer:
         return Score(self.name, pd.DataFrame(rows, columns=["target", "partner", "value"]), compute, dict(self.details), per_seed)
 
 
-def checked_table(name: str, values, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+def checked_table(name: str, values, pairs: list[tuple[str, str]], partial: bool = False) -> dict[tuple[str, str], float]:
     """What `compute` returned as {(target, partner): float} over `pairs`, or ScorerError (one line)
-    naming what is wrong: not a mapping, a pair without a value, or a value that is not one finite
-    number (an array, None, a string, NaN)."""
+    naming what is wrong: not a mapping, a pair without a value (unless `partial`: then it is left
+    out), or a value that is not one finite number (an array, None, a string, NaN)."""
     if not isinstance(values, Mapping):
         raise ScorerError(f"{name}: compute returned {type(values).__name__}, not a dict {{(target, partner): value}}")
     missing = [pair for pair in pairs if pair not in values]
-    if missing:
+    if missing and not partial:
         raise ScorerError(f"{name}: no value for {len(missing)} pairs, e.g. {missing[0]}")
     table = {}
-    for pair in pairs:
+    for pair in (p for p in pairs if p in values):
         value = values[pair]
         try:
             number = float(value) if np.ndim(value) == 0 and not isinstance(value, (str, bytes)) else None

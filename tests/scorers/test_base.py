@@ -76,7 +76,10 @@ def test_total_and_marginal_costs(result):
 def test_builtin_scorers_declare_typed_options():
     declared = {name: {key: (o.kind, o.default) for key, o in scorer(name).options().items()} for name in sorted(SCORERS)}
     assert declared["ias"] == {"images": (int, 2048)} and declared["rsa"] == {"images": (int, 500)}
-    assert declared["li"] == {"seeds": (list[int] | None, None)} and declared["td"] == {"taxonomy": (dict | list | None, None)}
+    assert declared["li"] == {"seeds": (list[int] | None, None), "pairs": (list[list[str]] | None, None),
+                              "targets": (list[str] | None, None), "partners": (int | None, None),
+                              "rank_by": (str | None, None), "budget": (int | None, None)}
+    assert declared["td"] == {"taxonomy": (dict | list | None, None)}
     for name in ("gs", "gt", "etap"):
         assert declared[name] == {"source": (typing.Literal["all", "pairs"], "all")}
 

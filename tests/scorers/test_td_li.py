@@ -2,10 +2,11 @@
 
 import itertools
 
+import numpy as np
 import pytest
 
 from raytaskaff.scorers import Artifacts, SeedRuns, scorer
-from raytaskaff.scorers.base import ScorerError
+from raytaskaff.scorers.base import Scorer, ScorerError
 from raytaskaff.scorers.td import TASKONOMY_FIVE, tree_distances
 
 FIVE = ("segment_semantic", "keypoints2d", "edge_texture", "depth_zbuffer", "normal")
@@ -78,3 +79,40 @@ def test_per_seed_tables_are_kept_for_seeded_scorers_and_absent_for_td(result):
                                   (7, "depth_zbuffer", "normal"): 10.0, (7, "normal", "depth_zbuffer"): 0.0})
     assert list(score.per_seed.columns) == ["seed", "target", "partner", "value"]
     assert scorer("td").score(Artifacts(FIVE)).per_seed is None
+
+
+# Label injection on a budget (tests/scorers/test_li_choice.py plans it): the pairs not run are
+# missing from the table, not scored 0.
+LI_TASKS = ("depth_zbuffer", "normal", "edge_texture", "keypoints2d")
+
+
+def li_seed(result, seed, stl, li):
+    """SeedRuns with STL test losses {task: loss} and LI losses {(target, partner): loss}."""
+    return SeedRuns(seed, stl={t: result([t], {t: v}) for t, v in stl.items()},
+                    li={(t, p): result([t], {t: v}, inject=[p]) for (t, p), v in li.items()})
+
+
+def test_li_scores_only_the_pairs_it_ran(result):
+    stl = {"depth_zbuffer": 2.0, "normal": 4.0, "edge_texture": 1.0, "keypoints2d": 5.0}
+    seeds = [li_seed(result, 0, stl, {("depth_zbuffer", "normal"): 1.0, ("normal", "edge_texture"): 5.0}),
+             li_seed(result, 1, stl, {("depth_zbuffer", "normal"): 1.5, ("keypoints2d", "normal"): 4.0})]
+    score = scorer("li").score(Artifacts(LI_TASKS, seeds))
+    table = {(r.target, r.partner): r.value for r in score.table.itertuples()}
+    assert table == pytest.approx({("depth_zbuffer", "normal"): (50.0 + 25.0) / 2, ("normal", "edge_texture"): -25.0,
+                                   ("keypoints2d", "normal"): 20.0})
+    matrix = score.matrix(LI_TASKS)
+    assert np.isnan(matrix).sum() == 16 - 3 and matrix[0, 1] == pytest.approx(37.5)  # missing: NaN, not 0
+    assert sorted(zip(score.per_seed.seed, score.per_seed.target, score.per_seed.partner)) == [
+        (0, "depth_zbuffer", "normal"), (0, "normal", "edge_texture"), (1, "depth_zbuffer", "normal"), (1, "keypoints2d", "normal")]
+    assert score.details == {"pairs": 3, "of": 12}
+
+
+def test_other_scorers_still_score_every_pair():
+    class Half(Scorer):
+        name = "half"
+
+        def compute(self, artifacts):
+            return {pair: 1.0 for pair in artifacts.ordered_pairs()[:3]}
+
+    with pytest.raises(ScorerError, match="half: no value for 9 pairs"):
+        Half().score(Artifacts(LI_TASKS))
