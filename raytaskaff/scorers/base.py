@@ -1,7 +1,8 @@
 """The protocol every affinity scorer follows, and the registry that names them.
 
 A scorer declares which runs it needs (`Needs`) and turns their artifacts into an affinity table:
-one value per ordered pair (target, partner), target != partner, higher meaning more affinity,
+one value per ordered pair (target, partner), target != partner (a `partial` scorer, li on the
+pairs it ran, leaves the others out: unknown, never 0), higher meaning more affinity,
 oriented as everywhere in raytaskaff: "how much the target gains from the partner". Adding one is
 one file:
 
