@@ -232,7 +232,7 @@ def _heuristic(affinity: np.ndarray, max_groups: int, singleton: float, restarts
     # Rounding of either evaluation: sums of n scores, each a mean of at most n affinities, and
     # the one-task groups' `singleton` terms; a generous multiple of n * eps * their magnitude.
     spread = 1024 * n * np.finfo(float).eps
-    magnitude = 2 * n * float(np.abs(affinity).max(initial=0.0))
+    magnitude = 2 * n * float(np.abs(affinity[np.isfinite(affinity)]).max(initial=0.0))
 
     best_label, best_value = None, -np.inf
     for _ in range(restarts):
