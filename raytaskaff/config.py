@@ -408,6 +408,9 @@ class SweepConfig:
         which must need no runs: what ranks label injection's partners before anything trains."""
         from raytaskaff.scorers.base import Artifacts, ScorerError
 
+        if name in self.user_scorers:  # reading a config runs no user code (see `check_scorer`)
+            raise ScorerError(f"li.rank_by: {name} lives in the user's file, which reading a config does not run: "
+                              "rank by a built-in scorer that needs no runs, such as td")
         options = self.scorer_options(name)
         try:
             s = self.scorer(name)

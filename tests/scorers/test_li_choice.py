@@ -169,6 +169,13 @@ def test_bad_options_name_the_key(li, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_scorer_of_the_users_file_does_not_rank(tmp_path):
+    mine = tmp_path / "mine.py"
+    mine.write_text("raise SystemExit('reading a config ran this file')\n")
+    with pytest.raises(ConfigError, match="li.rank_by: mine lives in the user's file, which reading a config does not run"):
+        dataclasses.replace(config(TEN.tasks[:3], {}), scorers={"mine": {"module": str(mine)}, "li": {"partners": 1, "rank_by": "mine"}})
+
+
 def test_ranking_by_td_needs_a_taxonomy_of_the_tasks():
     with pytest.raises(ConfigError, match="li.rank_by: td cannot rank these tasks: no taxonomy given"):
         dataclasses.replace(config(TEN.tasks[:2], {}), tasks=TEN.tasks[4:8], scorers={"li": {"partners": 1}})
