@@ -107,6 +107,9 @@ def li_choice(pairs=None, targets=None, partners=None, rank_by: str | None = Non
         raise ScorerError(f"li.pairs: gives the pairs itself; drop li.{'targets' if targets is not None else 'partners'}")
     if rank_by is not None and partners is None:
         raise ScorerError("li.rank_by: ranks the partners that li.partners keeps, and li.partners is not given")
+    for key, value in (("pairs", pairs), ("targets", targets)):
+        if value is not None and not len(value):
+            raise ScorerError(f"li.{key}: empty, so li would have no run to score (leave li out of scorers instead)")
     chosen = None
     if pairs is not None:
         chosen = []
