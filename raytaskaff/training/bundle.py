@@ -18,9 +18,9 @@ different epochs train in separate passes (each pass in lock step).
 
 Each result says how its network was trained (`RunResult.training`: "fused", "separate" or
 "fell back", with the reason) and on which device (`describe_device`). Should stacked networks
-fail their first step, `train_bundle` either trains them again unstacked and records "fell back"
-with the error (`fall_back=True`), or fails with `StackingFailed` in one line (the engine's
-choice on CUDA, where the run's key says it trains stacked: `plan.stacking`).
+fail their first step, `train_bundle` fails with `StackingFailed` in one line, or, when asked
+(`fall_back=True`), trains them again unstacked and records "fell back" with the error. The
+engine asks on CPUs only: on CUDA a run's key says whether it trains stacked (`plan.stacking`).
 """
 
 from __future__ import annotations
@@ -503,15 +503,15 @@ def describe_device(device: torch.device) -> str:
 
 
 def train_bundle(members: list[Member], model_config, config, data, seed: int, on_epoch=None,
-                 fuse: bool = True, fall_back: bool = True) -> list[RunResult | BaseException]:
+                 fuse: bool = True, fall_back: bool = False) -> list[RunResult | BaseException]:
     """Train the networks of one seed together; per member its `RunResult`, or the error that
     stopped it (`TrainingDiverged`) while the others trained on.
 
     config: a `training.loop.TrainConfig`; data: a `training.loop.DataSplits`; on_epoch: optional
     callback(epoch, {member: record}) once per epoch, for the members that trained it; fuse: stack networks of one architecture (False: each
     network its own module, still reading each batch once); fall_back: when stacked networks
-    fail their first step, train them unstacked and record "fell back" with the error (False:
-    raise `StackingFailed`, nothing trained). A bundle's wall-clock, CPU and GPU
+    fail their first step, train them unstacked and record "fell back" with the error (by
+    default `StackingFailed` is raised instead, nothing trained). A bundle's wall-clock, CPU and GPU
     seconds are split evenly among its networks; a network resumed from its checkpoint adds what
     its earlier attempts spent (recorded there each epoch).
     """

@@ -256,7 +256,7 @@ def test_stacking_that_fails_on_its_first_step_falls_back_to_separate_modules(sp
 
     specs = SEED_RUNS[:4]
     with mock.patch.object(FusedNets, "__call__", unsupported), pytest.warns(UserWarning, match="stacked networks failed"):
-        fallen = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=3, fuse=True)
+        fallen = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=3, fuse=True, fall_back=True)
     plain = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=3, fuse=False)
     assert [r.test_losses for r in fallen] == [r.test_losses for r in plain]
     assert {r.training for r in fallen} == {"fell back"} and {r.training for r in plain} == {"separate"}
@@ -265,13 +265,14 @@ def test_stacking_that_fails_on_its_first_step_falls_back_to_separate_modules(sp
 
 
 def test_stacking_that_fails_without_a_fallback_fails_in_one_line(splits, tmp_path):
-    """The engine's choice on CUDA, where the runs' keys say they stack: nothing is trained or written."""
+    """The default, and the engine's choice on CUDA, where the runs' keys say they stack: nothing
+    is trained or written."""
     def out_of_memory(self, x, extra=None):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB\nmore details")
 
     members = [Member(s, checkpoint=tmp_path / f"{i}.pt") for i, s in enumerate(SEED_RUNS[:3])]
     with mock.patch.object(FusedNets, "__call__", out_of_memory), pytest.raises(StackingFailed) as failed:
-        train_bundle(members, MODEL, FAST, splits, seed=3, fuse=True, fall_back=False)
+        train_bundle(members, MODEL, FAST, splits, seed=3, fuse=True)
     assert str(failed.value) == ("3 stacked networks failed their first step on cpu (CUDA out of memory. Tried to allocate "
                                  "64.00 GiB); nothing was stored: to train them unstacked, under keys of their own, set "
                                  "resources.fuse: false (or resources.bundle: 1)")
