@@ -49,6 +49,7 @@ device=${device##*$'\n'}
 
 out=${GPU_CHECK_OUT:-gpu-check}
 mkdir -p "$out"
+rm -f "$out"/*.log  # a log of an earlier check would read as this one's
 summary="$out/summary.txt"
 : > "$summary"
 if compgen -G ".whl/*.whl" > /dev/null; then
