@@ -77,7 +77,7 @@ def predicted_bytes(model: str, size: int, specs: list[RunSpec], batch: int, eva
         if hasattr(memory, "predict_bundle"):
             try:
                 return memory.predict_bundle(model, size, networks, batch, precision, fuse=True, eval_batch=eval_batch)
-            except KeyError:  # a preset the recorded table lacks: measured instead
+            except (KeyError, OSError):  # no recorded table, or a preset it lacks: measured instead
                 pass
         return memory.bundle_bytes(preset(model), size, networks, batch, precision, fuse=True, eval_batch=eval_batch)
     except Exception as e:  # the prediction is a comparison, not the check's subject: say why it is missing
