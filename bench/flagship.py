@@ -139,8 +139,10 @@ def main(argv=None) -> int:
             results = train_bundle([Member(s) for s in specs], model_config, train_config, data, seed=0, fuse=True)
         except StackingFailed as e:
             error = f"stacking failed: {e}"
-        except torch.OutOfMemoryError as e:
-            error = f"out of memory after the first step ({str(e).splitlines()[0]})"
+        except Exception as e:  # out of memory: torch's error, or the bundle's own once it cannot split further
+            if not (isinstance(e, torch.OutOfMemoryError) or "OutOfMemory" in type(e).__name__):
+                raise
+            error = f"out of memory ({str(e).splitlines()[0]})"
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
         where = describe_device(device)

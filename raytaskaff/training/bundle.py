@@ -50,10 +50,10 @@ class TrainingDiverged(RaytaskaffError):
     """A loss became NaN or infinite."""
 
 
-class StackingFailed(RaytaskaffError, RuntimeError):
+class StackingFailed(RuntimeError):
     """The first step of stacked networks failed on this device (a kernel without a batching
-    rule there, out of memory, say); nothing was written. `train_bundle` trains the bundle
-    unstacked instead (`fall_back`) or raises it, one line naming the device and the reason."""
+    rule there, say); nothing was written. `train_bundle` raises it, one line naming the device
+    and the reason, or trains the bundle unstacked instead (`fall_back`)."""
 
 
 @dataclass(eq=False)  # hashed by identity: a bundle's callbacks key records by member
