@@ -1,59 +1,82 @@
 #!/usr/bin/env bash
 # The prepared GPU check of raytaskaff: run from the project's root on a machine with a CUDA GPU
-# and no network, within 8 minutes (the steps' bounds add up to 470 s). A step that fails or runs
-# out of time is marked in the table and the next one runs. Logs go to $GPU_CHECK_OUT (default
-# gpu-check/), one per step, and the table to its summary.txt.
+# and no network (docs/development.md, "On a GPU machine", says how, step by step). The default
+# steps take about 8 minutes (their bounds add up to 480 s, after at most 90 s rendering their
+# data). A step that fails or runs out of time
+# is marked in the table and the next one runs; at the end the script exits 1 if any step failed
+# or any network fell back from stacking (the training mode its result records), else 0. Without
+# a CUDA device it exits 2 at once, in one line. Logs go to $GPU_CHECK_OUT (default gpu-check/),
+# one per step, and the table to its summary.txt.
 #
 #   ../shared/tools/offline-wheels     # once, on a machine with a network: writes .whl/
-#   bash bench/gpu_check.sh            # on the GPU machine: the bundle steps (about 8 minutes)
-#   GPU_CHECK_STEPS="pytest-gpu data-256 roofline-64 roofline-256" bash bench/gpu_check.sh
-#                                      # the feed steps (about 6 minutes); any list of step names
+#   bash bench/gpu_check.sh            # on the GPU machine: the default steps
+#   GPU_CHECK_STEPS="pytest-gpu fused-256" bash bench/gpu_check.sh
+#                                      # any list of step names, the optional ones included
 #
-# Steps: install the wheels of .whl/ (Ray, captum, ... for an image that has torch but not them),
-# `pytest -m gpu` (the CUDA training loop, a fused bundle on CUDA against separate runs, networks
-# loaded onto CUDA, the smoke sweep through Tune at 0.25 GPU per run to its report), the smoke
-# sweep at 1 GPU per run from the command line, one seed's 16 networks of the default as one
+# Default steps: `pytest -m gpu` (the CUDA training loop, a fused bundle on CUDA against separate
+# runs and stacked, networks loaded onto CUDA, the smoke sweep through Tune at 0.25 GPU per run to
+# its report); the flagship's shape (bench.flagship: taskonomy-5's 15 STL and pair networks of
+# seed 0, large, 256 px, fused, 1 epoch of 320 synthetic views at batch 16, evaluation batch 32;
+# networks fused, and the measured peak of CUDA memory against the memory model's); one seed's 16 networks of the default as one
 # bundle against the same 16 one after another in one process, and through the engine against
-# them packed 8 per GPU and one at a time, the default's training stage bundled (4 bundles per
-# GPU), bench.packing and bench.training. The feed steps (not run unless named in
-# GPU_CHECK_STEPS): 2048 synthetic views of 256 px, then the large network at 256 px, 1 and 5
-# tasks, fed by the reader on the machine's cores against its roofline on resident batches
-# (bench.training --resident), with the probes' overhead, at batch 64 and at batch 256.
+# them packed 8 per GPU and one at a time; the default's training stage bundled (4 bundles per
+# GPU); the smoke sweep at 1 GPU per run from the command line.
+# Optional steps (named in GPU_CHECK_STEPS): bench.packing and bench.training (packing, training);
+# the feed (data-256, roofline-64, roofline-256): 2048 synthetic views of 256 px, then the large
+# network at 256 px, 1 and 5 tasks, fed by the reader on the machine's cores against its roofline
+# on resident batches (bench.training --resident), with the probes' overhead, at batch 64 and 256.
+#
+# Adding a step: one `step NAME SECONDS COMMAND...` line below, its name in `default_steps` if
+# it runs by default, and the folder of any result store it writes in `stores` (checked for
+# networks that fell back).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${GPU_CHECK_OUT:-gpu-check}
-mkdir -p "$out"
-summary="$out/summary.txt"
-: > "$summary"
 export RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 py=${PYTHON:-python3}
 
-if compgen -G ".whl/*.whl" > /dev/null && [[ -z ${GPU_CHECK_ON_CPU:-} ]]; then
-    "$py" -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl || { echo "wheels did not install" >&2; exit 2; }
+# no CUDA device: one line, exit 2, nothing written or installed
+device=$("$py" - 2>&1 <<'PY'
+try:
+    import torch
+except Exception as e:
+    raise SystemExit(f"torch does not import ({type(e).__name__}: {e})")
+if not torch.cuda.is_available():
+    raise SystemExit(f"no CUDA device (torch {torch.__version__}: torch.cuda.is_available() is False)")
+print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+PY
+) || { echo "gpu_check: ${device##*$'\n'}" >&2; exit 2; }
+device=${device##*$'\n'}
+
+out=${GPU_CHECK_OUT:-gpu-check}
+mkdir -p "$out"
+rm -f "$out"/*.log  # a log of an earlier check would read as this one's
+summary="$out/summary.txt"
+: > "$summary"
+if compgen -G ".whl/*.whl" > /dev/null; then
+    "$py" -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl \
+        || { echo "gpu_check: the wheels of .whl/ did not install" >&2; exit 2; }
 fi
 export PYTHONPATH="$PWD/.site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# GPU_CHECK_ON_CPU=1 rehearses the plumbing on a machine without a GPU (Ray is told of one GPU,
-# trials train on the CPU, most steps run out of time)
-"$py" -c "import os, torch, ray; assert torch.cuda.is_available() or os.environ.get('GPU_CHECK_ON_CPU'), 'no CUDA device'; \
-print('torch', torch.__version__, 'ray', ray.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU rehearsal')" \
-    | tee -a "$summary" || { echo "no CUDA device, or Ray is missing" >&2; exit 2; }
+ray=$("$py" -c "import ray, captum; print(ray.__version__)" 2>/dev/null) \
+    || { echo "gpu_check: Ray or captum does not import: run ../shared/tools/offline-wheels on a machine with a network first" >&2; exit 2; }
+echo "$device, ray $ray" | tee -a "$summary"
 
+default_steps=" pytest-gpu fused-256 loop-16 seed-16 default-auto smoke-1gpu "
+failed=()
 # step NAME SECONDS COMMAND...: run COMMAND bounded to SECONDS, log to $out/NAME.log, add a table row
-feed_steps=" data-256 roofline-64 roofline-256 "
 step() {
     local name=$1 limit=$2; shift 2
     local start rc status
-    if [[ -n ${GPU_CHECK_STEPS:-} ]]; then
-        [[ " $GPU_CHECK_STEPS " == *" $name "* ]] || return 0
-    elif [[ $feed_steps == *" $name "* ]]; then
-        return 0
-    fi
+    [[ " ${GPU_CHECK_STEPS:-$default_steps} " == *" $name "* ]] || return 0
     start=$(date +%s%N)
     timeout --kill-after=10 "$limit" "$@" > "$out/$name.log" 2>&1
     rc=$?
     case $rc in 0) status=ok ;; 124|137) status="TIMEOUT (${limit} s)" ;; *) status="FAILED ($rc)" ;; esac
     printf '%-16s %-18s %6d s\n' "$name" "$status" $(( ($(date +%s%N) - start) / 1000000000 )) | tee -a "$summary"
-    [[ $status == ok ]] || tail -5 "$out/$name.log" | tee -a "$summary"
+    if [[ $status != ok ]]; then
+        failed+=("$name")
+        tail -5 "$out/$name.log" | tee -a "$summary"
+    fi
 }
 
 # a copy of a sweep config with its resources and paths changed: config_with SRC DST KEY=VALUE...
@@ -71,19 +94,27 @@ PY
 }
 
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 config_with sweeps/smoke.yaml "$work/smoke-1.yaml" resources.gpus_per_run=1 data.path="$work/smoke-data"
+stores=("$work/smoke-1/store")
 
-# the datasets the benchmarks read, rendered before their time bounds start
-step data 45 "$py" -c "
+# the datasets the benchmarks read, rendered before their time bounds start (not a step of its
+# own: every other step needs them)
+timeout 90 "$py" -c "
 import os
 from raytaskaff.config import load_config
 from raytaskaff.data.synth import SynthConfig, generate
 from raytaskaff.pipeline import prepare_data
+from bench.flagship import dataset
 prepare_data(load_config('sweeps/default.yaml'))
 if not os.path.exists('data/synthetic-32/manifest.json'):
     generate('data/synthetic-32', SynthConfig(n=5000, size=32, seed=0), workers=min(8, os.cpu_count() or 1))
-"
+dataset('data/synthetic-256-320-flat', 320, 256)
+" > "$out/data.log" 2>&1 || { echo "gpu_check: the datasets did not render (see $out/data.log)" | tee -a "$summary" >&2; exit 1; }
+
 step pytest-gpu 110 "$py" -m pytest -m gpu -q -p no:cacheprovider
+# taskonomy-5's networks at batches one 80 GB GPU holds stacked (its own 64 and 256: 120 and 202 GiB, predicted)
+step fused-256 120 "$py" -m bench.flagship --views 320 --size 256 --epochs 1 --batch-size 16 --eval-batch-size 32
 step loop-16 35 "$py" -m bench.bundles --loop cuda --epochs 4
 step seed-16 110 "$py" -m bench.bundles --gpus 1 --seeds 0 --kinds stl,pair,all --modes auto,packed,one
 step default-auto 60 "$py" -m bench.bundles --gpus 1 --gpus-per-bundle 0.25 --modes auto
@@ -106,7 +137,27 @@ step roofline-256 100 "$py" -m bench.training --device cuda --model large --data
     --gather-threads "$threads" --batch-size 256
 
 echo "--- the benchmarks' rows ---" | tee -a "$summary"
-for name in loop-16 seed-16 default-auto packing training roofline-64 roofline-256; do
+for name in fused-256 loop-16 seed-16 default-auto packing training roofline-64 roofline-256; do
     [[ -f $out/$name.log ]] && sed -n '/^measure/,$p' "$out/$name.log" | tee -a "$summary"
 done
-rm -rf "$work"
+
+# how the networks were trained: every result the steps stored records it (RunResult.training)
+fell=$("$py" - "${stores[@]}" <<'PY'
+import json, sys
+from pathlib import Path
+for store in sys.argv[1:]:
+    for path in sorted(Path(store).glob("**/result.json")):
+        result = json.loads(path.read_text()).get("result", {})
+        if result.get("training") == "fell back":
+            print(f"{'+'.join(result['spec']['tasks'])} seed {result['seed']}: fell back ({result.get('training_reason')})")
+PY
+)
+if [[ -n $fell ]]; then
+    failed+=("fell-back")
+    { echo "networks that fell back from stacking:"; echo "$fell"; } | tee -a "$summary"
+fi
+if (( ${#failed[@]} )); then
+    echo "gpu_check: FAILED: ${failed[*]}" | tee -a "$summary"
+    exit 1
+fi
+echo "gpu_check: every step passed on $device" | tee -a "$summary"

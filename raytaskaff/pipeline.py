@@ -311,6 +311,9 @@ def _run_row(run: Run, record: dict | None, trained_now: bool, error: str | None
         "retries": (record.get("attempts", 1) - 1) if record else None,
         "best_epoch": result["best_epoch"] if result else None,
         "bundle_size": result.get("bundle_size", 1) if result else None,  # networks trained in its trial
+        "training": result.get("training") if result else None,  # fused, separate, fell back (None: not recorded)
+        "training_reason": result.get("training_reason") if result else None,
+        "device": result.get("device") if result else None,
         **{k: (record or {}).get("memory", {}).get(k, math.nan) for k in MEMORY_COLUMNS},
         "test_losses": str(result["test_losses"]) if result else None,
         "error": error,

@@ -143,6 +143,19 @@ class Capacity:
         return _shape(best)
 
 
+def actors_that_fit(capacity: Capacity, request: dict, wanted: int) -> int:
+    """How many of `wanted` actors (or tasks) asking for `request` each the cluster holds at once:
+    on each live node as many as its resources hold (a 1-GPU node holds two actors of 0.5 GPU),
+    summed over the nodes; all `wanted` when the autoscaler can add a node type that holds one
+    (it adds nodes for those that wait). 0: none fits anywhere."""
+    asks = {k: v for k, v in request.items() if v}
+    if any(all(t.get(k, 0) >= v for k, v in asks.items()) for t in capacity.node_types.values()):
+        return wanted
+    # Ray counts resources in units of 1e-4: 1 / 0.1 is 10 actors, not 9.999...
+    room = sum(min((int(node.get(k, 0) / v + 1e-6) for k, v in asks.items()), default=wanted) for node in capacity.nodes)
+    return min(wanted, room)
+
+
 def _shape(resources: dict) -> str:
     return ", ".join(f"{resources.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
 

@@ -260,6 +260,10 @@ class RunSpec:
         return {1: RunKind.STL, 2: RunKind.PAIR}.get(len(self.tasks), RunKind.GROUP)
 
 
+#: How a network was trained (`RunResult.training`).
+TRAINING_MODES = ("fused", "separate", "fell back")
+
+
 @dataclass
 class RunResult:
     """What a finished run reports. Losses and metrics are per task; `history` per epoch;
@@ -267,7 +271,13 @@ class RunResult:
 
     Costs, summed over every attempt (a resumed run adds what its checkpoint had spent):
     wall_seconds; cpu_seconds, the process CPU time (core-seconds); gpu_seconds, wall time on a
-    GPU times the fraction of it the run held (0 without one)."""
+    GPU times the fraction of it the run held (0 without one).
+
+    How it was trained: `device`, where ("cpu", or "cuda:0 NVIDIA H100 80GB HBM3": index and
+    name); `training`, one of `TRAINING_MODES` ("fused": stacked with other networks of its
+    bundle, `training.fused`; "separate": its own module; "fell back": planned stacked, trained
+    separate after the stacked step failed), and `training_reason`, why (None for "fused"). A
+    result stored before these were recorded loads with `training` None: not known."""
 
     spec: RunSpec
     seed: int
@@ -287,6 +297,8 @@ class RunResult:
     bundle_size: int = 1  # networks trained together in one fused trial (their costs split evenly)
     chance_losses: dict[str, float] = field(default_factory=dict)  # STL runs: test loss of the trivial predictor
     gpu_seconds: float = 0.0
+    training: str | None = None  # TRAINING_MODES; None: stored before it was recorded
+    training_reason: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -111,9 +111,14 @@ def test_planned_keys_are_pinned():
     smoke = plan(load_config(ROOT / "sweeps" / "smoke.yaml"))
     assert (smoke[0].label, smoke[0].key) == ("stl depth_zbuffer seed 0", "685c773e3986958f0e21")
     assert _digest(smoke) == "7c6f34fe2ddc6eb5"
-    # a GPU sweep: its keys changed once, when they came to say the runs' numerics (cuda-bf16)
+    # a GPU sweep: its keys changed when they came to say the runs' numerics (cuda-bf16), and again
+    # when they came to say whether each run trains stacked (plan.stacking)
     ten = plan(load_config(ROOT / "sweeps" / "synthetic-10.yaml"))
-    assert (ten[0].key, ten[-1].key) == ("1f5f439264cb54a84ea6", "b37270e59c8c4727e640") and _digest(ten) == "2a1cd8a513764422"
+    assert (ten[0].key, ten[-1].key) == ("ca019ae9adcc444a1f19", "bbb35fcdd668a5d4f404") and _digest(ten) == "6c62eff42b61d2f3"
+    # the default (CPUs): the keys it had before GPU keys said how their runs train
+    default = plan(load_config(ROOT / "sweeps" / "default.yaml"))
+    assert (len(default), default[0].key, default[-1].key) == (116, "3b539f4044ffbaa6cb8d", "501a090338c1b328f626")
+    assert _digest(default) == "d364202c2a6f40b0"
     shards = from_dict(SweepConfig, {
         "name": "pinned", "data": {"kind": "shards", "path": "/nowhere", "normalisation": "taskonomy"},
         "tasks": ["segment_semantic", "depth_zbuffer", "normal"], "seeds": [0, 1], "model": {"preset": "large"},
@@ -158,6 +163,26 @@ def test_keys_say_the_device_kind_and_precision():
     assert keys[0.25, True] == keys[1, True] and keys[0.25, False] == keys[1, False]
 
 
+def test_gpu_keys_say_whether_a_run_trains_stacked():
+    """On CUDA fused and separate networks compute other numbers: two keys. A probed run never
+    stacks, so fuse on or off it keeps one key; CPU keys say nothing of stacking."""
+    from raytaskaff.plan import stacking
+
+    config = _with(load_config(ROOT / "sweeps" / "smoke.yaml"), gpus=0.5)
+    def resources(**changes):
+        return dataclasses.replace(config, resources=dataclasses.replace(config.resources, **changes))
+
+    fused, unfused, single = plan(config), plan(resources(fuse=False)), plan(resources(bundle=1))
+    assert [stacking(config, r) for r in fused] == ["separate" if r.probes else "fused" for r in fused]
+    assert any(r.probes for r in fused) and {stacking(resources(fuse=False), r) for r in unfused} == {"separate"}
+    assert [r.key for r in unfused] == [r.key for r in single]  # separate either way: one key
+    assert [a.key == b.key for a, b in zip(fused, unfused)] == [a.probes for a in fused]
+    cpu = load_config(ROOT / "sweeps" / "smoke.yaml")
+    assert {stacking(cpu, r) for r in plan(cpu)} == {None}
+    forced = dataclasses.replace(cpu, resources=dataclasses.replace(cpu.resources, fuse=True, bundle=4))
+    assert [r.key for r in plan(forced)] == [r.key for r in plan(cpu)]
+
+
 def test_bundles_group_the_runs_of_a_seed_by_input():
     config = load_config(ROOT / "sweeps" / "default.yaml")
     runs = plan(config)
@@ -173,7 +198,7 @@ def test_bundles_group_the_runs_of_a_seed_by_input():
     assert bundles([]) == []
 
 
-def test_bundling_is_not_part_of_the_run_keys():
+def test_bundling_is_not_part_of_the_cpu_run_keys():
     config = load_config(ROOT / "sweeps" / "smoke.yaml")
     one = dataclasses.replace(config, resources=dataclasses.replace(config.resources, bundle=1, fuse=False))
     assert [r.key for r in plan(one)] == [r.key for r in plan(config)]

@@ -14,7 +14,7 @@ from raytaskaff.config import load_config
 from raytaskaff.data.shards import Manifest, ShardWriter
 from raytaskaff.data.synth import SynthConfig, synth_views
 from raytaskaff.errors import DataError
-from raytaskaff.preflight import Capacity, ResourceError, check_data, check_resources
+from raytaskaff.preflight import Capacity, ResourceError, actors_that_fit, check_data, check_resources
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "sweeps" / "smoke.yaml"
@@ -84,6 +84,20 @@ def test_node_types_the_autoscaler_can_add_count():
     check_resources(_resources(gpus_per_run=1, cpus_per_run=8), cpu_head, ["stl"])
     with pytest.raises(ResourceError, match=r"asks for 1 CPU, 2 GPU.*largest has 8 CPU, 1 GPU; .*gpu_worker \(8 CPU, 1 GPU\)"):
         check_resources(_resources(gpus_per_run=2), cpu_head, ["stl"])
+
+
+def test_scorer_actors_that_fit_together_are_counted_node_by_node():
+    """taskonomy-5's four actors of 0.5 GPU: two on a one-GPU machine, all four on two GPUs or
+    where the autoscaler adds GPU nodes; a node's CPUs bound them too, and nodes do not pool."""
+    actor = {"CPU": 1.0, "GPU": 0.5}
+    assert actors_that_fit(Capacity(({"CPU": 16.0, "GPU": 1.0},), {}), actor, 4) == 2
+    assert actors_that_fit(Capacity(({"CPU": 16.0, "GPU": 2.0},), {}), actor, 4) == 4
+    assert actors_that_fit(Capacity(({"CPU": 1.0, "GPU": 1.0},), {}), actor, 4) == 1
+    assert actors_that_fit(Capacity(({"CPU": 8.0, "GPU": 0.5}, {"CPU": 8.0, "GPU": 0.5}), {}), actor, 4) == 2
+    assert actors_that_fit(Capacity(({"CPU": 8.0},), {"gpu_worker": {"CPU": 8, "GPU": 1}}), actor, 4) == 4
+    assert actors_that_fit(Capacity(({"CPU": 8.0},), {}), actor, 4) == 0
+    assert actors_that_fit(Capacity(({"CPU": 1.0, "GPU": 1.0},), {}), {"CPU": 0.1, "GPU": 0.1}, 12) == 10
+    assert actors_that_fit(Capacity(({"CPU": 2.0},), {}), {"CPU": 1.0, "GPU": 0.0}, 3) == 2
 
 
 def test_node_types_are_read_from_an_autoscaling_config(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from raytaskaff.settings import MODEL_PRESETS, TASK_PRESETS, ModelConfig, RunResult, RunSpec, UnknownTask, preset, task_preset
+from raytaskaff.settings import MODEL_PRESETS, TASK_PRESETS, ModelConfig, RunResult, RunSpec, TRAINING_MODES, UnknownTask, preset, task_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,3 +42,13 @@ def test_a_run_result_round_trips_through_plain_data():
     result = RunResult(RunSpec(("normal",), ("depth_zbuffer",)), 1, {"normal": 0.5}, {"normal": 0.6}, {}, 0, 1, [], 1.0, 2.0, "cpu", 10)
     again = RunResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert again == result and again.spec.kind == "li"
+
+
+def test_a_result_says_how_it_was_trained_and_older_ones_still_load():
+    result = RunResult(RunSpec(("normal",)), 1, {"normal": 0.5}, {"normal": 0.6}, {}, 0, 1, [], 1.0, 2.0,
+                       "cuda:0 NVIDIA H100 80GB HBM3", 10, training="fell back", training_reason="stacked first step failed")
+    again = RunResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result and (again.training, again.device) == ("fell back", "cuda:0 NVIDIA H100 80GB HBM3")
+    older = {k: v for k, v in result.to_dict().items() if k not in ("training", "training_reason")}
+    assert (RunResult.from_dict(older).training, RunResult.from_dict(older).training_reason) == (None, None)
+    assert TRAINING_MODES == ("fused", "separate", "fell back")

@@ -35,7 +35,8 @@ from raytaskaff.config import SweepConfig
 from raytaskaff.engine import tracking
 from raytaskaff.engine.cluster import WaitingReporter
 from raytaskaff.engine.data import SharedData
-from raytaskaff.plan import Bundle, Run, bundles
+from raytaskaff.errors import RaytaskaffError
+from raytaskaff.plan import Bundle, Run, bundles, numerics
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
 from raytaskaff.training.bundle import Member, train_bundle
 from raytaskaff.training.loop import DataSplits, RunResult, RunSpec, TrainConfig, train
@@ -69,10 +70,26 @@ def _open(shared: SharedData, stats: dict) -> DataSplits:
     return DataSplits(*(shared.open(s) for s in ("train", "val", "test")), stats=stats, fields=shared.field_specs())
 
 
+#: Set to 1, a run planned for CUDA on a node without it trains on the CPU (and records "cpu"):
+#: for rehearsing the engine on Ray's logical GPUs (tests, fake clusters), never for results.
+CPU_FOR_LOGICAL_GPUS = "RAYTASKAFF_CPU_FOR_LOGICAL_GPUS"
+
+
+class NoCuda(RaytaskaffError):
+    """A run planned for CUDA landed on a node where CUDA does not work."""
+
+
 def _device(sweep: SweepConfig) -> str:
-    """This process's training device: the GPU Ray assigned (CUDA_VISIBLE_DEVICES), else the CPU;
-    its memory capped at the run's share of the GPU."""
-    device = "cuda" if sweep.resources.gpus_per_run > 0 and torch.cuda.is_available() else "cpu"
+    """This process's training device: the GPU Ray assigned (CUDA_VISIBLE_DEVICES) when the sweep
+    asks for GPUs, else the CPU; its memory capped at the run's share of the GPU. A run planned for
+    CUDA (its key says so: `plan.numerics`) on a node without working CUDA fails (`NoCuda`, one
+    line) rather than train on the CPU under a CUDA key, unless `CPU_FOR_LOGICAL_GPUS` is set."""
+    wants = sweep.resources.gpus_per_run > 0
+    if wants and not torch.cuda.is_available() and os.environ.get(CPU_FOR_LOGICAL_GPUS) != "1":
+        raise NoCuda(f"resources.gpus_per_run is {sweep.resources.gpus_per_run:g}, but node {_node()} has no working CUDA "
+                     f"(torch {torch.__version__}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}): "
+                     f"runs keyed {numerics(sweep)} do not train on its CPU; fix the node's driver or set gpus_per_run: 0")
+    device = "cuda" if wants and torch.cuda.is_available() else "cpu"
     if device == "cuda" and sweep.resources.workers:
         from ray.train.torch import get_device
 
@@ -81,6 +98,13 @@ def _device(sweep: SweepConfig) -> str:
         device = f"cuda:{torch.cuda.current_device()}"
     cap_cuda_memory(sweep.resources.gpus_per_run, device)
     return device
+
+
+def _node() -> str:
+    try:
+        return ray.util.get_node_ip_address()
+    except Exception:  # outside Ray (a test calling the trial's functions directly)
+        return "here"
 
 
 def _train_here(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:
@@ -103,8 +127,11 @@ def _train_bundle_here(runs: list[Run], shared: SharedData, stats: dict, sweep: 
     by_member = {id(m): r for m, r in zip(members, runs)}
     report = None if on_epoch is None else lambda epoch, records: on_epoch(epoch, {by_member[id(m)]: rec for m, rec in records.items()})
     config = train_config(sweep, device, any(r.probes for r in runs))
+    # on CUDA the runs' keys say whether they stack (plan.stacking): a bundle that cannot fails
+    # rather than store separate networks under keys that say fused
+    on = torch.device(device).type
     return train_bundle(members, sweep.model.build(), config, _open(shared, stats), runs[0].seed, on_epoch=report,
-                        fuse=sweep.resources.fuses(torch.device(device).type))
+                        fuse=sweep.resources.fuses(on), fall_back=on != "cuda")
 
 
 def _ddp_worker(loop_config: dict) -> dict | None:

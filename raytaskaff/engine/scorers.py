@@ -6,6 +6,11 @@ memory-mapped or streamed shards, reading only the first rows it needs), builds 
 pairwise tables. `ModelMappers` is the callable `Artifacts.map_models` expects, so the scorer
 code is the same with and without Ray; the CPU time the actors spend (and on a GPU their wall time
 times the GPU fraction they hold) is reported back so the scorers' costs include it.
+
+No configuration waits forever for its actors: `ModelMappers` starts only as many as the cluster
+holds at once (`preflight.actors_that_fit`: four actors of 0.5 GPU on a one-GPU machine are two,
+said in one line), hands work only to actors that have started, and fails in one line when none
+has started within `START_TIMEOUT_S` (a node the autoscaler adds included).
 """
 
 from __future__ import annotations
@@ -15,14 +20,23 @@ from collections.abc import Callable
 
 import ray
 import torch
-from ray.util import ActorPool
 
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.stream import StreamingSplit
 from raytaskaff.data.transforms import rgb_input
+from raytaskaff.engine.cluster import capacity
 from raytaskaff.engine.data import SharedData
+from raytaskaff.errors import RaytaskaffError
 from raytaskaff.models import load_model
+from raytaskaff.preflight import _shape, actors_that_fit
 from raytaskaff.store import local_model
+
+#: Seconds the first scorer actor has to start (long enough for the autoscaler to add a GPU node).
+START_TIMEOUT_S = 600.0
+
+
+class ScorerActorsError(RaytaskaffError):
+    """No scorer actor can start on the cluster."""
 
 
 def first_images(data: SplitData | StreamingSplit, n: int, input: str = "rgb") -> torch.Tensor:
@@ -42,6 +56,10 @@ class ModelMapper:
         self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
         self.gpus = num_gpus if self.device.type == "cuda" else 0.0
 
+    def ready(self) -> bool:
+        """Answers once the actor has started (its constructor ran)."""
+        return True
+
     def apply(self, fn: Callable, key, path: str, n: int):
         """(key, fn(network, images), CPU seconds and GPU-seconds this call used in the actor)."""
         cpu, wall = time.process_time(), time.perf_counter()
@@ -56,22 +74,64 @@ class ModelMappers:
     """A `map_models` callable backed by ModelMapper actors; `close()` (or `with`) ends them.
 
     Call: (fn, {key: model path}, n_images) -> ({key: fn(network, images)}, (actor CPU-seconds, GPU-seconds));
-    input: the image field the networks see (the sweep's `data.input`).
+    input: the image field the networks see (the sweep's `data.input`); actors: how many to start
+    at most (fewer when fewer fit the cluster at once; `say` gets one line saying so);
+    start_timeout: seconds the first actor has to start once work comes, else `ScorerActorsError`.
     """
 
-    def __init__(self, shared: SharedData, actors: int = 2, num_cpus: float = 1, num_gpus: float = 0, input: str = "rgb") -> None:
-        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(shared, input, num_gpus) for _ in range(actors)]
-        self.pool = ActorPool(self.actors)
+    def __init__(self, shared: SharedData, actors: int = 2, num_cpus: float = 1, num_gpus: float = 0, input: str = "rgb",
+                 say: Callable[[str], None] | None = None, start_timeout: float = START_TIMEOUT_S) -> None:
+        self.request = {"CPU": num_cpus, "GPU": num_gpus}
+        cluster = capacity()
+        fit = actors_that_fit(cluster, self.request, actors)
+        if not fit:  # the preflight refuses this before training (check_resources); the cluster changed since
+            raise ScorerActorsError(f"no node of the cluster holds a scorer actor: each asks for {_shape(self.request)}, "
+                                    f"the largest node has {cluster.largest()}")
+        if fit < actors and say is not None:
+            say(f"scorer actors: {fit} of the {actors} asked for (resources.scorer_actors) fit on the cluster at once, at "
+                f"{_shape(self.request)} each: starting {fit}")
+        self.actors = [ModelMapper.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(shared, input, num_gpus)
+                       for _ in range(fit)]
+        self.pending = {actor.ready.remote(): actor for actor in self.actors}  # not started yet
+        self.idle: list = []  # started, free for a job
+        self.started, self.start_timeout = 0, start_timeout
 
     def __call__(self, fn: Callable, paths: dict, n_images: int) -> tuple[dict, tuple[float, float]]:
-        jobs = list(paths.items())
-        done = list(self.pool.map_unordered(lambda actor, job: actor.apply.remote(fn, job[0], job[1], n_images), jobs))
+        """Each job goes to a started actor as soon as one is free; an actor that starts meanwhile
+        takes jobs too. Nothing waits on an actor that never starts: with none started, the wait
+        is bounded by `start_timeout`."""
+        jobs, running, done = list(paths.items()), {}, []
+        deadline = time.monotonic() + self.start_timeout
+        while jobs or running:
+            while jobs and self.idle:
+                key, path = jobs.pop()
+                actor = self.idle.pop()
+                running[actor.apply.remote(fn, key, path, n_images)] = actor
+            left = None if running else max(0.0, deadline - time.monotonic())
+            ready, _ = ray.wait([*running, *self.pending], num_returns=1, timeout=left)
+            if not ready:
+                self._none_started()
+            for ref in ready:
+                if ref in self.pending:
+                    actor = self.pending.pop(ref)
+                    ray.get(ref)  # an actor whose constructor failed raises here, with its error
+                    self.started += 1
+                else:
+                    actor = running.pop(ref)
+                    done.append(ray.get(ref))
+                self.idle.append(actor)
         return {key: value for key, value, *_ in done}, (sum(d[2] for d in done), sum(d[3] for d in done))
+
+    def _none_started(self) -> None:
+        self.close()
+        free = ray.available_resources()
+        raise ScorerActorsError(f"no scorer actor started within {self.start_timeout:g} s: each asks for {_shape(self.request)}, "
+                                f"the cluster has {_shape(free)} free (resources.scorer_actors, cpus_per_run, gpus_per_run)")
 
     def close(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
-        self.actors = []
+        self.actors, self.pending, self.idle = [], {}, []
 
     def __enter__(self) -> ModelMappers:
         return self

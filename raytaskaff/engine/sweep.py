@@ -145,7 +145,7 @@ def _score(config: SweepConfig, seeds: list[SeedRuns], shared, say) -> Scored:
     """Every active scorer, the networks they read mapped on Ray actors."""
     r = config.resources
     with ModelMappers(shared, actors=r.scorer_actors, num_cpus=min(1.0, r.cpus_per_run), num_gpus=min(r.gpus_per_run, 1.0),
-                      input=config.data.input) as mapper:
+                      input=config.data.input, say=say) as mapper:
         return score(config, Artifacts(tuple(config.tasks), seeds, map_models=mapper), Path(config.out), say, before=ship_by_value)
 
 

@@ -312,6 +312,27 @@ def _figures(summary: dict, truth: pd.DataFrame, affinity: pd.DataFrame, costs: 
                               Paragraph("In index.html (heatmaps: rows are targets, columns partners). The cost plot: " + caption)])]
 
 
+def training_text(runs: pd.DataFrame) -> str:
+    """How the done networks were trained, counted by mode and device, with the reasons a network
+    trained separate or fell back (runs.parquet's `training`, `training_reason`, `device`; a
+    result stored before they were recorded counts as not recorded)."""
+    done = runs[runs.status == "done"]
+    if not len(done):
+        return "Networks trained: none."
+    column = lambda name: done[name] if name in done else pd.Series([None] * len(done), index=done.index)  # noqa: E731
+    modes, devices, reasons = column("training"), column("device"), column("training_reason")
+    parts, why = [], {}
+    for (mode, device), n in pd.DataFrame({"m": modes.fillna(""), "d": devices.fillna("")}).value_counts(sort=False).items():
+        parts.append(f"{n} {mode or 'of unrecorded mode'}" + (f" on {device}" if device else ""))
+    for mode, reason in zip(modes, reasons):
+        if mode in ("separate", "fell back") and isinstance(reason, str):
+            why[mode, reason] = why.get((mode, reason), 0) + 1
+    text = f"Networks trained ({len(done)}): {', '.join(parts)}."
+    if why:
+        text += " Why: " + "; ".join(f"{n} {mode}: {reason}" for (mode, reason), n in why.items()) + "."
+    return text
+
+
 def report_blocks(summary: dict, truth: pd.DataFrame, affinity: pd.DataFrame, costs: pd.DataFrame, runs: pd.DataFrame) -> list[Block]:
     """The whole report as one document: title, headline, warnings, the sections, the figures and
     the config."""
@@ -322,7 +343,7 @@ def report_blocks(summary: dict, truth: pd.DataFrame, affinity: pd.DataFrame, co
             Paragraph(f"Tasks: {', '.join(summary['tasks'])}. Seeds: {', '.join(map(str, summary['seeds']))}."),
             Warnings(summary.get("warnings") or []),
             *sections(summary, truth, costs, runs), *_figures(summary, truth, affinity, costs),
-            Heading("Config"), Code(yaml.safe_dump(summary.get("config", {}), sort_keys=False), "yaml"),
+            Heading("Config"), Paragraph(training_text(runs)), Code(yaml.safe_dump(summary.get("config", {}), sort_keys=False), "yaml"),
             Paragraph(f"Versions: {versions}", "note")]
 
 

@@ -15,6 +15,12 @@ The networks are grouped into units:
 A network whose loss stops being finite fails alone: its rows stop contributing to the bundle's
 loss, it writes nothing more, and the others train on. Networks resumed from checkpoints of
 different epochs train in separate passes (each pass in lock step).
+
+Each result says how its network was trained (`RunResult.training`: "fused", "separate" or
+"fell back", with the reason) and on which device (`describe_device`). Should stacked networks
+fail their first step, `train_bundle` fails with `StackingFailed` in one line, or, when asked
+(`fall_back=True`), trains them again unstacked and records "fell back" with the error. The
+engine asks on CPUs only: on CUDA a run's key says whether it trains stacked (`plan.stacking`).
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ class TrainingDiverged(RaytaskaffError):
 
 class StackingFailed(RuntimeError):
     """The first step of stacked networks failed on this device (a kernel without a batching
-    rule there, say); nothing was written, and the bundle trains unstacked instead."""
+    rule there, say); nothing was written. `train_bundle` raises it, one line naming the device
+    and the reason, or trains the bundle unstacked instead (`fall_back`)."""
 
 
 @dataclass(eq=False)  # hashed by identity: a bundle's callbacks key records by member
@@ -77,6 +84,7 @@ class _State:
     saved: dict | None = None  # the checkpoint it resumes from
     earlier: dict = field(default_factory=dict)  # what earlier attempts spent, from its checkpoint
     clock: _Clock | None = None
+    training: tuple[str, str | None] = ("separate", None)  # (RunResult.training, its reason), set by build_units
 
     @property
     def alive(self) -> bool:
@@ -279,17 +287,25 @@ class FusedUnit:
 
 
 def build_units(states: list[_State], config, device: torch.device, world: int, schedule, fuse: bool = True) -> list:
-    """Plain units for probed networks, lone networks and DDP; a fused unit per architecture."""
+    """Plain units for probed networks, lone networks and DDP; a fused unit per architecture.
+    Each state's `training` says which, and why a network trains separate."""
     units, groups = [], {}
     for s in states:
         probed = s.member.probes and config.probes is not None and len(s.tasks) > 1
         if probed or world > 1 or not fuse:
             units.append(PlainUnit(s, config, device, world, schedule))
+            s.training = ("separate", "its gradient probes need backward passes of their own" if probed
+                          else f"DDP over {world} processes" if world > 1 else "stacking is off for this device (resources.fuse)")
         else:
             groups.setdefault(architecture(s.model), []).append(s)
     for group in groups.values():
-        units.append(PlainUnit(group[0], config, device, world, schedule) if len(group) == 1
-                     else FusedUnit(group, config, device, schedule))
+        if len(group) == 1:
+            units.append(PlainUnit(group[0], config, device, world, schedule))
+            group[0].training = ("separate", "no other network of its architecture in its trial")
+        else:
+            units.append(FusedUnit(group, config, device, schedule))
+            for s in group:
+                s.training = ("fused", None)
     return units
 
 
@@ -478,14 +494,24 @@ def _start(member: Member, model_config, config, data, seed: int, device: torch.
     return state
 
 
+def describe_device(device: torch.device) -> str:
+    """Where a run computed, as its result records it: "cpu", or "cuda:0 NVIDIA H100 80GB HBM3"."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
 def train_bundle(members: list[Member], model_config, config, data, seed: int, on_epoch=None,
-                 fuse: bool = True) -> list[RunResult | BaseException]:
+                 fuse: bool = True, fall_back: bool = False) -> list[RunResult | BaseException]:
     """Train the networks of one seed together; per member its `RunResult`, or the error that
     stopped it (`TrainingDiverged`) while the others trained on.
 
     config: a `training.loop.TrainConfig`; data: a `training.loop.DataSplits`; on_epoch: optional
     callback(epoch, {member: record}) once per epoch, for the members that trained it; fuse: stack networks of one architecture (False: each
-    network its own module, still reading each batch once). A bundle's wall-clock, CPU and GPU
+    network its own module, still reading each batch once); fall_back: when stacked networks
+    fail their first step, train them unstacked and record "fell back" with the error (by
+    default `StackingFailed` is raised instead, nothing trained). A bundle's wall-clock, CPU and GPU
     seconds are split evenly among its networks; a network resumed from its checkpoint adds what
     its earlier attempts spent (recorded there each epoch).
     """
@@ -503,11 +529,20 @@ def train_bundle(members: list[Member], model_config, config, data, seed: int, o
         try:
             tested.update(train_pass(group, model_config, config, data, seed, device, rank, size, first, on_epoch, fuse))
         except StackingFailed as e:
-            warnings.warn(f"stacked networks failed their first step on {device} ({e}): training the bundle's "
+            stacked = [s.member for s in group if s.training[0] == "fused"]
+            where = describe_device(device)
+            if not fall_back:
+                raise StackingFailed(f"{len(stacked)} stacked networks failed their first step on {where} ({e}); nothing "
+                                     "was stored: to train them unstacked, under keys of their own, set resources.fuse: "
+                                     "false (or resources.bundle: 1)") from e
+            warnings.warn(f"stacked networks failed their first step on {where} ({e}): training the bundle's "
                           f"{len(group)} networks unstacked", stacklevel=2)
             fresh = [_start(s.member, model_config, config, data, seed, device, clock) for s in group]
             states = [fresh[group.index(s)] if s in group else s for s in states]
             tested.update(train_pass(fresh, model_config, config, data, seed, device, rank, size, first, on_epoch, False))
+            for s in fresh:
+                if s.member in stacked:
+                    s.training = ("fell back", f"stacked first step failed on {where}: {e}")
     stl = {t.name: t for s in states if s.alive and len(s.tasks) == 1 and not s.inject for t in s.tasks}
     chance = chance_losses(list(stl.values()), data.train, data.test, _stats(config, data), device, config.eval_batch_size) if rank == 0 else {}
     out: list[RunResult | BaseException] = []
@@ -522,10 +557,11 @@ def train_bundle(members: list[Member], model_config, config, data, seed: int, o
             spec=s.member.spec, seed=seed, test_losses=test_losses, val_losses=s.history[s.best[1]]["val"],
             test_metrics=test_metrics, best_epoch=s.best[1], epochs=config.epochs, history=s.history,
             wall_seconds=spent["wall"], cpu_seconds=spent["cpu"], gpu_seconds=spent["gpu"],
-            device=str(device), parameters=s.parameters,
+            device=describe_device(device), parameters=s.parameters,
             probes=dict(s.probe.epochs) if s.probe else {}, probe_variant=config.probes.variant if s.probe else None,
             model_path=str(s.member.model_path) if s.member.model_path is not None else None,
             bundle_size=len(states),
             chance_losses={t.name: chance[t.name] for t in s.tasks if t.name in chance},
+            training=s.training[0], training_reason=s.training[1],
         ))
     return out

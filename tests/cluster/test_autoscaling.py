@@ -88,7 +88,9 @@ def fake_cluster(own_ray_head, tmp_path_factory):
             "--include-dashboard=false", "--object-store-memory=100000000"]
     from ray._private.services import get_node_ip_address
 
-    with own_ray_head(args, {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}) as (base, token, env):
+    # the GPUs are logical: the runs, planned for CUDA, train on the nodes' CPUs (engine.runs.CPU_FOR_LOGICAL_GPUS)
+    with own_ray_head(args, {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+                             "RAYTASKAFF_CPU_FOR_LOGICAL_GPUS": "1"}) as (base, token, env):
         for _ in range(120):
             if not _port_free(6379):
                 break

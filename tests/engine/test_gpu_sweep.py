@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from raytaskaff.config import load_config  # noqa: E402
 from raytaskaff.engine.sweep import run_sweep  # noqa: E402
-from raytaskaff.plan import numerics, plan  # noqa: E402
+from raytaskaff.plan import numerics, plan, stacking  # noqa: E402
 from raytaskaff.store import ResultStore  # noqa: E402
 
 pytestmark = [pytest.mark.gpu, pytest.mark.ray,
@@ -39,4 +39,16 @@ def test_smoke_sweep_on_a_quarter_gpu_per_run(local_ray, tmp_path):
         rows = affinity[affinity.scorer == name]
         assert len(rows) == 6 and rows.value.notna().all(), name
     store = ResultStore(str(out / "store"))
-    assert {store.find(r.key).device.split(":")[0] for r in plan(config)} == {"cuda"}
+    name = f"cuda:0 {torch.cuda.get_device_name(0)}"  # the trial's one visible GPU
+    results = {r: store.find(r.key) for r in plan(config)}
+    assert {result.device for result in results.values()} == {name}
+    # each network trained as its key says (plan.stacking): stacked, or separate when instrumented
+    # or alone in its architecture; none fell back
+    lone = "no other network of its architecture in its trial"
+    for run, result in results.items():
+        planned = stacking(config, run)
+        assert (result.training == planned or (planned, result.training, result.training_reason) == ("fused", "separate", lone),
+                run.label, result.training, result.training_reason)
+    assert {results[r].training for r in results if r.kind in ("stl", "pair") and not r.probes} == {"fused"}
+    modes = pd.read_parquet(out / "results" / "runs.parquet").training
+    assert "fell back" not in set(modes) and set(modes) <= {"fused", "separate"}

@@ -185,3 +185,6 @@ def test_runs_table_says_how_many_networks_each_trial_trained(tracked):
     assert len(runs) == 3 and (runs.bundle_size == 3).all() and (runs.status == "done").all()
     # a bundle's costs are split evenly among its networks
     assert runs.cpu_seconds.nunique() == 1 and (runs.cpu_seconds > 0).all() and (runs.gpu_seconds == 0).all()
+    # how each network was trained, recorded by the trial (CPUs do not stack under fuse: auto)
+    assert set(zip(runs.training, runs.training_reason, runs.device)) == {
+        ("separate", "stacking is off for this device (resources.fuse)", "cpu")}

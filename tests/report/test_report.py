@@ -155,3 +155,23 @@ def test_the_headline_beside_the_noise_ceiling_is_in_both_reports(default_report
     for name, e in summary["scorers"].items():
         assert f"{name} {e['spearman']:.2f}" in summary["headline"]
     assert "indistinguishable" not in md
+
+
+def test_the_config_section_says_how_the_networks_were_trained(tmp_path):
+    """Counts by mode and device, with the reasons; results stored before the mode was recorded
+    (no such columns in runs.parquet) count as unrecorded."""
+    from raytaskaff.report.render import training_text
+
+    h100 = "cuda:0 NVIDIA H100 80GB HBM3"
+    runs = pd.DataFrame({"status": ["done"] * 5 + ["failed"], "training": ["fused", "fused", "separate", "fell back", "fused", None],
+                         "device": [h100, h100, h100, "cuda:1 NVIDIA H100 80GB HBM3", h100, None],
+                         "training_reason": [None, None, "its gradient probes need backward passes of their own",
+                                             "stacked first step failed on cuda:1 NVIDIA H100 80GB HBM3: boom", None, None]})
+    assert training_text(runs) == (
+        f"Networks trained (5): 3 fused on {h100}, 1 separate on {h100}, 1 fell back on cuda:1 NVIDIA H100 80GB HBM3. "
+        "Why: 1 separate: its gradient probes need backward passes of their own; "
+        "1 fell back: stacked first step failed on cuda:1 NVIDIA H100 80GB HBM3: boom.")
+    assert training_text(runs[["status"]]) == "Networks trained (5): 5 of unrecorded mode."
+    _sweep(tmp_path)  # its one run holds no mode: the report still renders, and says so under Config
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Config\n\nNetworks trained (1): 1 of unrecorded mode.\n" in md

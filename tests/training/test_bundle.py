@@ -16,7 +16,7 @@ from raytaskaff.data.shards import Manifest
 from raytaskaff.data.transforms import rgb_input
 from raytaskaff.models import MultiTaskNet, preset
 from raytaskaff.tasks import task
-from raytaskaff.training.bundle import Member, TrainingDiverged, train_bundle
+from raytaskaff.training.bundle import Member, StackingFailed, TrainingDiverged, train_bundle
 from raytaskaff.training.fused import FusedNets
 from raytaskaff.training.loop import DataSplits, RunSpec, TrainConfig, train
 from raytaskaff.training.probes import ProbeConfig
@@ -112,6 +112,8 @@ def test_a_fused_bundle_trains_each_network_as_its_separate_run(splits):
     bundled = train_bundle([Member(s) for s in SEED_RUNS], MODEL, FAST, splits, seed=3, fuse=True)
     for a, b in zip(separate, bundled):
         assert b.spec == a.spec and b.best_epoch == a.best_epoch and b.bundle_size == len(SEED_RUNS)
+        assert (b.training, b.training_reason, b.device) == ("fused", None, "cpu")
+        assert (a.training, a.training_reason) == ("separate", "no other network of its architecture in its trial")
         assert b.test_losses == pytest.approx(a.test_losses, rel=0.01)
         assert b.parameters == a.parameters
         for ha, hb in zip(a.history, b.history):
@@ -126,6 +128,9 @@ def test_an_unfused_bundle_is_bit_identical_to_separate_runs(splits):
     for a, b in zip(separate, bundled):
         assert b.test_losses == a.test_losses and b.history == a.history and b.probes == a.probes
     assert bundled[1].probes["gs"] and bundled[1].probe_variant == config.probes.variant
+    assert [(r.training, r.training_reason) for r in bundled] == [
+        ("separate", "stacking is off for this device (resources.fuse)"),
+        ("separate", "its gradient probes need backward passes of their own")]
 
 
 def test_probed_networks_train_beside_the_fused_ones(splits):
@@ -135,6 +140,7 @@ def test_probed_networks_train_beside_the_fused_ones(splits):
     alone = train(SEED_RUNS[-1], MODEL, config, splits, seed=3)
     assert bundled[-1].test_losses == alone.test_losses and bundled[-1].probes == alone.probes  # the plain path
     assert all(not r.probes for r in bundled[:-1])
+    assert [r.training for r in bundled] == ["fused"] * (len(SEED_RUNS) - 1) + ["separate"]
 
 
 def test_label_injection_networks_stack_by_injected_channels(splits):
@@ -250,6 +256,24 @@ def test_stacking_that_fails_on_its_first_step_falls_back_to_separate_modules(sp
 
     specs = SEED_RUNS[:4]
     with mock.patch.object(FusedNets, "__call__", unsupported), pytest.warns(UserWarning, match="stacked networks failed"):
-        fallen = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=3, fuse=True)
+        fallen = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=3, fuse=True, fall_back=True)
     plain = train_bundle([Member(s) for s in specs], MODEL, FAST, splits, seed=3, fuse=False)
     assert [r.test_losses for r in fallen] == [r.test_losses for r in plain]
+    assert {r.training for r in fallen} == {"fell back"} and {r.training for r in plain} == {"separate"}
+    assert fallen[0].training_reason == ("stacked first step failed on cpu: NYI: querying is_contiguous inside of vmap "
+                                         "for memory_format other than torch.contiguous_format")
+
+
+def test_stacking_that_fails_without_a_fallback_fails_in_one_line(splits, tmp_path):
+    """The default, and the engine's choice on CUDA, where the runs' keys say they stack: nothing
+    is trained or written."""
+    def refused(self, x, extra=None):
+        raise RuntimeError("Expected running_mean to have type BFloat16 but got Float\nmore details")
+
+    members = [Member(s, checkpoint=tmp_path / f"{i}.pt") for i, s in enumerate(SEED_RUNS[:3])]
+    with mock.patch.object(FusedNets, "__call__", refused), pytest.raises(StackingFailed) as failed:
+        train_bundle(members, MODEL, FAST, splits, seed=3, fuse=True)
+    assert str(failed.value) == ("3 stacked networks failed their first step on cpu (Expected running_mean to have type "
+                                 "BFloat16 but got Float); nothing was stored: to train them unstacked, under keys of their "
+                                 "own, set resources.fuse: false (or resources.bundle: 1)")
+    assert not list(tmp_path.iterdir())

@@ -22,7 +22,7 @@ def test_mtl_with_probes_on_cuda_matches_the_cpu_run(train_dataset, tmp_path):
         config = TrainConfig(epochs=3, batch_size=16, lr=1e-2, device=device, amp=amp, probes=ProbeConfig(lookahead_every=2))
         results[device, amp] = train(spec, preset("small"), config, data, seed=0, checkpoint=tmp_path / f"{device}{amp}.pt")
     for (device, amp), r in results.items():
-        assert r.device.startswith(device)
+        assert r.device.startswith(device) and r.training == "separate"
         assert all(math.isfinite(v) for v in r.test_losses.values())
         assert all(math.isfinite(v) for m in r.probes["gt"] for row in m for v in row)
     fp32, cpu = results["cuda", False], results["cpu", False]
@@ -45,5 +45,7 @@ def test_a_fused_bundle_on_cuda_trains_each_network_as_its_separate_run(train_da
         separate = [train(s, preset("small"), config, data, seed=3) for s in specs]
         bundled = train_bundle([Member(s) for s in specs], preset("small"), config, data, seed=3, fuse=True)
         for a, b in zip(separate, bundled):
-            assert b.device.startswith("cuda") and all(math.isfinite(v) for v in b.test_losses.values())
+            assert b.device == f"cuda:0 {torch.cuda.get_device_name(0)}" and all(math.isfinite(v) for v in b.test_losses.values())
+            # stacked, as recorded (a bundle that cannot stack raises: train_bundle falls back only when asked)
+            assert (b.training, b.training_reason) == ("fused", None) and a.training == "separate", (amp, b.spec)
             assert b.test_losses == pytest.approx(a.test_losses, rel=rel), (amp, a.spec)

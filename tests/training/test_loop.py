@@ -53,7 +53,8 @@ def test_training_lowers_the_test_loss_well_below_the_untrained_model(splits):
     assert result.test_metrics["normal"]["angular_error"] < 60
     assert result.parameters == sum(p.numel() for p in MultiTaskNet(tasks, MODEL).parameters())
     assert result.wall_seconds > 0 and result.cpu_seconds > 0 and result.gpu_seconds == (result.wall_seconds if torch.cuda.is_available() else 0)
-    assert result.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert result.device == (f"cuda:0 {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu")
+    assert (result.training, result.training_reason) == ("separate", "no other network of its architecture in its trial")
     assert len(result.history) == 4 and result.best_epoch == min(range(4), key=lambda e: sum(result.history[e]["val"].values()))
     assert result.val_losses == result.history[result.best_epoch]["val"]
 
