@@ -153,6 +153,7 @@ class FusedNets:
                               for k in self._param_names[t]}
             self.buffers[t] = {k: _stack([dict(d.named_buffers())[k] for d in decoders]) for k in self._buffer_names[t]}
         self.scales = torch.tensor([n.grad_scale for n in nets], dtype=torch.float32)
+        self._scaled = any(n.grad_scale != 1.0 for n in nets)  # decided here: a forward reads nothing back
         self._index = {t: torch.tensor(rows) for t, rows in self.rows.items()}  # moved with `to`
         self._plain_names = [[n for n, _ in net.named_parameters()] for net in nets]
         self._buffer_keys = [[n for n, _ in net.named_buffers()] for net in nets]
@@ -194,9 +195,12 @@ class FusedNets:
             return functional_call(self._trunk, (params, buffers), (x,), {"extra": extra})
 
         per_net = extra is not None and extra.dim() == x.dim() + 1
-        x = x.contiguous()  # vmap's convolutions and reductions want the standard layout
+        # vmap's convolutions and reductions want the standard layout (a no-op for inputs made in
+        # it, as `training.bundle` makes them)
+        x = x.contiguous()
+        extra = None if extra is None else extra.contiguous()
         z = vmap(trunk, in_dims=(0, 0, None, 0 if per_net else None))(self.params["trunk"], self.buffers["trunk"], x, extra)
-        if bool((self.scales != 1).any()):
+        if self._scaled:
             z = _ScaleRows.apply(z, self.scales)
         out = {}
         for t in self.tasks:
