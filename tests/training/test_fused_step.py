@@ -111,7 +111,7 @@ def test_losses_are_read_every_few_steps_and_at_each_epoch_end(splits):
 
 @pytest.fixture(scope="module")
 def clean(splits):
-    return train_bundle([Member(s) for s in SPECS[:3]], MODEL, TrainConfig(epochs=1, batch_size=16, lr=3e-3), splits, seed=5, fuse=True)
+    return train_bundle([Member(s) for s in SPECS[:3]], MODEL, TrainConfig(epochs=1, batch_size=32, lr=3e-3), splits, seed=5, fuse=True)
 
 
 @pytest.mark.parametrize("every", [1, 1000])  # read after each step (as before), or at the epoch's end only
@@ -127,7 +127,7 @@ def test_a_network_diverging_mid_epoch_is_named_with_its_step_and_fails_alone(sp
         return real(self, inputs, step, autocast)
 
     with mock.patch.object(FusedUnit, "_step", blow_up), mock.patch.object(bundle, "READ_EVERY", every):
-        bundled = train_bundle([Member(s) for s in SPECS[:3]], MODEL, TrainConfig(epochs=1, batch_size=16, lr=3e-3),
+        bundled = train_bundle([Member(s) for s in SPECS[:3]], MODEL, TrainConfig(epochs=1, batch_size=32, lr=3e-3),
                                splits, seed=5, fuse=True)
     assert isinstance(bundled[2], TrainingDiverged)
     assert str(bundled[2]) == "loss of depth_zbuffer is nan at epoch 0 step 2: training stopped"
@@ -135,6 +135,25 @@ def test_a_network_diverging_mid_epoch_is_named_with_its_step_and_fails_alone(sp
         assert b.test_losses == pytest.approx(a.test_losses, rel=1e-6)
         assert b.history[0]["train"] == pytest.approx(a.history[0]["train"], rel=1e-6)
         assert b.history[0]["val"] == pytest.approx(a.history[0]["val"], rel=1e-6)
+
+
+def test_a_plain_network_stops_at_its_first_non_finite_loss_and_is_named_at_the_read(splits):
+    """The plain path (a network alone) decides on the host at once: after one NaN loss at step 1
+    it takes no more steps, and the read at the epoch's end names that step."""
+    from raytaskaff.tasks import Task
+    from raytaskaff.training.loop import train
+
+    real, calls = Task.loss_value, []
+
+    def once(self, pred, target):
+        calls.append(1)
+        value = real(self, pred, target)
+        return value * float("nan") if len(calls) == 2 else value
+
+    with mock.patch.object(Task, "loss_value", once), mock.patch.object(bundle, "READ_EVERY", 1000), \
+            pytest.raises(TrainingDiverged, match="^loss of depth_zbuffer is nan at epoch 0 step 1: training stopped$"):
+        train(SPECS[0], MODEL, TrainConfig(epochs=2, batch_size=32, lr=3e-3), splits, seed=0)
+    assert len(calls) == 2  # no step after it, no validation
 
 
 def test_the_input_is_made_once_in_the_layout_of_the_stacked_networks(splits):
