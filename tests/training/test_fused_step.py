@@ -173,3 +173,27 @@ def test_the_input_is_made_once_in_the_layout_of_the_stacked_networks(splits):
     with mock.patch.object(FusedNets, "__call__", spy):
         units[0].step(inputs, 0, bundle._no_autocast, False)
     assert seen[0] is standard  # no conversion between the batch and the stacked forward
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp", [False, True])
+def test_a_fused_step_on_cuda_never_synchronises(splits, amp):
+    """On CUDA itself: after a first step (the optimizer's state is made there), steps under
+    `torch.cuda.set_sync_debug_mode("error")`, which raises on any call that waits for the GPU."""
+    device = torch.device("cuda")
+    units, states = _unit(splits, SPECS, device)
+    inputs = _inputs(splits, states, device)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else bundle._no_autocast
+    for u in units:
+        u.step(inputs, 0, autocast, amp)  # stacked for real: no StackingFailed
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(1, 4):
+            for u in units:
+                u.step(inputs, step, autocast, amp)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert bundle._read(units, 0)  # the one read, on the host's schedule
+    assert all(s.alive for s in states)
