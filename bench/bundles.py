@@ -21,6 +21,13 @@ and `unfused` get `--gpus-per-bundle` of it. `--kinds stl,pair,all` keeps one se
 networks trained one after another against the same as one bundle: the factor the dry run
 applies to bundled runs.
 
+`--step cpu|cuda` times one fused training step (forward, backward, Adam) of one seed's STL and
+pair networks stacked, with the batch norm folded into one call over N x C channels against the
+plain tensor operations it replaced, A and B interleaved (`--repeats` each; medians and their
+ratio), and the bytes the step's autograd graph saves (`torch.autograd.graph.saved_tensors_hooks`,
+each storage counted once); `--bf16`: bf16 activations with fp32 batch-norm statistics, as bf16
+autocast trains on a GPU.
+
 Rows: each mode's training-stage wall-clock and samples/s, `one / auto` (aim >= 1.8 on 2 CPU
 cores for the default), on a GPU `packed / auto` (aim >= 5 for one seed's 16 networks), and the
 agreement of every mode with `one`: the largest relative difference of a test loss, the Spearman
@@ -38,6 +45,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import ray
@@ -206,6 +214,67 @@ def loop_rows(config_path: str, seed: int, epochs: int | None, device: str) -> I
               f"{bundled:.1f} s vs {separate:.1f} s", bundled / separate)
 
 
+def step_rows(config_path: str, device: str, size: int | None, repeats: int, bf16: bool = False) -> Iterator[Row]:
+    """One fused step of one seed's STL and pair networks, folded batch norm against plain, A/B interleaved."""
+    import statistics
+
+    from raytaskaff.models import MultiTaskNet
+    from raytaskaff.tasks import task
+    from raytaskaff.training.fused import FusedNets, _StackedBatchNorm
+
+    config = load_config(ROOT / config_path)
+    runs = [r for r in plan(config) if r.kind in (RunKind.STL, RunKind.PAIR) and r.seed == config.seeds[0]]
+    size = size or config.data.size
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    fused = FusedNets([MultiTaskNet([task(n) for n in r.tasks], config.model.build(), seed=0) for r in runs]).to(torch.device(device))
+    x = torch.rand(config.training.batch_size, 3, size, size, device=device)
+    if bf16:  # activations in bf16, batch norm's parameters and statistics in fp32, as autocast runs them on a
+        # GPU (CPU autocast does not reach inside vmap): every other weight, and the input, cast
+        for part, template in [("trunk", fused._trunk), *fused._decoders.items()]:
+            norms = tuple(f"{n}." for n, m in template.named_modules() if isinstance(m, _StackedBatchNorm))
+            for k, p in fused.params[part].items():
+                if not k.startswith(norms):
+                    fused.params[part][k] = torch.nn.Parameter(p.detach().bfloat16())
+        x = x.bfloat16()
+    optimizer = torch.optim.Adam(fused.parameters(), lr=1e-4)
+
+    def step() -> int:
+        """One step; the bytes its graph saved (distinct storages)."""
+        saved = {}
+
+        def pack(t):
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = fused(x)
+        sum(p.float().square().mean() for p in out.values()).backward()
+        optimizer.step()
+        return sum(saved.values())
+
+    times, saved = {True: [], False: []}, {}
+    for rep in range(repeats + 1):  # the first round warms up (kernels, allocator), untimed
+        for folded in (True, False):
+            with mock.patch.object(_StackedBatchNorm, "folded", folded):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                saved[folded] = step()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                if rep:
+                    times[folded].append(time.perf_counter() - start)
+    a, b = statistics.median(times[True]), statistics.median(times[False])
+    where = f"{len(runs)} networks, batch {len(x)}, {size} px, {device}{', bf16 activations' if bf16 else ''}"
+    yield Row("bundles", f"fused step, batch norm folded ({where})", f"{1000 * a:.1f} ms (median of {repeats})")
+    yield Row("bundles", "fused step, batch norm in plain operations", f"{1000 * b:.1f} ms")
+    yield Row("bundles", "plain / folded step time", f"{b / a:.3f}", b / a, ">= 1")
+    yield Row("bundles", "saved by the step's graph, folded vs plain",
+              f"{saved[True] / 2**20:.1f} MiB vs {saved[False] / 2**20:.1f} MiB", saved[False] / saved[True], ">= 1")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser("bundles", __doc__)
     parser.add_argument("--config", default="sweeps/default.yaml")
@@ -217,8 +286,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpus-per-bundle", type=float, default=1.0, help="GPU share of a trial in modes auto and unfused")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100/H200 SXM: 989)")
     parser.add_argument("--loop", default="", help="cpu or cuda: time one seed's networks in one process instead (no Ray)")
+    parser.add_argument("--step", default="", help="cpu or cuda: time one fused step, batch norm folded against plain")
+    parser.add_argument("--size", type=int, default=None, help="--step: image size (default: the config's)")
+    parser.add_argument("--repeats", type=int, default=20, help="--step: timed steps of each variant")
+    parser.add_argument("--bf16", action="store_true", help="--step: bf16 activations, fp32 batch norm (as autocast on a GPU)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.step:
+        report(step_rows(args.config, args.step, args.size, args.repeats, args.bf16), args.json)
+        return
     if args.loop:
         report(loop_rows(args.config, seeds[0] if seeds else 0, args.epochs, args.loop), args.json)
         return

@@ -13,8 +13,11 @@ The networks are grouped into units:
   gradient probes need their own backward passes), a lone network, and a DDP-wrapped network.
 
 A network whose loss stops being finite fails alone: its rows stop contributing to the bundle's
-loss, it writes nothing more, and the others train on. Networks resumed from checkpoints of
-different epochs train in separate passes (each pass in lock step).
+loss, it writes nothing more, and the others train on. A fused step reads nothing back to the
+host: its losses are summed, and a diverged network masked, on the device (`_Tally`); the host
+reads them every `READ_EVERY` steps and at each epoch's end, so a diverged network is named at
+most that many steps late (its rows are left out of the loss from the step it diverged). Networks
+resumed from checkpoints of different epochs train in separate passes (each pass in lock step).
 
 Each result says how its network was trained (`RunResult.training`: "fused", "separate" or
 "fell back", with the reason) and on which device (`describe_device`). Should stacked networks
@@ -112,36 +115,129 @@ class _Clock:
 
 class _Inputs:
     """One batch decoded once for every member: images, every task's target, each injection's
-    input channels."""
+    input channels. Images and injected channels come in the layout their networks compute in,
+    each made once per batch: channels-last for the plain networks (`x`, `extra_of`), the
+    standard layout for the stacked ones (`image`, `extra_of(state, torch.contiguous_format)`)."""
 
     def __init__(self, raw: dict[str, torch.Tensor], states: list[_State], stats: dict, input: str) -> None:
-        self.x = rgb_input(raw[input]).contiguous(memory_format=torch.channels_last)
+        self._raw = raw[input]  # (B, H, W, 3) uint8
+        self._images: dict[torch.memory_format, torch.Tensor] = {}
         tasks = {t.name: t for s in states for t in (*s.tasks, *s.inject)}
         self.targets = {name: t.target(raw, stats) for name, t in tasks.items()}
-        size = tuple(self.x.shape[-2:])
+        size = tuple(self._raw.shape[1:3])
         self.extra: dict[tuple, torch.Tensor | None] = {(): None}
         for s in states:
             names = tuple(t.name for t in s.inject)
             if names not in self.extra:
                 self.extra[names] = torch.cat([t.encode_input(self.targets[t.name], size) for t in s.inject], dim=1)
+        self._standard_extra: dict[tuple, torch.Tensor | None] = {(): None}
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self._raw)
 
-    def extra_of(self, state: _State) -> torch.Tensor | None:
-        return self.extra[tuple(t.name for t in state.inject)]
+    def image(self, layout: torch.memory_format = torch.channels_last) -> torch.Tensor:
+        """(B, 3, H, W) float images in `layout`."""
+        if layout not in self._images:
+            raw = self._raw
+            if layout != torch.channels_last:  # reordered as bytes, a quarter of a float copy
+                raw = raw.permute(0, 3, 1, 2).contiguous(memory_format=layout).permute(0, 2, 3, 1)
+            self._images[layout] = rgb_input(raw).contiguous(memory_format=layout)
+        return self._images[layout]
+
+    x = property(image)
+
+    def extra_of(self, state: _State, layout: torch.memory_format = torch.channels_last) -> torch.Tensor | None:
+        names = tuple(t.name for t in state.inject)
+        if layout == torch.channels_last:
+            return self.extra[names]
+        if names not in self._standard_extra:
+            self._standard_extra[names] = self.extra[names].contiguous(memory_format=layout)
+        return self._standard_extra[names]
 
 
 def _losses(state: _State, preds: dict[str, torch.Tensor], targets: dict) -> dict[str, torch.Tensor]:
     return {t.name: t.loss_value(preds[t.name], targets[t.name]) for t in state.tasks}
 
 
-def _finite(losses: dict[str, torch.Tensor]) -> str | None:
-    """The first non-finite loss, said in words, or None."""
-    for name, value in losses.items():
-        if not torch.isfinite(value.detach()):
-            return f"loss of {name} is {float(value.detach())}"
-    return None
+def _finite(losses: dict[str, torch.Tensor]) -> bool:
+    """Whether every loss is finite: one read on the host (a plain step decides on it whether to
+    take its optimizer step; a fused step decides on the device and reads nothing)."""
+    return bool(torch.isfinite(torch.stack([v.detach().float() for v in losses.values()])).all())
+
+
+READ_EVERY = 32
+"""Steps between two reads of the training losses on the host (one more at each epoch's end): the
+steps in between queue on the device without waiting on a transfer."""
+
+
+class _Tally:
+    """The training losses of a unit's networks, kept on the device between reads: whether each
+    network has diverged, the step where it did and that step's losses (to name the loss), and the
+    running sums of every loss times its batch's rows (fp64, as the host summed them). `_read`
+    brings every unit's tally to the host in one transfer.
+
+    names: each network's loss names, in order; the losses of a step come flat in that order.
+    """
+
+    def __init__(self, names: list[list[str]], device: torch.device) -> None:
+        self.names = names
+        self.owner = torch.tensor([i for i, n in enumerate(names) for _ in n], dtype=torch.int64, device=device)
+        self.dead = torch.zeros(len(names), dtype=torch.bool, device=device)
+        self.at = torch.full((len(names),), -1, dtype=torch.int64, device=device)
+        self.first = torch.zeros(len(self.owner), dtype=torch.float64, device=device)
+        self.sums = torch.zeros(len(self.owner), dtype=torch.float64, device=device)
+        self._told = [True] * len(names)
+
+    def tell(self, alive: list[bool]) -> None:
+        """The networks the host has failed (a validation loss that is not finite) are dead on the
+        device too: a transfer only when that changes."""
+        if alive != self._told:
+            self._told = list(alive)
+            self.dead |= ~torch.tensor(alive, device=self.dead.device)
+
+    def add(self, values: torch.Tensor, rows: int, step: int) -> torch.Tensor:
+        """Count one step's losses (L,) (flat, detached); the networks alive after it, (M,) bool."""
+        values = values.double()
+        bad = torch.zeros(len(self.names), dtype=torch.float64, device=values.device)
+        bad = bad.index_add_(0, self.owner, (~torch.isfinite(values)).double()) > 0
+        newly = bad & ~self.dead
+        self.at = torch.where(newly, step, self.at)
+        self.first = torch.where(newly[self.owner], values, self.first)
+        self.dead |= bad
+        self.sums += torch.where(self.dead[self.owner], 0.0, values * rows)
+        return ~self.dead
+
+    def restart(self) -> None:
+        """A new epoch: running sums from zero."""
+        self.sums.zero_()
+
+    def packed(self) -> torch.Tensor:
+        return torch.cat([self.dead.double(), self.at.double(), self.first, self.sums])
+
+    def unpack(self, values, states: list[_State], epoch: int) -> dict[int, dict[str, float]]:
+        """Fail the networks of `states` that diverged since the last read, naming the first
+        non-finite loss of the step where it happened; the running sums {id(state): {task: sum}}.
+        values: an iterator over the floats of `packed`, advanced past them."""
+        m, n = len(self.names), len(self.owner)
+        dead, at, first, sums = ([next(values) for _ in range(k)] for k in (m, m, n, n))
+        first, sums = iter(first), iter(sums)
+        running = {}
+        for i, s in enumerate(states):
+            found = {name: next(first) for name in self.names[i]}
+            running[id(s)] = {name: next(sums) for name in self.names[i]}
+            if dead[i] and s.alive and at[i] >= 0:
+                bad = next(f"loss of {k} is {v}" for k, v in found.items() if not math.isfinite(v))
+                s.error = TrainingDiverged(f"{bad} at epoch {epoch} step {int(at[i])}: training stopped")
+        return running
+
+
+def _read(units: list, epoch: int) -> dict[int, dict[str, float]]:
+    """Every unit's tally on the host in one transfer (`_Tally.unpack`)."""
+    values = iter(torch.cat([u.tally.packed() for u in units]).tolist())
+    running = {}
+    for u in units:
+        running.update(u.tally.unpack(values, u.states, epoch))
+    return running
 
 
 class PlainUnit:
@@ -149,7 +245,7 @@ class PlainUnit:
 
     def __init__(self, state: _State, config, device: torch.device, world: int, schedule) -> None:
         self.states = [state]
-        self.model = state.model
+        self.model = state.model = state.model.to(device, memory_format=torch.channels_last)
         self.net = self.model
         if world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -158,6 +254,8 @@ class PlainUnit:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         if state.member.probes and config.probes and len(state.tasks) > 1:
             state.probe = GradientProbe(self.model, state.tasks, self.optimizer, config.probes)
+        self.tally = _Tally([[t.name for t in state.tasks]], device)
+        self.stopped = False  # a loss was not finite: it takes no more steps (failed at the next read)
 
     def resume(self) -> None:
         state = self.states[0]
@@ -168,26 +266,27 @@ class PlainUnit:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
 
-    def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> dict[int, dict[str, torch.Tensor]]:
-        """{member position: losses} of one training step (a failed member trains no more)."""
+    def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> None:
+        """One training step, its losses counted in `tally` (a failed network trains no more)."""
         state = self.states[0]
-        if not state.alive:
-            return {}
+        if not state.alive or self.stopped:
+            return
         self.optimizer.zero_grad(set_to_none=True)
         extra = inputs.extra_of(state)
         if state.probe is not None and state.probe.wants(step):  # the probe runs the backward passes
             losses = state.probe.backward(inputs.x, extra, inputs.targets, step, autocast if amp else None)
-            finite = _finite(losses) is None
+            finite = _finite(losses)
         else:
             with autocast():
                 losses = _losses(state, self.net(inputs.x, extra), inputs.targets)
-            finite = _finite(losses) is None
+            finite = _finite(losses)
             if finite:
                 sum(losses.values()).backward()
-        if finite:  # a non-finite loss fails the network (train_pass): it takes no step
+        if finite:  # a non-finite loss fails the network (named at the next read): it takes no step
             self.optimizer.step()
             self.scheduler.step()
-        return {0: losses}
+        self.stopped = not finite
+        self.tally.add(torch.stack([v.detach().float() for v in losses.values()]), len(inputs), step)
 
     def predict(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
         state = self.states[0]
@@ -221,7 +320,7 @@ class FusedUnit:
         for s in states:
             s.model = None  # the stacks hold the weights from here on
         self.stepped = False
-        self._alive: tuple[list[bool], torch.Tensor] | None = None
+        self.tally = _Tally([[t.name for t in s.tasks] for s in states], device)
 
     def resume(self) -> None:
         for i, s in enumerate(self.states):
@@ -230,44 +329,42 @@ class FusedUnit:
         self.scheduler.load_state_dict(self.states[0].saved["scheduler"])
 
     def _extra(self, inputs: _Inputs) -> torch.Tensor | None:
-        """The injected labels: one tensor when every network receives the same partners' labels,
-        else stacked (N, B, C, H, W), a row per network."""
-        extras = [inputs.extra_of(s) for s in self.states]
+        """The injected labels (standard layout): one tensor when every network receives the same
+        partners' labels, else stacked (N, B, C, H, W), a row per network."""
+        extras = [inputs.extra_of(s, torch.contiguous_format) for s in self.states]
         if all(e is extras[0] for e in extras):
             return extras[0]
         return torch.stack(extras)
 
-    def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> dict[int, dict[str, torch.Tensor]]:
+    def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> None:
         if self.stepped:
-            return self._step(inputs, autocast)
+            return self._step(inputs, step, autocast)
         try:  # the first step says whether this device's kernels take stacked networks
-            out = self._step(inputs, autocast)
+            self._step(inputs, step, autocast)
         except RuntimeError as e:
             raise StackingFailed(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
         self.stepped = True
-        return out
 
-    def _step(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
+    def _step(self, inputs: _Inputs, step: int, autocast) -> None:
+        """One step of every network; nothing is read back to the host (`_Tally`)."""
         extra = self._extra(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         with autocast():
-            out = self.fused(inputs.x, extra)
-            losses = {i: _losses(s, self.fused.predictions(out, i), inputs.targets) for i, s in enumerate(self.states)}
-        # a member whose loss is not finite (or that failed before) is left out of the sum, its
-        # rows get no gradient; decided on the device, so that a step waits on no transfer
-        totals = torch.stack([sum(v.values()).float() for v in losses.values()])
-        alive = [s.alive for s in self.states]
-        if self._alive is None or self._alive[0] != alive:  # copied to the device only when it changes
-            self._alive = (alive, torch.tensor(alive, device=totals.device))
-        keep = self._alive[1] & torch.isfinite(totals)
+            out = self.fused(inputs.image(torch.contiguous_format), extra)
+            losses = [_losses(s, self.fused.predictions(out, i), inputs.targets) for i, s in enumerate(self.states)]
+        self.tally.tell([s.alive for s in self.states])
+        alive = self.tally.add(torch.stack([v.detach().float() for mine in losses for v in mine.values()]), len(inputs), step)
+        # a network whose loss is not finite (or that failed before) is left out of the sum: its
+        # rows get no gradient from the others' losses, and theirs none from its
+        totals = torch.stack([sum(v.values()).float() for v in losses])
+        keep = alive & torch.isfinite(totals)
         torch.where(keep, totals, torch.zeros_like(totals)).sum().backward()
         self.optimizer.step()
         self.scheduler.step()
-        return {i: v for i, v in losses.items() if self.states[i].alive}
 
     def predict(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
         with autocast():
-            out = self.fused(inputs.x, self._extra(inputs))
+            out = self.fused(inputs.image(torch.contiguous_format), self._extra(inputs))
         return {i: self.fused.predictions(out, i) for i, s in enumerate(self.states) if s.alive}
 
     def train(self, mode: bool) -> None:
@@ -342,8 +439,6 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
     steps_per_epoch = len(data.train) // config.batch_size
     total_steps = steps_per_epoch * config.epochs
     schedule = (lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps))) if config.schedule == "cosine" else (lambda s: 1.0)
-    for s in states:
-        s.model = s.model.to(device, memory_format=torch.channels_last)
     units = build_units(states, config, device, world, schedule, fuse)
     for u in units:
         if u.states[0].saved is not None:
@@ -358,25 +453,21 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
     for epoch in range(first_epoch, config.epochs):
         if not any(s.alive for s in states):
             break
-        seen, running = 0, {id(s): {t.name: 0.0 for t in s.tasks} for s in states}
+        seen = 0
+        for u in units:
+            u.tally.restart()
         order_seed = part_seed(seed, f"data/{epoch}")  # the same order for every run of this seed
         batches = data.train.jobs(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)
         for step, batch in enumerate(feed(batches)):
             if world > 1:  # every rank draws the same global batch and trains on its share of the rows
                 batch = {k: v[rank::world] for k, v in batch.items()}
             inputs = _Inputs({k: v.to(device, non_blocking=True) for k, v in batch.items()}, states, stats, config.input)
-            stepped = [(u.states[position], losses) for u in units for position, losses in u.step(inputs, step, autocast, amp).items()]
-            if stepped:  # every loss of the step in one transfer
-                values = iter(torch.stack([v.detach().float() for _, losses in stepped for v in losses.values()]).tolist())
-                for s, losses in stepped:
-                    found = {name: next(values) for name in losses}
-                    bad = next((f"loss of {n} is {v}" for n, v in found.items() if not math.isfinite(v)), None)
-                    if bad is not None:
-                        s.error = TrainingDiverged(f"{bad} at epoch {epoch} step {step}: training stopped")
-                    else:
-                        for name, value in found.items():
-                            running[id(s)][name] += value * len(inputs)
+            for u in units:
+                u.step(inputs, step, autocast, amp)
             seen += len(inputs)
+            if (step + 1) % READ_EVERY == 0:
+                _read(units, epoch)
+        running = _read(units, epoch)
         for s in states:
             if s.probe is not None and s.alive:
                 s.probe.end_epoch()

@@ -6,8 +6,9 @@ and injection stem. `FusedNets` stacks their trunk parameters and BatchNorm buff
 leading dimension N and runs them with `torch.func.vmap` over `functional_call`: one call reads
 the batch once and computes every network's representation (on CPU and GPU, vmap turns a stacked
 convolution into one grouped convolution). The decoders of a task are stacked over the networks
-that have that task. BatchNorm keeps its running statistics per network (the stacked buffers are
-batched under vmap, so each row is updated from its own network's activations).
+that have that task. BatchNorm keeps its running statistics per network: one batch norm over the
+networks' channels folded together (N x C), each channel with its own network's weight and
+statistics (`_FoldedBatchNorm`).
 
 Equivalence with separate networks: the parameters of network i are row i of each stack, every
 loss reads only its own row, and the training loss of the bundle is the sum of the networks'
@@ -28,6 +29,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.func import functional_call, vmap
 
 from raytaskaff.models import MultiTaskNet
@@ -67,35 +69,89 @@ class _Trunk(nn.Module):
         return self.neck(self.encoder(x, None if extra is None else self.inject_stem(extra)))
 
 
-class _StackedBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d written in plain tensor operations, for use under vmap over stacked networks.
+class _FoldedBatchNorm(torch.autograd.Function):
+    """`F.batch_norm` of N stacked networks as one call over N x C channels (HFTA's fusion of
+    batch norm, Wang et al. 2021): under vmap a stacked convolution leaves its output as
+    (B, N x C, H, W) in memory, so the networks' channels are the channels of one batch norm,
+    their weights and running statistics the (N, C) stacks read as N x C. The vendor kernel
+    (cuDNN's, the CPU one) runs on that plain tensor, with its own backward; vmap never sees it.
 
-    The fused kernels (cuDNN's, the CPU one) cannot run there on a GPU: under vmap they ask for
-    the input's memory format, which vmap does not answer, and with bf16 activations and fp32
-    running statistics they refuse the mix. Here the statistics are computed in fp32 from the
-    activations (as autocast does for batch norm) and the output keeps the input's dtype; the
-    running statistics are updated in place (under vmap each network's own row) with PyTorch's
-    rule: momentum-weighted, the variance unbiased. Same parameter and buffer names as
-    `nn.BatchNorm2d`, so a network's state dict fits it unchanged.
+    Only for use under vmap (its `vmap` rule is the computation); `_StackedBatchNorm` calls it.
     """
 
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+        return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("_FoldedBatchNorm is differentiated only under vmap (through its vmap rule)")
+
+    @staticmethod
+    def vmap(info, in_dims, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        if in_dims[0] is None or any(d != 0 for d in in_dims[1:5]):  # not stacked networks: row by row
+            return vmap(_batch_norm_rows, in_dims=(*in_dims[:5], None, None, None))(
+                x, weight, bias, running_mean, running_var, training, momentum, eps), 0
+        x = x.movedim(in_dims[0], 1)  # (B, N, C, H, W): a view of the stacked convolution's output
+        b, n, c = x.shape[:3]
+        y = F.batch_norm(x.reshape(b, n * c, *x.shape[3:]), running_mean.view(n * c), running_var.view(n * c),
+                         weight.reshape(n * c), bias.reshape(n * c), training, momentum, eps)
+        return y.reshape(b, n, c, *x.shape[3:]), 1
+
+
+def _batch_norm_rows(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """One network's batch norm in plain tensor operations (what `_StackedBatchNorm` computes
+    when its networks cannot be folded into one call): fp32 statistics of the activations, as
+    autocast keeps them, the output in the activations' dtype; the running statistics updated in
+    place with PyTorch's rule (momentum-weighted, the variance unbiased)."""
+    xf = x.float()
+    if training:
+        mean = xf.mean(dim=(0, 2, 3))
+        var = xf.var(dim=(0, 2, 3), unbiased=False)
+        count = xf.numel() / xf.shape[1]
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(mean.detach() * momentum)
+            running_var.mul_(1 - momentum).add_(var.detach() * momentum * count / max(count - 1, 1))
+    else:
+        mean, var = running_mean, running_var
+    scale = weight * torch.rsqrt(var + eps)
+    return (xf * scale[:, None, None] + (bias - mean * scale)[:, None, None]).to(x.dtype)
+
+
+class _StackedBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d for use under vmap over stacked networks.
+
+    Under vmap the fused kernels cannot be called as `nn.BatchNorm2d` calls them: they ask for
+    the input's memory format, which vmap does not answer, and functorch's batching rule refuses
+    bf16 activations beside fp32 running statistics. `_FoldedBatchNorm` calls them itself on the
+    networks' channels folded into one tensor (`folded`, the default); otherwise
+    (`folded = False`, or a momentum of None, whose factor would have to be read from each
+    network's count) the statistics are computed in plain tensor operations. Either way fp32
+    statistics of the activations (as autocast does for batch norm), the output in the input's
+    dtype, the running statistics updated in place (under vmap each network's own row) with
+    PyTorch's rule. Same parameter and buffer names as `nn.BatchNorm2d`, so a network's state dict
+    fits it unchanged.
+    """
+
+    folded = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
         if self.training:
-            mean = xf.mean(dim=(0, 2, 3))
-            var = xf.var(dim=(0, 2, 3), unbiased=False)
-            n = xf.numel() / xf.shape[1]
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                # momentum None: the cumulative average, as nn.BatchNorm2d keeps it
-                m = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.float()
-                self.running_mean.mul_(1 - m).add_(mean.detach() * m)
-                self.running_var.mul_(1 - m).add_(var.detach() * m * n / max(n - 1, 1))
-        else:
-            mean, var = self.running_mean, self.running_var
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        y = xf * scale[:, None, None] + (self.bias - mean * scale)[:, None, None]
-        return y.to(x.dtype)
+        if self.folded and self.momentum is not None:
+            return _FoldedBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var, self.training,
+                                          self.momentum, self.eps)
+        # momentum None: the cumulative average, as nn.BatchNorm2d keeps it (a tensor: nothing read)
+        m = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked.float()
+        return _batch_norm_rows(x, self.weight, self.bias, self.running_mean, self.running_var, self.training, m,
+                                self.eps)
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:
@@ -153,6 +209,7 @@ class FusedNets:
                               for k in self._param_names[t]}
             self.buffers[t] = {k: _stack([dict(d.named_buffers())[k] for d in decoders]) for k in self._buffer_names[t]}
         self.scales = torch.tensor([n.grad_scale for n in nets], dtype=torch.float32)
+        self._scaled = any(n.grad_scale != 1.0 for n in nets)  # decided here: a forward reads nothing back
         self._index = {t: torch.tensor(rows) for t, rows in self.rows.items()}  # moved with `to`
         self._plain_names = [[n for n, _ in net.named_parameters()] for net in nets]
         self._buffer_keys = [[n for n, _ in net.named_buffers()] for net in nets]
@@ -194,9 +251,12 @@ class FusedNets:
             return functional_call(self._trunk, (params, buffers), (x,), {"extra": extra})
 
         per_net = extra is not None and extra.dim() == x.dim() + 1
-        x = x.contiguous()  # vmap's convolutions and reductions want the standard layout
+        # vmap's convolutions and reductions want the standard layout (a no-op for inputs made in
+        # it, as `training.bundle` makes them)
+        x = x.contiguous()
+        extra = None if extra is None else extra.contiguous()
         z = vmap(trunk, in_dims=(0, 0, None, 0 if per_net else None))(self.params["trunk"], self.buffers["trunk"], x, extra)
-        if bool((self.scales != 1).any()):
+        if self._scaled:
             z = _ScaleRows.apply(z, self.scales)
         out = {}
         for t in self.tasks:

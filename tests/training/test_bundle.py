@@ -212,14 +212,16 @@ def test_an_empty_train_split_is_refused(splits):
         train_bundle([Member(SEED_RUNS[0])], MODEL, TrainConfig(epochs=1, batch_size=100000), splits, seed=0)
 
 
+@pytest.mark.parametrize("folded", [True, False])  # one batch norm over N x C channels, or plain operations
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_stacked_batchnorm_is_batchnorm_per_network_in_any_activation_dtype(dtype):
+def test_stacked_batchnorm_is_batchnorm_per_network_in_any_activation_dtype(dtype, folded, monkeypatch):
     """The fused module's BatchNorm: per network, nn.BatchNorm2d's output, gradients and running
     statistics (fp32 statistics of bf16 activations, which cuDNN's kernel refuses under vmap)."""
     from torch.func import functional_call, vmap
 
-    from raytaskaff.training.fused import _meta_copy
+    from raytaskaff.training.fused import _meta_copy, _StackedBatchNorm
 
+    monkeypatch.setattr(_StackedBatchNorm, "folded", folded)
     torch.manual_seed(0)
     norms = [torch.nn.BatchNorm2d(6) for _ in range(3)]
     for bn in norms:
