@@ -77,22 +77,22 @@ def _table(section: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
 
 
-def test_best_partners_are_a_row_per_scorer_and_a_column_per_target(default_report):
+def test_best_partners_are_a_row_per_target_and_a_column_per_scorer(default_report):
     out, summary = default_report
     md = (out / "report" / "report.md").read_text()
     rows = _table(_section(md, "Best partner per target"))
     tasks, scorers = summary["tasks"], summary["scorers"]
-    assert rows[0] == ["scorer (best-partner hits)", *tasks[:-1], f"{tasks[-1]} (did not learn)"]  # the planted one that did not
-    assert len(rows) == 2 + len(scorers) and all(len(r) == 1 + len(tasks) for r in rows)
+    assert rows[0] == ["target", "ground truth: true best partner", *(f"{n} ({e['hits']}/{e['targets']})" for n, e in scorers.items())]
+    assert [r[0] for r in rows[1:]] == [*tasks[:-1], f"{tasks[-1]} (did not learn)"]  # the planted one that did not
+    assert all(len(r) == 2 + len(scorers) for r in rows)
     truth = pd.read_csv(out / "results" / "ground_truth.csv")
     best = truth.loc[truth.groupby("target").gain.idxmax()].set_index("target")
-    assert rows[1] == ["ground truth: true best partner"] + [f"{best.partner[t]} ({best.gain[t]:.1f})" for t in tasks]
-    for row, (name, e) in zip(rows[2:], scorers.items()):
-        assert row[0] == f"{name} ({e['hits']}/{e['targets']})"
-        for cell, target in zip(row[1:], tasks):
+    assert [r[1] for r in rows[1:]] == [f"{best.partner[t]} ({best.gain[t]:.1f})" for t in tasks]
+    for column, (name, e) in enumerate(scorers.items(), start=2):
+        for row, target in zip(rows[1:], tasks):
             chosen = e["best_partner"][target]
-            assert cell == f"{', '.join(chosen['chosen'])} ({chosen['chosen_gain']:.1f}, {'hit' if chosen['hit'] else 'miss'})"
-        assert sum(cell.endswith(", hit)") for cell in row[1:]) == e["hits"]
+            assert row[column] == f"{', '.join(chosen['chosen'])} ({chosen['chosen_gain']:.1f}, {'hit' if chosen['hit'] else 'miss'})"
+        assert sum(row[column].endswith(", hit)") for row in rows[1:]) == e["hits"]
 
 
 def test_stability_is_one_line_per_table_with_its_lowest_and_highest_two_seeds(default_report):
