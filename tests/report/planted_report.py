@@ -34,7 +34,7 @@ FORTY = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes",
          "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young"]
 
 
-def forty_like(out, seeds: int = 3, bootstrap: int = 50) -> tuple[dict, dict[str, int]]:
+def forty_like(out, seeds: int = 3, bootstrap: int = 20) -> tuple[dict, dict[str, int]]:
     """Write OUT/results and OUT/report for 40 tasks with planted clusters; return the summary and
     each task's cluster (0-3; 4 for a coin flip). A target in cluster c gains about 4 % from a
     partner in c and loses about 2 % from one in another; the 15 coin flips (every second task of
