@@ -131,14 +131,15 @@ def _svg(fig, salt: str) -> str:
 
 
 def heatmap(matrix: np.ndarray, tasks: list[str], title: str, order: list[int] | None = None,
-            centred: bool | None = None) -> str:
+            centred: bool | None = None, muted: frozenset[str] = frozenset()) -> str:
     """`heatmap_figure` as SVG markup."""
-    return _svg(heatmap_figure(matrix, tasks, title, order, centred), title)
+    return _svg(heatmap_figure(matrix, tasks, title, order, centred, muted), title)
 
 
 def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, order: list[int] | None = None,
-                   centred: bool | None = None):
-    """A [target][partner] heatmap (a matplotlib figure).
+                   centred: bool | None = None, muted: frozenset[str] = frozenset()):
+    """A [target][partner] heatmap (a matplotlib figure); the targets in `muted` (those that did
+    not learn: their rows are noise) are labelled in grey italics.
 
     order: the rows' and columns' order (indices into tasks; one order for every heatmap of a
     report keeps each task in one place). Colours: `colour_scale` (diverging at 0 when `centred`,
@@ -165,6 +166,9 @@ def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, order: list
     image = ax.imshow(shown, cmap=plt.get_cmap(cmap).with_extremes(bad="#d9d9d9"), norm=norm, interpolation="none")
     ax.set_xticks(range(n), names, rotation=45 if n <= 12 else 90, ha="right" if n <= 12 else "center", fontsize=LABEL_PT)
     ax.set_yticks(range(n), names, fontsize=LABEL_PT)
+    for label in ax.get_yticklabels():
+        if label.get_text() in muted:
+            label.set(color="#888888", fontstyle="italic")
     ax.set_xlabel("partner")
     ax.set_ylabel("target")
     ax.set_title(title, fontsize=10)

@@ -314,7 +314,7 @@ def sections(summary: dict, truth: pd.DataFrame, costs: pd.DataFrame, runs: pd.D
     return [s for s in found if s is not None]
 
 
-def _heatmaps(truth: pd.DataFrame, affinity: pd.DataFrame, tasks: list[str]) -> list[Block]:
+def _heatmaps(truth: pd.DataFrame, affinity: pd.DataFrame, tasks: list[str], learned: dict) -> list[Block]:
     """The ground truth's and each scorer's heatmap, all in one order: from CLUSTER_FROM tasks on,
     the ground truth's clustering (`cluster_order`), so that a task sits in the same row and
     column of every map and a scorer's blocks can be held against the truth's."""
@@ -322,14 +322,16 @@ def _heatmaps(truth: pd.DataFrame, affinity: pd.DataFrame, tasks: list[str]) -> 
     order = cluster_order(gains) if len(tasks) >= CLUSTER_FROM else None
     tables = [("ground truth: gain % of target from partner", "ground truth gain (%)", gains, True)]
     tables += [(name, name, matrix(affinity[affinity.scorer == name], "value", tasks), None) for name in affinity.scorer.unique()]
-    maps = [Image(alt, heatmap(values, tasks, title, order, centred), scale_caption(colour_scale(values, centred)), "svg")
+    muted = frozenset(t for t in tasks if (learned.get(t) or {}).get("learned") is False)
+    maps = [Image(alt, heatmap(values, tasks, title, order, centred, muted), scale_caption(colour_scale(values, centred)), "svg")
             for alt, title, values, centred in tables]
     said = ("in the order of a hierarchical clustering of the ground truth (tasks whose gains, as target and as partner, are "
             "alike side by side; the same order in every map)" if order else "in the config's order")
     note = (f"Rows are targets, columns partners, {said}. Each map has its own colour scale: diverging with white at 0 where "
             "its values straddle 0 (always for the ground truth), each side spanning its own range; a value beyond Tukey's "
             f"far-out fences (more than {FENCE:g} interquartile ranges beyond the quartiles) takes the end colour and a "
-            "▲ (above) or ▼ (below), so that a few outliers do not wash out the rest.")
+            "▲ (above) or ▼ (below), so that a few outliers do not wash out the rest."
+            + (" Targets in grey italics did not learn: their rows are noise." if muted else ""))
     return [Heading("Heatmaps ([target][partner])"), Paragraph(note, "note"), Gallery(maps)]
 
 
@@ -339,7 +341,7 @@ def _figures(summary: dict, truth: pd.DataFrame, affinity: pd.DataFrame, costs: 
     plot = cost_plot(costs, evaluation, summary.get("noise_ceiling"))
     caption = cost_caption(costs, evaluation)
     html = [Heading("Cost against accuracy"), Paragraph(caption, "note"), Image("cost plot", plot),
-            *_heatmaps(truth, affinity, tasks)]
+            *_heatmaps(truth, affinity, tasks, summary.get("learning") or {})]
     if grouping and any(r["test_total"] is not None for r in grouping["rows"]):
         html = [Heading("Groupings against the baselines"), Image("grouping plot", grouping_plot(grouping["rows"]))] + html
     return [Only("html", html),

@@ -108,6 +108,9 @@ def test_the_forty_task_report_draws_every_map_in_the_ground_truths_clustered_or
     learned = [cluster[t] for t in orders[0] if cluster[t] < 4]
     assert sorted(c for i, c in enumerate(learned) if i == 0 or c != learned[i - 1]) == [0, 1, 2, 3]
     assert orders[0] != summary["tasks"]
+    # the targets that did not learn (the planted coin flips) in grey italics, in every map
+    italic = {n.strip() for n in re.findall(r'<text style="font-style: italic;[^>]*>([^<]+)</text>', maps[0])}
+    assert italic == {t for t, c in cluster.items() if c == 4} == {t for t, v in summary["learning"].items() if not v["learned"]}
     gains = pd.read_csv(out / "results" / "ground_truth.csv").gain.to_numpy()
     low, high = _fences(gains)
     assert (gains < -150).sum() == 4 and low > -150  # the four planted -170 % gains are beyond the fences
