@@ -163,7 +163,8 @@ def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, order: list
     else:
         norm, cmap = Normalize(scale.low, scale.high), "Blues"
     # unknown cells (the diagonal) grey, apart from the white of 0
-    image = ax.imshow(shown, cmap=plt.get_cmap(cmap).with_extremes(bad="#d9d9d9"), norm=norm, interpolation="none")
+    # 64 levels: more than an eye tells apart, and a colour bar of 64 vector steps
+    image = ax.imshow(shown, cmap=plt.get_cmap(cmap, 64).with_extremes(bad="#d9d9d9"), norm=norm, interpolation="none")
     ax.set_xticks(range(n), names, rotation=45 if n <= 12 else 90, ha="right" if n <= 12 else "center", fontsize=LABEL_PT)
     ax.set_yticks(range(n), names, fontsize=LABEL_PT)
     for label in ax.get_yticklabels():
@@ -191,6 +192,7 @@ def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, order: list
                        color="white", edgecolors="black", linewidths=0.4, zorder=3)
     extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}
     bar = fig.colorbar(image, cax=bar_axes, extend=extend[scale.below > 0, scale.above > 0])
+    bar.solids.set_rasterized(False)  # vector like the rest: one embedded image per map, the cells
     bar.ax.tick_params(labelsize=LABEL_PT)
     if scale.below or scale.above:
         bar.set_label(f"▼ {scale.below} below, ▲ {scale.above} above the scale", fontsize=LABEL_PT)

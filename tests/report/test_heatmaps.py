@@ -93,6 +93,7 @@ def test_labels_keep_their_size_and_rows_their_height(n):
     assert row_pt >= 1.2 * LABEL_PT
     svg = heatmap(np.random.default_rng(n).normal(size=(n, n)), tasks, "t")
     assert svg.startswith("<svg ") and re.findall(r">(task_\d+)<", svg).count("task_1") == 2  # text, not glyph paths
+    assert svg.count("data:image/png;base64,") == 1  # the cells; the colour bar is vector
 
 
 def test_the_forty_task_report_draws_every_map_in_the_ground_truths_clustered_order(forty_report):
