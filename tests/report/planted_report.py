@@ -68,7 +68,7 @@ def default_like(out, tasks: list[str] = FIVE, failed: bool = False, seeds: int 
                             columns=["seed", "target", "partner", "gain"])
     tables, seeded, scores = {}, {}, {}
     for name, (noise, computed_on) in SCORERS.items():
-        by_seed = {s: {k: base[k] + float(rng.normal(scale=noise)) for k in pairs} for s in range(max(computed_on, 1))}
+        by_seed = {s: {k: base[k] + float(rng.normal(scale=noise)) for k in pairs} for s in range(max(min(computed_on, seeds), 1))}
         tables[name] = {k: float(np.mean([t[k] for t in by_seed.values()])) for k in pairs}
         if computed_on:
             seeded[name] = by_seed
