@@ -3,9 +3,8 @@ then written as Markdown (`to_markdown`) or as a self-contained HTML page (`to_h
 
 Blocks: `Heading`, `Paragraph`, `Warnings` (one collapsible block), `Table`, `Section` (a heading,
 a note and a table: most of a report), `Image` and `Gallery` (base64 PNG or inline SVG), `Code`,
-and `Only` (blocks for one of the
-two renderings: a Markdown file holds no self-contained image, so it points to index.html
-instead). Every cell and text is a finished string: formatting numbers (`fmt`) is the builders'
+and `Only` (blocks for one of the two renderings: a Markdown file holds no self-contained image,
+so it points to index.html instead). Every cell and text is a finished string: formatting numbers (`fmt`) is the builders'
 work, so both renderings show the same digits.
 """
 

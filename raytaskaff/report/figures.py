@@ -162,8 +162,8 @@ def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, order: list
         norm, cmap = TwoSlopeNorm(0.0, scale.low, scale.high), "RdBu"
     else:
         norm, cmap = Normalize(scale.low, scale.high), "Blues"
-    # unknown cells (the diagonal) grey, apart from the white of 0
-    # 64 levels: more than an eye tells apart, and a colour bar of 64 vector steps
+    # unknown cells (the diagonal) grey, apart from the white of 0; 64 levels: more than an eye
+    # tells apart, and a colour bar of 64 vector steps
     image = ax.imshow(shown, cmap=plt.get_cmap(cmap, 64).with_extremes(bad="#d9d9d9"), norm=norm, interpolation="none")
     ax.set_xticks(range(n), names, rotation=45 if n <= 12 else 90, ha="right" if n <= 12 else "center", fontsize=LABEL_PT)
     ax.set_yticks(range(n), names, fontsize=LABEL_PT)

@@ -155,3 +155,26 @@ def test_the_headline_beside_the_noise_ceiling_is_in_both_reports(default_report
     for name, e in summary["scorers"].items():
         assert f"{name} {e['spearman']:.2f}" in summary["headline"]
     assert "indistinguishable" not in md
+
+
+def test_per_target_tables_of_40_tasks_have_a_row_per_target_and_short_partner_orders(forty_report):
+    out, summary, _ = forty_report
+    md = (out / "report" / "report.md").read_text()
+    truth = pd.read_csv(out / "results" / "ground_truth.csv")
+    rows = _table(_section(md, "Partner ranking per target"))
+    assert len(rows) == 1 + 40 and all(len(r) == len(rows[0]) == 2 + len(summary["scorers"]) + 1 for r in rows)
+    for row, target in zip(rows[1:], summary["tasks"]):
+        order = truth[truth.target == target].sort_values("gain", ascending=False).partner.tolist()
+        assert row[1] == " > ".join(order[:5]) + f" > … 33 more … > {order[-1]}"
+    assert "the true order shows the first 5 and the last" in _section(md, "Partner ranking per target")
+    best = _table(_section(md, "Best partner per target"))
+    assert len(best) == 1 + 40 and len(best[0]) == 2 + len(summary["scorers"])
+
+
+def test_up_to_nine_partners_the_true_order_is_whole(default_report):
+    out, summary = default_report
+    section = _section((out / "report" / "report.md").read_text(), "Partner ranking per target")
+    truth = pd.read_csv(out / "results" / "ground_truth.csv")
+    for row, target in zip(_table(section)[1:], summary["tasks"]):
+        assert row[1] == " > ".join(truth[truth.target == target].sort_values("gain", ascending=False).partner)
+    assert "the first 5" not in section
