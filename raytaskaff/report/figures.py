@@ -47,9 +47,11 @@ FENCE = 3.0
 #: On a scale centred at 0, the shorter side reaches at least this fraction of the longer, so that
 #: a few values just across 0 do not take the darkest colour.
 SHORT_SIDE = 0.1
-#: Heatmap geometry in inches: a task's cell shrinks from CELL_MAX as tasks are added, down to
-#: CELL_MIN, the height of a label at LABEL_PT points and its spacing.
-CELL_MAX, CELL_MIN, SPAN = 0.5, 0.15, 6.0
+#: Heatmap geometry in inches: a task's cell is SPAN / tasks, at most CELL_MAX and at least
+#: CELL_MIN, the height of a label at LABEL_PT points and its spacing (a map of 10 or of 20 tasks
+#: is about 500 px wide, two to a row; one of 40, 830 px). Cells of at least NUMBERS_FROM hold
+#: their value.
+CELL_MAX, CELL_MIN, SPAN, NUMBERS_FROM = 0.5, 0.15, 3.0, 0.3
 LABEL_PT = 8.0
 
 
@@ -173,7 +175,7 @@ def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, order: list
     ax.set_xlabel("partner")
     ax.set_ylabel("target")
     ax.set_title(title, fontsize=10)
-    annotated = n <= 12
+    annotated = cell >= NUMBERS_FROM
     if annotated:
         bound = float(np.nanmax(np.abs(shown))) if np.isfinite(shown).any() else 0.0
         decimals = _decimals(bound)  # two significant digits of the largest value, the same decimals in every cell
@@ -192,7 +194,7 @@ def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, order: list
                        color="white", edgecolors="black", linewidths=0.4, zorder=3)
     extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}
     bar = fig.colorbar(image, cax=bar_axes, extend=extend[scale.below > 0, scale.above > 0])
-    bar.solids.set_rasterized(False)  # vector like the rest: one embedded image per map, the cells
+    bar.solids.set(rasterized=False, edgecolor="face")  # vector like the rest (one embedded image per map: the cells), seamless
     bar.ax.tick_params(labelsize=LABEL_PT)
     if scale.below or scale.above:
         bar.set_label(f"▼ {scale.below} below, ▲ {scale.above} above the scale", fontsize=LABEL_PT)
