@@ -203,7 +203,7 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;p
        "figure.svg{max-width:100%;overflow-x:auto}figure.svg svg{display:block}"
        "figcaption{color:#555;font-size:0.8em;max-width:40em}"
        "pre{background:#f6f6f6;padding:1em;overflow:auto}p.note{color:#555;font-size:0.9em}"
-       "details.warn{color:#a40;margin:0.5em 0}details.warn summary{cursor:pointer}details.warn li{margin:0.2em 0}")
+       "details.warn{color:#a40;margin:0.5em 0}details.warn summary{cursor:pointer}details.warn ul{font-size:0.9em}details.warn li{margin:0.2em 0}")
 
 
 def to_html(blocks: list[Block], title: str) -> str:
