@@ -1,10 +1,10 @@
 """One evaluation, two renderings: a document is a list of blocks built once from the numbers,
 then written as Markdown (`to_markdown`) or as a self-contained HTML page (`to_html`).
 
-Blocks: `Heading`, `Paragraph`, `Warnings`, `Table`, `Section` (a heading, a note and a table:
-most of a report), `Image` and `Gallery` (base64 PNG), `Code`, and `Only` (blocks for one of the
-two renderings: a Markdown file holds no self-contained image, so it points to index.html
-instead). Every cell and text is a finished string: formatting numbers (`fmt`) is the builders'
+Blocks: `Heading`, `Paragraph`, `Warnings` (one collapsible block), `Table`, `Section` (a heading,
+a note and a table: most of a report), `Image` and `Gallery` (base64 PNG or inline SVG), `Code`,
+and `Only` (blocks for one of the two renderings: a Markdown file holds no self-contained image,
+so it points to index.html instead). Every cell and text is a finished string: formatting numbers (`fmt`) is the builders'
 work, so both renderings show the same digits.
 """
 
@@ -43,7 +43,9 @@ class Paragraph(NamedTuple):
 
 
 class Warnings(NamedTuple):
-    """What limits the numbers, one line each; nothing at all when there are none."""
+    """What limits the numbers, one item each, as one block with their count: collapsed in HTML
+    (a <details> whose summary is the count), a heading and a list in Markdown; nothing at all
+    when there are none."""
     texts: list[str]
 
 
@@ -63,9 +65,13 @@ class Section(NamedTuple):
 
 
 class Image(NamedTuple):
-    """A figure as base64 PNG (HTML only)."""
+    """A figure (HTML only): `data` is base64 PNG, or SVG markup (`kind` "svg", shown inline at its
+    own size: its text stays text, a page's zoom keeps it sharp, and a figure wider than the page
+    scrolls in its own box); `caption` under it when given."""
     alt: str
-    png: str
+    data: str
+    caption: str = ""
+    kind: str = "png"
 
 
 class Gallery(NamedTuple):
@@ -104,7 +110,7 @@ def _md_block(block: Block) -> list[str]:
     if isinstance(block, Paragraph):
         return [f"**{block.text}**" if block.kind == "strong" else block.text]
     if isinstance(block, Warnings):
-        return ["\n".join(f"> warning: {w}" for w in block.texts)] if block.texts else []
+        return [f"## {_count(block.texts)}", "\n".join(f"- {w}" for w in block.texts)] if block.texts else []
     if isinstance(block, Table):
         return [_md_table(block)]
     if isinstance(block, Section):
@@ -142,8 +148,20 @@ def _html_table(table: Table) -> str:
     return f"<div class='table'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
+def _count(texts: list[str]) -> str:
+    return f"Warnings ({len(texts)})"
+
+
 def _image(image: Image) -> str:
-    return f"<img alt='{html.escape(image.alt)}' src='data:image/png;base64,{image.png}'>"
+    """The figure itself (an <img>, or the inline <svg> named by its alt), its caption apart."""
+    if image.kind == "svg":
+        return image.data.replace("<svg ", f"<svg role='img' aria-label='{html.escape(image.alt)}' ", 1)
+    return f"<img alt='{html.escape(image.alt)}' src='data:image/png;base64,{image.data}'>"
+
+
+def _figure(image: Image) -> str:
+    caption = f"<figcaption>{html.escape(image.caption)}</figcaption>" if image.caption else ""
+    return f"<figure{' class=' + repr(image.kind) if image.kind != 'png' else ''}>{_image(image)}{caption}</figure>"
 
 
 def _html_block(block: Block) -> str:
@@ -154,16 +172,19 @@ def _html_block(block: Block) -> str:
         text = html.escape(block.text)
         return {"strong": f"<p><strong>{text}</strong></p>", "note": f"<p class='note'>{text}</p>"}.get(block.kind, f"<p>{text}</p>")
     if isinstance(block, Warnings):
-        return "".join(f"<p class='warn'>warning: {html.escape(w)}</p>" for w in block.texts)
+        if not block.texts:
+            return ""
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in block.texts)
+        return f"<details class='warn'><summary>{_count(block.texts)}</summary><ul>{items}</ul></details>"
     if isinstance(block, Table):
         return _html_table(block)
     if isinstance(block, Section):
         return "".join([_html_block(Heading(block.title)), _html_block(Paragraph(block.note, "note")) if block.note else "",
                         _html_table(Table(block.header, block.rows)) if block.header else ""])
     if isinstance(block, Image):
-        return _image(block)
+        return _figure(block) if block.caption or block.kind != "png" else _image(block)
     if isinstance(block, Gallery):
-        return "<div class='figs'>" + "".join(f"<figure>{_image(i)}</figure>" for i in block.images) + "</div>"
+        return "<div class='figs'>" + "".join(map(_figure, block.images)) + "</div>"
     if isinstance(block, Code):
         return f"<pre>{html.escape(block.text)}</pre>"
     if isinstance(block, Only):
@@ -177,8 +198,12 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;p
        "div.table{max-width:100%;overflow-x:auto;margin:0.5em 0 1.5em}"
        "table{border-collapse:collapse;font-size:0.85em}"
        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:break-word}"
-       "th{background:#f2f2f2}.figs{display:flex;flex-wrap:wrap;gap:12px}.figs figure{margin:0}img{max-width:100%;height:auto}"
-       "pre{background:#f6f6f6;padding:1em;overflow:auto}p.note{color:#555;font-size:0.9em}p.warn{color:#a40}")
+       "th{background:#f2f2f2}.figs{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}img{max-width:100%;height:auto}"
+       # an SVG figure keeps its size (its labels stay legible) and scrolls in its own box if wider than the page
+       "figure.svg{max-width:100%;overflow-x:auto}figure.svg svg{display:block}"
+       "figcaption{color:#555;font-size:0.8em;max-width:40em}"
+       "pre{background:#f6f6f6;padding:1em;overflow:auto}p.note{color:#555;font-size:0.9em}"
+       "details.warn{color:#a40;margin:0.5em 0}details.warn summary{cursor:pointer}details.warn ul{font-size:0.9em}details.warn li{margin:0.2em 0}")
 
 
 def to_html(blocks: list[Block], title: str) -> str:

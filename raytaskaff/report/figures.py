@@ -1,11 +1,13 @@
-"""The report's figures, as base64 PNG for index.html: heatmaps of [target][partner] tables, the
-cost of each scorer against its agreement with the ground truth, and the trained groupings."""
+"""The report's figures for index.html: heatmaps of [target][partner] tables (inline SVG, in one
+clustered order, on a colour scale robust to outliers), and as base64 PNG the cost of each scorer
+against its agreement with the ground truth and the trained groupings."""
 
 from __future__ import annotations
 
 import base64
 import io
 import math
+from typing import NamedTuple
 
 import matplotlib
 
@@ -13,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from raytaskaff.report.document import fmt  # noqa: E402
@@ -35,28 +38,167 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def heatmap(matrix: np.ndarray, tasks: list[str], title: str) -> str:
-    """A [target][partner] heatmap as base64 PNG; diverging colours centred on 0."""
+#: From this many tasks on, heatmaps are drawn in the order `cluster_order` finds; below it in the
+#: config's (a reader finds five tasks at a glance, and a clustering of so few is mostly noise).
+CLUSTER_FROM = 8
+#: Tukey's far-out fences: a value more than this many interquartile ranges beyond the quartiles
+#: is outside the colour scale (drawn in the end colour and marked).
+FENCE = 3.0
+#: On a scale centred at 0, the shorter side reaches at least this fraction of the longer, so that
+#: a few values just across 0 do not take the darkest colour.
+SHORT_SIDE = 0.1
+#: Heatmap geometry in inches: a task's cell is SPAN / tasks, at most CELL_MAX and at least
+#: CELL_MIN, the height of a label at LABEL_PT points and its spacing (a map of 10 or of 20 tasks
+#: is about 500 px wide, two to a row; one of 40, 830 px). Cells of at least NUMBERS_FROM hold
+#: their value.
+CELL_MAX, CELL_MIN, SPAN, NUMBERS_FROM = 0.5, 0.15, 3.0, 0.3
+LABEL_PT = 8.0
+
+
+class Scale(NamedTuple):
+    """A heatmap's colour scale: the values from `low` to `high` take the colours; `centred`: a
+    diverging map with white at 0 (each side spans its own range), else a sequential one;
+    `below`/`above`: how many finite values lie outside it (drawn in the end colour and marked)."""
+    low: float
+    high: float
+    centred: bool
+    below: int
+    above: int
+
+
+def colour_scale(values: np.ndarray, centred: bool | None = None) -> Scale:
+    """The colour scale of a table's values (any shape; NaN ignored): the range of the values
+    inside Tukey's far-out fences (quartiles -/+ FENCE x IQR), so that a few outliers (a -170 %
+    gain of a target that learned nothing) do not wash out every other cell. centred: a diverging
+    scale at 0 (None: when the values straddle 0)."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return Scale(-1.0, 1.0, True, 0, 0)
+    q1, q3 = np.percentile(finite, [25, 75])
+    spread = q3 - q1
+    inside = finite[(finite >= q1 - FENCE * spread) & (finite <= q3 + FENCE * spread)] if spread > 0 else finite
+    low, high = float(inside.min()), float(inside.max())
+    centred = bool(low < 0 < high) if centred is None else centred
+    if centred:
+        side = max(-low, high) or 1.0
+        low, high = min(low, -SHORT_SIDE * side), max(high, SHORT_SIDE * side)
+    elif low == high:
+        low, high = low - 0.5, high + 0.5
+    return Scale(low, high, centred, int((finite < low).sum()), int((finite > high).sum()))
+
+
+def _decimals(bound: float) -> int:
+    """Decimals that give `bound` two significant digits."""
+    return max(0, 1 - int(np.floor(np.log10(bound)))) if bound > 0 else 0
+
+
+def scale_caption(scale: Scale) -> str:
+    """What a heatmap's colours cover (two significant digits) and which cells are outside, in words."""
+    digits = _decimals(max(abs(scale.low), abs(scale.high)))
+    span = f"{fmt(scale.low, digits)} to {fmt(scale.high, digits)}"
+    text = f"colours span {span}" + (", white at 0" if scale.centred else "")
+    outside = [f"{n} cell(s) {where} marked {mark}" for n, where, mark in
+               ((scale.below, "below", "▼"), (scale.above, "above", "▲")) if n]
+    return text + ("; clipped beyond Tukey's far-out fences: " + ", ".join(outside) if outside else "; nothing clipped")
+
+
+def cluster_order(matrix: np.ndarray) -> list[int]:
+    """An order of the tasks of a [target][partner] matrix (n x n, NaN where unknown) that puts
+    tasks with alike rows and columns side by side: average-linkage hierarchical clustering
+    (scipy) with optimal leaf ordering, of each task's row (what it gains as target) and column
+    (what it gives as partner). Values are first clipped to `colour_scale`'s range, so that an
+    outlier does not decide the order; unknown cells count as the median."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    n = len(matrix)
+    if n < 3 or not np.isfinite(matrix).any():
+        return list(range(n))
+    scale = colour_scale(matrix)
+    clipped = np.clip(matrix, scale.low, scale.high)
+    clipped = np.where(np.isfinite(clipped), clipped, float(np.nanmedian(clipped)))
+    features = np.hstack([clipped, clipped.T])
+    return [int(i) for i in leaves_list(linkage(features, method="average", metric="euclidean", optimal_ordering=True))]
+
+
+def _svg(fig, salt: str) -> str:
+    """The figure as SVG markup to inline in a page: text kept as text (it scales, it can be
+    found and measured), no XML prolog, ids salted per figure so that two figures in one page
+    share none."""
+    buffer = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):].strip()
+
+
+def heatmap(matrix: np.ndarray, tasks: list[str], title: str, order: list[int] | None = None,
+            centred: bool | None = None, muted: frozenset[str] = frozenset()) -> str:
+    """`heatmap_figure` as SVG markup."""
+    return _svg(heatmap_figure(matrix, tasks, title, order, centred, muted), title)
+
+
+def heatmap_figure(matrix: np.ndarray, tasks: list[str], title: str, order: list[int] | None = None,
+                   centred: bool | None = None, muted: frozenset[str] = frozenset()):
+    """A [target][partner] heatmap (a matplotlib figure); the targets in `muted` (those that did
+    not learn: their rows are noise) are labelled in grey italics.
+
+    order: the rows' and columns' order (indices into tasks; one order for every heatmap of a
+    report keeps each task in one place). Colours: `colour_scale` (diverging at 0 when `centred`,
+    or when the values straddle 0); a cell outside the scale takes the end colour and a ▲ (above)
+    or ▼ (below), and the colour bar grows a pointed end on that side. The figure grows with the
+    task count so that labels stay at LABEL_PT points (a cell is never lower than a label); up to
+    about 45 tasks it fits a page 1,100 px wide."""
     n = len(tasks)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
-    finite = matrix[np.isfinite(matrix)]
-    bound = float(np.abs(finite).max()) if finite.size else 1.0
-    image = ax.imshow(matrix, cmap="RdBu", vmin=-bound or -1, vmax=bound or 1)
-    ax.set_xticks(range(n), tasks, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), tasks, fontsize=8)
+    order = list(range(n)) if order is None else list(order)
+    shown = matrix[np.ix_(order, order)] if n else matrix
+    names = [tasks[i] for i in order]
+    scale = colour_scale(shown, centred)
+    cell = min(CELL_MAX, max(CELL_MIN, SPAN / max(n, 1)))
+    side = cell * max(n, 1)
+    # axes and colour bar placed in inches; the labels around them are taken in by the tight crop
+    fig = plt.figure(figsize=(side + 0.8, side + 0.4))
+    ax = fig.add_axes((0.0, 0.0, side / (side + 0.8), side / (side + 0.4)))
+    bar_axes = fig.add_axes(((side + 0.25) / (side + 0.8), 0.1 * side / (side + 0.4), 0.15 / (side + 0.8), 0.8 * side / (side + 0.4)))
+    if scale.centred:
+        norm, cmap = TwoSlopeNorm(0.0, scale.low, scale.high), "RdBu"
+    else:
+        norm, cmap = Normalize(scale.low, scale.high), "Blues"
+    # unknown cells (the diagonal) grey, apart from the white of 0; 64 levels: more than an eye
+    # tells apart, and a colour bar of 64 vector steps
+    image = ax.imshow(shown, cmap=plt.get_cmap(cmap, 64).with_extremes(bad="#d9d9d9"), norm=norm, interpolation="none")
+    ax.set_xticks(range(n), names, rotation=45 if n <= 12 else 90, ha="right" if n <= 12 else "center", fontsize=LABEL_PT)
+    ax.set_yticks(range(n), names, fontsize=LABEL_PT)
+    for label in ax.get_yticklabels():
+        if label.get_text() in muted:
+            label.set(color="#888888", fontstyle="italic")
     ax.set_xlabel("partner")
     ax.set_ylabel("target")
     ax.set_title(title, fontsize=10)
-    if n <= 12:
-        # two significant digits of the largest value, the same decimals in every cell
-        decimals = max(0, 1 - int(np.floor(np.log10(bound)))) if bound > 0 else 0
+    annotated = cell >= NUMBERS_FROM
+    if annotated:
+        bound = float(np.nanmax(np.abs(shown))) if np.isfinite(shown).any() else 0.0
+        decimals = _decimals(bound)  # two significant digits of the largest value, the same decimals in every cell
         for i in range(n):
             for j in range(n):
-                if np.isfinite(matrix[i, j]):
-                    ax.text(j, i, fmt(float(matrix[i, j]), decimals), ha="center", va="center", fontsize=7 if n <= 6 else 6,
-                            color="white" if abs(matrix[i, j]) > 0.6 * bound else "black")
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    return _png(fig)
+                if np.isfinite(shown[i, j]):
+                    dark = abs(norm(shown[i, j]) - 0.5) > 0.3 if scale.centred else norm(shown[i, j]) > 0.6
+                    ax.text(j, i, fmt(float(shown[i, j]), decimals), ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+    for marker, outside in (("^", shown > scale.high), ("v", shown < scale.low)):
+        rows, columns = np.nonzero(outside)
+        if len(rows):
+            # in the cell's corner where a number is printed, else in its middle
+            shift = -0.3 if annotated else 0.0
+            ax.scatter(columns + shift, rows + shift, marker=marker, s=(cell * 72 * 0.45) ** 2 if not annotated else 16,
+                       color="white", edgecolors="black", linewidths=0.4, zorder=3)
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}
+    bar = fig.colorbar(image, cax=bar_axes, extend=extend[scale.below > 0, scale.above > 0])
+    bar.solids.set(rasterized=False, edgecolor="face")  # vector like the rest (one embedded image per map: the cells), seamless
+    bar.ax.tick_params(labelsize=LABEL_PT)
+    if scale.below or scale.above:
+        bar.set_label(f"▼ {scale.below} below, ▲ {scale.above} above the scale", fontsize=LABEL_PT)
+    return fig
 
 
 def cost_unit(costs: pd.DataFrame) -> str:

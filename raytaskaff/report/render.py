@@ -17,7 +17,12 @@ from raytaskaff.atomic import write_text
 from raytaskaff.evaluation.summary import headline
 from raytaskaff.report.document import (Block, Code, Gallery, Heading, Image, Only, Paragraph, Section, Warnings, fmt,
                                         to_html, to_markdown)
-from raytaskaff.report.figures import UNIT_NAMES, cost_caption, cost_plot, cost_unit, grouping_plot, heatmap, matrix
+from raytaskaff.report.figures import (CLUSTER_FROM, FENCE, UNIT_NAMES, cluster_order, colour_scale, cost_caption, cost_plot,
+                                       cost_unit, grouping_plot, heatmap, matrix, scale_caption)
+
+#: A target's true order of partners is shown whole up to this many partners; beyond, its first
+#: ORDER_HEAD and its last (a line of 39 names per target made a table 6,000 px tall).
+ORDER_IN_FULL, ORDER_HEAD = 9, 5
 
 
 def _ci(e: dict, kind: str) -> str:
@@ -166,7 +171,8 @@ def _stability_section(stability: dict, ceiling: dict | None) -> Section:
 
 
 def _best_partner_section(truth: pd.DataFrame, evaluation: dict, tasks: list[str], learned: dict) -> Section:
-    """A column per target: its true best partner(s), then each scorer's choice and whether it hits."""
+    """A row per target (the table grows downward with the tasks): its true best partner(s), then
+    each scorer's choice and whether it hits."""
     truth_best = {}
     for target in tasks:
         known = truth[truth.target == target]
@@ -174,18 +180,19 @@ def _best_partner_section(truth: pd.DataFrame, evaluation: dict, tasks: list[str
             top = known.gain.max()
             tied_all = (known.gain == top).all()  # every partner is a best one: undecidable
             truth_best[target] = (", ".join(sorted(known[known.gain == top].partner)) + (" (undecidable)" if tied_all else ""), top)
-    rows = [["ground truth: true best partner"] + [f"{best} ({fmt(gain, 1)})" for best, gain in
-                                                   (truth_best.get(t, ("-", None)) for t in tasks)]]
-    for name, e in evaluation.items():
-        row = [f"{name} ({_hits(e)})"]
-        for target in tasks:
+    rows = []
+    for target in tasks:
+        best, gain = truth_best.get(target, ("-", None))
+        row = [_target_name(target, learned), f"{best} ({fmt(gain, 1)})"]
+        for e in evaluation.values():
             b = e["best_partner"].get(target, {})
             mark = "undecidable" if b.get("undecidable") else {True: "hit", False: "miss", None: "-"}[b.get("hit")]
             row.append(f"{', '.join(b.get('chosen', [])) or '-'} ({fmt(b.get('chosen_gain'), 1)}, {mark})")
         rows.append(row)
-    note = ("A column per target; the first row is its true best partner with the gain % it brings, each other row a "
-            "scorer's choice with the gain % it realises (mean over ties) and whether it is a true best one.")
-    return Section("Best partner per target", ["scorer (best-partner hits)"] + [_target_name(t, learned) for t in tasks], rows, note)
+    note = ("A row per target: its true best partner with the gain % it brings, then each scorer's choice with the gain % it "
+            "realises (mean over ties) and whether it is a true best one; beside a scorer's name, its best-partner hits.")
+    header = ["target", "ground truth: true best partner"] + [f"{name} ({_hits(e)})" for name, e in evaluation.items()]
+    return Section("Best partner per target", header, rows, note)
 
 
 def _reference_section(reference: list[dict]) -> Section:
@@ -203,19 +210,31 @@ def _reference_section(reference: list[dict]) -> Section:
                    f"{agreed} of {decided} agree. The study's relative gains are not available here and are not guessed.")
 
 
+def _partner_order(partners: list[str]) -> str:
+    """A target's partners best first; beyond ORDER_IN_FULL, the first ORDER_HEAD, how many are
+    left out, and the last."""
+    if len(partners) <= ORDER_IN_FULL:
+        return " > ".join(partners) or "-"
+    return " > ".join(partners[:ORDER_HEAD]) + f" > … {len(partners) - ORDER_HEAD - 1} more … > {partners[-1]}"
+
+
 def _ranking_section(truth: pd.DataFrame, evaluation: dict, ceiling: dict | None, tasks: list[str], learned: dict) -> Section:
     rows = []
     single_ranking = ((ceiling or {}).get("single_seed") or {}).get("ranking_per_target") or {}
+    shortened = False
     for target in tasks:
         true_order = truth[truth.target == target].sort_values("gain", ascending=False).partner.tolist()
-        row = [_target_name(target, learned), " > ".join(true_order) or "-"]
+        shortened |= len(true_order) > ORDER_IN_FULL
+        row = [_target_name(target, learned), _partner_order(true_order)]
         row += [fmt((e.get("ranking_per_target") or {}).get(target, {}).get("kendall")) for e in evaluation.values()]
         row.append(fmt(single_ranking.get(target)))
         rows.append(row)
     return Section("Partner ranking per target", ["target", "true order of partners (by gain)"] + list(evaluation)
                    + ["ceiling (one seed)"], rows,
                    "Kendall tau-b between each scorer's ordering of a target's partners and the true one; the last column, "
-                   "the same between one seed's ground truth and another's (mean over seed pairs).")
+                   "the same between one seed's ground truth and another's (mean over seed pairs)."
+                   + (f" Of more than {ORDER_IN_FULL} partners, the true order shows the first {ORDER_HEAD} and the last (every "
+                      "gain is in results/ground_truth.csv)." if shortened else ""))
 
 
 def _cost_section(costs: pd.DataFrame, runs: pd.DataFrame, stages: dict) -> Section:
@@ -295,16 +314,34 @@ def sections(summary: dict, truth: pd.DataFrame, costs: pd.DataFrame, runs: pd.D
     return [s for s in found if s is not None]
 
 
+def _heatmaps(truth: pd.DataFrame, affinity: pd.DataFrame, tasks: list[str], learned: dict) -> list[Block]:
+    """The ground truth's and each scorer's heatmap, all in one order: from CLUSTER_FROM tasks on,
+    the ground truth's clustering (`cluster_order`), so that a task sits in the same row and
+    column of every map and a scorer's blocks can be held against the truth's."""
+    gains = matrix(truth, "gain", tasks)
+    order = cluster_order(gains) if len(tasks) >= CLUSTER_FROM else None
+    tables = [("ground truth: gain % of target from partner", "ground truth gain (%)", gains, True)]
+    tables += [(name, name, matrix(affinity[affinity.scorer == name], "value", tasks), None) for name in affinity.scorer.unique()]
+    muted = frozenset(t for t in tasks if (learned.get(t) or {}).get("learned") is False)
+    maps = [Image(alt, heatmap(values, tasks, title, order, centred, muted), scale_caption(colour_scale(values, centred)), "svg")
+            for alt, title, values, centred in tables]
+    said = ("in the order of a hierarchical clustering of the ground truth (tasks whose gains, as target and as partner, are "
+            "alike side by side; the same order in every map)" if order else "in the config's order")
+    note = (f"Rows are targets, columns partners, {said}. Each map has its own colour scale: diverging with white at 0 where "
+            "its values straddle 0 (always for the ground truth), each side spanning its own range; a value beyond Tukey's "
+            f"far-out fences (more than {FENCE:g} interquartile ranges beyond the quartiles) takes the end colour and a "
+            "▲ (above) or ▼ (below), so that a few outliers do not wash out the rest."
+            + (" Targets in grey italics did not learn: their rows are noise." if muted else ""))
+    return [Heading("Heatmaps ([target][partner])"), Paragraph(note, "note"), Gallery(maps)]
+
+
 def _figures(summary: dict, truth: pd.DataFrame, affinity: pd.DataFrame, costs: pd.DataFrame) -> list[Block]:
     """The figures (HTML only), and what report.md says in their place."""
     tasks, evaluation, grouping = summary["tasks"], summary["scorers"], summary.get("grouping")
-    maps = [Image("ground truth: gain % of target from partner", heatmap(matrix(truth, "gain", tasks), tasks, "ground truth gain (%)"))]
-    maps += [Image(name, heatmap(matrix(affinity[affinity.scorer == name], "value", tasks), tasks, name))
-             for name in affinity.scorer.unique()]
     plot = cost_plot(costs, evaluation, summary.get("noise_ceiling"))
     caption = cost_caption(costs, evaluation)
     html = [Heading("Cost against accuracy"), Paragraph(caption, "note"), Image("cost plot", plot),
-            Heading("Heatmaps ([target][partner])"), Gallery(maps)]
+            *_heatmaps(truth, affinity, tasks, summary.get("learning") or {})]
     if grouping and any(r["test_total"] is not None for r in grouping["rows"]):
         html = [Heading("Groupings against the baselines"), Image("grouping plot", grouping_plot(grouping["rows"]))] + html
     return [Only("html", html),
@@ -333,6 +370,18 @@ def training_text(runs: pd.DataFrame) -> str:
     return text
 
 
+def _warnings(texts: list[str], top: bool = False) -> list[Block]:
+    """The warnings as one block that never pushes the first table down: in HTML collapsed at the
+    top (one line with their count); in Markdown, which cannot collapse, a line at the top and the
+    list at the end."""
+    if not texts:
+        return []
+    if top:
+        return [Only("html", [Warnings(texts)]),
+                Only("markdown", [Paragraph(f"{len(texts)} warning(s) limit these numbers: see \"Warnings ({len(texts)})\" at the end.")])]
+    return [Only("markdown", [Warnings(texts)])]
+
+
 def report_blocks(summary: dict, truth: pd.DataFrame, affinity: pd.DataFrame, costs: pd.DataFrame, runs: pd.DataFrame) -> list[Block]:
     """The whole report as one document: title, headline, warnings, the sections, the figures and
     the config."""
@@ -341,8 +390,8 @@ def report_blocks(summary: dict, truth: pd.DataFrame, affinity: pd.DataFrame, co
     versions = ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())
     return [Heading("raytaskaff sweep ", 1, code=summary["sweep"]), Paragraph(conclusion, "strong"),
             Paragraph(f"Tasks: {', '.join(summary['tasks'])}. Seeds: {', '.join(map(str, summary['seeds']))}."),
-            Warnings(summary.get("warnings") or []),
-            *sections(summary, truth, costs, runs), *_figures(summary, truth, affinity, costs),
+            *_warnings(summary.get("warnings") or [], top=True),
+            *sections(summary, truth, costs, runs), *_figures(summary, truth, affinity, costs), *_warnings(summary.get("warnings") or []),
             Heading("Config"), Paragraph(training_text(runs)), Code(yaml.safe_dump(summary.get("config", {}), sort_keys=False), "yaml"),
             Paragraph(f"Versions: {versions}", "note")]
 

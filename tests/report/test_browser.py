@@ -1,5 +1,6 @@
 """The report in a real browser: headless Chromium, driven by Playwright, 1400 px wide. No table is
-wider than its container or the page, and every image has loaded.
+wider than its container or the page, and every image has loaded; at 40 tasks, no table scrolls
+sideways, the heatmaps' labels are at least 9 px and the warnings do not push the first table down.
 
 Chromium is found as RAYTASKAFF_CHROMIUM (a path), else as chromium, chromium-browser,
 google-chrome or google-chrome-stable on PATH (Debian: `apt-get install chromium`); without one
@@ -82,8 +83,8 @@ def test_the_report_fits_1400_px_and_every_image_loads(browser, tmp_path, tasks)
     assert overflowing(layout) == []
     sections = {t["section"] for t in layout["tables"]}
     assert {"Best partner per target", "Partner ranking per target", "Scorers against the ground truth", "Cost"} <= sections
-    # heatmaps of the ground truth and each scorer, the cost plot and the grouping plot
-    assert len(layout["images"]) == 1 + len(summary["scorers"]) + 2
+    # the cost plot and the grouping plot; the heatmaps of the ground truth and each scorer are inline SVG
+    assert len(layout["images"]) == 2 and len(page.locator("figure.svg svg").all()) == 1 + len(summary["scorers"])
     assert [i["alt"] for i in layout["images"] if not (i["complete"] and i["natural"] > 0)] == []
     page.close()
 
@@ -100,4 +101,61 @@ def test_the_check_sees_a_table_too_wide_for_the_page(browser, tmp_path):
       document.body.append(h, box);
     }""")
     assert [line for line in overflowing(page.evaluate(MEASURE)) if "'Too wide'" in line] != []
+    page.close()
+
+
+#: Every task label of every heatmap as rendered: its font size in CSS px (the SVG text's font
+#: size times the scale from the SVG's units to the screen) and its box's shorter side (a label
+#: of two or more characters is at least a line high, whichever way it is turned); and each
+#: figure's width against its box.
+LABELS = """(tasks) => [...document.querySelectorAll('figure.svg')].map(figure => {
+  const svg = figure.querySelector('svg');
+  const labels = [...svg.querySelectorAll('text')].filter(t => tasks.includes(t.textContent.trim())).map(t => {
+    const m = t.getScreenCTM(), box = t.getBoundingClientRect();
+    return {text: t.textContent.trim(), px: parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b),
+            side: Math.min(box.width, box.height)};
+  });
+  return {name: svg.getAttribute('aria-label'), labels, scroll: figure.scrollWidth, client: figure.clientWidth};
+})"""
+
+
+def test_a_40_task_report_reads_at_1400_px(browser, forty_report):
+    out, summary, _ = forty_report
+    page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+    page.goto((out / "report" / "index.html").as_uri())
+    layout = page.evaluate(MEASURE)
+    assert overflowing(layout) == []  # no table scrolls sideways, nothing is wider than the page
+    # the per-target tables grow downward: a row per target
+    rows = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('h2')].map(h => {
+      let e = h.nextElementSibling; while (e && !e.matches('div.table') && e.tagName !== 'H2') e = e.nextElementSibling;
+      return [h.textContent, e && e.matches('div.table') ? e.querySelectorAll('tbody tr').length : 0]; }))""")
+    for title in ("Did the single-task networks learn?", "Best partner per target", "Partner ranking per target"):
+        assert rows[title] == 40, title
+    figures = page.evaluate(LABELS, summary["tasks"])
+    assert len(figures) == 1 + len(summary["scorers"])
+    for figure in figures:
+        assert len(figure["labels"]) == 2 * 40, figure["name"]  # a row and a column label per task
+        small = [(l["text"], round(l["px"], 1), round(l["side"], 1)) for l in figure["labels"] if l["px"] < 9 or l["side"] < 9]
+        assert small == [], figure["name"]
+        assert figure["scroll"] <= figure["client"], figure["name"]  # 40 tasks still fit the page
+    # 15 warnings in one collapsed block whose summary counts them; the first table on the first screen
+    warnings = page.locator("details.warn")
+    assert warnings.count() == 1 and warnings.get_attribute("open") is None
+    assert warnings.locator("summary").inner_text() == f"Warnings ({len(summary['warnings'])})" and len(summary["warnings"]) >= 15
+    assert warnings.locator("li").count() == len(summary["warnings"])
+    assert page.evaluate("document.querySelector('div.table').getBoundingClientRect().top") < 900
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.screenshot(path=str(out / "report-40-1400.png"), full_page=True)
+    page.close()
+    assert height < 20000  # 23,000 px before: tables of one column per target, lines of 39 partners, shrunk heatmaps
+
+
+def test_the_check_sees_shrunk_labels(browser, forty_report):
+    """The same measurement flags heatmaps drawn narrower than their own size."""
+    out, summary, _ = forty_report
+    page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+    page.goto((out / "report" / "index.html").as_uri())
+    page.add_style_tag(content="figure.svg svg{width:400px;height:auto}")
+    figures = page.evaluate(LABELS, summary["tasks"])
+    assert all(max(label["px"] for label in f["labels"]) < 9 for f in figures)
     page.close()

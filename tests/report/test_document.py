@@ -77,10 +77,15 @@ def test_report_md_and_index_html_hold_the_same_sections_and_cells(default_repor
         assert page[section.title] == expected, section.title
     assert set(page) - set(titles) == {"Groupings against the baselines", "Cost against accuracy", "Heatmaps ([target][partner])",
                                        "Config"}
-    assert set(md) - set(titles) == {"Heatmaps and cost plot", "Config"}
+    # the warnings: collapsed at the top of the page; listed at the end of report.md, pointed to at its top
+    warned = summary["warnings"]
+    assert set(md) - set(titles) == {"Heatmaps and cost plot", f"Warnings ({len(warned)})", "Config"}
+    text = (out / "report" / "report.md").read_text()
+    assert text.index(f"{len(warned)} warning(s) limit these numbers") < text.index("\n## ") < text.index(f"## Warnings ({len(warned)})")
+    assert text.split(f"## Warnings ({len(warned)})\n\n", 1)[1].split("\n\n")[0].splitlines() == [f"- {w}" for w in warned]
 
 
-BLOCKS = [Heading("sweep ", 1, code="a_b"), Paragraph("x < y", "strong"), Warnings(["one", "two"]),
+BLOCKS = [Heading("sweep ", 1, code="a_b"), Paragraph("x < y", "strong"), Warnings(["one", "t<o"]),
           Section("Numbers", ["name", "value", "more"], [["task_a", "1.00", ["line one", "line two"]], ["short"]], "a note"),
           Section("Nothing failed", [], [], "None."), Table(["a"], []),
           Only("html", [Image("plot", "AAAA"), Gallery([Image("p_q", "BBBB")])]), Only("markdown", [Paragraph("see index.html")]),
@@ -89,7 +94,7 @@ BLOCKS = [Heading("sweep ", 1, code="a_b"), Paragraph("x < y", "strong"), Warnin
 
 def test_markdown_rendering():
     assert to_markdown(BLOCKS) == (
-        "# sweep `a_b`\n\n**x < y**\n\n> warning: one\n> warning: two\n\n## Numbers\n\na note\n\n"
+        "# sweep `a_b`\n\n**x < y**\n\n## Warnings (2)\n\n- one\n- t<o\n\n## Numbers\n\na note\n\n"
         "| name | value | more |\n|---|---|---|\n| task_a | 1.00 | line one; line two |\n| short | | |\n\n"
         "## Nothing failed\n\nNone.\n\n| a |\n|---|\n\nsee index.html\n\n```yaml\nkey: 1\n```\n\nversions\n")
     assert to_markdown([Paragraph("h"), Warnings([]), Table(["a"], [["1"]])]) == "h\n\n| a |\n|---|\n| 1 |\n"
@@ -101,7 +106,7 @@ def test_html_rendering():
     body = page.split("<body>", 1)[1]
     assert body == (
         "<h1>sweep <code>a_b</code></h1><p><strong>x &lt; y</strong></p>"
-        "<p class='warn'>warning: one</p><p class='warn'>warning: two</p>"
+        "<details class='warn'><summary>Warnings (2)</summary><ul><li>one</li><li>t&lt;o</li></ul></details>"
         "<h2>Numbers</h2><p class='note'>a note</p><div class='table'><table><thead><tr><th>name</th><th>value</th>"
         "<th>more</th></tr></thead><tbody><tr><td>task_a</td><td>1.00</td><td>line one<br>line two</td></tr>"
         "<tr><td>short</td><td></td><td></td></tr></tbody></table></div>"
@@ -120,3 +125,16 @@ def test_a_name_wraps_after_underscores_except_in_the_first_column():
 def test_numbers_as_cells():
     assert [fmt(None), fmt(float("nan")), fmt(-0.001), fmt(0.125, 3), fmt(2.0, 1), fmt(3), fmt(True)] == \
         ["-", "-", "0.00", "0.125", "2.0", "3", "True"]
+
+
+def test_an_svg_figure_is_inline_with_its_caption_and_a_png_one_an_img():
+    svg = "<svg xmlns='http://www.w3.org/2000/svg' width='10pt'><text>a</text></svg>"
+    body = to_html([Gallery([Image("map <1>", svg, "colours span 0 to 1", "svg"), Image("plot", "AAAA")]),
+                    Image("alone", "BBBB", "a caption")], "t").split("<body>", 1)[1]
+    assert body == ("<div class='figs'><figure class='svg'><svg role='img' aria-label='map &lt;1&gt;' "
+                    "xmlns='http://www.w3.org/2000/svg' width='10pt'><text>a</text></svg>"
+                    "<figcaption>colours span 0 to 1</figcaption></figure>"
+                    "<figure><img alt='plot' src='data:image/png;base64,AAAA'></figure></div>"
+                    "<figure><img alt='alone' src='data:image/png;base64,BBBB'><figcaption>a caption</figcaption></figure>"
+                    "</body></html>")
+    assert to_markdown([Gallery([Image("map", svg, "c", "svg")]), Paragraph("p")]) == "p\n"

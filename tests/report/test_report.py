@@ -77,22 +77,22 @@ def _table(section: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
 
 
-def test_best_partners_are_a_row_per_scorer_and_a_column_per_target(default_report):
+def test_best_partners_are_a_row_per_target_and_a_column_per_scorer(default_report):
     out, summary = default_report
     md = (out / "report" / "report.md").read_text()
     rows = _table(_section(md, "Best partner per target"))
     tasks, scorers = summary["tasks"], summary["scorers"]
-    assert rows[0] == ["scorer (best-partner hits)", *tasks[:-1], f"{tasks[-1]} (did not learn)"]  # the planted one that did not
-    assert len(rows) == 2 + len(scorers) and all(len(r) == 1 + len(tasks) for r in rows)
+    assert rows[0] == ["target", "ground truth: true best partner", *(f"{n} ({e['hits']}/{e['targets']})" for n, e in scorers.items())]
+    assert [r[0] for r in rows[1:]] == [*tasks[:-1], f"{tasks[-1]} (did not learn)"]  # the planted one that did not
+    assert all(len(r) == 2 + len(scorers) for r in rows)
     truth = pd.read_csv(out / "results" / "ground_truth.csv")
     best = truth.loc[truth.groupby("target").gain.idxmax()].set_index("target")
-    assert rows[1] == ["ground truth: true best partner"] + [f"{best.partner[t]} ({best.gain[t]:.1f})" for t in tasks]
-    for row, (name, e) in zip(rows[2:], scorers.items()):
-        assert row[0] == f"{name} ({e['hits']}/{e['targets']})"
-        for cell, target in zip(row[1:], tasks):
+    assert [r[1] for r in rows[1:]] == [f"{best.partner[t]} ({best.gain[t]:.1f})" for t in tasks]
+    for column, (name, e) in enumerate(scorers.items(), start=2):
+        for row, target in zip(rows[1:], tasks):
             chosen = e["best_partner"][target]
-            assert cell == f"{', '.join(chosen['chosen'])} ({chosen['chosen_gain']:.1f}, {'hit' if chosen['hit'] else 'miss'})"
-        assert sum(cell.endswith(", hit)") for cell in row[1:]) == e["hits"]
+            assert row[column] == f"{', '.join(chosen['chosen'])} ({chosen['chosen_gain']:.1f}, {'hit' if chosen['hit'] else 'miss'})"
+        assert sum(row[column].endswith(", hit)") for row in rows[1:]) == e["hits"]
 
 
 def test_stability_is_one_line_per_table_with_its_lowest_and_highest_two_seeds(default_report):
@@ -175,3 +175,26 @@ def test_the_config_section_says_how_the_networks_were_trained(tmp_path):
     _sweep(tmp_path)  # its one run holds no mode: the report still renders, and says so under Config
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Config\n\nNetworks trained (1): 1 of unrecorded mode.\n" in md
+
+
+def test_per_target_tables_of_40_tasks_have_a_row_per_target_and_short_partner_orders(forty_report):
+    out, summary, _ = forty_report
+    md = (out / "report" / "report.md").read_text()
+    truth = pd.read_csv(out / "results" / "ground_truth.csv")
+    rows = _table(_section(md, "Partner ranking per target"))
+    assert len(rows) == 1 + 40 and all(len(r) == len(rows[0]) == 2 + len(summary["scorers"]) + 1 for r in rows)
+    for row, target in zip(rows[1:], summary["tasks"]):
+        order = truth[truth.target == target].sort_values("gain", ascending=False).partner.tolist()
+        assert row[1] == " > ".join(order[:5]) + f" > … 33 more … > {order[-1]}"
+    assert "the true order shows the first 5 and the last" in _section(md, "Partner ranking per target")
+    best = _table(_section(md, "Best partner per target"))
+    assert len(best) == 1 + 40 and len(best[0]) == 2 + len(summary["scorers"])
+
+
+def test_up_to_nine_partners_the_true_order_is_whole(default_report):
+    out, summary = default_report
+    section = _section((out / "report" / "report.md").read_text(), "Partner ranking per target")
+    truth = pd.read_csv(out / "results" / "ground_truth.csv")
+    for row, target in zip(_table(section)[1:], summary["tasks"]):
+        assert row[1] == " > ".join(truth[truth.target == target].sort_values("gain", ascending=False).partner)
+    assert "the first 5" not in section
