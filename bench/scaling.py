@@ -159,9 +159,8 @@ def cpu_name() -> str:
 
 def tiny_40(images: int, size: int, out: str | None = None) -> SweepConfig:
     """celeba-40's task list on a fake CelebA of `images` images at `size` px, tiny settings."""
-    from bench.training import _fake_celeba, kind_networks
+    from bench.training import _fake_celeba
 
-    kind_networks("pooled", size, None)  # puts tests/ on the path
     data = _fake_celeba(size, images)
     forty = load_config(ROOT / "sweeps" / "celeba-40.yaml")
     raw = to_dict(forty)
@@ -174,9 +173,9 @@ def tiny_40(images: int, size: int, out: str | None = None) -> SweepConfig:
         scorers={"rsa": {"images": 32}, "gs": {"source": "all"}, "etap": {"source": "all"}},
         resources={"cpus_per_run": 1, "gpus_per_run": 0, "scorer_actors": 1}, grouping={"groups": []},
         tracking={"tensorboard": False}, retries=0, out=out or "out/tiny-40")
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(raw, f)
-    return load_config(f.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "tiny-40.yaml").write_text(yaml.safe_dump(raw))
+        return load_config(Path(tmp) / "tiny-40.yaml")
 
 
 def tiny_40_rows(images: int, size: int) -> Iterator[Row]:

@@ -161,6 +161,16 @@ def rows(path: str | None = None, device: str = "cpu", threads: int = 1, batch_s
             yield Row("training", f"  gs/etap every 10th step, {count} tasks", f"{sparse:.1f} s vs {plain:.1f} s", sparse / plain, "<= 1.3")
 
 
+def tests_on_path() -> None:
+    """tests/ importable (its fake CelebA generator, `fake_celeba`)."""
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+
+
 def _fake_celeba(size: int, n: int = 600) -> str:
     """A fake CelebA (tests/fake_celeba.py: 40 attributes, three drawn into the pixels) of `n`
     images converted at `size` px by the folder converter, under data/ (made once)."""
@@ -172,7 +182,8 @@ def _fake_celeba(size: int, n: int = 600) -> str:
     out = Path(f"data/fake-celeba-{size}-{n}")
     if (out / "manifest.json").exists():
         return str(out)
-    import fake_celeba  # tests/ is on the path (kind_networks)
+    tests_on_path()
+    import fake_celeba
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "celeba"
@@ -197,10 +208,7 @@ def kind_networks(heads: str, size: int, data: str | None = None):
         if not os.path.exists(os.path.join(path, "manifest.json")):
             generate(path, SynthConfig(n=512, size=size, seed=0), workers=min(8, os.cpu_count() or 1))
         return path, [resolve(name, size=size) for name in TEN]
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    tests_on_path()
     import fake_celeba
 
     path = data or _fake_celeba(size)
