@@ -286,6 +286,7 @@ def _wall_clock(planned: list[float], extra: list[float], devices: int, kind: st
     if kind == "cuda":
         sharing = (f"{slots} trials at once, {slowdown:.0f} to a GPU at 1/{slowdown:.0f} of its speed each (no gain from "
                    f"packing is measured)" if slowdown > 1 else f"{slots} trials at once, one to a GPU")
+        sharing += f", if the cluster has the {slots * r.cpus_per_run:g} CPUs they ask for"
     else:
         sharing = f"{slots} trials at once" + (f", {r.cpus_per_run:g} cores each" if r.cpus_per_run > 1 else "")
     cost = (f"{per:.2f} s of Tune per trial (measured on {overhead.device}" + (f", {overhead.date}" if overhead.date else "")
