@@ -357,18 +357,19 @@ def record_kind_factors(entry: KindFactors, path: str | os.PathLike | None = Non
 
 
 def _by_count(factors: dict[int, float], tasks: int) -> tuple[float, str]:
-    """The factor of `tasks` tasks from measured counts: linear in the task count between two
-    (a head costs what the one before it did), beyond them extended along the last two."""
+    """The factor of `tasks` tasks from measured counts (1 task: 1): linear in the task count
+    between two (a head costs what the one before it did), beyond them extended along the last
+    two, never downwards (a noisy pair below its STL network predicts nothing of 40 tasks)."""
     points = {1: 1.0, **factors}
     known = sorted(points)
     if tasks in points:
         return points[tasks], ""
     low = max([k for k in known if k < tasks], default=None)
     high = min([k for k in known if k > tasks], default=None)
-    if low is None or high is None:
-        a, b = (known[-2], known[-1]) if high is None else (known[0], known[1])
-        slope = (points[b] - points[a]) / (b - a)
-        return max(points[a] + slope * (tasks - a), 0.0), f"{tasks} tasks extended from {a} and {b}"
+    if high is None:  # beyond the largest count: a head costs what the last ones did (never less than nothing)
+        a, b = known[-2], known[-1]
+        slope = max((points[b] - points[a]) / (b - a), 0.0)
+        return points[b] + slope * (tasks - b), f"{tasks} tasks extended from {a} and {b}"
     w = (tasks - low) / (high - low)
     return (1 - w) * points[low] + w * points[high], ""
 

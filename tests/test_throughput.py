@@ -357,3 +357,11 @@ def test_the_kinds_bench_times_the_networks_side_by_side(tmp_path):
                                  counts=(2, 10), rate=rate)
     assert set(factors) == {"li", "2", "10"} and rate[1] > 0 and len(rows) == 4
     assert factors["10"] > 2 * factors["2"] > 0 and 0.5 < factors["li"] < 2
+
+
+def test_a_factor_beyond_the_measured_counts_never_falls():
+    """A pair measured a little below its 5-task network's per-task trend (noise) does not make
+    40 tasks cheaper than 5."""
+    row = KindFactors("cpu x", "cpu", "tag_celeba", "pooled", 64, 64, {"2": 1.03, "5": 1.02})
+    assert kind_factor([row], [], "cpu", "tag_celeba", 64, 40, 0, [False] * 40).value == 1.02
+    assert kind_factor([row], [], "cpu", "tag_celeba", 64, 3, 0, [False] * 3).value == pytest.approx(1.03 - 0.01 / 3)
