@@ -308,8 +308,8 @@ class KindFactors:
     """Time per training sample of a preset's networks over that of its one-task (STL) network,
     measured side by side in one process, interleaved (`python -m bench.training --kinds`).
 
-    heads: "dense" (dense decoders) or "pooled" (image-level heads): the factor of a second head
-    depends on it far more than on the device; factors: by number of tasks ("2": a pair, the
+    heads: "dense" (dense decoders) or "pooled" (image-level heads), whose extra heads cost very
+    differently (on CPU a pair 1.1-1.7 STL networks against 1.0); factors: by number of tasks ("2": a pair, the
     largest: an all-task network; "1" is 1 by definition) and "li" (one task with one partner's
     label injected as input channels); overrides: the preset's sizes overridden as a config's model
     section does ({} for the preset as shipped)."""
