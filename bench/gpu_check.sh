@@ -22,6 +22,7 @@
 # them packed 8 per GPU and one at a time; the default's training stage bundled (4 bundles per
 # GPU); the smoke sweep at 1 GPU per run from the command line.
 # Optional steps (named in GPU_CHECK_STEPS): bench.packing and bench.training (packing, training);
+# the per-kind cost factors (kinds: bench.training --kinds, recorded into throughput.json);
 # the feed (data-256, roofline-64, roofline-256): 2048 synthetic views of 256 px, then the large
 # network at 256 px, 1 and 5 tasks, fed by the reader on the machine's cores against its roofline
 # on resident batches (bench.training --resident), with the probes' overhead, at batch 64 and 256.
@@ -121,6 +122,12 @@ step default-auto 60 "$py" -m bench.bundles --gpus 1 --gpus-per-bundle 0.25 --mo
 step smoke-1gpu 45 "$py" -m raytaskaff.sweep --config "$work/smoke-1.yaml" --out "$work/smoke-1"
 step packing 35 "$py" -m bench.packing --per-gpu 1,8 --epochs 1
 step training 45 "$py" -m bench.training --device cuda --tasks 1,5
+# the per-kind cost factors on the GPU (pair, all-task and label injection over STL, side by side):
+# celeba's pooled heads at its 64 px and batch 256, the default's dense decoders; recorded into
+# raytaskaff/throughput.json, copied to $out for the dry run's table
+step kinds 60 bash -c "'$py' -m bench.training --kinds --device cuda --model tag_celeba --heads pooled --size 64 \
+    --batch-size 256 --record && '$py' -m bench.training --kinds --device cuda --model small --size 32 --record \
+    && cp raytaskaff/throughput.json '$out/'"
 
 # the feed: gather threads on all but two of the machine's cores
 d256=${GPU_CHECK_DATA:-data/synthetic-256-2048}
@@ -137,7 +144,7 @@ step roofline-256 100 "$py" -m bench.training --device cuda --model large --data
     --gather-threads "$threads" --batch-size 256
 
 echo "--- the benchmarks' rows ---" | tee -a "$summary"
-for name in fused-256 loop-16 seed-16 default-auto packing training roofline-64 roofline-256; do
+for name in fused-256 loop-16 seed-16 default-auto packing training kinds roofline-64 roofline-256; do
     [[ -f $out/$name.log ]] && sed -n '/^measure/,$p' "$out/$name.log" | tee -a "$summary"
 done
 

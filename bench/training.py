@@ -3,6 +3,8 @@
     python -m bench.training [--data DIR] [--device cpu|cuda] [--threads 1] [--batch-size 64]
                              [--tasks 1,2,5,10] [--model small] [--size 32] [--resident]
                              [--gather-threads N] [--record] [--json]
+    python -m bench.training --kinds [--model small] [--heads dense|pooled] [--size 32] [--device cpu]
+                             [--repetitions 24] [--steps 1] [--record]
 
 1. throughput: training samples per second of a model preset (default "small") for 1, 2, 5 and 10
    tasks (one epoch of the train split; validation excluded), fed by the reader as a trial is
@@ -13,7 +15,17 @@
    given as a fraction of it (aim on a GPU: >= 0.8);
 2. instrumentation overhead: the same MTL epoch with gradient probes (gs and etap every step, the
    TAG lookahead every 10 steps) over the epoch without (aim: at most 1.3x), and with gs and etap
-   recorded every 10th step only.
+   recorded every 10th step only;
+3. --kinds: the cost of a preset's pair, all-task and label-injection networks relative to its
+   single-task (STL) network, timed side by side in one process, interleaved (each repetition
+   times every network for `--steps` training steps on the same resident batch, in a rotated
+   order; on a CPU the process's CPU time, on a GPU the wall-clock; the factor is the ratio of
+   the fastest repetitions: on a shared machine other work only ever adds time). `--override decoder_width=64` measures a preset with sizes overridden, as a
+   config may (the default's decoders are 64 wide). `--heads dense` uses the synthetic data's dense
+   tasks (1, 2, 5, 10 of them), `--heads pooled` CelebA-like image-level attributes (1, 2, 5, 10,
+   40; a fake CelebA of tests/fake_celeba.py, converted by the folder converter): a second head
+   costs a dense decoder but only a linear layer on pooled features. --record writes them into
+   raytaskaff/throughput.json ("kinds"), where the dry run's per-kind cost factors come from.
 """
 
 from __future__ import annotations
@@ -99,8 +111,14 @@ def device_name(device: str, threads: int) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
     import platform
+    import re
+    import subprocess
 
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs), {threads} thread(s)"
+    try:  # the CPU's model, as docs/benchmarks.md names machines
+        name = re.search(r"^Model name:\s*(.+)$", subprocess.run(["lscpu"], capture_output=True, text=True).stdout, re.M)[1].strip()
+    except (OSError, TypeError):
+        name = platform.processor() or platform.machine()
+    return f"{name} ({os.cpu_count()} CPUs), {threads} thread(s)"
 
 
 def rows(path: str | None = None, device: str = "cpu", threads: int = 1, batch_size: int = 64,
@@ -143,6 +161,142 @@ def rows(path: str | None = None, device: str = "cpu", threads: int = 1, batch_s
             yield Row("training", f"  gs/etap every 10th step, {count} tasks", f"{sparse:.1f} s vs {plain:.1f} s", sparse / plain, "<= 1.3")
 
 
+def tests_on_path() -> None:
+    """tests/ importable (its fake CelebA generator, `fake_celeba`)."""
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+
+
+def _fake_celeba(size: int, n: int = 600) -> str:
+    """A fake CelebA (tests/fake_celeba.py: 40 attributes, three drawn into the pixels) of `n`
+    images converted at `size` px by the folder converter, under data/ (made once)."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    out = Path(f"data/fake-celeba-{size}-{n}")
+    if (out / "manifest.json").exists():
+        return str(out)
+    tests_on_path()
+    import fake_celeba
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "celeba"
+        fake_celeba.write(root, n=n)
+        done = subprocess.run([sys.executable, "-m", "raytaskaff.data", "folder", "--images", str(root / "img_align_celeba"),
+                               "--labels", str(root / "list_attr_celeba.txt"), "--split", str(root / "list_eval_partition.txt"),
+                               "--group", str(root / "identity_CelebA.txt"), "--size", str(size), "--out", str(out)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the fake CelebA did not convert: {done.stderr.strip()[-300:]}")
+    return str(out)
+
+
+def kind_networks(heads: str, size: int, data: str | None = None):
+    """(dataset path, its tasks in order) for `--kinds`: the synthetic data's ten dense tasks, or a
+    fake CelebA's 40 attributes as binary tasks."""
+    from raytaskaff.settings import TaskSpec
+    from raytaskaff.tasks import resolve
+
+    if heads == "dense":
+        path = data or f"data/synthetic-{size}-512"
+        if not os.path.exists(os.path.join(path, "manifest.json")):
+            generate(path, SynthConfig(n=512, size=size, seed=0), workers=min(8, os.cpu_count() or 1))
+        return path, [resolve(name, size=size) for name in TEN]
+    tests_on_path()
+    import fake_celeba
+
+    path = data or _fake_celeba(size)
+    fields = Manifest.load(path).all_fields()
+    specs = [TaskSpec(name=a, family="binary", field="attributes", index=a) for a in fake_celeba.ATTRIBUTES]
+    return path, [resolve(s.name, {s.name: s}, fields) for s in specs]
+
+
+def kind_factors(model: str = "small", heads: str = "dense", device: str = "cpu", threads: int = 1, batch_size: int = 64,
+                 size: int = 32, repetitions: int = 24, steps: int = 1, data: str | None = None,
+                 counts: tuple[int, ...] | None = None, overrides: dict | None = None,
+                 rate: dict[int, float] | None = None) -> tuple[dict[str, float], list[Row]]:
+    """({"2": pair/STL, ..., "li": LI/STL}, rows): seconds per training step of each network over
+    the STL network's, the fastest of `repetitions` each, all networks interleaved in this one process;
+    `rate` receives the STL network's samples a second ({1: rate}).
+    A step is what `training.bundle.PlainUnit.step` does without probes: decode the batch's
+    targets (and injected labels), forward under the device's autocast, the summed loss's
+    backward, an Adam step."""
+    import contextlib
+    import statistics
+
+    from raytaskaff.models import MultiTaskNet
+    from raytaskaff.training.loop import _domains, _prepare, resolve_device
+
+    torch.set_num_threads(threads)
+    path, tasks = kind_networks(heads, size, data)
+    counts = counts or ((2, 5, 10) if heads == "dense" else (2, 5, 10, 40))
+    stats = Manifest.load(path).stats
+    split = SplitData.open(path, "train")
+    dev = resolve_device(device)
+    nets = {"1": (tasks[:1], []), "li": (tasks[:1], tasks[1:2])}
+    nets.update({str(n): (tasks[:n], []) for n in counts if n <= len(tasks)})
+    domains = _domains([t for ts, inject in nets.values() for t in (*ts, *inject)], [], split)
+    held = [{k: v.to(dev) for k, v in job(False).items()}
+            for job in itertools.islice(split.jobs(batch_size, domains, shuffle=True, seed=0, drop_last=True), 4)]
+    if not held:
+        raise RuntimeError(f"{path}: fewer than {batch_size} training views, no full batch to time")
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else contextlib.nullcontext
+    units = {}
+    for name, (ts, inject) in nets.items():
+        net = MultiTaskNet(ts, preset(model, **(overrides or {})), inject=inject).to(dev).to(memory_format=torch.channels_last)
+        units[name] = (net, torch.optim.Adam(net.parameters(), lr=1e-3), ts, inject)
+
+    def step(name: str, batch: dict) -> None:
+        net, optimizer, ts, inject = units[name]
+        optimizer.zero_grad(set_to_none=True)
+        x, extra, targets = _prepare(batch, ts, inject, stats, dev)
+        with autocast():
+            out = net(x, extra)
+            loss = sum(t.loss_value(out[t.name], targets[t.name]) for t in ts)
+        loss.backward()
+        optimizer.step()
+
+    # on a CPU the process's own CPU time (one thread): the time other work takes the core away is
+    # not the network's; on a GPU the wall-clock, synchronised
+    clock = time.perf_counter if dev.type == "cuda" else time.process_time
+
+    def timed(name: str, count: int) -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = clock()
+        for i in range(count):
+            step(name, held[i % len(held)])
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return (clock() - start) / count
+
+    for name in units:  # warm-up: allocations, cuDNN's choices, the first Adam state
+        timed(name, 2)
+    order = list(units)
+    seconds: dict[str, list[float]] = {name: [] for name in units}
+    for rep in range(repetitions):
+        for name in order[rep % len(order):] + order[:rep % len(order)]:
+            seconds[name].append(timed(name, steps))
+    stl = min(seconds["1"])
+    if rate is not None:  # samples a second of the STL network, from its fastest step
+        rate[1] = batch_size / stl
+    factors = {name: min(s) / stl for name, s in seconds.items() if name != "1"}
+    print(f"device: {device_name(device, threads)}; model {model} {overrides or ''}, {heads} heads, {size} px, batch {batch_size}; "
+          f"{repetitions} repetitions of {steps} steps, interleaved")
+    out = [Row("training", f"kinds: STL step ({model}, {heads} heads)", f"{stl * 1000:.1f} ms")]
+    for name, value in factors.items():
+        what = "label injection (1 task + 1 injected)" if name == "li" else "pair" if name == "2" else f"{name} tasks"
+        medians = statistics.median(seconds[name]) / statistics.median(seconds["1"])
+        out.append(Row("training", f"kinds: {what} / STL ({model}, {heads})", f"x{value:.2f} (of the medians: x{medians:.2f})"))
+    return factors, out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser("training", __doc__)
     parser.add_argument("--data", default=None, help="dataset directory (default: data/synthetic-SIZE, rendered if missing)")
@@ -155,7 +309,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resident", action="store_true", help="measure the roofline on batches already on the device first")
     parser.add_argument("--gather-threads", type=int, default=None, help="gather threads of the fed runs (default: a trial's)")
     parser.add_argument("--record", action="store_true", help="write the throughput into raytaskaff/throughput.json")
+    parser.add_argument("--kinds", action="store_true", help="time a preset's pair, all-task and LI networks against its STL network")
+    parser.add_argument("--heads", default="dense", choices=("dense", "pooled"), help="--kinds: dense decoders or image-level heads")
+    parser.add_argument("--repetitions", type=int, default=24, help="--kinds: interleaved repetitions")
+    parser.add_argument("--steps", type=int, default=1, help="--kinds: training steps per network and repetition")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="--kinds: a size of the preset overridden, as a config's model section does (decoder_width=64)")
     args = parser.parse_args(argv)
+    if args.kinds:
+        _kinds(args, argv)
+        return
     counts = tuple(int(c) for c in args.tasks.split(","))
     rates: dict[int, float] = {}
     report(rows(args.data, args.device, args.threads, args.batch_size, counts, args.model, args.size, rates, args.resident,
@@ -170,6 +333,42 @@ def main(argv: list[str] | None = None) -> None:
         throughput.record(throughput.Measurement(
             device_name(args.device, args.threads), "cuda" if args.device.startswith("cuda") else "cpu", args.model, size,
             args.batch_size, rates, torch.__version__, date.today().isoformat(), "python -m bench.training " + " ".join(sys.argv[1:])))
+        print(f"recorded in {throughput.TABLE}", file=sys.stderr)
+
+
+def _kinds(args, argv) -> None:
+    import sys
+    from datetime import date
+
+    from raytaskaff import throughput
+
+    counts = tuple(int(c) for c in args.tasks.split(",")) if args.tasks != "1,2,5,10" else None
+    import yaml
+
+    overrides = {}
+    for pair in args.override:
+        key, value = pair.split("=", 1)
+        value = yaml.safe_load(value)
+        overrides[key] = tuple(value) if isinstance(value, list) else value
+    rate: dict[int, float] = {}
+    factors, out = kind_factors(args.model, args.heads, args.device, args.threads, args.batch_size, args.size,
+                                args.repetitions, args.steps, args.data, counts, overrides, rate)
+    report(iter(out), args.json)
+    if args.record:
+        size = Manifest.load(args.data).size if args.data else args.size
+        kind = "cuda" if args.device.startswith("cuda") else "cpu"
+        command = "python -m bench.training " + " ".join(sys.argv[1:] if argv is None else argv)
+        throughput.record_kind_factors(throughput.KindFactors(
+            device_name(args.device, args.threads), kind, args.model, args.heads,
+            size, args.batch_size, factors, {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+            args.repetitions, torch.__version__, date.today().isoformat(), command))
+        # the STL network's rate too, where no epoch of this model on this kind is measured (a step on a
+        # resident batch: no feed, so an upper bound; better than a rate scaled by FLOPs from another model)
+        others = [m for m in throughput.load_table() if m.kind == kind and m.model == args.model and "--kinds" not in m.command]
+        if not others and not overrides:
+            throughput.record(throughput.Measurement(
+                device_name(args.device, args.threads), kind, args.model, size, args.batch_size, rate, torch.__version__,
+                date.today().isoformat(), command, args.heads))
         print(f"recorded in {throughput.TABLE}", file=sys.stderr)
 
 

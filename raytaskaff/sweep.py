@@ -11,6 +11,7 @@ trained again.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -141,11 +142,14 @@ def _estimate(config: SweepConfig, runs: list[Run], grouping: list[Run], known: 
     samples = count // batch * batch  # the training loop drops the last partial batch
     lines = [f"training views: {count} of {px} px ({where}); a run trains on {samples} of them an epoch "
              f"({count // batch} batches of {batch}, the last partial batch dropped)"]
-    table = throughput.load_table()
+    table, kinds = throughput.load_table(), throughput.load_kind_factors()
     network = config.model.build()
     dense = {name: spec.family in DENSE_FAMILIES for name, spec in config.task_specs.items()}
-    costs = {run.key: throughput.run_seconds(table, kind, config.model.preset, px, len(run.tasks), samples * config.training.epochs,
-                                             run.probes, batch, network=network, dense=[dense[t] for t in run.tasks])
+    evaluated = _eval_views(config, count)
+    epochs = config.training.epochs
+    # evaluation: a forward pass, a third of a training step's work per sample
+    forward = (evaluated[0] * epochs + evaluated[1]) * throughput.FORWARD_SHARE if evaluated else 0.0
+    costs = {run.key: _run_cost(run, table, kinds, kind, config, network, px, samples * epochs, forward, dense)
              for run in runs + grouping}
     if any(c is None for c in costs.values()):
         return lines + [f"estimated device-hours: none (nothing is measured on a {kind} device in raytaskaff/throughput.json; "
@@ -166,11 +170,72 @@ def _estimate(config: SweepConfig, runs: list[Run], grouping: list[Run], known: 
     total = f"{_hours(sum(planned))} {unit}"
     if grouping:
         total += f", up to {_hours(sum(planned) + sum(extra))} with the grouping runs"
-    lines.append(f"estimated device-hours: {total} ({count} training views of {px} px x {config.training.epochs} epochs; "
-                 f"measured on {', '.join(used)}" + (f"; {'; '.join(notes)}" if notes else "") + ")")
+    lines.append(_kinds_line(runs + grouping, {k: c[2] for k, c in costs.items()}))
+    evaluation = (f", and {evaluated[0]} validation views an epoch and {evaluated[1]} test views once at "
+                  f"{throughput.FORWARD_SHARE:.2f} of a training sample each" if evaluated
+                  else ", evaluation not counted: the sizes of the validation and test splits are not known")
+    lines.append(f"estimated device-hours: {total} ({count} training views of {px} px x {epochs} epochs{evaluation}; "
+                 f"an STL run's rate measured on {', '.join(used)}" + (f"; {'; '.join(notes)}" if notes else "") + ")")
     if devices:
-        lines.append(_wall_clock(planned, extra, devices, kind))
+        lines.append(_wall_clock(planned, extra, devices, kind, r, throughput.trial_overhead(kind)))
     return lines
+
+
+def _eval_views(config: SweepConfig, train: int) -> tuple[int, int] | None:
+    """(validation, test) views of the sweep's data, scaled by `train` over the dataset's own
+    training views where those are given; None where the dataset does not tell them."""
+    d = config.data
+    if d.kind == "synthetic":
+        from raytaskaff.data.synth import SynthConfig
+
+        synth = SynthConfig(n=d.n, size=d.size, seed=d.seed, split_fractions=d.splits)
+        per = synth.views_per_building
+        counts: dict[str, int] = {}
+        for i, split in enumerate(synth.splits()):
+            counts[split] = counts.get(split, 0) + min(per, d.n - i * per)
+    else:
+        manifest = _manifest(config)
+        if manifest is None:
+            return None
+        counts = {name: split.get("count", 0) for name, split in manifest.splits.items()}
+    own = counts.get("train", 0)
+    scale = train / own if own else 1.0
+    return round(counts.get("val", 0) * scale), round(counts.get("test", 0) * scale)
+
+
+def _run_cost(run: Run, table, kinds, kind: str, config: SweepConfig, network, px: int, samples: int, forward: float,
+              dense: dict):
+    """(device-seconds, the STL rate used, the run's cost factor over its STL run's) of one run
+    (`samples` training samples, `forward` evaluation samples in training samples' work), or None
+    when nothing is measured on the device kind."""
+    from raytaskaff import throughput
+
+    heads = [dense[t] for t in run.tasks]
+    batch = config.training.batch_size
+    found = throughput.rate(table, kind, config.model.preset, px, 1, batch, network=network, dense=heads[:1])
+    if found is None:
+        return None
+    factor = throughput.kind_factor(kinds, table, kind, config.model.preset, px, len(run.tasks), len(run.inject), heads,
+                                    network, batch)
+    probes = throughput.PROBE_FACTOR if run.probes else 1.0
+    return (samples * probes + forward) / found.samples_per_second * factor.value, found, factor
+
+
+def _kinds_line(runs: list[Run], factors: dict) -> str:
+    """The cost of each kind of run over an STL run's, and where each factor comes from."""
+    by_kind: dict[str, list] = {}
+    for run in runs:
+        if len(run.tasks) > 1 or run.inject:
+            by_kind.setdefault(str(run.kind), []).append((len(run.tasks), factors[run.key]))
+    parts = []
+    for name, found in by_kind.items():
+        values = sorted({round(f.value, 2) for _, f in found})
+        tasks = sorted({n for n, _ in found})
+        value = f"x{values[0]:.2f}" + (f"-{values[-1]:.2f}" if len(values) > 1 else "")
+        size = "" if name in ("pair", "li") else f"{'-'.join(map(str, sorted({tasks[0], tasks[-1]})))} tasks, "
+        sources = "; ".join(sorted({f.note for _, f in found}))
+        parts.append(f"{name} {value} ({size}{sources})")
+    return "cost of a run over an STL run's (per training sample): " + (", ".join(parts) if parts else "only STL runs")
 
 
 def _trial_seconds(runs: list[Run], seconds: dict[str, float], limit: int, factor) -> list[float]:
@@ -182,16 +247,52 @@ def _trial_seconds(runs: list[Run], seconds: dict[str, float], limit: int, facto
     return out
 
 
-def _wall_clock(planned: list[float], extra: list[float], devices: int, kind: str) -> str:
-    what = "GPUs" if kind == "cuda" else "CPU cores"
-    wall = makespan(planned, devices)
-    text = f"{_hours(wall)} h"
-    if extra:
-        text += f", up to {_hours(wall + makespan(extra, devices))} h with the grouping runs (trained after the scorers)"
-    return (f"wall-clock on {devices} {what}: {text}; the trials placed longest first, each on the {what[:-1]} "
-            f"free first, at the throughput of one run per device (the longest trial alone: "
-            f"{_hours(max(planned, default=0))} h; packed runs may do better, not in the estimate)")
+def trial_slots(devices: int, kind: str, cpus_per_run: float, gpus_per_run: float, max_concurrent: int | None,
+                trials: int) -> tuple[int, float]:
+    """(trials at once, the slowdown of each): on GPUs, 1 / gpus_per_run trials fit a GPU and the
+    trials at once spread over the GPUs, those sharing one each at that share of its speed (no gain
+    from packing is counted); on CPU cores, cores / cpus_per_run trials, each on its own cores at
+    the measured one-core rate times its cores (perfect scaling, a bound)."""
+    share = gpus_per_run if kind == "cuda" else max(cpus_per_run, 1.0)
+    slots = max(1, int(devices / share + 1e-9)) if share else devices
+    if max_concurrent:
+        slots = min(slots, max_concurrent)
+    running = max(1, min(slots, trials))
+    if kind == "cuda":
+        return running, float(math.ceil(running / devices))
+    return running, 1.0 / min(share, devices)
 
+
+def wall_seconds(trials: list[float], devices: int, kind: str, cpus_per_run: float, gpus_per_run: float,
+                 max_concurrent: int | None = None, overhead: float = 0.0) -> float:
+    """Wall-clock seconds of trials of `trials` device-seconds each: `trial_slots` trials at once,
+    each taking its device-seconds times its slowdown plus `overhead` (Tune's per-trial time),
+    placed longest first on the slot free first (`makespan`)."""
+    slots, slowdown = trial_slots(devices, kind, cpus_per_run, gpus_per_run, max_concurrent, len(trials))
+    return makespan([s * slowdown + overhead for s in trials], slots)
+
+
+def _wall_clock(planned: list[float], extra: list[float], devices: int, kind: str, r, overhead) -> str:
+    what = "GPUs" if kind == "cuda" else "CPU cores"
+    per = overhead.seconds if overhead is not None else 0.0
+
+    def wall(trials):
+        return wall_seconds(trials, devices, kind, r.cpus_per_run, r.gpus_per_run, r.max_concurrent, per)
+
+    slots, slowdown = trial_slots(devices, kind, r.cpus_per_run, r.gpus_per_run, r.max_concurrent, len(planned))
+    text = f"{_hours(wall(planned))} h"
+    if extra:
+        text += f", up to {_hours(wall(planned) + wall(extra))} h with the grouping runs (trained after the scorers)"
+    if kind == "cuda":
+        sharing = (f"{slots} trials at once, {slowdown:.0f} to a GPU at 1/{slowdown:.0f} of its speed each (no gain from "
+                   f"packing is measured)" if slowdown > 1 else f"{slots} trials at once, one to a GPU")
+        sharing += f", if the cluster has the {slots * r.cpus_per_run:g} CPUs they ask for"
+    else:
+        sharing = f"{slots} trials at once" + (f", {r.cpus_per_run:g} cores each" if r.cpus_per_run > 1 else "")
+    cost = (f"{per:.2f} s of Tune per trial (measured on {overhead.device}" + (f", {overhead.date}" if overhead.date else "")
+            + ")" if overhead is not None else "no per-trial time measured: not counted")
+    return (f"wall-clock on {devices} {what}: {text}; {len(planned)} trials, {sharing}, plus {cost}; placed longest first, "
+            f"each on the slot free first (the longest trial alone: {_hours(max(planned, default=0) * slowdown + per)} h)")
 
 
 def _merged_notes(notes) -> list[str]:

@@ -111,7 +111,9 @@ def test_the_default_dry_run_counts_the_views_the_sweep_trains_on():
     text = describe(config)
     assert ("training views: 1008 of 16 px (the train split of 2500 synthetic views, whole buildings of 24); "
             "a run trains on 960 of them an epoch (15 batches of 64, the last partial batch dropped)") in text
-    assert "(1008 training views of 16 px x 16 epochs;" in text
+    # and the evaluation: the validation split each epoch (10 buildings of 24), the test split once (52, and the last of 4)
+    assert ("(1008 training views of 16 px x 16 epochs, and 240 validation views an epoch and 1252 test views once "
+            "at 0.33 of a training sample each;") in text
     rendered = ROOT / config.data.path / "manifest.json"
     if rendered.exists():
         from raytaskaff.data.shards import Manifest
@@ -169,3 +171,42 @@ def test_the_dry_run_imports_no_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_dry_run_says_where_each_kinds_cost_factor_comes_from(tmp_path, monkeypatch):
+    """celeba-40 on GPUs: with a side-by-side row of tag_celeba's pooled heads (measured on cpu
+    only) every kind's factor is that row's, said so; without it the FLOPs model, said so. The
+    default on CPU (dense heads): the rates by task count for the multi-task runs, the FLOPs model
+    for label injection (no LI row)."""
+    import json
+
+    from raytaskaff import throughput
+
+    table = tmp_path / "throughput.json"
+    table.write_text(json.dumps({"about": "test", "measurements": [
+        {"device": "gpu y", "kind": "cuda", "model": "small", "size": 32, "batch_size": 64, "samples_per_second": {"1": 9000}},
+        {"device": "cpu x", "kind": "cpu", "model": "small", "size": 32, "batch_size": 64,
+         "samples_per_second": {"1": 1500, "2": 1000, "5": 500}}]}))
+    monkeypatch.setattr(throughput, "TABLE", table)
+    forty = load_config(ROOT / "sweeps" / "celeba-40.yaml")
+
+    def kinds_line(config) -> str:
+        text = describe(config, views=20000, size=64, devices=8)
+        return next(x for x in text.splitlines() if x.startswith("cost of a run over an STL run's"))
+
+    flops = kinds_line(forty)
+    assert flops.count("FLOPs model: nothing measured for tag_celeba with pooled heads") == 3  # pair, all, group
+    assert "li x1.0" in flops and "FLOPs model: nothing measured for tag_celeba with label injection" in flops
+    throughput.record_kind_factors(throughput.KindFactors("cpu x", "cpu", "tag_celeba", "pooled", 64, 256,
+                                                          {"2": 0.9, "10": 1.2, "40": 2.0, "li": 1.1}, date="2026-12-06"), table)
+    measured = kinds_line(forty)
+    where = "measured side by side on cpu (2026-12-06), nothing measured on cuda"
+    assert f"pair x0.90 ({where})" in measured and f"all x2.00 (40 tasks, {where})" in measured
+    assert f"li x1.10 ({where})" in measured
+    # the largest groups (38 and 39 tasks) between 10 and 40 tasks, linear in the task count
+    assert f"group x{1.2 + 0.8 * 28 / 30:.2f}-{1.2 + 0.8 * 29 / 30:.2f} (38-39 tasks, {where})" in measured
+    default = describe(load_config(ROOT / "sweeps" / "default.yaml"))
+    line = next(x for x in default.splitlines() if x.startswith("cost of a run over an STL run's"))
+    assert "pair x1.50 (the rates by task count measured on cpu x)" in line
+    assert "all x3.00 (5 tasks, the rates by task count measured on cpu x)" in line
+    assert "li x1.0" in line and "FLOPs model: nothing measured for small with label injection" in line
