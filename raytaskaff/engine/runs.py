@@ -35,6 +35,7 @@ from raytaskaff.config import SweepConfig
 from raytaskaff.engine import tracking
 from raytaskaff.engine.cluster import WaitingReporter
 from raytaskaff.engine.data import SharedData
+from raytaskaff.names import experiment_name
 from raytaskaff.plan import Bundle, Run, bundles
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
 from raytaskaff.training.bundle import Member, train_bundle
@@ -329,7 +330,7 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
         tune_config=tune.TuneConfig(max_concurrent_trials=config.resources.max_concurrent, reuse_actors=True,
                                     trial_name_creator=tracking.trial_name, trial_dirname_creator=tracking.trial_dirname),
         run_config=tune.RunConfig(
-            name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", storage_path=os.path.abspath(tune_dir),
+            name=experiment_name(config.name, time.strftime('%Y%m%d-%H%M%S'), uuid.uuid4().hex[:6]), storage_path=os.path.abspath(tune_dir),
             failure_config=tune.FailureConfig(max_failures=config.retries),
             callbacks=[_Progress(runs, planned, say, stopper, store.has), WaitingReporter(own, say), *tracking.callbacks(config)],
             stop=stopper, verbose=0,
