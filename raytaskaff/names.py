@@ -15,6 +15,7 @@ file system's limits (`preflight.check_path_lengths`). No torch, no Ray.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -34,11 +35,15 @@ def safe_name(text: str) -> str:
 def _fit(names: tuple[str, ...], room: int) -> str:
     """`a+b+3_more` in at most `room` characters: the first names that fit, then how many are left
     out; a first name too long alone is cut."""
-    for shown in range(len(names), 0, -1):
+    length, fits = -1, 0  # length of "+".join(names[:shown]); the most names that fit
+    for shown in range(1, len(names) + 1):
+        length += 1 + len(names[shown - 1])
         rest = len(names) - shown
-        text = "+".join(names[:shown]) + (f"+{rest}_more" if rest else "")
-        if len(text) <= room:
-            return text
+        if length + (len(f"+{rest}_more") if rest else 0) <= room:
+            fits = shown
+    if fits:
+        rest = len(names) - fits
+        return "+".join(names[:fits]) + (f"+{rest}_more" if rest else "")
     tail = f"+{len(names) - 1}_more" if len(names) > 1 else ""
     return names[0][:max(1, room - len(tail))] + tail
 
@@ -91,7 +96,7 @@ def longest_paths(out: str | Path, store: str | None, sweep: str, host: str | No
     TensorBoard event file (tensorboardX names it after the host), a file in a Tune trial's folder,
     a run's checkpoint being written (`atomic.atomic_path`'s temporary name). `store`: a local
     store's folder (None: OUT/store; a URI is not a local path and is left out)."""
-    out = Path(out).resolve()
+    out = Path(os.path.abspath(out))  # not resolve(): a path too long for the file system cannot be resolved
     host = host or socket.gethostname()
     name = "n" * NAME_LIMIT
     events = f"events.out.tfevents.{'9' * 10}.{host}"
@@ -99,6 +104,6 @@ def longest_paths(out: str | Path, store: str | None, sweep: str, host: str | No
     paths = {"TensorBoard run": out / "tensorboard" / name / events,
              "Tune trial": out / "tune" / experiment / f"{name}_{'0' * TRIAL_ID_LIMIT}" / events}
     if store is None or "://" not in store:
-        root = Path(store).resolve() if store else out / "store"
+        root = Path(os.path.abspath(store)) if store else out / "store"
         paths["run checkpoint"] = root / "runs" / ("k" * 20) / f"checkpoint.pt.tmp-{'0' * 32}"
     return paths

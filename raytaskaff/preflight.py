@@ -175,8 +175,11 @@ class PathError(RaytaskaffError):
 def _existing(path: Path) -> Path:
     """The nearest folder of `path` (itself included) that exists: the file system it will be on."""
     for candidate in (path, *path.parents):
-        if candidate.is_dir():
-            return candidate
+        try:
+            if os.path.isdir(candidate):
+                return candidate
+        except (OSError, ValueError):  # too long to ask about
+            continue
     return Path(path.anchor or ".")
 
 
