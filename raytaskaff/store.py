@@ -389,6 +389,16 @@ class WriterLock:
         self.release()
 
 
+def written_folders(out: str | os.PathLike, storage: str | None) -> list[tuple[Path, str]]:
+    """The folders a sweep writes, each locked while it runs (`WriterLock`): the output folder
+    and a local store (OUT/store, or `storage`, which another sweep's `storage` may name too;
+    object storage has no lock)."""
+    out = Path(out).resolve()
+    if storage and "://" in storage:
+        return [(out, "output folder")]
+    return [(out, "output folder"), (Path(storage).resolve() if storage else out / "store", "result store")]
+
+
 def _holder(fd: int) -> str:
     """Who holds a lock, in words, from its file: `the sweep NAME started TIME on HOST (pid N)`."""
     try:

@@ -43,7 +43,7 @@ from raytaskaff.preflight import check_data, check_path_lengths, check_resources
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts
 from raytaskaff.scorers.base import USER_SCORER_PREFIX
-from raytaskaff.store import ResultStore, WriterLock
+from raytaskaff.store import ResultStore, WriterLock, written_folders
 
 
 def ship_by_value(s) -> None:
@@ -84,22 +84,12 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     rendered = config.data.kind == "shards" or (Path(config.data.path) / "manifest.json").exists()
     with contextlib.ExitStack() as held:
         data = _check_data(config, say) if rendered else None  # unfit data: refused before anything is written
-        for folder, what in _written_folders(config):
+        for folder, what in written_folders(config.out, config.storage):
             held.enter_context(WriterLock(folder, what, config.name))
         if data is None:  # rendering takes a while: the outputs are known writable first
             data = _check_data(config, say)
         stages.done("data")
         return _sweep(config, address, on_cluster, *data, stages, say)
-
-
-def _written_folders(config: SweepConfig) -> list[tuple[Path, str]]:
-    """The folders a sweep writes, each locked while it runs: the output folder and a local
-    store (OUT/store, or `storage`, which another sweep's `storage` may name too; object storage
-    has no lock)."""
-    out = Path(config.out).resolve()
-    if config.storage and "://" in config.storage:
-        return [(out, "output folder")]
-    return [(out, "output folder"), (Path(config.storage).resolve() if config.storage else out / "store", "result store")]
 
 
 def _sweep(config: SweepConfig, address: str | None, on_cluster: bool, root: str, manifest: Manifest, stages: Stages,
