@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = result["runs"]["failed"]
     print("\n".join(closing_lines(result["stages"], (Path(config.out) / "report" / "index.html").resolve())))
     if failed:
-        print(f"{len(failed)} runs failed (see the report)", file=sys.stderr)
+        log = Path(config.out).resolve() / "logs" / "sweep.log"  # engine.runs.log_path, without importing Ray here
+        print(f"{len(failed)} runs failed (see the report; Ray's tracebacks are in {log})", file=sys.stderr)
         return 1
     return 0
 
