@@ -69,6 +69,12 @@ def run_name(run: Run) -> str:
 
 
 
+def run_title(run: Run) -> str:
+    """The run's label for the terminal (progress, failures): `Run.label` where it holds at most
+    NAME_LIMIT characters, else its `run_name`, which says how many tasks it leaves out."""
+    return run.label if len(run.label) <= NAME_LIMIT else run_name(run)
+
+
 #: The most characters of a sweep's name in its Tune experiment's folder name.
 SWEEP_NAME_LIMIT = 48
 

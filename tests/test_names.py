@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from raytaskaff.config import load_config
-from raytaskaff.names import NAME_LIMIT, bundle_name, experiment_name, longest_paths, run_name
+from raytaskaff.names import NAME_LIMIT, bundle_name, experiment_name, longest_paths, run_name, run_title
 from raytaskaff.plan import Run, RunKind, bundles, plan
 from raytaskaff.preflight import PathError, check_path_lengths
 
@@ -80,6 +80,10 @@ def test_names_are_unique_and_stable_over_a_forty_task_sweep(tmp_path):
     # the very long all-task run says its first task and how many more; its record holds the rest
     [everything] = [r for r in runs if r.kind == RunKind.ALL and r.seed == 0]
     assert run_name(everything).startswith(f"all_{config.tasks[0]}+") and "_more_seed_0_" in run_name(everything)
+    # on the terminal too: a run's own label where it is short, else its name
+    assert run_title(everything) == run_name(everything)
+    pair = Run(RunKind.PAIR, ("depth_zbuffer", "normal"), 0, key="k" * 20)
+    assert run_title(pair) == pair.label == "pair depth_zbuffer+normal seed 0"
 
 
 def test_experiment_names_are_cut_and_safe():

@@ -36,7 +36,7 @@ from raytaskaff.config import SweepConfig
 from raytaskaff.engine import tracking
 from raytaskaff.engine.cluster import WaitingReporter
 from raytaskaff.engine.data import SharedData
-from raytaskaff.names import experiment_name
+from raytaskaff.names import experiment_name, run_title
 from raytaskaff.plan import Bundle, Run, bundles
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
 from raytaskaff.training.bundle import Member, train_bundle
@@ -173,7 +173,7 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
         failed = []
         for run, result in zip(runs, results):
             if isinstance(result, BaseException):
-                failed.append(f"{run.label}: {result}")
+                failed.append(f"{run_title(run)}: {result}")
                 continue
             store.save(run.key, result, kind=str(run.kind), label=run.label, node=ray.util.get_node_ip_address(),
                        node_id=ray.get_runtime_context().get_node_id(), attempts=attempts[run.key],
@@ -269,7 +269,7 @@ class _Progress(tune.Callback):
         finished = self.done + self.failed
         elapsed = time.perf_counter() - self.start
         eta = elapsed / finished * (self.total - finished) if finished else float("nan")
-        label = bundle.label if bundle else "?"
+        label = "?" if bundle is None else run_title(bundle.runs[0]) if len(bundle.runs) == 1 else bundle.label
         self.say(f"[{finished}/{self.total}] {status:6} {label}{why}  (elapsed {elapsed:.0f} s, ETA {eta:.0f} s)")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
