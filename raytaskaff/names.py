@@ -105,7 +105,7 @@ def longest_paths(out: str | Path, store: str | None, sweep: str, host: str | No
     out = Path(os.path.abspath(out))  # not resolve(): a path too long for the file system cannot be resolved
     host = host or socket.gethostname()
     name = "n" * NAME_LIMIT
-    events = f"events.out.tfevents.{'9' * 10}.{host}"
+    events = f"events.out.tfevents.{'9' * 10}.{host}.{'9' * 10}.{'9' * 10}"  # time, host, pid and count
     experiment = experiment_name(sweep, "20260101-000000", "abcdef")
     paths = {"TensorBoard run": out / "tensorboard" / name / events,
              "Tune trial": out / "tune" / experiment / f"{name}_{'0' * TRIAL_ID_LIMIT}" / events}

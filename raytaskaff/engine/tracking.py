@@ -30,6 +30,7 @@ has no curves; MLflow and W&B log from the driver, so a file store is the driver
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -80,14 +81,40 @@ def trial_dirname(trial) -> str:
     return f"{trial_name(trial)}_{trial.trial_id}"
 
 
+#: The most TensorBoard writers open at once: each holds 3 file descriptors and 2 threads, and a
+#: 40-task sweep's bundles report hundreds of runs at a time (past a soft limit of 1,024 files).
+OPEN_WRITERS = 64
+
+
 class TensorBoardCallback(tune.Callback):
     """Writes each trial's per-task train and val losses, one scalar per loss per epoch, to a
     TensorBoard run `logdir/<run name>` (tags `train_loss/<task>`, `val_loss/<task>`, step =
-    epoch). Flushes after every epoch, so that a TensorBoard open on `logdir` follows the sweep."""
+    epoch). Flushes after every epoch, so that a TensorBoard open on `logdir` follows the sweep.
+    At most OPEN_WRITERS writers stay open, the least recently used closed first; a run written
+    again after its writer was closed gets another event file in its folder (TensorBoard reads
+    them all), named apart by a count (`filename_suffix`)."""
 
-    def __init__(self, logdir: str | os.PathLike) -> None:
+    def __init__(self, logdir: str | os.PathLike, open_writers: int = OPEN_WRITERS) -> None:
         self.logdir = Path(logdir)
-        self._writers: dict[str, object] = {}
+        self.open_writers = open_writers
+        self._writers: dict[str, dict[str, object]] = {}  # trial id -> run name -> open writer
+        self._order: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._opened = 0
+
+    def _writer(self, trial_id: str, name: str):
+        writers = self._writers.setdefault(trial_id, {})
+        if name in writers:
+            self._order.move_to_end((trial_id, name))
+            return writers[name]
+        while len(self._order) >= self.open_writers:
+            old_trial, old_name = self._order.popitem(last=False)[0]
+            self._writers[old_trial].pop(old_name).close()
+        from tensorboardX import SummaryWriter
+
+        self._opened += 1
+        writer = writers[name] = SummaryWriter(str(self.logdir / name), filename_suffix=f".{os.getpid()}.{self._opened:08d}")
+        self._order[(trial_id, name)] = None
+        return writer
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if "epoch" not in result:
@@ -97,19 +124,15 @@ class TensorBoardCallback(tune.Callback):
             name, _, tag = key.partition("/")
             if tag.startswith(LOSSES):
                 by_run.setdefault(name, {})[tag] = value
-        writers = self._writers.setdefault(trial.trial_id, {})
         for name, losses in by_run.items():
-            writer = writers.get(name)
-            if writer is None:
-                from tensorboardX import SummaryWriter
-
-                writer = writers[name] = SummaryWriter(str(self.logdir / name))
+            writer = self._writer(trial.trial_id, name)
             for tag, value in losses.items():
                 writer.add_scalar(tag, value, global_step=result["epoch"])
             writer.flush()
 
     def _close(self, trial) -> None:
-        for writer in self._writers.pop(trial.trial_id, {}).values():
+        for name, writer in self._writers.pop(trial.trial_id, {}).items():
+            self._order.pop((trial.trial_id, name), None)
             writer.close()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
