@@ -235,7 +235,7 @@ class _Progress(tune.Callback):
                  log: Path | None = None) -> None:
         """runs: those of this call; pending: the bundles of those to train (the others are
         stored); stored: run key -> whether the store holds its result; log: where Tune's
-        tracebacks go (`engine.sweep.ray_logs_to`), named in the line of a failed trial."""
+        tracebacks go (`ray_logs_to`), named in the line of a failed trial."""
         self.total = sum(len(b.runs) for b in pending)
         self.log = log
         self.bundles, self.say, self.stopper, self.stored = {b.key: b for b in pending}, say, stopper, stored
