@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from raytaskaff.config import MLFLOW_SCHEMES, ConfigError, SweepConfig
 from raytaskaff.errors import DataError, RaytaskaffError
@@ -178,3 +179,45 @@ def check_resources(config: SweepConfig, capacity: Capacity, kinds: list[str]) -
             types = ", ".join(f"{n} ({_shape(t)})" for n, t in capacity.node_types.items()) or "none"
             raise ResourceError(f"resources: {who} asks for {_shape(request)}, more than any node holds: the largest has "
                                 f"{capacity.largest()}; node types the autoscaler can add: {types}")
+
+
+class PathError(RaytaskaffError):
+    """A path the sweep would write is longer than its file system allows."""
+
+
+def _existing(path: Path) -> Path:
+    """The nearest folder of `path` (itself included) that exists: the file system it will be on."""
+    for candidate in (path, *path.parents):
+        try:
+            if os.path.isdir(candidate):
+                return candidate
+        except (OSError, ValueError):  # too long to ask about
+            continue
+    return Path(path.anchor or ".")
+
+
+def _limit(folder: Path, name: str, default: int) -> int:
+    try:
+        return os.pathconf(folder, name)
+    except (OSError, ValueError, AttributeError):  # not known there (or not POSIX): the usual limit
+        return default
+
+
+def check_path_lengths(paths: dict[str, str | os.PathLike]) -> None:
+    """Every path ({what: path}, `names.longest_paths`) within its file system's limits, asked of
+    the nearest existing folder on its way: each name at most PC_NAME_MAX bytes and the whole path
+    under PC_PATH_MAX; else a PathError naming the path, the name and the limit."""
+    for what, path in paths.items():
+        path = Path(path)
+        folder = _existing(path)
+        name_max, path_max = _limit(folder, "PC_NAME_MAX", 255), _limit(folder, "PC_PATH_MAX", 4096)
+        for part in path.parts[1:]:
+            size = len(os.fsencode(part))
+            if size > name_max:
+                raise PathError(f"{what}: the name {part[:40]}... ({size} bytes) is longer than the {name_max} bytes "
+                                f"a name may have on the file system of {folder}: shorten the output folder's path, "
+                                f"the sweep's name or the host name")
+        size = len(os.fsencode(str(path)))
+        if size >= path_max:
+            raise PathError(f"{what}: paths such as {str(path)[:60]}... are {size} bytes, more than the {path_max - 1} "
+                            f"the file system of {folder} allows: choose an output folder with a shorter path")

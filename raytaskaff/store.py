@@ -6,6 +6,7 @@
     STORE/runs/<key>/checkpoint.pt  on a remote store, the last epoch's checkpoint of a run in training
     STORE/runs/<key>/attempt-N      one empty file per attempt at training the run (`claim_attempt`;
                                     on a remote store attempts/<time>-<id>)
+    STORE/.sweep.lock               a local store's one-writer lock (`WriterLock`), as OUT/.sweep.lock
 
 A run is done when its result.json exists and reads back with its own key. Every file is written
 to a temporary name and moved into place, so a crash leaves either the old state or the new one.
@@ -22,6 +23,7 @@ done (the run is trained again and the file replaced) and is named in a warning.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -104,14 +106,24 @@ class ResultStore:
             raise StoreError(f"{self.uri}: cannot create the result store ({e})") from None
 
     def check_writable(self) -> None:
-        """Write and delete a probe file: a read-only or full store fails here, before any training."""
+        """Write a probe: a read-only or full store fails here, before any training. A local store
+        is probed with a file that has no name (`probe_folder`); a remote one with a probe object,
+        deleted whether or not it could be written."""
+        if self.local:
+            try:
+                probe_folder(Path(self.root) / "runs")
+            except OSError as e:
+                raise StoreError(f"{self.uri}: {NOT_WRITABLE} ({e.strerror or e})") from None
+            return
         probe = f"{self.root}/runs/.write-probe-{uuid.uuid4().hex[:8]}"
         try:
             with self.fs.open_output_stream(probe) as f:
                 f.write(b"probe")
-            self.fs.delete_file(probe)
         except OSError as e:
             raise StoreError(f"{self.uri}: {NOT_WRITABLE} ({e})") from None
+        finally:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(probe)
 
     def _path(self, key: str, name: str) -> str:
         return f"{self.root}/runs/{key}/{name}"
@@ -274,3 +286,126 @@ class ResultStore:
             raise StoreError(f"{name}: {found['size']} bytes where its record says {expected['size']}: the network is damaged")
         if found["sha256"] != expected["sha256"]:
             raise StoreError(f"{name}: its SHA-256 differs from its record's: the network is damaged")
+
+
+def probe_folder(folder: str | os.PathLike, size: int = 4096) -> None:
+    """Write `size` bytes into `folder` and push them to disk, in a file that never has a name
+    (O_TMPFILE; elsewhere a file removed as soon as it is made): a read-only or full file system
+    raises OSError here, and whatever happens no file is left behind."""
+    import tempfile
+
+    with tempfile.TemporaryFile(dir=folder) as f:
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+#: The lock file of an output folder or a local store, held by the one sweep writing into it.
+LOCK_NAME = ".sweep.lock"
+
+
+class InUse(StoreError):
+    """Another sweep holds the output folder or the store."""
+
+
+class WriterLock:
+    """The one-writer lock of a folder (an output folder, a local store): an exclusive
+    `fcntl.flock` on FOLDER/.sweep.lock, which says who holds it (host, pid, start time, sweep).
+    The kernel drops the lock when its holder exits in any way (SIGKILL included), so a killed
+    sweep leaves nothing stuck (its file stays, unlocked, and the next sweep takes it); a sweep that
+    ends removes its file, and the folders it made if they are still empty. A second sweep is
+    refused in one line naming the first. Holds on local file systems and NFS v4 (flock as a
+    byte-range lock); object storage (s3://, gs://) has no lock, and a store there is not locked.
+
+    Taking the lock also proves the folder writable (`probe_folder`): a read-only or full one
+    is a StoreError before anything else is written."""
+
+    def __init__(self, folder: str | os.PathLike, what: str, sweep: str = "") -> None:
+        self.folder, self.what, self.sweep = Path(folder).resolve(), what, sweep
+        self._fd: int | None = None
+        self._made: list[Path] = []
+
+    def acquire(self) -> None:
+        import datetime
+        import fcntl
+        import socket
+
+        self._made = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        path = self.folder / LOCK_NAME
+        while True:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise StoreError(f"{self.folder}: cannot write the {self.what} ({e.strerror or e})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise InUse(f"{self.folder}: the {self.what} is in use by {holder}: wait for it to end, stop it, or "
+                            "give this sweep another output folder (--out) or store") from None
+            except OSError as e:  # a file system without locks
+                os.close(fd)
+                raise StoreError(f"{self.folder}: cannot lock the {self.what} ({e.strerror or e})") from None
+            try:  # the holder before may have removed the file between our open and our lock: lock the new one
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": started, "sweep": self.sweep})
+        try:
+            probe_folder(self.folder)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode() + b"\n", 0)
+        except OSError as e:
+            self._fd = fd
+            self.release()
+            raise StoreError(f"{self.folder}: cannot write the {self.what} ({e.strerror or e})") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the lock file, then drop the lock (closing its file), then remove the folders
+        `acquire` made that are still empty."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            (self.folder / LOCK_NAME).unlink()
+        os.close(self._fd)
+        self._fd = None
+        for folder in self._made:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+    def __enter__(self) -> WriterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def written_folders(out: str | os.PathLike, storage: str | None) -> list[tuple[Path, str]]:
+    """The folders a sweep writes, each locked while it runs (`WriterLock`): the output folder
+    and a local store (OUT/store, or `storage`, which another sweep's `storage` may name too;
+    object storage has no lock)."""
+    out = Path(out).resolve()
+    if storage and "://" in storage:
+        return [(out, "output folder")]
+    return [(out, "output folder"), (Path(storage).resolve() if storage else out / "store", "result store")]
+
+
+def _holder(fd: int) -> str:
+    """Who holds a lock, in words, from its file: `the sweep NAME started TIME on HOST (pid N)`."""
+    try:
+        found = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        found = {}
+    if not isinstance(found, dict) or "pid" not in found:
+        return "another sweep (it has not yet said which)"
+    name = f"the sweep {found['sweep']}" if found.get("sweep") else "a sweep"
+    return f"{name} started {found.get('started', '?')} on {found.get('host', '?')} (pid {found['pid']})"

@@ -18,7 +18,8 @@ from pathlib import Path
 from raytaskaff.config import SweepConfig, load_config
 from raytaskaff.errors import RaytaskaffError, one_line
 from raytaskaff.plan import Run, bundles, grouping_sources, most_group_runs, plan, summary
-from raytaskaff.preflight import check_scorers
+from raytaskaff.names import longest_paths
+from raytaskaff.preflight import check_path_lengths, check_scorers
 from raytaskaff.settings import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "default.yaml"
@@ -379,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, out=args.out)
         check_scorers(config, Path(args.config))
+        check_path_lengths(longest_paths(config.out, config.storage, config.name))
         if args.dry_run:
             _check_dry_run(config, args.views, args.size, args.gpus)
             print(describe(config, args.views, args.size, args.gpus))
@@ -399,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = result["runs"]["failed"]
     print("\n".join(closing_lines(result["stages"], (Path(config.out) / "report" / "index.html").resolve())))
     if failed:
-        print(f"{len(failed)} runs failed (see the report)", file=sys.stderr)
+        log = Path(config.out).resolve() / "logs" / "sweep.log"  # engine.runs.log_path, without importing Ray here
+        print(f"{len(failed)} runs failed (see the report; Ray's tracebacks are in {log})", file=sys.stderr)
         return 1
     return 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import time
 import uuid
 from collections import Counter
@@ -36,6 +37,7 @@ from raytaskaff.engine import tracking
 from raytaskaff.engine.cluster import WaitingReporter
 from raytaskaff.engine.data import SharedData
 from raytaskaff.errors import RaytaskaffError
+from raytaskaff.names import experiment_name, run_title
 from raytaskaff.plan import Bundle, Run, bundles, numerics
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
 from raytaskaff.training.bundle import Member, train_bundle
@@ -198,14 +200,15 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
         failed = []
         for run, result in zip(runs, results):
             if isinstance(result, BaseException):
-                failed.append(f"{run.label}: {result}")
+                failed.append(f"{run_title(run)}: {result}")
                 continue
             store.save(run.key, result, kind=str(run.kind), label=run.label, node=ray.util.get_node_ip_address(),
                        node_id=ray.get_runtime_context().get_node_id(), attempts=attempts[run.key],
                        threads=threads, memory=process_memory())
             store.drop_checkpoint(run.key)
         if failed:
-            raise NetworksFailed(f"{len(failed)} of {len(runs)} networks failed ({'; '.join(failed)}); the others are stored")
+            others = "; the others are stored" if len(failed) < len(runs) else ""
+            raise NetworksFailed(f"{len(failed)} of {len(runs)} networks failed ({'; '.join(failed)}){others}")
     except Exception:
         store.check_writable()  # a full or read-only store says so (StoreError), which stops the sweep
         raise
@@ -255,10 +258,13 @@ class _Progress(tune.Callback):
     the kinds it trains. A trial trains a bundle: its runs count as done once stored, as failed
     when its last attempt ends without them."""
 
-    def __init__(self, runs: list[Run], pending: list[Bundle], say, stopper: _StopWhenStoreFails, stored) -> None:
+    def __init__(self, runs: list[Run], pending: list[Bundle], say, stopper: _StopWhenStoreFails, stored,
+                 log: Path | None = None) -> None:
         """runs: those of this call; pending: the bundles of those to train (the others are
-        stored); stored: run key -> whether the store holds its result."""
+        stored); stored: run key -> whether the store holds its result; log: where Tune's
+        tracebacks go (`ray_logs_to`), named in the line of a failed trial."""
         self.total = sum(len(b.runs) for b in pending)
+        self.log = log
         self.bundles, self.say, self.stopper, self.stored = {b.key: b for b in pending}, say, stopper, stored
         self.done = self.failed = 0
         self.start = time.perf_counter()
@@ -274,7 +280,7 @@ class _Progress(tune.Callback):
             self.planned_gauge.set(n, tags={"kind": kind})
             self.done_gauge.set(self.done_by_kind[kind], tags={"kind": kind})
 
-    def _finish(self, trial, status: str) -> None:
+    def _finish(self, trial, status: str, why: str = "") -> None:
         bundle = self.bundles.get(trial.config["bundle"]["key"])
         runs = bundle.runs if bundle else ()
         done = [r for r in runs if self.stored(r.key)]
@@ -290,18 +296,36 @@ class _Progress(tune.Callback):
         finished = self.done + self.failed
         elapsed = time.perf_counter() - self.start
         eta = elapsed / finished * (self.total - finished) if finished else float("nan")
-        label = bundle.label if bundle else "?"
-        self.say(f"[{finished}/{self.total}] {status:6} {label}  (elapsed {elapsed:.0f} s, ETA {eta:.0f} s)")
+        label = "?" if bundle is None else run_title(bundle.runs[0]) if len(bundle.runs) == 1 else bundle.label
+        self.say(f"[{finished}/{self.total}] {status:6} {label}{why}  (elapsed {elapsed:.0f} s, ETA {eta:.0f} s)")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._finish(trial, "done")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._finish(trial, "FAILED")
-        store_error = _store_error(str(trial.get_error() or ""))
+        """After the trial's last attempt: one line saying why and where its traceback is."""
+        text = str(trial.get_error() or "")
+        store_error = _store_error(text)
+        where = f"; traceback in {self.log}" if self.log is not None else ""
+        self._finish(trial, "FAILED", f": {store_error or error_line(text)}{where}")
         if store_error and self.stopper.error is None:
             self.stopper.error = store_error
             self.say(f"stopping: {store_error}")
+
+
+def error_line(text: str) -> str:
+    """The last line of a trial's error text (a Ray traceback), without the exception's module
+    and, for the networks of a bundle that failed, without its class: `3 of 6 networks failed
+    (pair depth_zbuffer+normal seed 0: loss of depth_zbuffer is nan at epoch 0 step 0); ...`."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "no error was recorded"
+    last = lines[-1]
+    found = re.match(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): (.*)$", last)
+    if found is None:
+        return last[:500]
+    kind, message = found.groups()
+    return (message if kind == NetworksFailed.__name__ else f"{kind}: {message}")[:500]
 
 
 def _store_error(text: str) -> str | None:
@@ -310,6 +334,43 @@ def _store_error(text: str) -> str | None:
         if f"{StoreError.__name__}: " in line and NOT_WRITABLE in line:
             return line.split(f"{StoreError.__name__}: ", 1)[1].strip()
     return None
+
+
+def log_path(out: str | os.PathLike) -> Path:
+    """The sweep's log, OUT/logs/sweep.log: Ray Tune's and Ray Train's messages and tracebacks,
+    appended by every invocation (`ray_logs_to`)."""
+    return Path(out).resolve() / "logs" / "sweep.log"
+
+
+#: The loggers whose records go to the sweep's log rather than the terminal.
+RAY_LOGGERS = ("ray.tune", "ray.train", "ray.air")
+
+
+@contextlib.contextmanager
+def ray_logs_to(path: Path):
+    """Ray Tune's (and Ray Train's) log records go to `path` alone while the block runs, not to the
+    terminal: a failed trial is one line of the sweep's progress (`_Progress`), its tracebacks
+    (one per attempt, as Tune logs them) are in the file."""
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in RAY_LOGGERS]
+    before = [(logger.propagate, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    try:
+        yield path
+    finally:
+        for logger, (propagate, level) in zip(loggers, before):
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+            logger.setLevel(level)
+        handler.close()
 
 
 @contextlib.contextmanager
@@ -356,13 +417,14 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
         tune_config=tune.TuneConfig(max_concurrent_trials=config.resources.max_concurrent, reuse_actors=True,
                                     trial_name_creator=tracking.trial_name, trial_dirname_creator=tracking.trial_dirname),
         run_config=tune.RunConfig(
-            name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", storage_path=os.path.abspath(tune_dir),
+            name=experiment_name(config.name, time.strftime('%Y%m%d-%H%M%S'), uuid.uuid4().hex[:6]), storage_path=os.path.abspath(tune_dir),
             failure_config=tune.FailureConfig(max_failures=config.retries),
-            callbacks=[_Progress(runs, planned, say, stopper, store.has), WaitingReporter(own, say), *tracking.callbacks(config)],
+            callbacks=[_Progress(runs, planned, say, stopper, store.has, log_path(config.out)), WaitingReporter(own, say),
+                       *tracking.callbacks(config)],
             stop=stopper, verbose=0,
         ),
     )
-    with _without_tune_banner():
+    with _without_tune_banner(), ray_logs_to(log_path(config.out)):
         grid = tuner.fit()
     if stopper.error is not None:
         stored = sum(store.has(r.key) for r in pending)
@@ -371,7 +433,7 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
     errors = {}
     for result in grid:
         if result.error is not None:
-            message = str(result.error).strip().splitlines()[-1][:500]
+            message = error_line(str(result.error))
             for r in result.config["bundle"]["runs"]:
                 errors[r["key"]] = message
     for run in pending:

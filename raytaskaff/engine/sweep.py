@@ -7,6 +7,7 @@ sweep's last lines).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -26,7 +27,6 @@ from raytaskaff.pipeline import (
     Scored,
     SeedRuns,
     Stages,
-    check_writable,
     collect,
     group,
     judge,
@@ -38,11 +38,12 @@ from raytaskaff.pipeline import (
 )
 from raytaskaff.plan import Run, plan
 from raytaskaff.plan import summary as runs_by_kind
-from raytaskaff.preflight import check_data, check_resources, check_scorers, check_tracking
+from raytaskaff.names import longest_paths
+from raytaskaff.preflight import check_data, check_path_lengths, check_resources, check_scorers, check_tracking
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers import Artifacts
 from raytaskaff.scorers.base import USER_SCORER_PREFIX
-from raytaskaff.store import ResultStore
+from raytaskaff.store import ResultStore, WriterLock, written_folders
 
 
 def ship_by_value(s) -> None:
@@ -72,12 +73,28 @@ class Training:
 
 
 def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dict:
-    """Run the whole sweep; returns the evaluation summary written to evaluation.json."""
-    stages, out = Stages(), Path(config.out)
-    on_cluster = address is not None or "RAY_ADDRESS" in os.environ
-    root, manifest = _check_before_writing(config, address, on_cluster, say)
-    stages.done("data")
+    """Run the whole sweep; returns the evaluation summary written to evaluation.json.
 
+    The sweep is the one writer of its output folder and its local store (`store.WriterLock`)
+    from its first write to its last: a second sweep on either is refused in one line naming the
+    first, and a read-only or full one is refused, both before Ray starts."""
+    stages = Stages()
+    on_cluster = address is not None or "RAY_ADDRESS" in os.environ
+    _check_services(config, address, on_cluster)
+    rendered = config.data.kind == "shards" or (Path(config.data.path) / "manifest.json").exists()
+    with contextlib.ExitStack() as held:
+        data = _check_data(config, say) if rendered else None  # unfit data: refused before anything is written
+        for folder, what in written_folders(config.out, config.storage):
+            held.enter_context(WriterLock(folder, what, config.name))
+        if data is None:  # rendering takes a while: the outputs are known writable first
+            data = _check_data(config, say)
+        stages.done("data")
+        return _sweep(config, address, on_cluster, *data, stages, say)
+
+
+def _sweep(config: SweepConfig, address: str | None, on_cluster: bool, root: str, manifest: Manifest, stages: Stages,
+           say) -> dict:
+    out = Path(config.out)
     content = manifest.fingerprint if config.data.kind == "shards" else None
     runs, store = _start(config, address, content, on_cluster, say)
     stages.done("ray start")
@@ -106,32 +123,39 @@ def run_sweep(config: SweepConfig, address: str | None = None, say=print) -> dic
     return summary
 
 
-def _check_before_writing(config: SweepConfig, address: str | None, on_cluster: bool, say) -> tuple[str, Manifest]:
-    """The dataset, open and checked; a cluster or tracking server that does not answer, or damaged
-    or unfit data, stops the sweep before anything is written."""
+def _check_services(config: SweepConfig, address: str | None, on_cluster: bool) -> None:
+    """The users' scorers load, the paths the sweep writes fit the file system, and the cluster
+    and the tracking server answer: else the sweep stops before anything is written."""
     check_scorers(config)
+    check_path_lengths(longest_paths(config.out, config.storage, config.name))
     if on_cluster and not ray.is_initialized():
         probe(address or os.environ["RAY_ADDRESS"])
     check_tracking(config)
-    rendered = config.data.kind == "shards" or (Path(config.data.path) / "manifest.json").exists()
-    if not rendered:  # rendering takes a while: first make sure its results can be written
-        check_writable(Path(config.out))
+
+
+def _check_data(config: SweepConfig, say) -> tuple[str, Manifest]:
+    """The dataset, open and checked (rendered first if synthetic and not there yet): damaged or
+    unfit data stops the sweep before Ray starts."""
     root, manifest = open_data(config, say)
     check_data(config, manifest, root)
     return root, manifest
 
 
 def _start(config: SweepConfig, address: str | None, content: str | None, on_cluster: bool, say) -> tuple[list[Run], ResultStore]:
-    """Ray joined (or started locally), the runs planned and the store ready. A run no node can
-    hold would wait forever: it stops the sweep here."""
+    """The store ready (a read-only or full one, local or remote, stops the sweep before Ray
+    starts), Ray joined (or started locally) and the runs planned. A run no node can hold would
+    wait forever: it stops the sweep here."""
+    uri = config.storage or str(Path(config.out) / "store")
+    if "://" in uri:  # a local store is known writable already: its lock was written (`run_sweep`)
+        store = ResultStore(uri)
+        store.check_writable()
     connect(address, config.resources.num_cpus)
     for name, why in config.skipped_scorers().items():
         say(f"scorer {name} skipped: {why}")
     runs = plan(config, content)
     check_resources(config, capacity(), sorted(runs_by_kind(runs)))
-    check_writable(Path(config.out))
-    store = ResultStore(config.storage or str(Path(config.out) / "store"))
-    store.check_writable()
+    if "://" not in uri:
+        store = ResultStore(uri)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Ctrl-C stops the sweep (KeyboardInterrupt), not just Tune's loop: the store decides what is done,
     # so nothing is lost, and the command says how to resume

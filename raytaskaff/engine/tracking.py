@@ -14,7 +14,11 @@ and the bundle's summed `val`); the callbacks send them on:
 
 A run's name says its kind, tasks, injected labels and seed, then its key's first 8 characters,
 so that runs of a changed setting (keyed anew) keep their curves apart:
-`pair_depth_zbuffer+normal_seed_0_3fa81c2b`. A run trained again under the same key (its result
+`pair_depth_zbuffer+normal_seed_0_3fa81c2b`. A name that would pass NAME_LIMIT (100) characters
+(many tasks, long task names) keeps a readable prefix and the whole key instead:
+`all_5_o_Clock_Shadow+Arched_Eyebrows+38_more_seed_0_<20-character key>`; the full task list is
+in the run's record (`STORE/runs/<key>/result.json`). Names are thus short at any task count,
+unique within a sweep (the key), and the same in every invocation. A run trained again under the same key (its result
 lost, or resumed from its checkpoint in a later invocation) writes into the same TensorBoard run,
 with the same values, since its training is deterministic. A trial of one run carries the run's
 name (`trial_name`), so MLflow, W&B and Tune's own logs say it too; a trial of several runs is
@@ -26,13 +30,14 @@ has no curves; MLflow and W&B log from the driver, so a file store is the driver
 
 from __future__ import annotations
 
+import collections
 import os
-import re
 from pathlib import Path
 
 from ray import tune
 
 from raytaskaff.config import SweepConfig
+from raytaskaff.names import bundle_name, run_name
 from raytaskaff.plan import Run
 
 #: Prefixes of the per-task losses a trial reports (`epoch_metrics`): `train_loss/<task>`, `val_loss/<task>`.
@@ -46,13 +51,6 @@ def epoch_metrics(epoch: int, record: dict) -> dict[str, float]:
     return {"epoch": epoch, "val": sum(record["val"].values()),
             **{f"train_loss/{task}": loss for task, loss in record["train"].items()},
             **{f"val_loss/{task}": loss for task, loss in record["val"].items()}}
-
-
-def run_name(run: Run) -> str:
-    """A filesystem-safe name that says the run's kind, tasks, injected labels and seed, then
-    its key's first 8 characters: `li_depth_zbuffer_from_normal_seed_0_1c9e2f04`."""
-    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "_", run.label.replace("<-", " from "))
-    return f"{safe}_{run.key[:8]}"
 
 
 def bundle_metrics(epoch: int, records: dict[Run, dict]) -> dict[str, float]:
@@ -74,25 +72,49 @@ def _runs(trial) -> list[Run]:
 def trial_name(trial) -> str:
     """Tune's name for the trial of a bundle (TuneConfig.trial_name_creator): the `run_name` of a
     bundle of one run; `bundle_<n>_seed_<seed>_<bundle key's first 8>` of several."""
-    runs = _runs(trial)
-    if len(runs) == 1:
-        return run_name(runs[0])
-    return f"bundle_{len(runs)}_seed_{runs[0].seed}_{trial.config['bundle']['key'][:8]}"
+    return bundle_name(_runs(trial), trial.config["bundle"]["key"])
 
 
 def trial_dirname(trial) -> str:
-    """Tune's folder for the trial of a bundle (TuneConfig.trial_dirname_creator): its name and trial id."""
+    """Tune's folder for the trial of a bundle (TuneConfig.trial_dirname_creator): its name and
+    trial id, at most NAME_LIMIT + 1 + TRIAL_ID_LIMIT characters (`names.longest_paths`)."""
     return f"{trial_name(trial)}_{trial.trial_id}"
+
+
+#: The most TensorBoard writers open at once: each holds 3 file descriptors and 2 threads, and a
+#: 40-task sweep's bundles report hundreds of runs at a time (past a soft limit of 1,024 files).
+OPEN_WRITERS = 64
 
 
 class TensorBoardCallback(tune.Callback):
     """Writes each trial's per-task train and val losses, one scalar per loss per epoch, to a
     TensorBoard run `logdir/<run name>` (tags `train_loss/<task>`, `val_loss/<task>`, step =
-    epoch). Flushes after every epoch, so that a TensorBoard open on `logdir` follows the sweep."""
+    epoch). Flushes after every epoch, so that a TensorBoard open on `logdir` follows the sweep.
+    At most OPEN_WRITERS writers stay open, the least recently used closed first; a run written
+    again after its writer was closed gets another event file in its folder (TensorBoard reads
+    them all), named apart by a count (`filename_suffix`)."""
 
-    def __init__(self, logdir: str | os.PathLike) -> None:
+    def __init__(self, logdir: str | os.PathLike, open_writers: int = OPEN_WRITERS) -> None:
         self.logdir = Path(logdir)
-        self._writers: dict[str, object] = {}
+        self.open_writers = open_writers
+        self._writers: dict[str, dict[str, object]] = {}  # trial id -> run name -> open writer
+        self._order: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._opened = 0
+
+    def _writer(self, trial_id: str, name: str):
+        writers = self._writers.setdefault(trial_id, {})
+        if name in writers:
+            self._order.move_to_end((trial_id, name))
+            return writers[name]
+        while len(self._order) >= self.open_writers:
+            old_trial, old_name = self._order.popitem(last=False)[0]
+            self._writers[old_trial].pop(old_name).close()
+        from tensorboardX import SummaryWriter
+
+        self._opened += 1
+        writer = writers[name] = SummaryWriter(str(self.logdir / name), filename_suffix=f".{os.getpid()}.{self._opened:08d}")
+        self._order[(trial_id, name)] = None
+        return writer
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if "epoch" not in result:
@@ -102,19 +124,15 @@ class TensorBoardCallback(tune.Callback):
             name, _, tag = key.partition("/")
             if tag.startswith(LOSSES):
                 by_run.setdefault(name, {})[tag] = value
-        writers = self._writers.setdefault(trial.trial_id, {})
         for name, losses in by_run.items():
-            writer = writers.get(name)
-            if writer is None:
-                from tensorboardX import SummaryWriter
-
-                writer = writers[name] = SummaryWriter(str(self.logdir / name))
+            writer = self._writer(trial.trial_id, name)
             for tag, value in losses.items():
                 writer.add_scalar(tag, value, global_step=result["epoch"])
             writer.flush()
 
     def _close(self, trial) -> None:
-        for writer in self._writers.pop(trial.trial_id, {}).values():
+        for name, writer in self._writers.pop(trial.trial_id, {}).items():
+            self._order.pop((trial.trial_id, name), None)
             writer.close()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

@@ -188,3 +188,29 @@ def test_runs_table_says_how_many_networks_each_trial_trained(tracked):
     # how each network was trained, recorded by the trial (CPUs do not stack under fuse: auto)
     assert set(zip(runs.training, runs.training_reason, runs.device)) == {
         ("separate", "stacking is off for this device (resources.fuse)", "cpu")}
+
+
+def test_tensorboard_keeps_few_writers_open_and_loses_no_scalar(tmp_path):
+    """Eight runs in two trials, three writers open at most: every run's curve whole, in event
+    files that sort in the order they were written, and no file left open."""
+    import os
+    from types import SimpleNamespace
+
+    from raytaskaff.engine.tracking import TensorBoardCallback
+
+    callback = TensorBoardCallback(tmp_path, open_writers=3)
+    trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(2)]
+    files = len(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").exists() else None
+    for epoch in range(3):
+        for trial in trials:
+            callback.on_trial_result(0, trials, trial, {"epoch": epoch, **{
+                f"{trial.trial_id}_run{k}/train_loss/a": float(10 * k + epoch) for k in range(4)}})
+            assert sum(map(len, callback._writers.values())) <= 3
+    callback.on_experiment_end(trials)
+    if files is not None:
+        assert len(os.listdir("/proc/self/fd")) == files
+    for trial in trials:
+        for k in range(4):
+            run = tmp_path / f"{trial.trial_id}_run{k}"
+            assert len(list(run.glob("events.out.tfevents.*"))) == 3  # reopened each epoch: 8 runs, 3 writers
+            assert _scalars(run) == {"train_loss/a": [(e, float(10 * k + e)) for e in range(3)]}

@@ -1,0 +1,43 @@
+"""One line for one failure: a sweep whose networks diverge says so on the terminal once, in one
+line naming the networks and the sweep's log, and no Ray traceback reaches the terminal; the
+tracebacks are in the log."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "sweeps" / "smoke.yaml"
+
+
+def test_a_diverged_network_is_one_line_naming_it_and_the_log(tmp_path):
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(data={**raw["data"], "path": str(tmp_path / "data")}, tasks=["depth_zbuffer", "normal"], seeds=[0],
+               training={**raw["training"], "epochs": 1, "lr": 1e30},  # every network's loss turns nan at once
+               scorers={"td": raw["scorers"]["td"]}, grouping={"groups": []}, retries=1, bootstrap=50,
+               resources={**raw["resources"], "bundle": 3}, out=str(tmp_path / "out"))
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(config)], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=600)
+    terminal = done.stdout + done.stderr
+    log = (tmp_path / "out" / "logs" / "sweep.log").resolve()
+    assert done.returncode == 1, terminal[-3000:]
+    assert "Traceback" not in terminal and "RayTaskError" not in terminal, terminal[-3000:]
+    failed = [line for line in terminal.splitlines() if "FAILED" in line]
+    assert len(failed) == 1, terminal[-3000:]  # one line, though Tune tried the trial twice (retries: 1)
+    line = failed[0]
+    assert line.startswith("[3/3] FAILED bundle of 3 seed 0 (2 stl, 1 pair): 3 of 3 networks failed (")
+    for network in ("stl depth_zbuffer seed 0", "stl normal seed 0", "pair depth_zbuffer+normal seed 0"):
+        assert f"{network}: loss of " in line and " is nan at epoch 0" in line
+    assert f"traceback in {log}" in line and "the others are stored" not in line
+    assert terminal.strip().splitlines()[-1] == f"3 runs failed (see the report; Ray's tracebacks are in {log})"
+    text = log.read_text()
+    assert text.count("Trial task failed") == 2 and "Traceback (most recent call last)" in text and "NetworksFailed" in text
