@@ -41,3 +41,18 @@ def test_a_diverged_network_is_one_line_naming_it_and_the_log(tmp_path):
     assert terminal.strip().splitlines()[-1] == f"3 runs failed (see the report; Ray's tracebacks are in {log})"
     text = log.read_text()
     assert text.count("Trial task failed") == 2 and "Traceback (most recent call last)" in text and "NetworksFailed" in text
+
+
+@pytest.mark.parametrize("text, line", [
+    ("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n    raise NetworksFailed(...)\n"
+     "raytaskaff.engine.runs.NetworksFailed: 1 of 3 networks failed (pair a+b seed 0: loss of a is nan at epoch 0 step 1)\n",
+     "1 of 3 networks failed (pair a+b seed 0: loss of a is nan at epoch 0 step 1)"),
+    ("Traceback ...\nray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.\n",
+     "ActorDiedError: The actor died unexpectedly before finishing this task."),
+    ("Traceback ...\nMemoryError\n", "MemoryError"),
+    ("", "no error was recorded"),
+])
+def test_a_trials_error_is_its_last_line_without_the_module(text, line):
+    from raytaskaff.engine.runs import error_line
+
+    assert error_line(text) == line
