@@ -13,7 +13,6 @@ costs of the scorers and of the ground truth are set against each other in one p
 from __future__ import annotations
 
 import math
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from raytaskaff.plan import Run, group_runs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of
 from raytaskaff.scorers.base import ScorerError, cost_dict, fraction_unit, run_cost
 from raytaskaff.settings import RunKind
-from raytaskaff.store import ResultStore, StoreError
+from raytaskaff.store import ResultStore
 
 
 class Stages:
@@ -84,17 +83,6 @@ def open_data(config: SweepConfig, say=print) -> tuple[str, Manifest]:
     if verification.checked and verification.trusted:
         say(f"checked {verification.checked} changed shards of {root} ({verification.trusted} unchanged since their last check)")
     return root, manifest
-
-
-def check_writable(out: Path) -> None:
-    """The output directory exists and takes a file, or a one-line StoreError says why not."""
-    probe = out / f".write-probe-{os.getpid()}"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"probe")
-        probe.unlink()
-    except OSError as e:
-        raise StoreError(f"{out}: cannot write the sweep's outputs ({e.strerror or e})") from None
 
 
 class Results:
