@@ -210,9 +210,23 @@ def judge(config: SweepConfig, seeds: list[SeedRuns], scored: Scored, say=print)
                        list(config.tasks))
     evaluation["warnings"] = learning_warnings(checked) + evaluation["warnings"]
     evaluation["headline"] = learning_clause(checked) + evaluation["headline"]
-    for warning in evaluation["warnings"]:
-        say(f"warning: {warning}")
+    for line in terminal_warnings(evaluation["warnings"], Path(config.out) / "report" / "report.md"):
+        say(line)
     return Judged(per_seed, truth, evaluation, checked)
+
+
+#: Most warnings a sweep prints on the terminal; the report lists them all.
+TERMINAL_WARNINGS = 5
+
+
+def terminal_warnings(warnings: list[str], report: Path, limit: int = TERMINAL_WARNINGS) -> list[str]:
+    """The terminal's lines for the evaluation's warnings: each in one line up to `limit`; past it
+    the first `limit - 1` and one line counting the rest (at 40 tasks that did not learn, 40 lines
+    would bury the sweep's progress), which the report lists whole."""
+    if len(warnings) <= limit:
+        return [f"warning: {w}" for w in warnings]
+    rest = len(warnings) - (limit - 1)
+    return [f"warning: {w}" for w in warnings[:limit - 1]] + [f"warning: {rest} more warnings, all of them under Warnings in {report}"]
 
 
 def price(scored: Scored, seeds: list[SeedRuns]) -> dict:

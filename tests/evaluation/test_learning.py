@@ -51,3 +51,15 @@ def test_the_report_flags_them_in_its_tables(tmp_path):
     assert "| keypoints2d | 0.2000 | 0.9000 | 0.22 | learned |" in md
     assert "| normal (did not learn) | " in md.split("## Best partner per target")[1]
     assert "| normal (did not learn) | " in md.split("## Partner ranking per target")[1]
+
+
+def test_the_terminal_prints_at_most_five_warnings_and_counts_the_rest(tmp_path):
+    from raytaskaff.pipeline import terminal_warnings
+
+    report = tmp_path / "report" / "report.md"
+    few = [f"t{i}: did not learn" for i in range(5)]
+    assert terminal_warnings(few, report) == [f"warning: {w}" for w in few]
+    many = [f"t{i}: did not learn" for i in range(40)]
+    lines = terminal_warnings(many, report)
+    assert lines[:4] == [f"warning: {w}" for w in many[:4]]
+    assert lines[4:] == [f"warning: 36 more warnings, all of them under Warnings in {report}"]
