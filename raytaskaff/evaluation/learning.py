@@ -45,11 +45,22 @@ def learning_warnings(checked: dict[str, dict]) -> list[str]:
             f"the gains with {t} as target measure noise" for t, c in checked.items() if c["learned"] is False]
 
 
+#: Most target names the headline lists; past it, it names the targets that learned, or counts.
+NAMED_IN_HEADLINE = 8
+
+
+def _names(tasks: list[str]) -> str:
+    return tasks[0] if len(tasks) == 1 else ", ".join(tasks[:-1]) + " and " + tasks[-1]
+
+
 def learning_clause(checked: dict[str, dict]) -> str:
     """The headline's opening clause when some target did not learn, else ''."""
     failed = not_learned(checked)
     if not failed:
         return ""
-    names = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
+    names = _names(failed)
+    if len(failed) > NAMED_IN_HEADLINE:  # at 40 tasks a list of 39 would be the headline
+        learned = [t for t in checked if t not in failed]
+        names = f"all but {_names(learned)}" if 0 < len(learned) <= NAMED_IN_HEADLINE else f"{', '.join(failed[:3])} and {len(failed) - 3} more"
     return (f"{len(failed)} of {len(checked)} targets did not learn ({names}: their single-task networks do not beat "
             "chance), so the gains with them as target are noise; ")

@@ -63,3 +63,11 @@ def test_the_terminal_prints_at_most_five_warnings_and_counts_the_rest(tmp_path)
     lines = terminal_warnings(many, report)
     assert lines[:4] == [f"warning: {w}" for w in many[:4]]
     assert lines[4:] == [f"warning: 36 more warnings, all of them under Warnings in {report}"]
+
+
+def test_the_headline_names_few_targets_at_forty():
+    tasks = [f"t{i:02d}" for i in range(40)]
+    all_but_one = learning({0: {t: 1.0 for t in tasks} | {"t07": 0.1}}, {0: {t: 1.0 for t in tasks}}, tasks)
+    assert learning_clause(all_but_one).startswith("39 of 40 targets did not learn (all but t07: ")
+    half = learning({0: {t: 1.0 if i % 2 else 0.1 for i, t in enumerate(tasks)}}, {0: {t: 1.0 for t in tasks}}, tasks)
+    assert learning_clause(half).startswith("20 of 40 targets did not learn (t01, t03, t05 and 17 more: ")
