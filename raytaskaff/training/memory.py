@@ -598,10 +598,20 @@ def fitter(config, size: int, budget: float | None):
 
 
 def predictable(config) -> bool:
-    """Whether the recorded table prices the sweep's model (a shipped preset, no size overridden)."""
+    """Whether the recorded table prices the sweep's networks: a shipped preset with no size
+    overridden, and every task's head known (its dataset's fields readable, or Taskonomy's)."""
+    from raytaskaff.errors import RaytaskaffError
+
     m = config.model
     overridden = any(v is not None for v in (m.widths, m.blocks, m.decoder_width, m.neck))
-    return not overridden and TABLE.exists() and m.preset in _load(str(TABLE))["presets"]
+    if overridden or not TABLE.exists() or m.preset not in _load(str(TABLE))["presets"]:
+        return False
+    try:
+        for name in config.tasks:
+            _head(name, config)
+    except (RaytaskaffError, KeyError, ValueError):
+        return False
+    return True
 
 
 def sized_bundles(runs, config, size: int, slots: int | None = None, gpu_memory: float | None = None):
@@ -620,8 +630,8 @@ def describe_bundles(bundled, config, size: int) -> list[str]:
     """Per bundle kind (with or without injected labels), the networks per trial and the
     predicted GiB per trial, in words (the dry run's lines)."""
     if not predictable(config):
-        return [f"memory per trial: not predicted (model {config.model.preset!r} with overridden sizes, "
-                "or not in raytaskaff/training/memory.json: `python -m bench.memory --record`)"]
+        return [f"memory per trial: not predicted (model {config.model.preset!r} with overridden sizes or not in "
+                "raytaskaff/training/memory.json, or the dataset's fields not readable yet): trials not sized to memory"]
     r = config.resources
     budget = r.trial_memory()
     lines = []
