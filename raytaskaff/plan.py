@@ -197,9 +197,10 @@ def bundles(runs: list[Run], limit: int | None = None, fits=None, slots: int | N
 
     fits: optional test of a candidate bundle (a list of runs) against its trial's memory
     (`training.memory.fitter`): a run that would not fit starts a new bundle (a run alone always
-    forms one). slots: trials that run at once; while there are fewer bundles than slots, the
-    largest bundle is cut in two (never fewer trials than devices when there are enough runs:
-    a bundle's networks share one device, so an idle device is lost time)."""
+    forms one). slots: trials that run at once; while there are fewer bundles than slots, or one
+    holds more than an even share of the runs over the slots, the largest bundle is cut in two
+    (never fewer trials than devices when there are enough runs, and no trial far longer than
+    the others: a bundle's networks share one device, so an idle device is lost time)."""
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
         groups.setdefault((r.seed, bool(r.inject)), []).append(r)
@@ -213,7 +214,8 @@ def bundles(runs: list[Run], limit: int | None = None, fits=None, slots: int | N
             current.append(r)
         if current:
             out.append(current)
-    while slots is not None and len(out) < slots and any(len(b) > 1 for b in out):
+    even = -(-len(runs) // slots) if slots else None  # networks per trial were they spread evenly
+    while slots is not None and any(len(b) > 1 for b in out) and (len(out) < slots or max(map(len, out)) > even):
         largest = max(range(len(out)), key=lambda i: len(out[i]))
         b = out[largest]
         out[largest:largest + 1] = [b[:(len(b) + 1) // 2], b[(len(b) + 1) // 2:]]
