@@ -19,6 +19,7 @@ different epochs train in separate passes (each pass in lock step).
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -429,22 +430,26 @@ def _pass_or_split(group: list[_State], model_config, config, data, seed: int, d
         if not out_of_memory(e) or isinstance(e, StackingFailed):
             raise
         words = _memory_words(group, model_config, config, data, device, fuse)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
         if len(group) == 1:
             raise OutOfMemory(f"{group[0].member.spec.tasks} alone is out of memory on {device} ({words})") from e
-        half = (len(group) + 1) // 2
-        warnings.warn(f"{len(group)} networks out of memory on {device} ({words}): trained on as bundles of "
-                      f"{half} and {len(group) - half}", stacklevel=3)
-        tested = {}
-        for part in (group[:half], group[half:]):
-            fresh = [_start(s.member, model_config, config, data, seed, device, clock) for s in part]
-            for old, new in zip(part, fresh):
-                states[states.index(old)] = new
-            for start in sorted({s.first_epoch for s in fresh}):
-                tested.update(_pass_or_split([s for s in fresh if s.first_epoch == start], model_config, config, data,
-                                             seed, device, rank, size, start, on_epoch, fuse, clock, states))
-        return tested
+    # out of the except clause: its traceback's frames, and the tensors they held, are gone
+    for s in group:
+        s.model = None
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    half = (len(group) + 1) // 2
+    warnings.warn(f"{len(group)} networks out of memory on {device} ({words}): trained on as bundles of "
+                  f"{half} and {len(group) - half}", stacklevel=3)
+    tested = {}
+    for part in (group[:half], group[half:]):
+        fresh = [_start(s.member, model_config, config, data, seed, device, clock) for s in part]
+        for old, new in zip(part, fresh):
+            states[states.index(old)] = new
+        for start in sorted({s.first_epoch for s in fresh}):
+            tested.update(_pass_or_split([s for s in fresh if s.first_epoch == start], model_config, config, data,
+                                         seed, device, rank, size, start, on_epoch, fuse, clock, states))
+    return tested
 
 
 def _memory_words(group: list[_State], model_config, config, data, device: torch.device, fuse: bool) -> str:

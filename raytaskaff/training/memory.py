@@ -34,23 +34,22 @@ copy of each activation it normalises, which this counts. A bundle's networks ar
 bundle step one after another; a fused unit's networks at once).
 
 Measurements are cached per (model, size, heads, injected channels, precision, fused,
-optimizer) in the process.
+optimizer) in the process. Planning needs them without torch: `memory.json` beside this module
+holds every shipped preset's measured parts (`record`, `python -m bench.memory --record`), a
+network is the sum of its parts (`predict`, `predict_bundle`), and the planning helpers at the
+end (`sized_bundles`, `describe_bundles`, `gpu_memory_gb`) serve the planner, the dry run and
+the preflight. Importing this module loads no torch.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from raytaskaff.settings import ModelConfig
-
-if TYPE_CHECKING:
-    import torch
 
 PRECISIONS = ("fp32", "bf16")
 #: Batch sizes of the two measured steps (their difference gives the bytes per sample).
