@@ -185,11 +185,13 @@ def _bundles(config: SweepConfig, runs: list[Run], px: int | None, devices: int 
     (when known) and cut to at least as many trials as `devices` GPUs hold at once
     (`training.memory.sized_bundles`)."""
     r = config.resources
-    if not r.gpus_per_run or r.bundle_limit == 1 or px is None:
+    if not r.gpus_per_run or r.bundle_limit == 1:
         return bundles(runs, r.bundle_limit)
+    slots = int(devices / min(r.gpus_per_run, 1.0)) if devices else None
+    if px is None:  # the image size is not known: not sized to memory
+        return bundles(runs, r.bundle_limit, slots=slots)
     from raytaskaff.training.memory import sized_bundles
 
-    slots = int(devices / min(r.gpus_per_run, 1.0)) if devices else None
     return sized_bundles(runs, config, px, slots)
 
 
