@@ -163,9 +163,25 @@ class ResourcesSection:
     each run with Ray Train's TorchTrainer and that many DDP workers; scorer_actors: actors of
     the STL-based scorers; bundle: networks trained together in one trial (`plan.bundles`:
     "auto" the networks of a seed and input, at most `AUTO_BUNDLE`, on GPUs, one per trial on
-    CPUs; N at most N; 1 one network per trial); fuse: stack
-    the networks of a bundle into one vmapped module ("auto": on a GPU, where it pays; on a CPU
-    the networks of a bundle step one after another on each shared batch)."""
+    CPUs; N at most N; 1 one network per trial), on GPUs also cut so that a trial's predicted
+    peak (`training.memory`) stays within `memory_fraction` of its share of a GPU
+    (`gpus_per_run` x `gpu_memory_gb`) and so that there are at least as many trials as GPU slots;
+    fuse: stack the networks of a bundle into one vmapped module ("auto": on a GPU, where it
+    pays; on a CPU the networks of a bundle step one after another on each shared batch);
+    gpu_memory_gb: memory of one GPU of the nodes the runs train on, in GB (10^9 bytes; None:
+    read from the cluster's GPU type, `training.memory.gpu_memory_gb`; a GPU sweep on a cluster
+    that does not tell needs it); memory_fraction: the share of a trial's GPU memory a bundle's
+    predicted peak may use (the rest: the CUDA context, cuDNN workspaces, the allocator's
+    rounding, which the model does not count)."""
+
+    def trial_memory(self, gpu_memory_gb: float | None = None) -> float | None:
+        """Bytes a trial's bundle may be predicted to use: `memory_fraction` of its GPU share, the
+        GPU's memory from this config or else `gpu_memory_gb` (the cluster's); None without GPUs
+        or without a known GPU memory."""
+        gb = self.gpu_memory_gb if self.gpu_memory_gb is not None else gpu_memory_gb
+        if not self.gpus_per_run or gb is None:
+            return None
+        return self.memory_fraction * min(self.gpus_per_run, 1.0) * gb * 1e9
 
     @property
     def bundle_limit(self) -> int:
@@ -192,6 +208,8 @@ class ResourcesSection:
     num_cpus: int | None = None
     bundle: str | int = "auto"
     fuse: str | bool = "auto"
+    gpu_memory_gb: float | None = None
+    memory_fraction: float = 0.8
 
     def __post_init__(self) -> None:
         if self.bundle != "auto" and (not isinstance(self.bundle, int) or isinstance(self.bundle, bool) or self.bundle < 1):
@@ -204,6 +222,9 @@ class ResourcesSection:
             check_at_least("resources.max_concurrent", self.max_concurrent, 1)
         check_at_least("resources.workers", self.workers, 0)
         check_at_least("resources.scorer_actors", self.scorer_actors, 1)
+        if self.gpu_memory_gb is not None:
+            check_range("resources.gpu_memory_gb", self.gpu_memory_gb, 0, above=True)
+        check_range("resources.memory_fraction", self.memory_fraction, 0, 1, above=True)
 
 
 @dataclass(frozen=True)

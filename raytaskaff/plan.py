@@ -212,14 +212,34 @@ class Bundle:
         return f"bundle of {len(self.runs)} seed {self.runs[0].seed} ({kinds})"
 
 
-def bundles(runs: list[Run], limit: int | None = None) -> list[Bundle]:
+def bundles(runs: list[Run], limit: int | None = None, fits=None, slots: int | None = None) -> list[Bundle]:
     """The runs grouped into bundles, in plan order: per seed, the runs without injected labels
     (STL, pair, all-task, group) and the label-injection runs, each cut into bundles of at most
     `limit` runs (None: no limit; 1: one run per trial). Runs of one seed share initial weights
-    and data order ("paired seeds"), which is what lets them read each batch once."""
+    and data order ("paired seeds"), which is what lets them read each batch once.
+
+    fits: optional test of a candidate bundle (a list of runs) against its trial's memory
+    (`training.memory.fitter`): a run that would not fit starts a new bundle (a run alone always
+    forms one). slots: trials that run at once; while there are fewer bundles than slots, or one
+    holds more than an even share of the runs over the slots, the largest bundle is cut in two
+    (never fewer trials than devices when there are enough runs, and no trial far longer than
+    the others: a bundle's networks share one device, so an idle device is lost time)."""
     groups: dict[tuple, list[Run]] = {}
     for r in runs:
         groups.setdefault((r.seed, bool(r.inject)), []).append(r)
-    if limit is None:
-        return [Bundle(tuple(g)) for g in groups.values()]
-    return [Bundle(tuple(g[i:i + limit])) for g in groups.values() for i in range(0, len(g), limit)]
+    out: list[list[Run]] = []
+    for g in groups.values():
+        current: list[Run] = []
+        for r in g:
+            if current and ((limit is not None and len(current) >= limit) or (fits is not None and not fits([*current, r]))):
+                out.append(current)
+                current = []
+            current.append(r)
+        if current:
+            out.append(current)
+    even = -(-len(runs) // slots) if slots else None  # networks per trial were they spread evenly
+    while slots is not None and any(len(b) > 1 for b in out) and (len(out) < slots or max(map(len, out)) > even):
+        largest = max(range(len(out)), key=lambda i: len(out[i]))
+        b = out[largest]
+        out[largest:largest + 1] = [b[:(len(b) + 1) // 2], b[(len(b) + 1) // 2:]]
+    return [Bundle(tuple(b)) for b in out]

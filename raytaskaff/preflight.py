@@ -221,3 +221,41 @@ def check_path_lengths(paths: dict[str, str | os.PathLike]) -> None:
         if size >= path_max:
             raise PathError(f"{what}: paths such as {str(path)[:60]}... are {size} bytes, more than the {path_max - 1} "
                             f"the file system of {folder} allows: choose an output folder with a shorter path")
+
+
+def gpu_memory(config: SweepConfig, capacity: Capacity) -> float | None:
+    """GB of memory of one GPU the runs train on: `resources.gpu_memory_gb`, else what the
+    cluster's GPU nodes and node types report (`training.memory.gpu_memory_gb`), else None."""
+    if config.resources.gpu_memory_gb is not None:
+        return config.resources.gpu_memory_gb
+    from raytaskaff.training.memory import gpu_memory_gb
+
+    shapes = [s for s in (*capacity.nodes, *capacity.node_types.values()) if s.get("GPU", 0) > 0]
+    return gpu_memory_gb({k: 1 for s in shapes for k in s}) if shapes else None
+
+
+def check_memory(config: SweepConfig, capacity: Capacity, size: int) -> None:
+    """A GPU sweep whose bundles are sized by memory (`resources.bundle` above 1) must know its
+    GPUs' memory (from the config or the cluster), and one network alone must be predicted to fit
+    a trial's share of it at `size` px; else a ConfigError naming the key."""
+    r = config.resources
+    if not r.gpus_per_run or r.bundle_limit == 1:
+        return
+    gb = gpu_memory(config, capacity)
+    if gb is None:
+        raise ConfigError("resources.gpu_memory_gb: the cluster reports no GPU type whose memory is known; say the GB "
+                          "of one GPU, so that bundles are sized to a trial's share of it")
+    from raytaskaff.plan import plan
+    from raytaskaff.training.memory import GIB, predict_runs, predictable
+
+    budget = r.trial_memory(gb)
+    if not predictable(config):
+        return
+    runs = {(run.tasks, run.inject, run.probes): run for run in plan(config, "preflight")}.values()
+    worst = max(runs, key=lambda run: predict_runs([run], config, size)[0])
+    need = predict_runs([worst], config, size)[0]
+    if need > budget:
+        raise ConfigError(f"resources.gpus_per_run: one network ({worst.label}) is predicted to need {need / GIB:.1f} GiB "
+                          f"at {size} px, batch {config.training.batch_size}, more than the {budget / GIB:.1f} GiB a "
+                          f"trial may use ({r.memory_fraction:g} of {min(r.gpus_per_run, 1.0):g} x {gb:g} GB): "
+                          "give each run more of a GPU or a smaller training.batch_size")

@@ -108,11 +108,17 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     lines = [head, kinds]
     if config.grouping.groups:
         lines.append(_grouping_line(config, grouping))
+    known = _views_known(config, views, size)
+    px = known[1] if known else None
     lines += [f"resources per trial: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
-              _trials(config, runs, grouping),
-              f"scorers: {', '.join(config.active_scorers)}"]
+              _trials(config, runs, grouping, px, devices)]
+    if r.gpus_per_run and r.bundle_limit > 1 and px:
+        from raytaskaff.training.memory import describe_bundles
+
+        lines += describe_bundles(_bundles(config, runs, px, devices), config, px)
+    lines.append(f"scorers: {', '.join(config.active_scorers)}")
     lines += [f"scorer {name} skipped: {why}" for name, why in config.skipped_scorers().items()]
-    lines += _estimate(config, runs, grouping, _views_known(config, views, size), devices)
+    lines += _estimate(config, runs, grouping, known, devices)
     lines.append(f"output: {config.out}")
     return "\n".join(lines)
 
@@ -167,7 +173,8 @@ def _estimate(config: SweepConfig, runs: list[Run], grouping: list[Run], known: 
             notes.append(f"bundled: x{factor.factor:.2f} of one network after another, measured for "
                          f"{factor.networks} networks of {factor.model} at {factor.size} px on {factor.device}")
     seconds = {run_key: c[0] for run_key, c in costs.items()}
-    planned, extra = _trial_seconds(runs, seconds, r.bundle_limit, factor), _trial_seconds(grouping, seconds, r.bundle_limit, factor)
+    planned = _trial_seconds(_bundles(config, runs, px, devices), seconds, factor)
+    extra = _trial_seconds(_bundles(config, grouping, px, devices), seconds, factor)
     total = f"{_hours(sum(planned))} {unit}"
     if grouping:
         total += f", up to {_hours(sum(planned) + sum(extra))} with the grouping runs"
@@ -239,10 +246,25 @@ def _kinds_line(runs: list[Run], factors: dict) -> str:
     return "cost of a run over an STL run's (per training sample): " + (", ".join(parts) if parts else "only STL runs")
 
 
-def _trial_seconds(runs: list[Run], seconds: dict[str, float], limit: int, factor) -> list[float]:
-    """Device-seconds of each trial the runs train in (a bundle's runs at the measured bundle factor)."""
+def _bundles(config: SweepConfig, runs: list[Run], px: int | None, devices: int | None):
+    """The runs' trials as the sweep bundles them: on GPUs sized to each trial's memory at `px`
+    (when known) and cut to at least as many trials as `devices` GPUs hold at once
+    (`training.memory.sized_bundles`)."""
+    r = config.resources
+    if not r.gpus_per_run or r.bundle_limit == 1:
+        return bundles(runs, r.bundle_limit)
+    slots = int(devices / min(r.gpus_per_run, 1.0)) if devices else None
+    if px is None:  # the image size is not known: not sized to memory
+        return bundles(runs, r.bundle_limit, slots=slots)
+    from raytaskaff.training.memory import sized_bundles
+
+    return sized_bundles(runs, config, px, slots)
+
+
+def _trial_seconds(bundled, seconds: dict[str, float], factor) -> list[float]:
+    """Device-seconds of each trial (a bundle's runs at the measured bundle factor)."""
     out = []
-    for b in bundles(runs, limit):
+    for b in bundled:
         total = sum(seconds[run.key] for run in b.runs)
         out.append(total * factor.factor if factor is not None and len(b.runs) > 1 else total)
     return out
@@ -345,7 +367,7 @@ def _grouping_line(config: SweepConfig, grouping) -> str:
             f"(the estimate counts the largest possible groups, of {' and '.join(map(str, sizes))} tasks)")
 
 
-def _trials(config: SweepConfig, runs, grouping=()) -> str:
+def _trials(config: SweepConfig, runs, grouping=(), px: int | None = None, devices: int | None = None) -> str:
     """How the runs are bundled into trials, in words."""
     r = config.resources
     more = ""
@@ -354,9 +376,9 @@ def _trials(config: SweepConfig, runs, grouping=()) -> str:
         if grouping:
             more = f", and up to {len(grouping)} for the grouping runs"
         return f"trials: {len(runs)}, one network each (resources.bundle: {r.bundle}{why})" + more
-    trials = bundles(runs, r.bundle_limit)
+    trials = _bundles(config, runs, px, devices)
     if grouping:
-        more = f", and up to {len(bundles(list(grouping), r.bundle_limit))} for the grouping runs"
+        more = f", and up to {len(_bundles(config, list(grouping), px, devices))} for the grouping runs"
     stacked = {"auto": "stacked on a GPU", True: "stacked", False: "not stacked"}[r.fuse]
     return (f"trials: {len(trials)} bundles of up to {max(len(b.runs) for b in trials)} networks "
             f"(resources.bundle: {r.bundle}, {stacked})" + more)

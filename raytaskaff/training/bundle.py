@@ -28,6 +28,7 @@ engine asks on CPUs only: on CUDA a run's key says whether it trains stacked (`p
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -51,6 +52,16 @@ from raytaskaff.training.probes import GradientProbe
 
 class TrainingDiverged(RaytaskaffError):
     """A loss became NaN or infinite."""
+
+
+class OutOfMemory(RaytaskaffError):
+    """A network alone does not fit its device: the message names predicted and actual memory."""
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether `e` is an allocator's out-of-memory error (torch.OutOfMemoryError, CUDA's, or a
+    RuntimeError saying so: CPU allocators and some kernels raise plain ones)."""
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
 
 
 class StackingFailed(RuntimeError):
@@ -342,6 +353,8 @@ class FusedUnit:
         try:  # the first step says whether this device's kernels take stacked networks
             self._step(inputs, step, autocast)
         except RuntimeError as e:
+            if out_of_memory(e):  # not a kernel's refusal: train_bundle splits the bundle
+                raise
             raise StackingFailed(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
         self.stepped = True
 
@@ -408,28 +421,47 @@ def build_units(states: list[_State], config, device: torch.device, world: int, 
 
 @torch.no_grad()
 def evaluate_units(units: list, data, states: list[_State], stats: dict, device: torch.device, batch_size: int,
-                   autocast, feed: Feed, input: str, domains: list[str]) -> dict[int, tuple[dict, dict]]:
-    """{id(state): (mean loss per task, metrics per task)} over a split, for every live member."""
+                   autocast, feed: Feed, input: str, domains: list[str], chunk: int | None = None) -> dict[int, tuple[dict, dict]]:
+    """{id(state): (mean loss per task, metrics per task)} over a split, for every live member.
+
+    batch_size: rows read at a time; chunk: rows per forward (None: the whole batch). Each chunk
+    adds its mean loss times its rows, as batches do: a loss that is a mean over every pixel or
+    entry (L1, masked L1) is the unchunked one up to the order of floating-point sums; one that
+    leaves some out of its denominator (cross-entropy's ignored ids, masked image-level entries)
+    weighs chunks by rows, not by counted pixels (3e-5 relative apart in the tests). On a GPU the
+    loop passes its training batch (`_eval_chunk`): a forward without gradients of a training
+    batch holds less than the training step, which keeps every activation it saves, so
+    evaluation never needs more memory than training (`training.memory`)."""
     for u in units:
         u.train(False)
     totals = {id(s): {t.name: 0.0 for t in s.tasks} for s in states}
     sums = {id(s): {t.name: {} for t in s.tasks} for s in states}
     count = 0
     for batch in feed(data.jobs(batch_size, domains)):
-        inputs = _Inputs({k: v.to(device, non_blocking=True) for k, v in batch.items()}, states, stats, input)
-        n = len(inputs)
-        for u in units:
-            for position, preds in u.predict(inputs, autocast).items():
-                s = u.states[position]
-                for t in s.tasks:
-                    totals[id(s)][t.name] += float(t.loss_value(preds[t.name], inputs.targets[t.name])) * n
-                    for k, v in t.metric_sums(preds[t.name], inputs.targets[t.name], stats).items():
-                        sums[id(s)][t.name][k] = sums[id(s)][t.name].get(k, 0) + v.cpu()
-        count += n
+        rows = len(next(iter(batch.values())))
+        step = rows if chunk is None else max(1, chunk)
+        for start in range(0, rows, step):
+            part = {k: v[start:start + step].to(device, non_blocking=True) for k, v in batch.items()}
+            inputs = _Inputs(part, states, stats, input)
+            n = len(inputs)
+            for u in units:
+                for position, preds in u.predict(inputs, autocast).items():
+                    s = u.states[position]
+                    for t in s.tasks:
+                        totals[id(s)][t.name] += float(t.loss_value(preds[t.name], inputs.targets[t.name])) * n
+                        for k, v in t.metric_sums(preds[t.name], inputs.targets[t.name], stats).items():
+                            sums[id(s)][t.name][k] = sums[id(s)][t.name].get(k, 0) + v.cpu()
+            count += n
     for u in units:
         u.train(True)
     return {id(s): ({k: v / max(count, 1) for k, v in totals[id(s)].items()},
                     {t.name: t.metrics_from_sums(sums[id(s)][t.name]) for t in s.tasks}) for s in states if s.alive}
+
+
+def _eval_chunk(config, device: torch.device) -> int | None:
+    """Rows per evaluation forward: the training batch on a GPU (so that evaluation needs no more
+    memory than training), the whole evaluation batch on a CPU (whose results stay as they were)."""
+    return config.batch_size if device.type == "cuda" and config.eval_batch_size > config.batch_size else None
 
 
 def train_pass(states: list[_State], model_config, config, data, seed: int, device: torch.device, rank: int,
@@ -472,7 +504,7 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
             if s.probe is not None and s.alive:
                 s.probe.end_epoch()
         val = evaluate_units(units, data.val, states, stats, device, config.eval_batch_size, autocast, feed, config.input,
-                             _fields(states, data.val, config.input))
+                             _fields(states, data.val, config.input), chunk=_eval_chunk(config, device))
         records = {}
         for u in units:
             for position, s in enumerate(u.states):
@@ -490,7 +522,60 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
                     net = s.model if s.model is not None else _rebuild(s, model_config, seed, config, u.model_state(position))
                     save_model(net, s.member.model_path, seed)
     return evaluate_units(units, data.test, states, stats, device, config.eval_batch_size, autocast, feed, config.input,
-                          _fields(states, data.test, config.input))
+                          _fields(states, data.test, config.input), chunk=_eval_chunk(config, device))
+
+
+def _pass_or_split(group: list[_State], model_config, config, data, seed: int, device: torch.device, rank: int,
+                   size: int, first: int, on_epoch, fuse: bool, clock: _Clock, states: list[_State]) -> dict:
+    """`train_pass` of `group`; out of memory, the group split in two, each half trained on from
+    its members' checkpoints (or from the start), each warned about in one line; a network alone
+    out of memory raises `OutOfMemory`, one line naming predicted and actual memory. `states`
+    (the bundle's) has each retrained member's state replaced by its new one."""
+    try:
+        return train_pass(group, model_config, config, data, seed, device, rank, size, first, on_epoch, fuse)
+    except (RuntimeError, torch.OutOfMemoryError) as e:
+        if not out_of_memory(e) or isinstance(e, StackingFailed):
+            raise
+        words = _memory_words(group, model_config, config, data, device, fuse)
+        if len(group) == 1:
+            raise OutOfMemory(f"{group[0].member.spec.tasks} alone is out of memory on {device} ({words})") from e
+    # out of the except clause: its traceback's frames, and the tensors they held, are gone
+    for s in group:
+        s.model = None
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    half = (len(group) + 1) // 2
+    warnings.warn(f"{len(group)} networks out of memory on {device} ({words}): trained on as bundles of "
+                  f"{half} and {len(group) - half}", stacklevel=3)
+    tested = {}
+    for part in (group[:half], group[half:]):
+        fresh = [_start(s.member, model_config, config, data, seed, device, clock) for s in part]
+        for old, new in zip(part, fresh):
+            states[states.index(old)] = new
+        for start in sorted({s.first_epoch for s in fresh}):
+            tested.update(_pass_or_split([s for s in fresh if s.first_epoch == start], model_config, config, data,
+                                         seed, device, rank, size, start, on_epoch, fuse, clock, states))
+    return tested
+
+
+def _memory_words(group: list[_State], model_config, config, data, device: torch.device, fuse: bool) -> str:
+    """"predicted X GiB, Y GiB allocated at the peak" for an out-of-memory message."""
+    from raytaskaff.training import memory
+
+    try:
+        size = int(data.train.size)
+        networks = [memory.Network(tuple((t.out_channels, t.dense) for t in s.tasks), sum(t.inject_channels for t in s.inject),
+                                   alone=bool(s.member.probes) and config.probes is not None and len(s.tasks) > 1) for s in group]
+        precision = "bf16" if config.amp and device.type == "cuda" else "fp32"
+        bytes_ = memory.bundle_bytes(model_config, size, networks, config.batch_size, precision, fuse=fuse)[0]
+        predicted = f"predicted {bytes_ / memory.GIB:.2f} GiB"
+    except Exception as e:  # the message must still be said: a prediction that fails says why
+        predicted = f"no prediction: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    actual = (f"{torch.cuda.max_memory_allocated(device) / memory.GIB:.2f} GiB allocated at the peak of "
+              f"{torch.cuda.get_device_properties(device).total_memory / memory.GIB:.1f} GiB") if device.type == "cuda" \
+        else "the CPU allocator keeps no peak"
+    return f"{predicted}, {actual}"
 
 
 def _close_epoch(unit, position: int, s: _State, epoch: int, seen: int, running: dict, val_losses: dict, rank: int,
@@ -618,7 +703,8 @@ def train_bundle(members: list[Member], model_config, config, data, seed: int, o
     for first in sorted({s.first_epoch for s in states}):  # each resumed epoch trains in its own pass
         group = [s for s in states if s.first_epoch == first]
         try:
-            tested.update(train_pass(group, model_config, config, data, seed, device, rank, size, first, on_epoch, fuse))
+            tested.update(_pass_or_split(group, model_config, config, data, seed, device, rank, size, first, on_epoch,
+                                         fuse, clock, states))
         except StackingFailed as e:
             stacked = [s.member for s in group if s.training[0] == "fused"]
             where = describe_device(device)
