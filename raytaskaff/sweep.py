@@ -11,13 +11,14 @@ trained again.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from raytaskaff.config import SweepConfig, load_config
 from raytaskaff.errors import RaytaskaffError, one_line
-from raytaskaff.plan import Run, bundles, grouping_sources, most_group_runs, plan, summary
+from raytaskaff.estimate import (choose_bundles, eval_views, manifest_of, run_costs, train_views, trial_seconds, trial_slots,
+                                 wall_seconds)
+from raytaskaff.plan import Run, grouping_sources, most_group_runs, plan, summary
 from raytaskaff.names import longest_paths
 from raytaskaff.preflight import check_path_lengths, check_scorers
 from raytaskaff.settings import ConfigError
@@ -40,51 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _manifest(config: SweepConfig):
-    """The manifest of the sweep's shard dataset, or None (synthetic, or not readable yet)."""
-    if config.data.kind == "synthetic":
-        return None
-    from raytaskaff.data.shards import Manifest
-
-    try:
-        return Manifest.load(config.data.path)
-    except RaytaskaffError:
-        return None
-
-
-def _train_views(config: SweepConfig) -> tuple[int, int, str] | None:
-    """(training views, image size, where the count comes from) of the sweep's data, when known
-    without reading it: a synthetic dataset's train split is whole buildings, cut by the generator's
-    own `SynthConfig.splits` (not n times the train fraction); shards say theirs in the manifest."""
-    d = config.data
-    if d.kind == "synthetic":
-        from raytaskaff.data.synth import SynthConfig
-
-        # as pipeline.prepare_data renders it
-        synth = SynthConfig(n=d.n, size=d.size, seed=d.seed, split_fractions=d.splits)
-        per = synth.views_per_building
-        views = sum(min(per, d.n - i * per) for i, split in enumerate(synth.splits()) if split == "train")
-        return views, d.size, f"the train split of {d.n} synthetic views, whole buildings of {per}"
-    manifest = _manifest(config)
-    if manifest is None:
-        return None
-    return manifest.splits.get("train", {}).get("count", 0), manifest.size, f"the train split of {d.path}"
-
-
 def _check_dry_run(config: SweepConfig, views: int | None, size: int | None, devices: int | None) -> None:
     """--views, --size and --gpus: whole numbers of at least 1, and --views with --size where the
     dataset does not say its image size (or --size with --views where it does not say its views)."""
     for flag, value in (("--views", views), ("--size", size), ("--gpus", devices)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag}: a whole number of at least 1, got {value}")
-    if (views is None) != (size is None) and _train_views(config) is None:
+    if (views is None) != (size is None) and train_views(config) is None:
         given, missing = ("--views", "--size") if size is None else ("--size", "--views")
         raise ConfigError(f"{given} needs {missing}: {config.data.path} has no readable manifest to tell the "
                           f"{'image size' if size is None else 'training views'}")
-
-
-#: Task families with a dense decoder (the others have a pooled linear head).
-DENSE_FAMILIES = ("dense_regression", "dense_classes")
 
 
 def describe(config: SweepConfig, views: int | None = None, size: int | None = None, devices: int | None = None) -> str:
@@ -92,7 +58,7 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     which ones is known only after the scorers), resources, and an estimate of device-hours from
     measured throughput (`throughput.json`) for `views` training views of `size` px (default: the
     dataset's), with the wall-clock on `devices` GPUs (or CPU cores)."""
-    manifest = _manifest(config)
+    manifest = manifest_of(config)
     # the keys of a dry run are never stored: a dataset not yet converted gets a stand-in identity
     content = manifest.fingerprint if manifest else "not-yet-read"
     runs = plan(config, content)
@@ -111,11 +77,14 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     known = _views_known(config, views, size)
     px = known[1] if known else None
     lines += [f"resources per trial: {r.cpus_per_run} CPU, {r.gpus_per_run} GPU" + (f", {r.workers} Ray Train workers" if r.workers else ""),
-              _trials(config, runs, grouping, px, devices)]
+              _trials(config, runs, grouping, known, devices)]
+    trials, why = choose_bundles(config, runs, px, known[0] if known else None, devices)
+    if why:
+        lines.append(f"bundling: {why}")
     if r.gpus_per_run and r.bundle_limit > 1 and px:
         from raytaskaff.training.memory import describe_bundles
 
-        lines += describe_bundles(_bundles(config, runs, px, devices), config, px)
+        lines += describe_bundles(trials, config, px)
     lines.append(f"scorers: {', '.join(config.active_scorers)}")
     lines += [f"scorer {name} skipped: {why}" for name, why in config.skipped_scorers().items()]
     lines += _estimate(config, runs, grouping, known, devices)
@@ -125,7 +94,7 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
 
 def _views_known(config: SweepConfig, views: int | None, size: int | None) -> tuple[int, int, str] | None:
     """(training views, px, where the figures come from): the dataset's, overridden by what is given."""
-    known = _train_views(config)
+    known = train_views(config)
     if known is not None and views is not None:
         return views, size or known[1], "as given" if size else f"as given, at the dataset's {known[1]} px"
     if known is not None and size is not None:
@@ -149,16 +118,9 @@ def _estimate(config: SweepConfig, runs: list[Run], grouping: list[Run], known: 
     samples = count // batch * batch  # the training loop drops the last partial batch
     lines = [f"training views: {count} of {px} px ({where}); a run trains on {samples} of them an epoch "
              f"({count // batch} batches of {batch}, the last partial batch dropped)"]
-    table, kinds = throughput.load_table(), throughput.load_kind_factors()
-    network = config.model.build()
-    dense = {name: spec.family in DENSE_FAMILIES for name, spec in config.task_specs.items()}
-    evaluated = _eval_views(config, count)
-    epochs = config.training.epochs
-    # evaluation: a forward pass, a third of a training step's work per sample
-    forward = (evaluated[0] * epochs + evaluated[1]) * throughput.FORWARD_SHARE if evaluated else 0.0
-    costs = {run.key: _run_cost(run, table, kinds, kind, config, network, px, samples * epochs, forward, dense)
-             for run in runs + grouping}
-    if any(c is None for c in costs.values()):
+    evaluated = eval_views(config, count)
+    costs = run_costs(config, runs + grouping, px, count)
+    if costs is None:
         return lines + [f"estimated device-hours: none (nothing is measured on a {kind} device in raytaskaff/throughput.json; "
                         f"measure it with `python -m bench.training --device {kind} --model {config.model.preset} "
                         f"--size {px} --record`)"]
@@ -173,8 +135,8 @@ def _estimate(config: SweepConfig, runs: list[Run], grouping: list[Run], known: 
             notes.append(f"bundled: x{factor.factor:.2f} of one network after another, measured for "
                          f"{factor.networks} networks of {factor.model} at {factor.size} px on {factor.device}")
     seconds = {run_key: c[0] for run_key, c in costs.items()}
-    planned = _trial_seconds(_bundles(config, runs, px, devices), seconds, factor)
-    extra = _trial_seconds(_bundles(config, grouping, px, devices), seconds, factor)
+    planned = trial_seconds(_bundles(config, runs, known, devices), seconds, factor)
+    extra = trial_seconds(_bundles(config, grouping, known, devices), seconds, factor)
     total = f"{_hours(sum(planned))} {unit}"
     if grouping:
         total += f", up to {_hours(sum(planned) + sum(extra))} with the grouping runs"
@@ -182,51 +144,11 @@ def _estimate(config: SweepConfig, runs: list[Run], grouping: list[Run], known: 
     evaluation = (f", and {evaluated[0]} validation views an epoch and {evaluated[1]} test views once at "
                   f"{throughput.FORWARD_SHARE:.2f} of a training sample each" if evaluated
                   else ", evaluation not counted: the sizes of the validation and test splits are not known")
-    lines.append(f"estimated device-hours: {total} ({count} training views of {px} px x {epochs} epochs{evaluation}; "
+    lines.append(f"estimated device-hours: {total} ({count} training views of {px} px x {config.training.epochs} epochs{evaluation}; "
                  f"an STL run's rate measured on {', '.join(used)}" + (f"; {'; '.join(notes)}" if notes else "") + ")")
     if devices:
         lines.append(_wall_clock(planned, extra, devices, kind, r, throughput.trial_overhead(kind)))
     return lines
-
-
-def _eval_views(config: SweepConfig, train: int) -> tuple[int, int] | None:
-    """(validation, test) views of the sweep's data, scaled by `train` over the dataset's own
-    training views where those are given; None where the dataset does not tell them."""
-    d = config.data
-    if d.kind == "synthetic":
-        from raytaskaff.data.synth import SynthConfig
-
-        synth = SynthConfig(n=d.n, size=d.size, seed=d.seed, split_fractions=d.splits)
-        per = synth.views_per_building
-        counts: dict[str, int] = {}
-        for i, split in enumerate(synth.splits()):
-            counts[split] = counts.get(split, 0) + min(per, d.n - i * per)
-    else:
-        manifest = _manifest(config)
-        if manifest is None:
-            return None
-        counts = {name: split.get("count", 0) for name, split in manifest.splits.items()}
-    own = counts.get("train", 0)
-    scale = train / own if own else 1.0
-    return round(counts.get("val", 0) * scale), round(counts.get("test", 0) * scale)
-
-
-def _run_cost(run: Run, table, kinds, kind: str, config: SweepConfig, network, px: int, samples: int, forward: float,
-              dense: dict):
-    """(device-seconds, the STL rate used, the run's cost factor over its STL run's) of one run
-    (`samples` training samples, `forward` evaluation samples in training samples' work), or None
-    when nothing is measured on the device kind."""
-    from raytaskaff import throughput
-
-    heads = [dense[t] for t in run.tasks]
-    batch = config.training.batch_size
-    found = throughput.rate(table, kind, config.model.preset, px, 1, batch, network=network, dense=heads[:1])
-    if found is None:
-        return None
-    factor = throughput.kind_factor(kinds, table, kind, config.model.preset, px, len(run.tasks), len(run.inject), heads,
-                                    network, batch)
-    probes = throughput.PROBE_FACTOR if run.probes else 1.0
-    return (samples * probes + forward) / found.samples_per_second * factor.value, found, factor
 
 
 def _kinds_line(runs: list[Run], factors: dict) -> str:
@@ -246,53 +168,12 @@ def _kinds_line(runs: list[Run], factors: dict) -> str:
     return "cost of a run over an STL run's (per training sample): " + (", ".join(parts) if parts else "only STL runs")
 
 
-def _bundles(config: SweepConfig, runs: list[Run], px: int | None, devices: int | None):
-    """The runs' trials as the sweep bundles them: on GPUs sized to each trial's memory at `px`
-    (when known) and cut to at least as many trials as `devices` GPUs hold at once
-    (`training.memory.sized_bundles`)."""
-    r = config.resources
-    if not r.gpus_per_run or r.bundle_limit == 1:
-        return bundles(runs, r.bundle_limit)
-    slots = int(devices / min(r.gpus_per_run, 1.0)) if devices else None
-    if px is None:  # the image size is not known: not sized to memory
-        return bundles(runs, r.bundle_limit, slots=slots)
-    from raytaskaff.training.memory import sized_bundles
-
-    return sized_bundles(runs, config, px, slots)
-
-
-def _trial_seconds(bundled, seconds: dict[str, float], factor) -> list[float]:
-    """Device-seconds of each trial (a bundle's runs at the measured bundle factor)."""
-    out = []
-    for b in bundled:
-        total = sum(seconds[run.key] for run in b.runs)
-        out.append(total * factor.factor if factor is not None and len(b.runs) > 1 else total)
-    return out
-
-
-def trial_slots(devices: int, kind: str, cpus_per_run: float, gpus_per_run: float, max_concurrent: int | None,
-                trials: int) -> tuple[int, float]:
-    """(trials at once, the slowdown of each): on GPUs, 1 / gpus_per_run trials fit a GPU and the
-    trials at once spread over the GPUs, those sharing one each at that share of its speed (no gain
-    from packing is counted); on CPU cores, cores / cpus_per_run trials, each on its own cores at
-    the measured one-core rate times its cores (perfect scaling, a bound)."""
-    share = gpus_per_run if kind == "cuda" else max(cpus_per_run, 1.0)
-    slots = max(1, int(devices / share + 1e-9)) if share else devices
-    if max_concurrent:
-        slots = min(slots, max_concurrent)
-    running = max(1, min(slots, trials))
-    if kind == "cuda":
-        return running, float(math.ceil(running / devices))
-    return running, 1.0 / min(share, devices)
-
-
-def wall_seconds(trials: list[float], devices: int, kind: str, cpus_per_run: float, gpus_per_run: float,
-                 max_concurrent: int | None = None, overhead: float = 0.0) -> float:
-    """Wall-clock seconds of trials of `trials` device-seconds each: `trial_slots` trials at once,
-    each taking its device-seconds times its slowdown plus `overhead` (Tune's per-trial time),
-    placed longest first on the slot free first (`makespan`)."""
-    slots, slowdown = trial_slots(devices, kind, cpus_per_run, gpus_per_run, max_concurrent, len(trials))
-    return makespan([s * slowdown + overhead for s in trials], slots)
+def _bundles(config: SweepConfig, runs: list[Run], known: tuple[int, int, str] | None, devices: int | None):
+    """The runs' trials as the engine makes them (`estimate.choose_bundles`): on GPUs sized to
+    each trial's memory and cut to at least as many trials as `devices` GPUs hold at once, or one
+    network per trial where bundling would not be faster."""
+    views, px = (known[0], known[1]) if known else (None, None)
+    return choose_bundles(config, runs, px, views, devices)[0]
 
 
 def _wall_clock(planned: list[float], extra: list[float], devices: int, kind: str, r, overhead) -> str:
@@ -339,18 +220,6 @@ def _hours(seconds: float) -> str:
     return f"{hours:.2f}" if hours >= 0.01 or hours == 0 else f"{hours:.4f}"
 
 
-def makespan(seconds: list[float], devices: int) -> float:
-    """Wall-clock seconds of trials taking `seconds` each on `devices` devices, each trial placed,
-    longest first, on the device free first (LPT list scheduling: within 4/3 of the optimum, and
-    never below the longest trial or the total over the devices)."""
-    import heapq
-
-    free = [0.0] * devices
-    for s in sorted(seconds, reverse=True):
-        heapq.heapreplace(free, free[0] + s)
-    return max(free)
-
-
 def _grouping_line(config: SweepConfig, grouping) -> str:
     """What the grouping stage adds, in words."""
     sources = grouping_sources(config)
@@ -367,7 +236,8 @@ def _grouping_line(config: SweepConfig, grouping) -> str:
             f"(the estimate counts the largest possible groups, of {' and '.join(map(str, sizes))} tasks)")
 
 
-def _trials(config: SweepConfig, runs, grouping=(), px: int | None = None, devices: int | None = None) -> str:
+def _trials(config: SweepConfig, runs, grouping=(), known: tuple[int, int, str] | None = None,
+            devices: int | None = None) -> str:
     """How the runs are bundled into trials, in words."""
     r = config.resources
     more = ""
@@ -376,9 +246,11 @@ def _trials(config: SweepConfig, runs, grouping=(), px: int | None = None, devic
         if grouping:
             more = f", and up to {len(grouping)} for the grouping runs"
         return f"trials: {len(runs)}, one network each (resources.bundle: {r.bundle}{why})" + more
-    trials = _bundles(config, runs, px, devices)
+    trials = _bundles(config, runs, known, devices)
     if grouping:
-        more = f", and up to {len(_bundles(config, list(grouping), px, devices))} for the grouping runs"
+        more = f", and up to {len(_bundles(config, list(grouping), known, devices))} for the grouping runs"
+    if all(len(b.runs) == 1 for b in trials):
+        return f"trials: {len(trials)}, one network each (bundling would not be faster)" + more
     stacked = {"auto": "stacked on a GPU", True: "stacked", False: "not stacked"}[r.fuse]
     return (f"trials: {len(trials)} bundles of up to {max(len(b.runs) for b in trials)} networks "
             f"(resources.bundle: {r.bundle}, {stacked})" + more)

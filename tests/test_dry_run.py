@@ -210,3 +210,44 @@ def test_the_dry_run_says_where_each_kinds_cost_factor_comes_from(tmp_path, monk
     assert "pair x1.50 (the rates by task count measured on cpu x)" in line
     assert "all x3.00 (5 tasks, the rates by task count measured on cpu x)" in line
     assert "li x1.0" in line and "FLOPs model: nothing measured for small with label injection" in line
+
+
+@pytest.mark.parametrize("name, views, size, gpus", [("taskonomy-5", 700000, 256, 8), ("celeba-40", 162770, 64, 8),
+                                                     ("synthetic-10", 2000, 32, 1), ("synthetic-10", 2000, 32, 8)])
+def test_bundling_never_makes_the_wall_clock_worse(name, views, size, gpus):
+    """The trials the engine would make (`choose_bundles`) take no longer on `gpus` GPUs under the
+    cost model than one network per trial, whichever it picks; and where it picks bundles, they
+    are the memory-sized ones."""
+    from raytaskaff import throughput
+    from raytaskaff.estimate import choose_bundles, run_costs, sized, slots_of, trial_seconds, wall_seconds
+    from raytaskaff.plan import bundles
+
+    config = load_config(ROOT / "sweeps" / f"{name}.yaml")
+    runs = plan(config, "dry")
+    chosen, why = choose_bundles(config, runs, size, views, gpus)
+    seconds = {k: c[0] for k, c in run_costs(config, runs, size, views).items()}
+    r, overhead = config.resources, throughput.trial_overhead("cuda")
+
+    def wall(trials):
+        factor = throughput.bundle_factor("cuda", config.model.preset)
+        return wall_seconds(trial_seconds(trials, seconds, factor), gpus, "cuda", r.cpus_per_run, r.gpus_per_run,
+                            r.max_concurrent, overhead.seconds if overhead else 0.0)
+
+    alone = bundles(runs, 1)
+    assert wall(chosen) <= wall(alone) + 1e-9
+    assert sorted(k for b in chosen for k in (run.key for run in b.runs)) == sorted(run.key for run in runs)
+    if why:
+        assert all(len(b.runs) == 1 for b in chosen) and "one network per trial" in why
+    else:
+        assert [b.key for b in chosen] == [b.key for b in sized(config, runs, size, slots_of(config, gpus))]
+
+
+def test_the_flagship_trains_its_large_networks_one_per_trial():
+    """taskonomy-5 at Taskonomy's size: each network fills its share for hours, so the dry run
+    trains one per trial and says why, with both wall-clocks."""
+    text = describe(load_config(ROOT / "sweeps" / "taskonomy-5.yaml"), views=700000, size=256, devices=8)
+    assert "trials: 108, one network each (bundling would not be faster)" in text
+    found = re.search(r"bundling: one network per trial: bundled, the trials would take ([0-9.]+) h on 8 GPUs "
+                      r"against ([0-9.]+) h apart", text)
+    assert found and float(found[2]) < float(found[1])
+    assert re.search(rf"wall-clock on 8 GPUs: {found[2]} h", text)

@@ -14,7 +14,7 @@ import raytaskaff
 PURE_CORE = [
     "raytaskaff.atomic", "raytaskaff.config", "raytaskaff.errors", "raytaskaff.settings", "raytaskaff.plan",
     "raytaskaff.preflight", "raytaskaff.pipeline", "raytaskaff.store", "raytaskaff.throughput",
-    "raytaskaff.sweep", "raytaskaff.evaluate", "raytaskaff.group", "raytaskaff.names",
+    "raytaskaff.sweep", "raytaskaff.evaluate", "raytaskaff.group", "raytaskaff.names", "raytaskaff.estimate",
     "raytaskaff.data.domains", "raytaskaff.data.fields", "raytaskaff.data.shards", "raytaskaff.data.splits",
     "raytaskaff.data.synth", "raytaskaff.data.taskonomy", "raytaskaff.data.verify",
     "raytaskaff.evaluation.compare", "raytaskaff.evaluation.ground_truth", "raytaskaff.evaluation.learning",

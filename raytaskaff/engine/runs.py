@@ -389,21 +389,26 @@ def _without_tune_banner():
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
 
 
-def _sized(config: SweepConfig, runs: list[Run], size: int) -> list[Bundle]:
+def _sized(config: SweepConfig, runs: list[Run], size: int, views: int, say=print) -> list[Bundle]:
     """The runs' bundles, on GPUs sized to a trial's share of the cluster's GPU memory
     (`preflight.check_memory` first: a GPU memory that is not known, or a network that alone
-    does not fit, stops the sweep in one line) and at least as many as the GPUs hold at once."""
+    does not fit, stops the sweep in one line), at least as many as the GPUs hold at once, or one
+    network per trial where the cost model says bundling would not be faster
+    (`estimate.choose_bundles`, as the dry run decides)."""
     r = config.resources
     if not r.gpus_per_run or r.bundle_limit == 1:
         return bundles(runs, r.bundle_limit)
     from raytaskaff.engine.cluster import capacity
+    from raytaskaff.estimate import choose_bundles
     from raytaskaff.preflight import check_memory, gpu_memory
-    from raytaskaff.training.memory import sized_bundles
 
     cap = capacity()
     check_memory(config, cap, size)
-    gpus = sum(node.get("GPU", 0) for node in cap.nodes)
-    return sized_bundles(runs, config, size, int(gpus / min(r.gpus_per_run, 1.0)) or None, gpu_memory(config, cap))
+    gpus = int(sum(node.get("GPU", 0) for node in cap.nodes)) or None
+    chosen, why = choose_bundles(config, runs, size, views, gpus, gpu_memory(config, cap))
+    if why:
+        say(f"bundling: {why}")
+    return chosen
 
 
 def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared: SharedData, stats: dict,
@@ -417,7 +422,7 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
     pending = [r for r in runs if r.key not in set(execution.skipped)]
     if not pending:
         return execution
-    planned = _sized(config, pending, shared.size)
+    planned = _sized(config, pending, shared.size, sum(shared.shard_rows.get("train", ())), say)
     stopper = _StopWhenStoreFails()
     trainable = tune.with_parameters(_trial, shared=shared, stats=stats, sweep=config, store_uri=store.uri)
     own = {"CPU": config.resources.cpus_per_run, **({"GPU": config.resources.gpus_per_run} if config.resources.gpus_per_run else {})}

@@ -643,6 +643,6 @@ def describe_bundles(bundled, config, size: int) -> list[str]:
         where = f"of {budget / GIB:.1f} GiB allowed ({r.memory_fraction:g} of {min(r.gpus_per_run, 1.0):g} x " \
                 f"{r.gpu_memory_gb:g} GB)" if budget else "(resources.gpu_memory_gb not set: not sized to memory)"
         span = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
-        lines.append(f"memory per trial, {name} bundles: {len(kind)} trials of {span} networks, predicted peak {min(gib):.1f}-{max(gib):.1f} GiB at {size} px, batch "
+        lines.append(f"memory per trial, {name} bundles: {len(kind)} trials of {span} network{'' if span == '1' else 's'}, predicted peak {min(gib):.1f}-{max(gib):.1f} GiB at {size} px, batch "
                      f"{config.training.batch_size}, {precision_of(config)} {where}")
     return lines

@@ -117,7 +117,8 @@ def _sweep_config(tmp_path) -> Path:
     raw.update({"data": {"kind": "shards", "path": str(tmp_path / "data")}, "tasks": ["depth_zbuffer", "normal"],
                 "seeds": [0, 1], "scorers": {"td": raw["scorers"]["td"], "rsa": {"images": 16}}, "grouping": {"groups": []},
                 "training": {**raw["training"], "epochs": 6}, "retries": 3, "out": str(tmp_path / "out"),
-                "resources": {"cpus_per_run": 1, "gpus_per_run": 0.5, "scorer_actors": 1}})
+                "resources": {"cpus_per_run": 1, "gpus_per_run": 0.5, "scorer_actors": 1,
+                              "gpu_memory_gb": 16}})  # logical GPUs of no known type: their memory said
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
