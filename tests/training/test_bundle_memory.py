@@ -35,13 +35,35 @@ def _fused_units(splits):
     return units, states
 
 
+@pytest.fixture(scope="module")
+def splits_256(tmp_path_factory):
+    """16 views of 256 px, taskonomy-5's size."""
+    from raytaskaff.data.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("data") / "256"
+    generate(out, SynthConfig(n=40, size=256, seed=3, points_per_building=2, views_per_point=2))
+    return DataSplits(*(SplitData.open(out, s) for s in ("train", "val", "test")), stats=Manifest.load(out).stats)
+
+
+def test_chunked_validation_at_256_px_gives_the_unchunked_losses(splits_256):
+    """The flagship's size: a stacked bundle's validation in chunks of 3 and 5 rows against one
+    pass of the whole batch."""
+    assert len(splits_256.val) >= 6 and splits_256.val.size == 256
+    _chunked_equals_whole(splits_256, splits_256.val, 8, (3, 5))
+
+
 def test_chunked_validation_of_a_fused_bundle_gives_the_unchunked_losses(splits):
-    units, states = _fused_units(splits)
     split = splits.train  # the largest split: batches and chunks that do not divide it
+    _chunked_equals_whole(splits, split, 48, (7, 36))
+    assert all(len(split) % c and 48 % c for c in (7, 36)) and len(split) % 48  # chunks that divide neither batch nor split
+
+
+def _chunked_equals_whole(splits, split, batch: int, chunks: tuple[int, ...]) -> None:
+    units, states = _fused_units(splits)
     fields = bundle._fields(states, split, "rgb")
-    args = (units, split, states, splits.stats, torch.device("cpu"), 48, bundle._no_autocast, Feed(0, 0), "rgb", fields)
+    args = (units, split, states, splits.stats, torch.device("cpu"), batch, bundle._no_autocast, Feed(0, 0), "rgb", fields)
     whole = evaluate_units(*args)
-    for chunk in (7, 36):
+    for chunk in chunks:
         chunked = evaluate_units(*args, chunk=chunk)
         for s in states:
             for name, loss in whole[id(s)][0].items():
@@ -50,7 +72,6 @@ def test_chunked_validation_of_a_fused_bundle_gives_the_unchunked_losses(splits)
             for name, metrics in whole[id(s)][1].items():
                 for k, v in metrics.items():
                     assert chunked[id(s)][1][name][k] == pytest.approx(v, rel=1e-4, abs=1e-6), (chunk, name, k)
-    assert all(len(split) % c and 48 % c for c in (7, 36)) and len(split) % 48  # chunks that divide neither batch nor split
 
 
 def _oom_above(limit: int, monkeypatch, counter: list) -> None:
