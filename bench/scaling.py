@@ -79,15 +79,7 @@ def cpu_seconds(run, config: SweepConfig, views: int, size: int) -> float:
 
 def measure(config: SweepConfig) -> dict:
     """Run the sweep for real in a fresh output directory; its evaluation summary."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "sweep.yaml"
-        path.write_text(yaml.safe_dump({**to_dict(config), "out": f"{tmp}/out"}))
-        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        done = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(path)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"the {config.name} sweep failed: {done.stderr.strip().splitlines()[-1:]}")
-        return json.loads((Path(tmp) / "out" / "results" / "evaluation.json").read_text())
+    return run_measured(config)[0]
 
 
 def run_measured(config: SweepConfig) -> tuple[dict, "pd.DataFrame"]:
