@@ -26,6 +26,7 @@ from raytaskaff.data.shards import Manifest
 from raytaskaff.data.verify import verify_once
 from raytaskaff.errors import DataError
 from raytaskaff.evaluation import evaluate_all, gains_per_seed, ground_truth
+from raytaskaff.evaluation.frontier import default_draws, frontier
 from raytaskaff.evaluation.learning import learning, learning_clause, learning_warnings
 from raytaskaff.evaluation.tables import pair_table, seed_tables
 from raytaskaff.grouping import GroupingError
@@ -192,6 +193,7 @@ class Judged:
     truth: pd.DataFrame
     evaluation: dict
     learning: dict
+    stl_share: float | None = None  # the STL runs' share of the ground truth's cost (the frontier's)
 
     def truth_table(self) -> dict:
         return pair_table(self.truth, "gain")
@@ -212,7 +214,11 @@ def judge(config: SweepConfig, seeds: list[SeedRuns], scored: Scored, say=print)
     evaluation["headline"] = learning_clause(checked) + evaluation["headline"]
     for warning in evaluation["warnings"]:
         say(f"warning: {warning}")
-    return Judged(per_seed, truth, evaluation, checked)
+    stl = run_cost(r for s in seeds for r in s.stl.values())
+    everything = run_cost(r for s in seeds for r in [*s.stl.values(), *s.pairs.values()])
+    unit = fraction_unit(cost_dict(everything))
+    total = getattr(everything, unit)
+    return Judged(per_seed, truth, evaluation, checked, getattr(stl, unit) / total if total else None)
 
 
 def price(scored: Scored, seeds: list[SeedRuns]) -> dict:
@@ -308,6 +314,17 @@ def _run_row(run: Run, record: dict | None, trained_now: bool, error: str | None
     }
 
 
+def budget(config: SweepConfig, scored: Scored, judged: Judged) -> dict:
+    """evaluation.json's `frontier` (`evaluation.frontier`): every scorer raw, calibrated on k
+    trained pairs and combined, against the cost paid; after `price` (it reads the fractions)."""
+    ceiling = judged.evaluation.get("noise_ceiling") or {}
+    half, one = (ceiling.get("split_half") or {}).get("spearman"), (ceiling.get("single_seed") or {}).get("spearman")
+    truth = judged.truth_table()
+    return frontier(truth, scored.tables(), {n: c.get("fraction_of_ground_truth") for n, c in scored.costs.items()},
+                    judged.stl_share, half if half is not None else one,
+                    draws=default_draws(sum(math.isfinite(v) for v in truth.values()), config.bootstrap))
+
+
 def summarise(config: SweepConfig, scored: Scored, judged: Judged, truth_cost: dict, grouping: dict | None, runs: dict,
               versions: dict, stages: dict) -> dict:
     """evaluation.json: everything the sweep found, with its config, versions and stage times."""
@@ -317,6 +334,7 @@ def summarise(config: SweepConfig, scored: Scored, judged: Judged, truth_cost: d
         "headline": e["headline"], "warnings": e["warnings"],
         "scorers": e["scorers"], "noise_ceiling": e["noise_ceiling"], "comparisons": e["comparisons"],
         "stability": e["stability"], "reference": e["reference"], "learning": judged.learning, "scorer_errors": scored.errors,
+        "frontier": budget(config, scored, judged),
         "costs": {**scored.costs, "ground_truth": dict(truth_cost)},
         "runs": runs,
         "details": {name: s.details for name, s in scored.scores.items()}, "grouping": grouping,

@@ -37,6 +37,9 @@ import numpy as np
 PENALTIES = tuple(float(v) for v in np.logspace(-3, 4, 15))
 #: The share of the noise ceiling the headline asks for.
 TARGET_SHARE = 0.9
+#: Draws of the k trained pairs at each k: at most this many, fewer as the cells grow (a draw of
+#: 40 tasks' 1560 cells takes most of a second on one core).
+MAX_DRAWS, CELL_DRAWS = 100, 20000
 METRICS = ("spearman", "ranking_kendall", "hit_rate", "regret", "abs_error")
 
 
@@ -136,6 +139,8 @@ def held_out_levels(predicted: np.ndarray, truth: np.ndarray, held: np.ndarray) 
     `levels.evaluate_score` defines them on the same cells: Spearman over cells; per target the
     Kendall tau-b of partners (mean over targets where defined); best-partner hit rate over
     decidable targets and mean regret; and the mean absolute error of the predicted gains."""
+    if not held.any():
+        return dict.fromkeys(METRICS, math.nan)
     x, y = predicted[held], truth[held]
     # Kendall tau-b per row: sums over partner pairs of sign products, ties dropped from the norms
     pair = held[:, :, None] & held[:, None, :]
@@ -173,6 +178,12 @@ def as_matrices(truth: dict, tables: dict[str, dict]) -> tuple[list[str], np.nda
         return m
 
     return tasks, fill(truth), {name: fill(table) for name, table in tables.items()}
+
+
+def default_draws(cells: int, bootstrap: int) -> int:
+    """The draws a sweep makes: one per 20 bootstrap replicates it asks for (0: none, only the raw
+    scorers' points), at most MAX_DRAWS, and at most CELL_DRAWS / cells (at least 5)."""
+    return min(MAX_DRAWS, bootstrap // 20, max(5, CELL_DRAWS // max(cells, 1)))
 
 
 def k_grid(pairs: int, points: int = 12) -> list[int]:

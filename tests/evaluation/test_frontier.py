@@ -135,3 +135,27 @@ def test_k_grid():
     assert k_grid(10) == list(range(9))
     grid = k_grid(780)
     assert grid[0] == 0 and grid[-1] == 778 and len(grid) == 12
+
+
+def test_the_sweep_puts_the_frontier_in_its_evaluation():
+    """pipeline.budget: the scorers' fractions as priced, the STL share as judged, the split-half ceiling."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from raytaskaff.pipeline import Judged, Scored, budget
+    from raytaskaff.scorers.base import Cost, Score
+
+    truth, mono, _ = planted(0.2)
+    frame = pd.DataFrame([(t, p, g) for (t, p), g in truth.items()], columns=["target", "partner", "gain"])
+    scored = Scored(scores={"mono": Score("mono", pd.DataFrame([(t, p, v) for (t, p), v in mono.items()],
+                                                               columns=["target", "partner", "value"]), Cost())},
+                    costs={"mono": {"fraction_of_ground_truth": 0.05}})
+    ceiling = {"single_seed": {"spearman": 0.6}, "split_half": {"spearman": 0.8}}
+    judged = Judged(frame, frame, {"noise_ceiling": ceiling}, {}, stl_share=0.25)
+    result = budget(SimpleNamespace(bootstrap=200), scored, judged)
+    assert result["draws"] == 10 and result["ceiling"] == 0.8 and result["stl_share"] == 0.25
+    assert result["predictors"]["mono"]["points"][0]["cost"] == 0.05
+    point = result["predictors"]["mono (affine)"]["points"][1]
+    assert point["cost"] == pytest.approx(0.05 + 0.25 + 0.75 * point["k"] / 28)
+    assert budget(SimpleNamespace(bootstrap=0), scored, judged)["predictors"]["mono (affine)"]["points"] == []
