@@ -329,13 +329,16 @@ def frontier_headline(result: dict) -> str:
         return ("the ground truth's noise ceiling is unknown or not positive, so no share of it can be asked of a "
                 f"budgeted predictor{where}.")
     if found:
-        low, high = found["spearman_ci"]
-        trained = "no pair trained" if found["k"] == 0 else f"{found['k']} of {pairs} pairs trained"
-        return (f"the cheapest way to reach {share:.0%} of the noise ceiling (held-out Spearman {found['goal']:.2f} of "
-                f"{ceiling:.2f}) is {found['predictor']} with {trained}, at {cost(found['cost'])} "
-                f"(Spearman {found['spearman']:.2f}, 95% of draws in [{low:.2f}, {high:.2f}]).")
+        if found["k"] == 0:  # a raw scorer: judged on every cell, no draws
+            how, spread = "as it is, no pair trained", ""
+        else:
+            low, high = found["spearman_ci"]
+            how, spread = f"calibrated on {found['k']} of {pairs} trained pairs", f", 95% of draws in [{low:.2f}, {high:.2f}]"
+        return (f"the cheapest way to reach {share:.0%} of the noise ceiling (Spearman {found['goal']:.2f} of "
+                f"{ceiling:.2f}) is {found['predictor']} {how}, at {cost(found['cost'])} "
+                f"(Spearman {found['spearman']:.2f}{spread}).")
     best = _best_point(result["predictors"])
     tail = (f"; the highest is {best[0]} at {best[1]['spearman']:.2f} with {best[1]['k']} of {pairs} pairs trained, "
             f"{cost(best[1]['cost'])}" if best else "")
-    return (f"no predictor reaches {share:.0%} of the noise ceiling (held-out Spearman {share * ceiling:.2f} of {ceiling:.2f}) "
+    return (f"no predictor reaches {share:.0%} of the noise ceiling (Spearman {share * ceiling:.2f} of {ceiling:.2f}) "
             f"short of training every pair{tail}.")

@@ -159,3 +159,16 @@ def test_the_sweep_puts_the_frontier_in_its_evaluation():
     point = result["predictors"]["mono (affine)"]["points"][1]
     assert point["cost"] == pytest.approx(0.05 + 0.25 + 0.75 * point["k"] / 28)
     assert budget(SimpleNamespace(bootstrap=0), scored, judged)["predictors"]["mono (affine)"]["points"] == []
+
+
+def test_a_reversed_scorer_is_useless_raw_and_good_calibrated():
+    truth, mono, _ = planted(0.2, seed=2)
+    reversed_ = {k: -v for k, v in mono.items()}  # higher means less gain: the raw ranking runs backwards
+    result = frontier(truth, {"rev": reversed_}, {"rev": 0.05}, stl_share=0.2, ceiling=0.9, draws=20)
+    assert result["predictors"]["rev"]["points"][0]["spearman"] < -0.8
+    found = result["cheapest"]
+    assert found["predictor"] in ("rev (isotonic)", "rev (affine)") and found["k"] >= 1
+    first = min(p["k"] for p in result["predictors"][found["predictor"]]["points"] if p["spearman"] >= 0.81)
+    assert found["k"] == first and found["cost"] == pytest.approx(0.05 + 0.2 + 0.8 * first / 28)
+    assert result["headline"].startswith(f"the cheapest way to reach 90% of the noise ceiling (Spearman 0.81 of 0.90) is "
+                                         f"{found['predictor']} calibrated on {first} of 28 trained pairs")
