@@ -124,9 +124,9 @@ def test_report_rebuilds_from_results_alone(first_run, smoke, tmp_path):
     assert main([str(copy)]) == 0
     html = (copy / "report" / "index.html").read_text()
     for section in ("Noise ceiling", "Scorers against the ground truth", "Best partner per target", "Partner ranking per target",
-                    "Cost", "Groupings, trained", "Failed or missing", "Config"):
+                    "Cost", "Affinity on a budget", "Groupings, trained", "Failed or missing", "Config"):
         assert section in html, section
-    assert html.count("data:image/png;base64,") == 3 + len(smoke.scorers) and "src=''" not in html
+    assert html.count("data:image/png;base64,") == 4 + len(smoke.scorers) and "src=''" not in html
     assert main([str(tmp_path / "nothing")]) == 2
 
 
