@@ -33,7 +33,7 @@ from raytaskaff.grouping import GroupingError
 from raytaskaff.grouping.validation import affinity_choices, baseline_choices, best_choices, hoa_choices, mean_losses, realise
 from raytaskaff.plan import Run, group_runs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of
-from raytaskaff.scorers.base import ScorerError, cost_dict, fraction_unit, run_cost
+from raytaskaff.scorers.base import Cost, ScorerError, cost_dict, fraction_unit, run_cost
 from raytaskaff.settings import RunKind
 from raytaskaff.store import ResultStore
 
@@ -194,6 +194,7 @@ class Judged:
     evaluation: dict
     learning: dict
     stl_share: float | None = None  # the STL runs' share of the ground truth's cost (the frontier's)
+    combined_share: float | None = None  # every scorer's together, as a fraction of the ground truth's
 
     def truth_table(self) -> dict:
         return pair_table(self.truth, "gain")
@@ -214,11 +215,21 @@ def judge(config: SweepConfig, seeds: list[SeedRuns], scored: Scored, say=print)
     evaluation["headline"] = learning_clause(checked) + evaluation["headline"]
     for warning in evaluation["warnings"]:
         say(f"warning: {warning}")
-    stl = run_cost(r for s in seeds for r in s.stl.values())
     everything = run_cost(r for s in seeds for r in [*s.stl.values(), *s.pairs.values()])
     unit = fraction_unit(cost_dict(everything))
-    total = getattr(everything, unit)
-    return Judged(per_seed, truth, evaluation, checked, getattr(stl, unit) / total if total else None)
+    share = lambda cost: getattr(cost, unit) / getattr(everything, unit) if getattr(everything, unit) else None  # noqa: E731
+    return Judged(per_seed, truth, evaluation, checked, share(run_cost(r for s in seeds for r in s.stl.values())),
+                  share(combined_cost(config, seeds, scored)))
+
+
+def combined_cost(config: SweepConfig, seeds: list[SeedRuns], scored: Scored) -> Cost:
+    """What every scorer together costs (the frontier's combined predictor): each one's own compute
+    plus every run any of them reads, once (gs, gt and etap read one all-task run)."""
+    runs = {RunKind.STL: [r for s in seeds for r in s.stl.values()], RunKind.LI: [r for s in seeds for r in s.li.values()],
+            RunKind.PAIR: [r for s in seeds for r in s.pairs.values()], RunKind.ALL: [s.all_tasks for s in seeds if s.all_tasks]}
+    kinds = set().union(*(config.scorer(name).requirements(**config.scorer_options(name)).run_kinds() for name in scored.scores))
+    compute = sum((s.compute for s in scored.scores.values()), Cost())
+    return compute + run_cost(r for kind in kinds for r in runs.get(kind, []))
 
 
 def price(scored: Scored, seeds: list[SeedRuns]) -> dict:
@@ -321,7 +332,7 @@ def budget(config: SweepConfig, scored: Scored, judged: Judged) -> dict:
     half, one = (ceiling.get("split_half") or {}).get("spearman"), (ceiling.get("single_seed") or {}).get("spearman")
     truth = judged.truth_table()
     return frontier(truth, scored.tables(), {n: c.get("fraction_of_ground_truth") for n, c in scored.costs.items()},
-                    judged.stl_share, half if half is not None else one,
+                    judged.stl_share, half if half is not None else one, combined_cost=judged.combined_share,
                     draws=default_draws(sum(math.isfinite(v) for v in truth.values()), config.bootstrap))
 
 

@@ -17,8 +17,8 @@ to all but two pairs), fits every predictor on the trained cells and judges it o
 cells only (Spearman over cells; per target the Kendall tau-b of the partners' order, the best
 partner hit and its regret, as `levels` defines them; the mean absolute error of predicted gains),
 each as the mean over draws with a 95% percentile interval over draws. Cost, as a fraction of
-the ground truth's: the scorers' own fractions (the combined predictor: the sum of all, an upper
-bound as scorers share networks) plus, for k > 0, the STL runs' share and k/P of the pair runs'.
+the ground truth's: the scorers' own fractions (the combined predictor: all of theirs
+together, each network counted once, as the caller measures it; else their sum, an upper bound) plus, for k > 0, the STL runs' share and k/P of the pair runs'.
 STL runs a scorer needs anyway are then counted twice: the costs are upper bounds.
 
 Limits: the draws are random, not chosen where scorers are least certain; the held-out cells of a
@@ -208,13 +208,15 @@ def _point(k: int, cost: float | None, per_draw: dict[str, list[float]]) -> dict
 
 
 def frontier(truth: dict, tables: dict[str, dict], costs: dict[str, float | None] | None = None, stl_share: float | None = None,
-             ceiling: float | None = None, draws: int = 100, seed: int = 0, points: int = 12) -> dict:
+             ceiling: float | None = None, combined_cost: float | None = None, draws: int = 100, seed: int = 0,
+             points: int = 12) -> dict:
     """The cost-accuracy frontier of every scorer, raw and calibrated, and of all combined.
 
     truth: {(target, partner): seed-mean gain}; tables: {scorer: {(target, partner): value}};
     costs: {scorer: fraction of the ground truth's cost} (None: unknown); stl_share: the STL runs'
     share of the ground truth's cost (None: their share of its networks); ceiling: the Spearman
-    the ground truth reaches against itself (the headline's yardstick). Returns pairs, cells, ks,
+    the ground truth reaches against itself (the headline's yardstick); combined_cost: every
+    scorer's together (None: the sum of their fractions, an upper bound). Returns pairs, cells, ks,
     draws, stl_share, ceiling, predictors ({name: {kind, scorers, points: [{k, cost, draws, each
     of METRICS and its _ci}]}}), ground_truth and headline (the keys of evaluation.json's
     `frontier`)."""
@@ -227,7 +229,8 @@ def frontier(truth: dict, tables: dict[str, dict], costs: dict[str, float | None
     truth_share = lambda k: 0.0 if k == 0 else share + (1.0 - share) * k / len(pairs)  # noqa: E731
     names = sorted(values)
     known_costs = [costs.get(name) for name in names]
-    combined_cost = sum(known_costs) if names and all(c is not None for c in known_costs) else None
+    if combined_cost is None and names and all(c is not None for c in known_costs):
+        combined_cost = sum(known_costs)
     plus = lambda base, k: None if base is None else base + truth_share(k)  # noqa: E731
     predictors: dict[str, dict] = {}
     for name in names:  # the raw scorers: one point each, on every known cell
@@ -265,7 +268,7 @@ def frontier(truth: dict, tables: dict[str, dict], costs: dict[str, float | None
     for label, (kind, used) in fitted.items():
         predictors[label] = {"kind": kind, "scorers": used, "points": curves[label]}
     out = {"pairs": len(pairs), "cells": int(known.sum()), "ks": ks, "draws": draws, "seed": seed, "stl_share": share,
-           "ceiling": ceiling, "target_share": TARGET_SHARE, "predictors": predictors,
+           "combined_cost": combined_cost, "ceiling": ceiling, "target_share": TARGET_SHARE, "predictors": predictors,
            "ground_truth": {"k": len(pairs), "cost": 1.0, "spearman": ceiling}}
     out["cheapest"] = cheapest(predictors, ceiling)
     out["headline"] = frontier_headline(out)

@@ -303,8 +303,8 @@ def _frontier_section(frontier: dict) -> Section:
                      "-" if hits is None else f"{hits:.0%}", fmt(levels.get("regret")), fmt(levels.get("abs_error"))])
     note = (f"{frontier['headline'][0].upper()}{frontier['headline'][1:]} Each cell: the Spearman correlation with the ground "
             "truth on the cells of the pairs not trained (mean over draws of the k trained pairs, 95% of draws in brackets) "
-            "at the cost paid, a fraction of the exhaustive ground truth's: the scorers' own (the combined predictor: their "
-            "sum) plus, for k > 0, the STL runs and k of the pair runs, so an upper bound where scorers share networks. Raw: "
+            "at the cost paid, a fraction of the exhaustive ground truth's: the scorers' own (the combined predictor: all "
+            "of theirs, each network once) plus, for k > 0, the STL runs and k of the pair runs, an upper bound where a scorer reads the STL networks. Raw: "
             "the scorer as it is, on every cell; isotonic and affine: a monotone or linear map from the scorer to gains "
             "fitted on the trained cells; combined: ridge over every scorer, its penalty by leave-one-out. Partner ranking "
             f"(Kendall per target), hits, regret and |error| (mean absolute error of predicted gains, gain points) on the "

@@ -63,6 +63,8 @@ def test_every_output(first_run, smoke):
     assert frontier["pairs"] == 3 and frontier["ks"] == [0, 1] and frontier["draws"] == 10
     assert frontier["stl_share"] == pytest.approx(runs[runs.kind == "stl"].cpu_seconds.sum() / costs.loc["ground_truth", "cpu_seconds"])
     assert frontier["predictors"]["li"]["points"][0]["cost"] == pytest.approx(costs.loc["li", "fraction_of_ground_truth"])
+    fractions = costs.loc[list(smoke.scorers), "fraction_of_ground_truth"]
+    assert fractions.max() <= frontier["combined_cost"] < fractions.sum()  # the networks scorers share, counted once
     assert "Affinity on a budget" in html
 
 
