@@ -9,6 +9,8 @@ buys, on the sweep's own ground truth, for every scorer and for all of them comb
 - `isotonic`: least-squares monotone map (pool-adjacent-violators), increasing or decreasing,
   whichever fits the trained cells better, interpolated linearly between the trained values;
 - `affine`: least-squares line;
+- `spline`: ETAP's form, a cubic B-spline map fitted by ridge (its penalty by leave-one-out), which
+  may bend where the others cannot; ETAP's residual model over group features is not built;
 - `combined`: ridge regression of the gains on every scorer's standardised values, its penalty
   chosen by exact leave-one-out error on the trained cells (`ridge_loo`).
 
@@ -17,8 +19,9 @@ to all but two pairs), fits every predictor on the trained cells and judges it o
 cells only (Spearman over cells; per target the Kendall tau-b of the partners' order, the best
 partner hit and its regret, as `levels` defines them; the mean absolute error of predicted gains),
 each as the mean over draws with a 95% percentile interval over draws. Cost, as a fraction of
-the ground truth's: the scorers' own fractions (the combined predictor: all of theirs
-together, each network counted once, as the caller measures it; else their sum, an upper bound) plus, for k > 0, the STL runs' share and k/P of the pair runs'.
+the ground truth's: the scorers' own fractions (the combined predictor: all of theirs together,
+each network counted once, as the caller measures it; else their sum, an upper bound) plus, for
+k > 0, the STL runs' share and k/P of the pair runs'.
 STL runs a scorer needs anyway are then counted twice: the costs are upper bounds.
 
 Limits: the draws are random, not chosen where scorers are least certain; the held-out cells of a
@@ -40,6 +43,8 @@ TARGET_SHARE = 0.9
 #: Draws of the k trained pairs at each k: at most this many, fewer as the cells grow (a draw of
 #: 40 tasks' 1560 cells takes most of a second on one core).
 MAX_DRAWS, CELL_DRAWS = 100, 20000
+#: The maps that calibrate one scorer: monotone, linear, and ETAP's spline fitted by ridge.
+MAPS = ("isotonic", "affine", "spline")
 METRICS = ("spearman", "ranking_kendall", "hit_rate", "regret", "abs_error")
 
 
@@ -112,6 +117,25 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, penalties=PENALTIES) -> tuple[Callab
     coef, errors = ridge_loo((x - mean) / sd, y, penalties)
     best = int(np.argmin(errors))
     return (lambda values: y.mean() + ((np.asarray(values, dtype=float) - mean) / sd) @ coef[best]), float(penalties[best])
+
+
+def fit_spline(x: np.ndarray, y: np.ndarray, penalties=PENALTIES) -> Callable[[np.ndarray], np.ndarray]:
+    """ETAP's calibration form: a cubic B-spline map of x to y (interior knots at the quantiles of
+    x, one per four values up to three), its coefficients fitted by ridge with the penalty of lowest
+    leave-one-out error (`fit_ridge`), so it may bend where isotonic and affine maps cannot (a
+    scorer whose relation to the gains is not monotone). Constant beyond the trained x; the mean
+    of y when x is constant."""
+    from scipy.interpolate import BSpline
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    low, high = float(x.min()), float(x.max())
+    if high == low:
+        return lambda values: np.full(np.shape(values), y.mean())
+    inner = np.quantile(x, np.linspace(0, 1, min(3, len(x) // 4) + 2)[1:-1])
+    knots = np.r_[[low] * 4, np.unique(inner[(inner > low) & (inner < high)]), [high] * 4]
+    basis = lambda values: BSpline.design_matrix(np.clip(np.asarray(values, dtype=float), low, high), knots, 3).toarray()  # noqa: E731
+    predict = fit_ridge(basis(x), y, penalties)[0]
+    return lambda values: predict(basis(values)) if np.size(values) else np.zeros(0)
 
 
 # --- the levels on held-out cells, on matrices ----------------------------------------------------
@@ -209,14 +233,15 @@ def _point(k: int, cost: float | None, per_draw: dict[str, list[float]]) -> dict
 
 def frontier(truth: dict, tables: dict[str, dict], costs: dict[str, float | None] | None = None, stl_share: float | None = None,
              ceiling: float | None = None, combined_cost: float | None = None, draws: int = 100, seed: int = 0,
-             points: int = 12) -> dict:
+             points: int = 12, maps: tuple[str, ...] = MAPS) -> dict:
     """The cost-accuracy frontier of every scorer, raw and calibrated, and of all combined.
 
     truth: {(target, partner): seed-mean gain}; tables: {scorer: {(target, partner): value}};
     costs: {scorer: fraction of the ground truth's cost} (None: unknown); stl_share: the STL runs'
     share of the ground truth's cost (None: their share of its networks); ceiling: the Spearman
     the ground truth reaches against itself (the headline's yardstick); combined_cost: every
-    scorer's together (None: the sum of their fractions, an upper bound). Returns pairs, cells, ks,
+    scorer's together (None: the sum of their fractions, an upper bound); maps: which of MAPS
+    calibrate each scorer. Returns pairs, cells, ks,
     draws, stl_share, ceiling, predictors ({name: {kind, scorers, points: [{k, cost, draws, each
     of METRICS and its _ci}]}}), ground_truth and headline (the keys of evaluation.json's
     `frontier`)."""
@@ -239,7 +264,7 @@ def frontier(truth: dict, tables: dict[str, dict], costs: dict[str, float | None
         predictors[name] = {"kind": "raw", "scorers": [name], "points": [_point(0, costs.get(name), {m: [v] for m, v in result.items()})]}
     ks = k_grid(len(pairs), points)
     rng = np.random.default_rng(seed)
-    fitted = {f"{name} ({kind})": (kind, [name]) for name in names for kind in ("isotonic", "affine")}
+    fitted = {f"{name} ({kind})": (kind, [name]) for name in names for kind in maps}
     if len(names) > 1:
         fitted["combined (ridge)"] = ("ridge", names)
     curves: dict[str, list[dict]] = {label: [] for label in fitted}
@@ -294,7 +319,7 @@ def _predict(kind: str, used: list[str], values: dict, trained: np.ndarray, held
     covered = np.isfinite(x_train)
     if covered.sum() < 2:
         return None
-    fit = (fit_isotonic if kind == "isotonic" else fit_affine)(x_train[covered], y[covered])
+    fit = {"isotonic": fit_isotonic, "affine": fit_affine, "spline": fit_spline}[kind](x_train[covered], y[covered])
     out[held] = np.where(np.isfinite(x_held), fit(np.nan_to_num(x_held)), y.mean())
     return out
 

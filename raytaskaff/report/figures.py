@@ -441,7 +441,7 @@ def frontier_figure(frontier: dict):
     """The cost-accuracy frontier (evaluation.json's `frontier`): held-out Spearman with the ground
     truth (mean over draws of the trained pairs) against the cost paid as a fraction of the ground
     truth's. Each raw scorer a point, each calibrated scorer a curve in the scorer's colour
-    (isotonic solid, affine dashed), the combined predictor a thick black curve with its 95% band
+    (isotonic solid, affine dashed, spline dotted), the combined predictor a thick black curve with its 95% band
     over draws, the exhaustive ground truth a star at cost 1 on the noise ceiling, and the ceiling
     (and the share of it the headline asks for) as horizontal lines. Returns the figure."""
     predictors, ceiling = frontier["predictors"], frontier.get("ceiling")
@@ -462,7 +462,7 @@ def frontier_figure(frontier: dict):
                             color="black", alpha=0.12, linewidth=0, label="combined: 95% of draws")
         else:
             scorer = e["scorers"][0]
-            ax.plot(x, y, "-" if e["kind"] == "isotonic" else "--", color=colours.get(scorer, "grey"), linewidth=1.1,
+            ax.plot(x, y, {"isotonic": "-", "affine": "--"}.get(e["kind"], ":"), color=colours.get(scorer, "grey"), linewidth=1.1,
                     alpha=0.85, label=name)
     if ceiling is not None:
         ax.axhline(ceiling, color="black", linestyle=":", linewidth=1, label=f"noise ceiling {ceiling:.2f}")

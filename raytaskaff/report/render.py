@@ -304,12 +304,13 @@ def _frontier_section(frontier: dict) -> Section:
     note = (f"{frontier['headline'][0].upper()}{frontier['headline'][1:]} Each cell: the Spearman correlation with the ground "
             "truth on the cells of the pairs not trained (mean over draws of the k trained pairs, 95% of draws in brackets) "
             "at the cost paid, a fraction of the exhaustive ground truth's: the scorers' own (the combined predictor: all "
-            "of theirs, each network once) plus, for k > 0, the STL runs and k of the pair runs, an upper bound where a scorer reads the STL networks. Raw: "
-            "the scorer as it is, on every cell; isotonic and affine: a monotone or linear map from the scorer to gains "
-            "fitted on the trained cells; combined: ridge over every scorer, its penalty by leave-one-out. Partner ranking "
-            f"(Kendall per target), hits, regret and |error| (mean absolute error of predicted gains, gain points) on the "
-            f"held-out cells at k = {middle if middle is not None else '-'} (raw: k = 0). {frontier['pairs']} pairs, "
-            f"{frontier['draws']} draws per k.")
+            "of theirs, each network once) plus, for k > 0, the STL runs and k of the pair runs, an upper bound where a "
+            "scorer reads the STL networks. Raw: the scorer as it is, on every cell; isotonic, affine and spline: a "
+            "monotone, linear or B-spline (ETAP's form, fitted by ridge) map from the scorer to gains fitted on the trained "
+            "cells; combined: ridge over every scorer, its penalty by leave-one-out. Partner ranking (Kendall per target), "
+            "hits, regret and |error| (mean absolute error of predicted gains, gain points) on the held-out cells at "
+            f"k = {middle if middle is not None else '-'} (raw: k = 0). {frontier['pairs']} pairs, {frontier['draws']} "
+            "draws per k.")
     header = ["predictor", "k = 0 (raw)", *(f"k = {k}" for k in shown), "partner ranking", "hits", "regret", "|error|"]
     return Section("Affinity on a budget", header, rows, note)
 
@@ -389,7 +390,7 @@ def _frontier_figure(frontier: dict | None) -> list[Block]:
     if not frontier:
         return []
     caption = ("Held-out Spearman against the cost paid (table \"Affinity on a budget\"): points, the raw scorers; thin "
-               "curves, each scorer calibrated on k trained pairs (solid isotonic, dashed affine); thick, every scorer "
+               "curves, each scorer calibrated on k trained pairs (solid isotonic, dashed affine, dotted spline); thick, every scorer "
                "combined, its band 95% of draws; the star, the exhaustive ground truth at cost 1 on its noise ceiling.")
     return [Heading("Affinity on a budget: cost against accuracy"), Paragraph(caption, "note"),
             Image("frontier plot", frontier_plot(frontier))]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from raytaskaff.evaluation.frontier import (fit_affine, fit_isotonic, fit_ridge, frontier, held_out_levels, k_grid, pav, ranks,
+from raytaskaff.evaluation.frontier import (fit_affine, fit_isotonic, fit_ridge, fit_spline, frontier, held_out_levels, k_grid, pav, ranks,
                                             ridge_loo)
 from raytaskaff.evaluation.levels import best_partners, partner_ranking
 
@@ -102,7 +102,7 @@ def test_calibration_recovers_a_noisy_monotone_scorer():
     level = stats.spearmanr(list(mono.values()), list(truth.values())).statistic  # the planted level, about 0.9
     result = frontier(truth, {"mono": mono, "noise": noise}, {"mono": 0.1, "noise": 0.0}, stl_share=0.2, ceiling=0.95, draws=30)
     assert result["pairs"] == 28 and result["cells"] == 56
-    for name in ("mono (isotonic)", "mono (affine)", "combined (ridge)"):
+    for name in ("mono (isotonic)", "mono (affine)", "mono (spline)", "combined (ridge)"):
         late = [p for p in result["predictors"][name]["points"] if p["k"] >= 10]
         assert late and all(abs(p["spearman"] - level) < 0.1 for p in late), (name, level, late)
     # the affine map of an exponential misses gains that isotonic gets right
@@ -119,7 +119,7 @@ def test_calibration_recovers_a_noisy_monotone_scorer():
 def test_pure_noise_stays_at_the_random_baseline():
     truth, _, noise = planted(0.0, seed=1)
     result = frontier(truth, {"noise": noise}, {"noise": 0.01}, ceiling=0.9, draws=40)
-    for name in ("noise (isotonic)", "noise (affine)"):
+    for name in ("noise (isotonic)", "noise (affine)", "noise (spline)"):
         points = result["predictors"][name]["points"]
         assert len(points) == len(result["ks"]) - 1  # every k > 0
         for p in points:
@@ -172,3 +172,25 @@ def test_a_reversed_scorer_is_useless_raw_and_good_calibrated():
     assert found["k"] == first and found["cost"] == pytest.approx(0.05 + 0.2 + 0.8 * first / 28)
     assert result["headline"].startswith(f"the cheapest way to reach 90% of the noise ceiling (Spearman 0.81 of 0.90) is "
                                          f"{found['predictor']} calibrated on {first} of 28 trained pairs")
+
+
+def test_the_spline_map_bends_where_monotone_maps_cannot():
+    """A scorer that peaks at the middle gains (|truth| planted): no monotone or linear map ranks
+    the held-out cells, the spline does."""
+    rng = np.random.default_rng(4)
+    truth = {k: float(rng.normal(scale=3.0)) for k in itertools.permutations(TASKS, 2)}
+    folded = {k: -abs(v) + float(rng.normal(scale=0.2)) for k, v in truth.items()}  # gain = -|...|: not monotone in the truth
+    gains = {k: -abs(v) for k, v in truth.items()}
+    signed = {k: v for k, v in truth.items()}
+    result = frontier(gains, {"signed": signed, "folded": folded}, draws=15, maps=("isotonic", "affine", "spline"))
+    late = lambda name: result["predictors"][name]["points"][-3]["spearman"]  # noqa: E731
+    assert late("signed (spline)") > 0.8 and late("signed (isotonic)") < 0.5 and late("signed (affine)") < 0.5
+    assert late("folded (isotonic)") > 0.8  # a monotone scorer needs no bend
+
+
+def test_spline_map_reproduces_a_cubic_and_is_flat_beyond_the_data():
+    x = np.linspace(-2, 2, 40)
+    fit = fit_spline(x, x ** 3 - x)
+    np.testing.assert_allclose(fit(np.array([-1.5, 0.3, 1.0])), [-1.875, -0.273, 0.0], atol=0.05)
+    np.testing.assert_allclose(fit(np.array([5.0])), fit(np.array([2.0])))
+    np.testing.assert_allclose(fit_spline(np.ones(4), np.arange(4.0))(np.zeros(2)), [1.5, 1.5])
