@@ -26,13 +26,14 @@ from raytaskaff.data.shards import Manifest
 from raytaskaff.data.verify import verify_once
 from raytaskaff.errors import DataError
 from raytaskaff.evaluation import evaluate_all, gains_per_seed, ground_truth
+from raytaskaff.evaluation.frontier import default_draws, frontier
 from raytaskaff.evaluation.learning import learning, learning_clause, learning_warnings
 from raytaskaff.evaluation.tables import pair_table, seed_tables
 from raytaskaff.grouping import GroupingError
 from raytaskaff.grouping.validation import affinity_choices, baseline_choices, best_choices, hoa_choices, mean_losses, realise
 from raytaskaff.plan import Run, group_runs
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of
-from raytaskaff.scorers.base import ScorerError, cost_dict, fraction_unit, run_cost
+from raytaskaff.scorers.base import Cost, ScorerError, cost_dict, fraction_unit, run_cost
 from raytaskaff.settings import RunKind
 from raytaskaff.store import ResultStore
 
@@ -192,6 +193,8 @@ class Judged:
     truth: pd.DataFrame
     evaluation: dict
     learning: dict
+    stl_share: float | None = None  # the STL runs' share of the ground truth's cost (the frontier's)
+    combined_share: float | None = None  # every scorer's together, as a fraction of the ground truth's
 
     def truth_table(self) -> dict:
         return pair_table(self.truth, "gain")
@@ -212,7 +215,21 @@ def judge(config: SweepConfig, seeds: list[SeedRuns], scored: Scored, say=print)
     evaluation["headline"] = learning_clause(checked) + evaluation["headline"]
     for line in terminal_warnings(evaluation["warnings"], Path(config.out) / "report" / "report.md"):
         say(line)
-    return Judged(per_seed, truth, evaluation, checked)
+    everything = run_cost(r for s in seeds for r in [*s.stl.values(), *s.pairs.values()])
+    unit = fraction_unit(cost_dict(everything))
+    share = lambda cost: getattr(cost, unit) / getattr(everything, unit) if getattr(everything, unit) else None  # noqa: E731
+    return Judged(per_seed, truth, evaluation, checked, share(run_cost(r for s in seeds for r in s.stl.values())),
+                  share(combined_cost(config, seeds, scored)))
+
+
+def combined_cost(config: SweepConfig, seeds: list[SeedRuns], scored: Scored) -> Cost:
+    """What every scorer together costs (the frontier's combined predictor): each one's own compute
+    plus every run any of them reads, once (gs, gt and etap read one all-task run)."""
+    runs = {RunKind.STL: [r for s in seeds for r in s.stl.values()], RunKind.LI: [r for s in seeds for r in s.li.values()],
+            RunKind.PAIR: [r for s in seeds for r in s.pairs.values()], RunKind.ALL: [s.all_tasks for s in seeds if s.all_tasks]}
+    kinds = set().union(*(config.scorer(name).requirements(**config.scorer_options(name)).run_kinds() for name in scored.scores))
+    compute = sum((s.compute for s in scored.scores.values()), Cost())
+    return compute + run_cost(r for kind in kinds for r in runs.get(kind, []))
 
 
 #: Most warnings a sweep prints on the terminal; the report lists them all.
@@ -322,6 +339,17 @@ def _run_row(run: Run, record: dict | None, trained_now: bool, error: str | None
     }
 
 
+def budget(config: SweepConfig, scored: Scored, judged: Judged) -> dict:
+    """evaluation.json's `frontier` (`evaluation.frontier`): every scorer raw, calibrated on k
+    trained pairs and combined, against the cost paid; after `price` (it reads the fractions)."""
+    ceiling = judged.evaluation.get("noise_ceiling") or {}
+    half, one = (ceiling.get("split_half") or {}).get("spearman"), (ceiling.get("single_seed") or {}).get("spearman")
+    truth = judged.truth_table()
+    return frontier(truth, scored.tables(), {n: c.get("fraction_of_ground_truth") for n, c in scored.costs.items()},
+                    judged.stl_share, half if half is not None else one, combined_cost=judged.combined_share,
+                    draws=default_draws(sum(math.isfinite(v) for v in truth.values()), config.bootstrap))
+
+
 def summarise(config: SweepConfig, scored: Scored, judged: Judged, truth_cost: dict, grouping: dict | None, runs: dict,
               versions: dict, stages: dict) -> dict:
     """evaluation.json: everything the sweep found, with its config, versions and stage times."""
@@ -331,6 +359,7 @@ def summarise(config: SweepConfig, scored: Scored, judged: Judged, truth_cost: d
         "headline": e["headline"], "warnings": e["warnings"],
         "scorers": e["scorers"], "noise_ceiling": e["noise_ceiling"], "comparisons": e["comparisons"],
         "stability": e["stability"], "reference": e["reference"], "learning": judged.learning, "scorer_errors": scored.errors,
+        "frontier": budget(config, scored, judged),
         "costs": {**scored.costs, "ground_truth": dict(truth_cost)},
         "runs": runs,
         "details": {name: s.details for name, s in scored.scores.items()}, "grouping": grouping,

@@ -435,3 +435,49 @@ def grouping_plot(rows: list[dict]) -> str:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
     return _png(fig)
 
+
+
+def frontier_figure(frontier: dict):
+    """The cost-accuracy frontier (evaluation.json's `frontier`): held-out Spearman with the ground
+    truth (mean over draws of the trained pairs) against the cost paid as a fraction of the ground
+    truth's. Each raw scorer a point, each calibrated scorer a curve in the scorer's colour
+    (isotonic solid, affine dashed, spline dotted), the combined predictor a thick black curve with its 95% band
+    over draws, the exhaustive ground truth a star at cost 1 on the noise ceiling, and the ceiling
+    (and the share of it the headline asks for) as horizontal lines. Returns the figure."""
+    predictors, ceiling = frontier["predictors"], frontier.get("ceiling")
+    scorers = [name for name, e in predictors.items() if e["kind"] == "raw"]
+    colours = {name: f"C{i % 10}" for i, name in enumerate(scorers)}
+    fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=110)
+    for name, e in predictors.items():
+        points = [p for p in e["points"] if p.get("cost") is not None and p.get("spearman") is not None]
+        if not points:
+            continue
+        x, y = [p["cost"] for p in points], [p["spearman"] for p in points]
+        if e["kind"] == "raw":
+            ax.plot(x, y, "o", color=colours[name], markersize=6, label=f"{name} (raw)", zorder=3)
+        elif e["kind"] == "ridge":
+            ax.plot(x, y, "-", color="black", linewidth=2.2, label=name, zorder=4)
+            band = [p for p in points if p.get("spearman_ci")]
+            ax.fill_between([p["cost"] for p in band], [p["spearman_ci"][0] for p in band], [p["spearman_ci"][1] for p in band],
+                            color="black", alpha=0.12, linewidth=0, label="combined: 95% of draws")
+        else:
+            scorer = e["scorers"][0]
+            ax.plot(x, y, {"isotonic": "-", "affine": "--"}.get(e["kind"], ":"), color=colours.get(scorer, "grey"), linewidth=1.1,
+                    alpha=0.85, label=name)
+    if ceiling is not None:
+        ax.axhline(ceiling, color="black", linestyle=":", linewidth=1, label=f"noise ceiling {ceiling:.2f}")
+        ax.axhline(frontier["target_share"] * ceiling, color="grey", linestyle=":", linewidth=0.8,
+                   label=f"{frontier['target_share']:.0%} of the ceiling")
+        ax.plot([1.0], [ceiling], "*", color="black", markersize=12, label="ground truth, every pair", zorder=5)
+    ax.axhline(0.0, color="grey", linewidth=0.5)
+    ax.axvline(1.0, color="grey", linewidth=0.5, linestyle="--")
+    ax.set_xlabel("cost paid, fraction of the exhaustive ground truth's")
+    ax.set_ylabel("Spearman with the ground truth,\non the untrained pairs")
+    ax.set_title(f"{frontier['pairs']} pairs; k trained pairs drawn {frontier['draws']} times per k", fontsize=9)
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncols=1 + len(predictors) // 18)
+    return fig
+
+
+def frontier_plot(frontier: dict) -> str:
+    """`frontier_figure` as base64 PNG."""
+    return _png(frontier_figure(frontier))

@@ -18,7 +18,7 @@ from raytaskaff.evaluation.summary import headline
 from raytaskaff.report.document import (Block, Code, Gallery, Heading, Image, Only, Paragraph, Section, Warnings, fmt,
                                         to_html, to_markdown)
 from raytaskaff.report.figures import (CLUSTER_FROM, FENCE, UNIT_NAMES, cluster_order, colour_scale, cost_caption, cost_plot,
-                                       cost_unit, grouping_plot, heatmap, matrix, scale_caption)
+                                       cost_unit, frontier_plot, grouping_plot, heatmap, matrix, scale_caption)
 
 #: A target's true order of partners is shown whole up to this many partners; beyond, its first
 #: ORDER_HEAD and its last (a line of 39 names per target made a table 6,000 px tall).
@@ -280,6 +280,41 @@ def _grouping_section(grouping: dict, unit: str) -> Section:
     return Section("Groupings, trained", header, rows, note)
 
 
+def _frontier_section(frontier: dict) -> Section:
+    """Affinity on a budget: each predictor's held-out Spearman and cost at a few k (pairs trained),
+    and its other levels at the middle one; the headline first."""
+    ks = [k for k in frontier["ks"] if k > 0]
+    shown = sorted({ks[i] for i in (0, len(ks) // 3, 2 * len(ks) // 3, len(ks) - 1)}) if ks else []
+    middle = shown[len(shown) // 2] if shown else None
+
+    def cell(p: dict | None) -> str:
+        if p is None or p.get("spearman") is None:
+            return "-"
+        ci = p.get("spearman_ci")
+        spread = f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci and p.get("draws", 1) > 1 else ""
+        return f"{fmt(p['spearman'])}{spread} at {fmt(p.get('cost'))}"
+
+    rows = []
+    for name, e in frontier["predictors"].items():
+        at = {p["k"]: p for p in e["points"]}
+        levels = at.get(0 if e["kind"] == "raw" else middle) or {}
+        hits = levels.get("hit_rate")
+        rows.append([name, *(cell(at.get(k)) for k in [0, *shown]), fmt(levels.get("ranking_kendall")),
+                     "-" if hits is None else f"{hits:.0%}", fmt(levels.get("regret")), fmt(levels.get("abs_error"))])
+    note = (f"{frontier['headline'][0].upper()}{frontier['headline'][1:]} Each cell: the Spearman correlation with the ground "
+            "truth on the cells of the pairs not trained (mean over draws of the k trained pairs, 95% of draws in brackets) "
+            "at the cost paid, a fraction of the exhaustive ground truth's: the scorers' own (the combined predictor: all "
+            "of theirs, each network once) plus, for k > 0, the STL runs and k of the pair runs, an upper bound where a "
+            "scorer reads the STL networks. Raw: the scorer as it is, on every cell; isotonic, affine and spline: a "
+            "monotone, linear or B-spline (ETAP's form, fitted by ridge) map from the scorer to gains fitted on the trained "
+            "cells; combined: ridge over every scorer, its penalty by leave-one-out. Partner ranking (Kendall per target), "
+            "hits, regret and |error| (mean absolute error of predicted gains, gain points) on the held-out cells at "
+            f"k = {middle if middle is not None else '-'} (raw: k = 0). {frontier['pairs']} pairs, {frontier['draws']} "
+            "draws per k.")
+    header = ["predictor", "k = 0 (raw)", *(f"k = {k}" for k in shown), "partner ranking", "hits", "regret", "|error|"]
+    return Section("Affinity on a budget", header, rows, note)
+
+
 def _failed_section(runs: pd.DataFrame, scorer_errors: dict) -> Section:
     bad = runs[runs.status != "done"]
     rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(r.error)] for r in bad.itertuples()]
@@ -307,6 +342,7 @@ def sections(summary: dict, truth: pd.DataFrame, costs: pd.DataFrame, runs: pd.D
              _reference_section(reference) if reference else None,
              _ranking_section(truth, evaluation, ceiling, tasks, learned),
              _cost_section(costs, runs, stages),
+             _frontier_section(summary["frontier"]) if summary.get("frontier") else None,
              _grouping_section(grouping, cost_unit(costs)) if grouping else None,
              _failed_section(runs, summary.get("scorer_errors", {})),
              Section("Stages", ["stage", "seconds"], [[k, fmt(float(v), 1)] for k, v in stages.items()],
@@ -341,12 +377,23 @@ def _figures(summary: dict, truth: pd.DataFrame, affinity: pd.DataFrame, costs: 
     plot = cost_plot(costs, evaluation, summary.get("noise_ceiling"))
     caption = cost_caption(costs, evaluation)
     html = [Heading("Cost against accuracy"), Paragraph(caption, "note"), Image("cost plot", plot),
+            *_frontier_figure(summary.get("frontier")),
             *_heatmaps(truth, affinity, tasks, summary.get("learning") or {})]
     if grouping and any(r["test_total"] is not None for r in grouping["rows"]):
         html = [Heading("Groupings against the baselines"), Image("grouping plot", grouping_plot(grouping["rows"]))] + html
     return [Only("html", html),
             Only("markdown", [Heading("Heatmaps and cost plot"),
                               Paragraph("In index.html (heatmaps: rows are targets, columns partners). The cost plot: " + caption)])]
+
+
+def _frontier_figure(frontier: dict | None) -> list[Block]:
+    if not frontier:
+        return []
+    caption = ("Held-out Spearman against the cost paid (table \"Affinity on a budget\"): points, the raw scorers; thin "
+               "curves, each scorer calibrated on k trained pairs (solid isotonic, dashed affine, dotted spline); thick, every scorer "
+               "combined, its band 95% of draws; the star, the exhaustive ground truth at cost 1 on its noise ceiling.")
+    return [Heading("Affinity on a budget: cost against accuracy"), Paragraph(caption, "note"),
+            Image("frontier plot", frontier_plot(frontier))]
 
 
 def training_text(runs: pd.DataFrame) -> str:

@@ -36,7 +36,8 @@ def test_every_output(first_run, smoke):
                  "grouping.csv"):
         assert (out / "results" / name).is_file(), name
     html = (out / "report" / "index.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 + len(smoke.scorers)  # cost and grouping plots, ground truth, each scorer
+    # cost, frontier and grouping plots, ground truth, each scorer
+    assert html.count("data:image/png;base64,") == 4 + len(smoke.scorers)
     assert (out / "report" / "report.md").is_file()
     runs = pd.read_parquet(out / "results" / "runs.parquet")
     assert len(runs) == len(plan(smoke)) == 20 and (runs.status == "done").all() and runs.trained_now.all()
@@ -58,6 +59,13 @@ def test_every_output(first_run, smoke):
     assert costs.loc["li", "fraction_of_ground_truth"] == pytest.approx(costs.loc["li", "cpu_seconds"] / costs.loc["ground_truth", "cpu_seconds"])
     assert set(summary["learning"]) == set(smoke.tasks) and all(c["seeds"] == 2 and c["chance_loss"] > 0 for c in summary["learning"].values())
     assert set(summary["stages"]) >= {"data", "training", "scorers", "evaluation", "total"}
+    frontier = summary["frontier"]  # 3 pairs: every scorer raw at k = 0, calibrated at k = 1, 10 draws (bootstrap 200)
+    assert frontier["pairs"] == 3 and frontier["ks"] == [0, 1] and frontier["draws"] == 10
+    assert frontier["stl_share"] == pytest.approx(runs[runs.kind == "stl"].cpu_seconds.sum() / costs.loc["ground_truth", "cpu_seconds"])
+    assert frontier["predictors"]["li"]["points"][0]["cost"] == pytest.approx(costs.loc["li", "fraction_of_ground_truth"])
+    fractions = costs.loc[list(smoke.scorers), "fraction_of_ground_truth"]
+    assert fractions.max() <= frontier["combined_cost"] < fractions.sum()  # the networks scorers share, counted once
+    assert "Affinity on a budget" in html
 
 
 def test_groupings_are_realised_from_the_stored_runs(first_run, smoke):
@@ -118,9 +126,9 @@ def test_report_rebuilds_from_results_alone(first_run, smoke, tmp_path):
     assert main([str(copy)]) == 0
     html = (copy / "report" / "index.html").read_text()
     for section in ("Noise ceiling", "Scorers against the ground truth", "Best partner per target", "Partner ranking per target",
-                    "Cost", "Groupings, trained", "Failed or missing", "Config"):
+                    "Cost", "Affinity on a budget", "Groupings, trained", "Failed or missing", "Config"):
         assert section in html, section
-    assert html.count("data:image/png;base64,") == 3 + len(smoke.scorers) and "src=''" not in html
+    assert html.count("data:image/png;base64,") == 4 + len(smoke.scorers) and "src=''" not in html
     assert main([str(tmp_path / "nothing")]) == 2
 
 

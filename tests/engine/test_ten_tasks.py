@@ -47,8 +47,8 @@ def test_ten_tasks_end_to_end(local_ray, reduced):
         assert set().union(*(g.split("+") for g in row.groups.split(" | "))) == set(reduced.tasks)
     assert result["grouping"]["errors"] == {}
     html = (out / "report" / "index.html").read_text()
-    # every task in every per-target table, one heatmap per scorer plus the ground truth, the two plots
-    assert html.count("data:image/png;base64,") == 3 + len(reduced.scorers)
+    # every task in every per-target table, one heatmap per scorer plus the ground truth, the three plots
+    assert html.count("data:image/png;base64,") == 4 + len(reduced.scorers)
     # a target may carry the "(did not learn)" mark: one epoch on 160 views need not beat chance
     assert all(len(re.findall(rf"<td>{t}( \(did not learn\))?</td>", html)) >= 2 for t in reduced.tasks)
     learning = json.loads((out / "results" / "evaluation.json").read_text())["learning"]

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from raytaskaff.evaluation import evaluate_all, ground_truth
+from raytaskaff.evaluation.frontier import frontier
 from raytaskaff.evaluation.learning import learning_warnings
+from raytaskaff.evaluation.tables import pair_table
 from raytaskaff.report import write_outputs
 from raytaskaff.scorers.base import Cost, Score
 
@@ -102,6 +104,10 @@ def default_like(out, tasks: list[str] = FIVE, failed: bool = False, seeds: int 
     grouping_rows += [{"max_groups": 2, "source": name, "groups": "+".join(tasks[:half]) + " | " + "+".join(tasks[half:]),
                        "networks": 2, "test_total": 2.75 + 0.01 * i, "test_total_sd": None, "relative_gain": -0.013 * i, "seeds": 1,
                        "missing": "", "score_seconds": COSTS.get(name)} for i, name in enumerate([*SCORERS, "ground_truth", "hoa", "best"])]
+    ceiling = (judged["noise_ceiling"].get("split_half") or {}).get("spearman")
+    judged["frontier"] = frontier(pair_table(ground_truth(per_seed), "gain"), tables,
+                                  {name: c["fraction_of_ground_truth"] for name, c in costs.items() if name in tables},
+                                  ceiling=ceiling, draws=10 if len(tasks) <= 10 else 1)
     summary = {"sweep": "default-like", "tasks": tasks, "seeds": list(range(seeds)), **judged, "scorer_errors": {},
                "learning": learning, "costs": costs, "grouping": {"rows": grouping_rows, "errors": {}, "seeds": [0]},
                "config": {"name": "default-like"}, "versions": {"raytaskaff": "test"}, "stages": dict(STAGES)}

@@ -82,9 +82,10 @@ def test_the_report_fits_1400_px_and_every_image_loads(browser, tmp_path, tasks)
     assert _png_size(shot)[0] == WIDTH
     assert overflowing(layout) == []
     sections = {t["section"] for t in layout["tables"]}
-    assert {"Best partner per target", "Partner ranking per target", "Scorers against the ground truth", "Cost"} <= sections
-    # the cost plot and the grouping plot; the heatmaps of the ground truth and each scorer are inline SVG
-    assert len(layout["images"]) == 2 and len(page.locator("figure.svg svg").all()) == 1 + len(summary["scorers"])
+    assert {"Best partner per target", "Partner ranking per target", "Scorers against the ground truth", "Cost",
+            "Affinity on a budget"} <= sections
+    # the cost plot, the frontier plot and the grouping plot; the heatmaps of the ground truth and each scorer are inline SVG
+    assert [i["alt"] for i in layout["images"]] == ["grouping plot", "cost plot", "frontier plot"] and len(page.locator("figure.svg svg").all()) == 1 + len(summary["scorers"])
     assert [i["alt"] for i in layout["images"] if not (i["complete"] and i["natural"] > 0)] == []
     page.close()
 

@@ -76,7 +76,7 @@ def test_report_md_and_index_html_hold_the_same_sections_and_cells(default_repor
         assert md[section.title] == expected, section.title
         assert page[section.title] == expected, section.title
     assert set(page) - set(titles) == {"Groupings against the baselines", "Cost against accuracy", "Heatmaps ([target][partner])",
-                                       "Config"}
+                                       "Affinity on a budget: cost against accuracy", "Config"}
     # the warnings: collapsed at the top of the page; listed at the end of report.md, pointed to at its top
     warned = summary["warnings"]
     assert set(md) - set(titles) == {"Heatmaps and cost plot", f"Warnings ({len(warned)})", "Config"}
