@@ -530,7 +530,9 @@ def probe_affinities(artifacts: Artifacts, probe: str, source: str = "all") -> t
         for run in results:
             epochs = run.probes.get(probe)
             if not epochs:
-                raise ScorerError(f"{probe}: the {run.spec.kind} run of seed {runs.seed} {list(run.spec.tasks)} was trained without probes")
+                why = (f"has no {probe!r} probe (stored before it was recorded; its probes: {', '.join(run.probes)})"
+                       if run.probes else "was trained without probes")
+                raise ScorerError(f"{probe}: the {run.spec.kind} run of seed {runs.seed} {list(run.spec.tasks)} {why}")
             variants.add(run.probe_variant)
             mean = np.mean(np.array(epochs, dtype=float), axis=0)
             for i, target in enumerate(run.spec.tasks):

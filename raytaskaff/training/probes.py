@@ -7,7 +7,9 @@ task at once, one backward batched over the tasks' gradients at the representati
 `is_grads_batched`, rather than a backward per task). Their sum is the gradient the optimizer uses, so the run trains exactly as it would
 without instrumentation. From the g_i:
 
-- gs (TAG's "CS" baseline, Fifty et al. 2021): cos(g_t, g_p), every step.
+- gs (TAG's "CS" baseline, Fifty et al. 2021): cos(g_t, g_p), every step, over every shared
+  parameter ("gs") and, as TAG's code takes it, over the encoder's convolution and linear kernel
+  weights alone, batch-norm weights and biases left out ("gs_kernels"; `kernel_mask`).
 - gt (TAG's lookahead transference): every `lookahead_every` steps, for each source task p, the
   losses after a virtual step on p alone: Z(p -> t) = (1 - L_t(theta - u_p) / L_t(theta)) / lr.
 - etap (ETAP's first-order form, Ayman et al.): Z(p -> t) ~ (g_t . u_p) / (L_t lr), every step.
@@ -59,6 +61,19 @@ def _split(flat: torch.Tensor, like: list[torch.Tensor], rows: int | None = None
     return out
 
 
+#: The layers whose `weight` is a kernel (TAG's gradient cosine takes these and nothing else).
+KERNEL_LAYERS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
+                 torch.nn.ConvTranspose3d, torch.nn.Linear)
+
+
+def kernel_mask(model: MultiTaskNet, shared: list[torch.Tensor]) -> torch.Tensor:
+    """(P,) bool over the flat shared parameters: True on the `weight` of the encoder's
+    convolution and linear layers (TAG's gradient cosine), False on batch-norm weights, biases,
+    the neck and the injection stem."""
+    kernels = {id(m.weight) for m in model.encoder.modules() if isinstance(m, KERNEL_LAYERS)}
+    return torch.cat([torch.full((p.numel(),), id(p) in kernels, dtype=torch.bool, device=p.device) for p in shared])
+
+
 def cosine_matrix(grads: torch.Tensor) -> torch.Tensor:
     """(T, P) gradients -> (T, T) cosines (0 where a gradient is zero)."""
     unit = grads / grads.norm(dim=1, keepdim=True).clamp(min=1e-30)
@@ -76,7 +91,8 @@ class GradientProbe:
         encoder = {id(p) for p in model.encoder_parameters()}
         # the parameters a lookahead steps: the encoder alone (faithful) or everything shared
         self.stepped = [i for i, p in enumerate(self.shared) if config.variant == "corrected" or id(p) in encoder]
-        self.epochs: dict[str, list[list[list[float]]]] = {"gs": [], "gt": [], "etap": []}
+        self.kernels = kernel_mask(model, self.shared).nonzero().squeeze(1)  # (K,) indices into the flat P
+        self.epochs: dict[str, list[list[list[float]]]] = {"gs": [], "gs_kernels": [], "gt": [], "etap": []}
         self._reset()
 
     def _reset(self) -> None:
@@ -109,6 +125,7 @@ class GradientProbe:
         lr = self.optimizer.param_groups[0]["lr"]
         if step % self.config.gradients_every == 0:
             self._add("gs", cosine_matrix(grads))
+            self._add("gs_kernels", cosine_matrix(grads.index_select(1, self.kernels)))
             # etap[t][p] = (g_t . u_p) / (L_t lr), L_t from the training forward (autocast's precision)
             self._add("etap", (grads @ updates.T) / (loss_values[:, None] * lr))
         if step % self.config.lookahead_every == 0:

@@ -87,6 +87,26 @@ def test_gs_is_the_cosine_of_brute_force_task_gradients():
     np.testing.assert_allclose(np.array(probe.epochs["gs"][0]), (unit @ unit.T).numpy(), atol=1e-4)
 
 
+def test_gs_on_kernels_is_the_cosine_over_the_encoder_conv_weights_alone():
+    model, _, probe = _setup()
+    x, targets = _batch()
+    rows = []
+    for t in TASKS:  # brute force: each task's own backward, then only the encoder's conv kernels kept
+        m = copy.deepcopy(model)
+        t.loss_value(m(x)[t.name], targets[t.name]).backward()
+        kernels = [mod.weight for mod in m.encoder.modules() if isinstance(mod, torch.nn.Conv2d)]
+        rows.append(torch.cat([k.grad.flatten() for k in kernels]))
+    grads = torch.stack(rows)
+    left_out = [n for n, p in model.named_parameters() if n.startswith("encoder.") and p.dim() == 1]
+    assert left_out and any("bias" in n for n in model.state_dict())  # batch-norm weights and biases exist, and are left out
+    probe.backward(x, None, targets, step=0)
+    probe.end_epoch()
+    unit = grads / grads.norm(dim=1, keepdim=True)
+    assert probe.kernels.numel() == grads.shape[1] < sum(p.numel() for p in model.shared_parameters())
+    np.testing.assert_allclose(np.array(probe.epochs["gs_kernels"][0]), (unit @ unit.T).numpy(), atol=1e-4)
+    assert not np.allclose(probe.epochs["gs_kernels"][0], probe.epochs["gs"][0], atol=1e-3)  # a different reading
+
+
 def _expected_transference(model, x, targets, lr, stepped_copy):
     """Brute-force gt: for each source task, a copy of the model after `stepped_copy(source)`
     has taken a real step on it; then every target's loss before and after, on the same batch."""
@@ -187,7 +207,7 @@ def test_sparser_gradient_records():
         x, targets = _batch(step)
         probe.model.zero_grad()
         sparse.backward(x, None, targets, step=step)
-    assert sparse._counts == {"gs": 1, "gt": 1, "etap": 1}
+    assert sparse._counts == {"gs": 1, "gs_kernels": 1, "gt": 1, "etap": 1}
 
 
 @pytest.mark.parametrize("variant", ["corrected", "faithful"])
