@@ -72,3 +72,25 @@ def test_gs_on_kernels_reads_the_kernel_probe(result):
         scorer("gs").score(Artifacts(TASKS, [SeedRuns(0, all_tasks=old)]), parameters="kernels")
     with pytest.raises(ScorerError, match="gs.parameters"):
         scorer("gs").check_options({"parameters": "weights"})
+
+
+@pytest.mark.parametrize("name", ["gt", "etap"])
+def test_variant_scorers_read_their_own_probe(result, name):
+    own, faithful, raw = _matrices(2)[0], _matrices(3)[0], _matrices(4)[0]
+    probes = {name: [own.tolist()], f"{name}/faithful": [faithful.tolist()], f"{name}/raw": [raw.tolist()]}
+    artifacts = Artifacts(TASKS, [SeedRuns(0, all_tasks=result(TASKS, probes=probes, variant="corrected"))])
+    for reader, expected, variant in ((name, own, "corrected"), (f"{name}/faithful", faithful, "faithful"), (f"{name}/raw", raw, "raw")):
+        score = scorer(reader).score(artifacts)
+        assert score.name == reader and score.details["variant"] == [variant]
+        assert _table(score)["normal", "depth_zbuffer"] == pytest.approx(expected[1, 0])  # [target][partner]
+    with pytest.raises(ScorerError, match=f"has no '{name}/corrected' probe .its lookahead variant is computed only when "
+                                          "listed in probes.variants"):
+        scorer(f"{name}/corrected").score(artifacts)
+
+
+def test_variant_scorers_pickle_by_reference():
+    import pickle
+
+    one = scorer("gt/raw")
+    again = pickle.loads(pickle.dumps(one))
+    assert type(again) is type(one) and again.probe == "gt/raw" and again.variant == "raw"
