@@ -40,3 +40,17 @@ def test_variants_in_yaml_are_checked(tmp_path):
     path.write_text(text.replace(line, line[:-1] + ", variants: [sideways]}"))
     with pytest.raises(ConfigError, match=r"probes.variants\[0\]: 'sideways' is not one of faithful, corrected, raw"):
         load_config(path)
+
+
+def test_a_variant_scorer_needs_its_variant_computed(tmp_path):
+    text = (ROOT / "sweeps" / "default.yaml").read_text()
+    line = "probes: {lookahead_every: 10, variant: corrected, gradients_every: 1}"
+    assert line in text and "\n  etap: {source: all}\n" in text
+    path = tmp_path / "v.yaml"
+    variants = text.replace(line, line[:-1] + ", variants: [faithful]}")
+    path.write_text(variants.replace("\n  etap: {source: all}\n", "\n  etap: {source: all}\n  gt/faithful: {}\n"))
+    assert "gt/faithful" in load_config(path).active_scorers
+    path.write_text(variants.replace("\n  etap: {source: all}\n", "\n  etap: {source: all}\n  etap/raw: {}\n"))
+    with pytest.raises(ConfigError, match=r"scorers.etap/raw: reads the lookahead variant 'raw', which the runs compute only when "
+                                          r"probes.variants lists it \(it lists \['faithful'\]\)"):
+        load_config(path)
