@@ -13,7 +13,8 @@ variance on each side:
   over the standard deviation of the row means (both population, ddof=0).
 
 With the diagonal missing the two one-way shares are not orthogonal, so they need not sum to the
-additive share: a pure row effect gives a partner share of 1/(n-1)² over n tasks, not 0. Missing
+additive share: a pure row effect gives a partner share of 1/(n-1)² over n tasks, not 0; over
+three tasks the additive fit leaves one degree of freedom, so the interaction share is nearly 0. Missing
 cells (a partial table) are left out of every sum. Pure numpy; no models.
 """
 
