@@ -85,7 +85,7 @@ class ProbeConfig:
     reference, "corrected" (the optimizer's step) or "raw" (lr times the raw gradient on every
     shared parameter; see training/probes.py); variants: more steps computed side by side in the
     same run, from the same gradients, recorded as gt/<variant> and etap/<variant> (one more
-    forward pass per task and lookahead each)."""
+    forward pass per task and lookahead each, and a tasks x shared-parameters update tensor)."""
 
     lookahead_every: int = 10
     variant: str = "corrected"
