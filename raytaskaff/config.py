@@ -364,6 +364,10 @@ class SweepConfig:
                 self._find_scorer_file(name)
             else:
                 self.check_scorer(name)
+                variant = getattr(self.scorer(name), "variant", "")  # gt/faithful reads what probes.variants computes
+                if variant and variant not in self.probes.variants:
+                    raise ConfigError(f"scorers.{name}: reads the lookahead variant {variant!r}, which the runs compute only when "
+                                      f"probes.variants lists it (it lists {list(self.probes.variants)})")
         if any(k > len(self.tasks) for k in self.grouping.groups):
             raise ConfigError(f"grouping.groups: at most {len(self.tasks)} groups for {len(self.tasks)} tasks, got {list(self.grouping.groups)}")
         if self.grouping.seeds is not None and (not self.grouping.seeds or not set(self.grouping.seeds) <= set(self.seeds)):

@@ -103,7 +103,7 @@ def _key(run: Run, config: SweepConfig, content: str | None) -> str:
         "kind": run.kind, "tasks": list(run.tasks), "inject": list(run.inject), "seed": run.seed,
         "data": data_identity(config, content), "model": dataclasses.asdict(config.model.build()),
         "training": dataclasses.asdict(config.training),
-        "probes": dataclasses.asdict(config.probes) if run.probes else None,
+        "probes": config.probes.identity() if run.probes else None,
         "workers": config.resources.workers,
     }
     declared = {t.name: t for t in config.declared_tasks}

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from raytaskaff.errors import RaytaskaffError
 
 #: The TAG lookahead variants (see training/probes.py).
-VARIANTS = ("faithful", "corrected")
+VARIANTS = ("faithful", "corrected", "raw")
 
 
 class ConfigError(RaytaskaffError, ValueError):
@@ -81,17 +81,35 @@ class ProbeConfig:
     """Gradient probes of an MTL run. lookahead_every: steps between TAG lookaheads (the
     reference uses 10); gradients_every: steps between gs/etap records (1: every step, TAG's
     definition of CS; per-task gradients cost one encoder backward per task, so larger values make
-    long all-task runs cheaper); variant: "faithful" to the reference or "corrected" (see
-    training/probes.py)."""
+    long all-task runs cheaper); variant: the lookahead step `gt` and `etap` read, "faithful" to the
+    reference, "corrected" (the optimizer's step) or "raw" (lr times the raw gradient on every
+    shared parameter; see training/probes.py); variants: more steps computed side by side in the
+    same run, from the same gradients, recorded as gt/<variant> and etap/<variant> (one more
+    forward pass per task and lookahead each, and a tasks x shared-parameters update tensor)."""
 
     lookahead_every: int = 10
     variant: str = "corrected"
     gradients_every: int = 1
+    variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_at_least("probes.lookahead_every", self.lookahead_every, 1)
         check_at_least("probes.gradients_every", self.gradients_every, 1)
         check_choice("probes.variant", self.variant, VARIANTS)
+        if not isinstance(self.variants, tuple):
+            raise ConfigError(f"probes.variants: expected a list, got {self.variants!r}")
+        for i, v in enumerate(self.variants):
+            check_choice(f"probes.variants[{i}]", v, VARIANTS)
+        if len(set(self.variants)) != len(self.variants):
+            raise ConfigError(f"probes.variants: each variant once, got {list(self.variants)}")
+
+    def identity(self) -> dict:
+        """What of the probes decides a run's result, for its key: `variants` only when some are
+        asked for, so that runs without them keep the keys they had before variants existed."""
+        out = asdict(self)
+        if not self.variants:
+            del out["variants"]
+        return out
 
 
 class RunKind(str, enum.Enum):

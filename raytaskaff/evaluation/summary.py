@@ -19,6 +19,7 @@ from raytaskaff.evaluation.compare import compare_scorers, seed_stability
 from raytaskaff.evaluation.ground_truth import ground_truth
 from raytaskaff.evaluation.levels import coverage_warning, evaluate_score, orientation_warning, truth_warnings
 from raytaskaff.evaluation.noise import noise_ceiling
+from raytaskaff.evaluation.partner import partner_dependence_all
 from raytaskaff.evaluation.reference import reference_check
 from raytaskaff.evaluation.tables import pair_table
 
@@ -41,7 +42,8 @@ def evaluate_all(truth_per_seed: dict[int, dict], tables: dict[str, dict], per_s
     tables: {scorer: {(target, partner): value}}; per_seed: {scorer: {seed: table}} for scorers
     computed per seed; truth: {(target, partner): seed-mean gain} when the caller has the
     `ground_truth` table already (else computed from truth_per_seed by it). Returns scorers,
-    noise_ceiling, comparisons, stability, reference, warnings and headline (the keys of
+    noise_ceiling, comparisons, stability, reference, partner_dependence (every scorer's and the
+    ground truth's, `partner.partner_dependence_all`), warnings and headline (the keys of
     evaluation.json they fill).
     """
     per_seed = per_seed or {}
@@ -64,7 +66,8 @@ def evaluate_all(truth_per_seed: dict[int, dict], tables: dict[str, dict], per_s
     comparisons = compare_scorers(truth_per_seed, tables, per_seed, replicates=bootstrap, seed=seed)
     tasks = tasks if tasks is not None else sorted({t for pair in truth for t in pair})
     out = {"scorers": scorers, "noise_ceiling": ceiling, "comparisons": comparisons, "stability": stability,
-           "reference": reference_check(truth, tasks), "warnings": warnings}
+           "reference": reference_check(truth, tasks), "partner_dependence": partner_dependence_all(tables, truth),
+           "warnings": warnings}
     cannot_rank = ("the ground truth has no known gain" if not truth else
                    "the ground truth is constant" if len(set(truth.values())) == 1 else None)
     out["headline"] = headline(scorers, comparisons, ceiling, cannot_rank)

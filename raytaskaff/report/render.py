@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from raytaskaff.atomic import write_text
+from raytaskaff.evaluation.partner import TARGET_BOUND
 from raytaskaff.evaluation.summary import headline
 from raytaskaff.report.document import (Block, Code, Gallery, Heading, Image, Only, Paragraph, Section, Warnings, fmt,
                                         to_html, to_markdown)
@@ -136,6 +137,25 @@ def _orientation_section(evaluation: dict) -> Section | None:
             "significantly better holds the opposite view of which task helps which: a finding about the scorer (the "
             "orientation from the probes to these tables is tested end to end), not a swap to be undone.")
     return Section("Which way round?", ["scorer", "Spearman as given", "Spearman transposed", "difference [95% CI]", "verdict"], rows, note)
+
+
+def _partner_section(dependence: dict | None) -> Section | None:
+    """Each table's variance split by target and by partner, the ground truth first; None when
+    the summary has none (a sweep evaluated before it was measured)."""
+    if not dependence:
+        return None
+    names = ["ground_truth"] + [n for n in dependence if n != "ground_truth"]
+    rows = [[n, fmt(d.get("target_share")), fmt(d.get("partner_share")), fmt(d.get("interaction_share")),
+             fmt(d.get("spread_ratio")), "mostly a property of the target: it cannot rank partners" if d.get("target_bound") else ""]
+            for n in names if (d := dependence.get(n)) is not None]
+    flagged = [n for n in names if (dependence.get(n) or {}).get("target_bound")]
+    note = ("Share of each table's variance over its off-diagonal cells explained by the target alone (row means) and by the "
+            "partner alone (column means), what only the pair explains (beyond target + partner), and the mean spread of a "
+            "target's row over the spread of the row means. A scorer is flagged when the target alone explains at least "
+            f"{TARGET_BOUND:g} of it and more than of the ground truth: its value barely changes with the partner, so it "
+            "cannot pick one. " + (f"Flagged: {', '.join(flagged)}." if flagged else "None is flagged."))
+    return Section("Partner dependence", ["table", "target share", "partner share", "pair only", "within / between spread", "reading"],
+                   rows, note)
 
 
 def _comparison_section(comparisons: list[dict], ceiling: dict | None) -> Section:
@@ -336,6 +356,7 @@ def sections(summary: dict, truth: pd.DataFrame, costs: pd.DataFrame, runs: pd.D
              _learning_section(learned) if learned else None,
              _scorers_section(evaluation, ceiling),
              _orientation_section(evaluation),
+             _partner_section(summary.get("partner_dependence")),
              _comparison_section(comparisons, ceiling) if comparisons else None,
              _stability_section(stability, ceiling) if stability else None,
              _best_partner_section(truth, evaluation, tasks, learned),

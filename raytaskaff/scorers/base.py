@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from raytaskaff.errors import RaytaskaffError
-from raytaskaff.settings import RunKind, RunResult
+from raytaskaff.settings import VARIANTS, RunKind, RunResult
 
 if typing.TYPE_CHECKING:
     from raytaskaff.scorers.li import LiChoice
@@ -530,7 +530,10 @@ def probe_affinities(artifacts: Artifacts, probe: str, source: str = "all") -> t
         for run in results:
             epochs = run.probes.get(probe)
             if not epochs:
-                raise ScorerError(f"{probe}: the {run.spec.kind} run of seed {runs.seed} {list(run.spec.tasks)} was trained without probes")
+                hint = ("its lookahead variant is computed only when listed in probes.variants" if "/" in probe
+                        else "stored before it was recorded")
+                why = f"has no {probe!r} probe ({hint}; its probes: {', '.join(run.probes)})" if run.probes else "was trained without probes"
+                raise ScorerError(f"{probe}: the {run.spec.kind} run of seed {runs.seed} {list(run.spec.tasks)} {why}")
             variants.add(run.probe_variant)
             mean = np.mean(np.array(epochs, dtype=float), axis=0)
             for i, target in enumerate(run.spec.tasks):
@@ -546,6 +549,7 @@ class ProbeScorer(Scorer):
     """A scorer read from the gradient probes of instrumented MTL runs (`probe` names which)."""
 
     probe: str = ""
+    variant: str = ""  # the lookahead variant read, when it is not the run's own `probes.variant`
     needs = Needs(mtl="all")
 
     def requirements(self, source: Literal["all", "pairs"] = "all", **options) -> Needs:
@@ -553,5 +557,21 @@ class ProbeScorer(Scorer):
 
     def compute(self, artifacts: Artifacts, source: Literal["all", "pairs"] = "all") -> dict[tuple[str, str], float]:
         per_seed, variants = probe_affinities(artifacts, self.probe, source)
-        self.details = {"source": source, "variant": sorted(v for v in variants if v)}
+        self.details = {"source": source, "variant": [self.variant] if self.variant else sorted(v for v in variants if v)}
         return self.seed_mean(per_seed)
+
+
+def register_variants(cls: type[ProbeScorer]) -> type[ProbeScorer]:
+    """Class decorator: register `cls` and, beside it, one scorer per lookahead variant,
+    "<name>/<variant>" reading the probe "<probe>/<variant>" that a run computes when the variant
+    is in `probes.variants` (gt/faithful, etap/raw, ...): the variants of one run side by side,
+    each judged as a scorer of its own. They live in `cls`'s module."""
+    register(cls)
+    module = sys.modules[cls.__module__]
+    for variant in VARIANTS:
+        name = f"{cls.__name__}_{variant}"
+        sub = type(name, (cls,), {"name": f"{cls.name}/{variant}", "probe": f"{cls.probe}/{variant}", "variant": variant,
+                                  "__module__": cls.__module__, "__qualname__": name,
+                                  "__doc__": f"{cls.name} under the lookahead variant {variant!r} (`probes.variants`)."})
+        setattr(module, name, register(sub))  # importable by name, as a class written out would be (pickle)
+    return cls

@@ -7,7 +7,9 @@ task at once, one backward batched over the tasks' gradients at the representati
 `is_grads_batched`, rather than a backward per task). Their sum is the gradient the optimizer uses, so the run trains exactly as it would
 without instrumentation. From the g_i:
 
-- gs (TAG's "CS" baseline, Fifty et al. 2021): cos(g_t, g_p), every step.
+- gs (TAG's "CS" baseline, Fifty et al. 2021): cos(g_t, g_p), every step, over every shared
+  parameter ("gs") and, as TAG's code takes it, over the encoder's convolution and linear kernel
+  weights alone, batch-norm weights and biases left out ("gs_kernels"; `kernel_mask`).
 - gt (TAG's lookahead transference): every `lookahead_every` steps, for each source task p, the
   losses after a virtual step on p alone: Z(p -> t) = (1 - L_t(theta - u_p) / L_t(theta)) / lr.
 - etap (ETAP's first-order form, Ayman et al.): Z(p -> t) ~ (g_t . u_p) / (L_t lr), every step.
@@ -19,12 +21,17 @@ there L_t only scales a first-order term whose precision is that of the gradient
 
 Orientation: every matrix is [target][partner], so gt[t][p] = Z(p -> t).
 
-Two variants (reference section 3.4): "faithful" reproduces the reference code's step (plain SGD
-with weight decay on the encoder only, the neck excluded, momentum never found); "corrected" uses
-the optimizer's real update (momentum, Adam moments) on all shared parameters. Both run the
-virtual forward passes through `torch.func.functional_call` on copies of the parameters and
-BatchNorm buffers, in fp32: the live parameters, optimizer state and running statistics are
-untouched (the reference edits the model in place, and its lookahead updates BN statistics).
+Three variants of the lookahead step u_p (reference section 3.4): "faithful" reproduces the
+reference code's step (plain SGD with weight decay on the encoder only, the neck excluded,
+momentum never found); "corrected" uses the optimizer's real update (momentum, Adam moments) on all
+shared parameters; "raw" is lr g_p on all shared parameters, no momentum, moments or weight
+decay (under Adam, "corrected" is dominated by the optimizer's shared state, which makes every
+partner's step alike; "raw" keeps the partner's own direction). `variant` is recorded as "gt" and
+"etap"; each of `variants` as "gt/<variant>" and "etap/<variant>", from the same gradients and the
+same baseline losses (one more forward pass per task and lookahead each). Every virtual forward
+goes through `torch.func.functional_call` on copies of the parameters and BatchNorm buffers, in
+fp32: the live parameters, optimizer state and running statistics are untouched (the reference
+edits the model in place, and its lookahead updates BN statistics).
 
 The per-step matrices are summed where they are computed (on the GPU for a GPU run) and read back
 once per epoch, so that an instrumented step never waits for the device.
@@ -59,6 +66,19 @@ def _split(flat: torch.Tensor, like: list[torch.Tensor], rows: int | None = None
     return out
 
 
+#: The layers whose `weight` is a kernel (TAG's gradient cosine takes these and nothing else).
+KERNEL_LAYERS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
+                 torch.nn.ConvTranspose3d, torch.nn.Linear)
+
+
+def kernel_mask(model: MultiTaskNet, shared: list[torch.Tensor]) -> torch.Tensor:
+    """(P,) bool over the flat shared parameters: True on the `weight` of the encoder's
+    convolution and linear layers (TAG's gradient cosine), False on batch-norm weights, biases,
+    the neck and the injection stem."""
+    kernels = {id(m.weight) for m in model.encoder.modules() if isinstance(m, KERNEL_LAYERS)}
+    return torch.cat([torch.full((p.numel(),), id(p) in kernels, dtype=torch.bool, device=p.device) for p in shared])
+
+
 def cosine_matrix(grads: torch.Tensor) -> torch.Tensor:
     """(T, P) gradients -> (T, T) cosines (0 where a gradient is zero)."""
     unit = grads / grads.norm(dim=1, keepdim=True).clamp(min=1e-30)
@@ -75,8 +95,13 @@ class GradientProbe:
         self.shared = model.shared_parameters()
         encoder = {id(p) for p in model.encoder_parameters()}
         # the parameters a lookahead steps: the encoder alone (faithful) or everything shared
-        self.stepped = [i for i, p in enumerate(self.shared) if config.variant == "corrected" or id(p) in encoder]
-        self.epochs: dict[str, list[list[list[float]]]] = {"gs": [], "gt": [], "etap": []}
+        self.stepped = {v: [i for i, p in enumerate(self.shared) if v != "faithful" or id(p) in encoder] for v in VARIANTS}
+        self.kernels = kernel_mask(model, self.shared).nonzero().squeeze(1)  # (K,) indices into the flat P
+        # the variants computed, the recorded one first; each with the probe names it fills
+        self.variants = [config.variant] + [v for v in config.variants if v != config.variant]
+        self.names = {v: ([""] if v == config.variant else []) + ([f"/{v}"] if v in config.variants else []) for v in self.variants}
+        names = ["gs", "gs_kernels", "gt", "etap"] + [f"{k}/{v}" for v in config.variants for k in ("gt", "etap")]
+        self.epochs: dict[str, list[list[list[float]]]] = {k: [] for k in names}
         self._reset()
 
     def _reset(self) -> None:
@@ -105,38 +130,51 @@ class GradientProbe:
             p.grad = g.clone() if p.grad is None else p.grad + g  # accumulate, as backward() does
 
         loss_values = torch.stack([losses[t.name].detach().float() for t in self.tasks])
-        updates = self._updates(grads)  # (T, P): u_p, zero outside the stepped parameters
-        lr = self.optimizer.param_groups[0]["lr"]
-        if step % self.config.gradients_every == 0:
+        gradients, lookahead = step % self.config.gradients_every == 0, step % self.config.lookahead_every == 0
+        if gradients:
             self._add("gs", cosine_matrix(grads))
-            # etap[t][p] = (g_t . u_p) / (L_t lr), L_t from the training forward (autocast's precision)
-            self._add("etap", (grads @ updates.T) / (loss_values[:, None] * lr))
-        if step % self.config.lookahead_every == 0:
-            self._add("gt", self._lookahead(x, extra, targets, updates, lr))
+            self._add("gs_kernels", cosine_matrix(grads.index_select(1, self.kernels)))
+        if gradients or lookahead:
+            lr = self.optimizer.param_groups[0]["lr"]
+            updates = {v: self._updates(grads, v) for v in self.variants}  # (T, P) each: u_p, zero outside the stepped
+            if gradients:
+                for v, u in updates.items():
+                    # etap[t][p] = (g_t . u_p) / (L_t lr), L_t from the training forward (autocast's precision)
+                    etap = (grads @ u.T) / (loss_values[:, None] * lr)
+                    for suffix in self.names[v]:
+                        self._add("etap" + suffix, etap)
+            if lookahead:
+                for v, gt in self._lookahead(x, extra, targets, updates, lr).items():
+                    for suffix in self.names[v]:
+                        self._add("gt" + suffix, gt)
         return losses
 
-    def _updates(self, grads: torch.Tensor) -> torch.Tensor:
-        """(T, P) virtual updates of each task's step alone, every task at once (the update rules
-        are elementwise, so a leading task dimension broadcasts through them)."""
+    def _updates(self, grads: torch.Tensor, variant: str) -> torch.Tensor:
+        """(T, P) virtual updates of each task's step alone under `variant`, every task at once
+        (the update rules are elementwise, so a leading task dimension broadcasts through them)."""
         rows = len(self.tasks)
-        params = [self.shared[i] for i in self.stepped]
+        stepped = self.stepped[variant]
+        params = [self.shared[i] for i in stepped]
         split = _split(grads, self.shared, rows)
-        g = [split[i] for i in self.stepped]  # (T, *p.shape) each
-        if self.config.variant == "corrected":
+        g = [split[i] for i in stepped]  # (T, *p.shape) each
+        group = self.optimizer.param_groups[0]
+        if variant == "corrected":
             u = virtual_update(self.optimizer, params, g)
-        else:  # the reference: lr (g + wd theta), whatever the optimizer
-            group = self.optimizer.param_groups[0]
+        elif variant == "faithful":  # the reference: lr (g + wd theta), whatever the optimizer
             u = [group["lr"] * (gi + group.get("weight_decay", 0.0) * p.detach()) for gi, p in zip(g, params)]
+        else:  # raw: the gradient itself, no optimizer state and no weight decay
+            u = [group["lr"] * gi for gi in g]
         full: list[torch.Tensor | None] = [None] * len(self.shared)
-        for i, ui in zip(self.stepped, u):
+        for i, ui in zip(stepped, u):
             full[i] = ui
         return _flat_rows(full, self.shared, rows).to(grads.dtype)
 
     @torch.no_grad()
-    def _lookahead(self, x, extra, targets, updates, lr) -> torch.Tensor:
-        """(T, T) [target][source] transference of one batch, on copies of parameters and buffers:
-        (1 - L_t(theta - u_p) / L_t(theta)) / lr, both losses from the same fp32 forward, the
-        baseline without a step (not the training forward's losses, which may be bf16)."""
+    def _lookahead(self, x, extra, targets, updates: dict[str, torch.Tensor], lr) -> dict[str, torch.Tensor]:
+        """{variant: (T, T) [target][source] transference of one batch}, on copies of parameters
+        and buffers: (1 - L_t(theta - u_p) / L_t(theta)) / lr, both losses from the same fp32
+        forward, the baseline (computed once for every variant) without a step (not the training
+        forward's losses, which may be bf16)."""
         model = self.model
         names = {id(p): n for n, p in model.named_parameters()}
         inputs, kwargs = (x.float(),), {"extra": None if extra is None else extra.float()}
@@ -149,11 +187,14 @@ class GradientProbe:
                 return [t.loss_value(preds[t.name].float(), targets[t.name]) for t in self.tasks]
 
         before = torch.stack(losses({}))
-        columns = []
-        for source in range(len(self.tasks)):
-            after = losses({names[id(p)]: p.detach() - u for p, u in zip(self.shared, _split(updates[source], self.shared))})
-            columns.append((1.0 - torch.stack(after) / before) / lr)  # [target] for this source, fp32
-        return torch.stack(columns, dim=1).double()
+        out = {}
+        for variant, u in updates.items():
+            columns = []
+            for source in range(len(self.tasks)):
+                after = losses({names[id(p)]: p.detach() - d for p, d in zip(self.shared, _split(u[source], self.shared))})
+                columns.append((1.0 - torch.stack(after) / before) / lr)  # [target] for this source, fp32
+            out[variant] = torch.stack(columns, dim=1).double()
+        return out
 
     def _add(self, name: str, matrix: torch.Tensor) -> None:
         """Add one step's matrix to the epoch's sum, on the device it was computed on."""
@@ -166,5 +207,5 @@ class GradientProbe:
         """Close the epoch: store each probe's mean over its steps, [target][partner]."""
         for name, total in self._sums.items():
             if self._counts[name]:
-                self.epochs[name].append((total.cpu() / self._counts[name]).tolist())
+                self.epochs.setdefault(name, []).append((total.cpu() / self._counts[name]).tolist())
         self._reset()

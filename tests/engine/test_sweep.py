@@ -50,6 +50,7 @@ def test_every_output(first_run, smoke):
     assert truth.set_index(["target", "partner"]).gain.to_dict() == pytest.approx(per_seed.groupby(["target", "partner"]).gain.mean().to_dict())
     summary = json.loads((out / "results" / "evaluation.json").read_text())
     assert set(summary["scorers"]) == set(smoke.scorers) and not summary["scorer_errors"]
+    assert set(summary["partner_dependence"]) == {*smoke.scorers, "ground_truth"}
     assert summary["noise_ceiling"]["seeds"] == 2 and summary["runs"] == {"planned": 20, "trained": 20, "skipped": 0, "failed": {}}
     costs = pd.read_csv(out / "results" / "costs.csv").set_index("name")
     assert costs.loc["ground_truth", "cpu_seconds"] == pytest.approx(runs[runs.kind.isin(["stl", "pair"])].cpu_seconds.sum())

@@ -80,7 +80,8 @@ def test_builtin_scorers_declare_typed_options():
                               "targets": (list[str] | None, None), "partners": (int | None, None),
                               "rank_by": (str | None, None), "budget": (int | None, None)}
     assert declared["td"] == {"taxonomy": (dict | list | None, None)}
-    for name in ("gs", "gt", "etap"):
+    assert declared["gs"] == {"source": (typing.Literal["all", "pairs"], "all"), "parameters": (typing.Literal["all", "kernels"], "all")}
+    for name in ("gt", "etap", "gt/faithful", "gt/corrected", "gt/raw", "etap/faithful", "etap/corrected", "etap/raw"):
         assert declared[name] == {"source": (typing.Literal["all", "pairs"], "all")}
 
 
@@ -90,7 +91,7 @@ def test_builtin_scorers_declare_typed_options():
     ("li", {"seeds": "0"}, "li.seeds: expected a list of integers, got '0'"),
     ("ias", {"images": "many"}, "ias.images: expected an integer >= 1, got 'many'"),
     ("gt", {"source": "pair"}, "gt.source: 'pair' is not one of all, pairs"),
-    ("gs", {"sourse": "all"}, "gs: unknown option 'sourse' (known: source)"),
+    ("gs", {"sourse": "all"}, "gs: unknown option 'sourse' (known: source, parameters)"),
 ])
 def test_builtin_options_are_checked_against_their_types(name, options, message):
     with pytest.raises(ScorerError) as e:

@@ -71,7 +71,7 @@ def test_label_injection_uses_the_partner_label(splits):
 def test_probes_are_recorded_per_epoch_and_oriented(splits):
     result = train(RunSpec(("depth_zbuffer", "normal", "edge_texture")), MODEL,
                    TrainConfig(epochs=2, batch_size=32, probes=ProbeConfig(lookahead_every=2, variant="faithful")), splits, seed=0)
-    assert set(result.probes) == {"gs", "gt", "etap"} and result.probe_variant == "faithful"
+    assert set(result.probes) == {"gs", "gs_kernels", "gt", "etap"} and result.probe_variant == "faithful"
     for name, epochs in result.probes.items():
         assert len(epochs) == 2 and all(len(m) == 3 and all(len(r) == 3 for r in m) for m in epochs)
         assert all(math.isfinite(v) for m in epochs for r in m for v in r)

@@ -29,7 +29,7 @@ def _batch(seed=0):
     return x, targets
 
 
-def _setup(optimizer="adam", variant="corrected", weight_decay=0.0, lr=0.01, warm=2):
+def _setup(optimizer="adam", variant="corrected", weight_decay=0.0, lr=0.01, warm=2, variants=()):
     torch.manual_seed(0)
     model = MultiTaskNet(TASKS, CONFIG, seed=1)
     opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay, 0.9)
@@ -40,7 +40,7 @@ def _setup(optimizer="adam", variant="corrected", weight_decay=0.0, lr=0.01, war
         sum(t.loss_value(preds[t.name], targets[t.name]) for t in TASKS).backward()
         opt.step()
     opt.zero_grad()
-    return model, opt, GradientProbe(model, TASKS, opt, ProbeConfig(lookahead_every=1, variant=variant))
+    return model, opt, GradientProbe(model, TASKS, opt, ProbeConfig(lookahead_every=1, variant=variant, variants=variants))
 
 
 def _task_grads(model, x, targets):
@@ -85,6 +85,26 @@ def test_gs_is_the_cosine_of_brute_force_task_gradients():
     probe.end_epoch()
     unit = grads / grads.norm(dim=1, keepdim=True)
     np.testing.assert_allclose(np.array(probe.epochs["gs"][0]), (unit @ unit.T).numpy(), atol=1e-4)
+
+
+def test_gs_on_kernels_is_the_cosine_over_the_encoder_conv_weights_alone():
+    model, _, probe = _setup()
+    x, targets = _batch()
+    rows = []
+    for t in TASKS:  # brute force: each task's own backward, then only the encoder's conv kernels kept
+        m = copy.deepcopy(model)
+        t.loss_value(m(x)[t.name], targets[t.name]).backward()
+        kernels = [mod.weight for mod in m.encoder.modules() if isinstance(mod, torch.nn.Conv2d)]
+        rows.append(torch.cat([k.grad.flatten() for k in kernels]))
+    grads = torch.stack(rows)
+    left_out = [n for n, p in model.named_parameters() if n.startswith("encoder.") and p.dim() == 1]
+    assert left_out and any("bias" in n for n in model.state_dict())  # batch-norm weights and biases exist, and are left out
+    probe.backward(x, None, targets, step=0)
+    probe.end_epoch()
+    unit = grads / grads.norm(dim=1, keepdim=True)
+    assert probe.kernels.numel() == grads.shape[1] < sum(p.numel() for p in model.shared_parameters())
+    np.testing.assert_allclose(np.array(probe.epochs["gs_kernels"][0]), (unit @ unit.T).numpy(), atol=1e-4)
+    assert not np.allclose(probe.epochs["gs_kernels"][0], probe.epochs["gs"][0], atol=1e-3)  # a different reading
 
 
 def _expected_transference(model, x, targets, lr, stepped_copy):
@@ -153,6 +173,57 @@ def test_faithful_lookahead_is_plain_sgd_on_the_encoder_only():
     np.testing.assert_allclose(_probe_gt(model, probe, x, targets, state), expected, rtol=2e-3, atol=2e-3)
 
 
+def test_raw_lookahead_is_a_plain_gradient_step_on_every_shared_parameter():
+    model, opt, probe = _setup(optimizer="adam", variant="raw", weight_decay=1e-2)
+    x, targets = _batch()
+    lr = opt.param_groups[0]["lr"]
+    model(x)
+    state = copy.deepcopy(model.state_dict())
+
+    def raw_step(source):
+        m = copy.deepcopy(model)
+        source.loss_value(m(x)[source.name], targets[source.name]).backward()
+        with torch.no_grad():
+            for p in m.shared_parameters():  # the neck too; no momentum, moments or weight decay
+                if p.grad is not None:
+                    p -= lr * p.grad
+        return m
+
+    expected = _expected_transference(model, x, targets, lr, raw_step)
+    np.testing.assert_allclose(_probe_gt(model, probe, x, targets, state), expected, rtol=2e-3, atol=2e-3)
+    grads, losses = _task_grads(model, x, targets)
+    np.testing.assert_allclose(np.array(probe.epochs["etap"][0]), (grads @ grads.T).numpy() / np.array(losses)[:, None], rtol=1e-3)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_variants_side_by_side_equal_each_variant_alone(optimizer):
+    """One run computing every variant records, under gt/<variant> and etap/<variant>, what a
+    run of that variant alone records (each of which the tests above check by brute force); the
+    run's own variant stays under gt and etap, and the model is left as it was."""
+    every = ("faithful", "corrected", "raw")
+    model, opt, probe = _setup(optimizer=optimizer, weight_decay=1e-3, variants=every)
+    x, targets = _batch()
+    state, opt_state = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    probe.backward(x, None, targets, step=0)
+    probe.end_epoch()
+    assert set(probe.epochs) == {"gs", "gs_kernels", "gt", "etap", *(f"{k}/{v}" for v in every for k in ("gt", "etap"))}
+    for name, p in model.state_dict().items():
+        if not name.endswith(("running_mean", "running_var", "num_batches_tracked")):  # the training forward moved these
+            assert torch.equal(p, state[name]), name
+    assert str(opt.state_dict()) == str(opt_state)
+    for variant in every:
+        model.load_state_dict(state)
+        opt.load_state_dict(copy.deepcopy(opt_state))
+        alone = GradientProbe(model, TASKS, opt, ProbeConfig(lookahead_every=1, variant=variant))
+        model.zero_grad()
+        alone.backward(x, None, targets, step=0)
+        alone.end_epoch()
+        for k in ("gt", "etap"):
+            np.testing.assert_allclose(probe.epochs[f"{k}/{variant}"], alone.epochs[k], rtol=1e-5, atol=1e-6, err_msg=f"{k}/{variant}")
+    assert probe.epochs["gt"] == probe.epochs["gt/corrected"] and probe.epochs["etap"] == probe.epochs["etap/corrected"]
+    assert not np.allclose(probe.epochs["gt/faithful"], probe.epochs["gt/raw"], atol=1e-3)  # the variants do differ
+
+
 def test_etap_is_the_first_order_lookahead():
     model, opt, probe = _setup(optimizer="sgd", variant="faithful", lr=1e-4)
     x, targets = _batch()
@@ -168,8 +239,12 @@ def test_etap_is_the_first_order_lookahead():
 
 
 def test_probe_rejects_bad_configs():
-    with pytest.raises(ValueError, match="probes.variant: 'exact' is not one of faithful, corrected"):
+    with pytest.raises(ValueError, match="probes.variant: 'exact' is not one of faithful, corrected, raw"):
         ProbeConfig(variant="exact")
+    with pytest.raises(ValueError, match=r"probes.variants\[1\]: 'exact' is not one of"):
+        ProbeConfig(variants=("raw", "exact"))
+    with pytest.raises(ValueError, match="probes.variants: each variant once"):
+        ProbeConfig(variants=("raw", "raw"))
     with pytest.raises(ValueError, match="lookahead_every"):
         ProbeConfig(lookahead_every=0)
     with pytest.raises(ValueError, match="gradients_every"):
@@ -187,7 +262,7 @@ def test_sparser_gradient_records():
         x, targets = _batch(step)
         probe.model.zero_grad()
         sparse.backward(x, None, targets, step=step)
-    assert sparse._counts == {"gs": 1, "gt": 1, "etap": 1}
+    assert sparse._counts == {"gs": 1, "gs_kernels": 1, "gt": 1, "etap": 1}
 
 
 @pytest.mark.parametrize("variant", ["corrected", "faithful"])
@@ -200,8 +275,8 @@ def test_lookahead_is_fp32_on_both_sides_under_autocast(variant):
     start = copy.deepcopy(model)  # train mode: BatchNorm on batch statistics, whatever the probe's forward leaves
     seen, updates_of = [], probe._updates
 
-    def updates(grads):  # note the steps the probe takes, for the brute force to take them too
-        seen.append(updates_of(grads))
+    def updates(grads, which):  # note the steps the probe takes, for the brute force to take them too
+        seen.append(updates_of(grads, which))
         return seen[-1]
 
     probe._updates = updates
