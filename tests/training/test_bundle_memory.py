@@ -104,7 +104,7 @@ def test_out_of_memory_splits_the_bundle_and_trains_on_as_the_halves_would(split
 
 def test_out_of_memory_in_a_stacked_first_step_is_not_taken_for_a_kernel_refusing_stacks(splits, monkeypatch):
     """The unstacked fallback is for kernels without a batching rule; memory splits the bundle."""
-    def failing(self, inputs, autocast):
+    def failing(self, inputs, step, autocast):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(FusedUnit, "_step", failing)
