@@ -304,13 +304,26 @@ class _Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         """After the trial's last attempt: one line saying why and where its traceback is."""
-        text = str(trial.get_error() or "")
+        text = _trial_error(trial)
         store_error = _store_error(text)
         where = f"; traceback in {self.log}" if self.log is not None else ""
         self._finish(trial, "FAILED", f": {store_error or error_line(text)}{where}")
         if store_error and self.stopper.error is None:
             self.stopper.error = store_error
             self.say(f"stopping: {store_error}")
+
+
+def _trial_error(trial) -> str:
+    """The trial's error text: Tune writes it to the trial's local folder before it calls the
+    callbacks (`Trial.handle_error`), while `Trial.get_error` reads the copy in the experiment's
+    storage, which a sync may not have made yet (seen as a missing error under load)."""
+    local = getattr(trial, "error_file", None)
+    try:
+        if local and os.path.exists(local):
+            return Path(local).read_text(errors="replace")
+    except OSError:
+        pass
+    return str(trial.get_error() or "")
 
 
 def error_line(text: str) -> str:
