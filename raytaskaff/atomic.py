@@ -13,6 +13,7 @@ files exclusively, which needs no lock and holds on a shared file system too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
@@ -38,39 +39,89 @@ def check_output(path: str | os.PathLike, option: str) -> None:
         raise OutputError(f"{option} {path}: the folder {folder} is not writable")
 
 
+class NotDurable(OutputError):
+    """The disk reported an error when a written file was pushed to it (fsync)."""
+
+
+#: fsync errors that mean "this file system does not sync", not "the bytes are lost".
+UNSUPPORTED = frozenset(e for e in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, getattr(errno, "ENOSYS", None)) if e)
+
+
 def _fsync(path: Path, directory: bool = False) -> None:
-    """Push a file (or a folder's entries) to disk; a file system that cannot is left as it is."""
-    with contextlib.suppress(OSError):
+    """Push a file (or a folder's entries) to disk. A file system that cannot fsync is left as it
+    is; a folder that cannot be opened to sync (some platforms) too. Any other error is raised."""
+    try:
         fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    except OSError:
+        if directory:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _not_durable(path: Path, error: OSError, after: str) -> NotDurable:
+    name = errno.errorcode.get(error.errno or 0, "error")
+    return NotDurable(f"{path}: not written: the disk reported {name} ({error.strerror or error}) {after}")
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path` to write to; on leaving the block it is synced and moved onto
-    `path`. If the block raises, the temporary file is removed and `path` is untouched."""
+def atomic_path(path: str | os.PathLike, sync: bool = True) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on leaving the block it is synced (unless
+    `sync` is False: a file whose loss costs little, such as a checkpoint verified when read) and
+    moved onto `path`. If the block raises, or the sync fails (`NotDurable`), the temporary file
+    is removed and `path` is untouched."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
     try:
         yield tmp
-        _fsync(tmp)
+        if sync:
+            try:
+                _fsync(tmp)
+            except OSError as e:
+                raise _not_durable(path, e, "when it was synced; the previous file is kept") from None
         os.replace(tmp, path)
-        _fsync(path.parent, directory=True)
+        if sync:
+            try:
+                _fsync(path.parent, directory=True)
+            except OSError as e:
+                raise _not_durable(path, e, "when its folder was synced after the rename; it may not survive a crash") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)  # only this writer's own file: after the rename there is none
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a whole file durably (`atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a whole text file (UTF-8) durably (`atomic_path`)."""
     write_bytes(path, text.encode())
+
+
+def sync_folder(folder: str | os.PathLike) -> None:
+    """Push every file directly in `folder`, then the folder's entries, to disk: for a folder
+    written whole under a staging name and then renamed into place (a dataset's shards). Errors as
+    in `atomic_path` (`NotDurable`)."""
+    folder = Path(folder)
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            try:
+                _fsync(path)
+            except OSError as e:
+                raise _not_durable(path, e, "when it was synced") from None
+    try:
+        _fsync(folder, directory=True)
+    except OSError as e:
+        raise _not_durable(folder, e, "when the folder was synced") from None
 
 
 def claim_next(folder: str | os.PathLike, prefix: str, start: int = 1) -> int:

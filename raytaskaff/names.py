@@ -112,4 +112,5 @@ def longest_paths(out: str | Path, store: str | None, sweep: str, host: str | No
     if store is None or "://" not in store:
         root = Path(os.path.abspath(store)) if store else out / "store"
         paths["run checkpoint"] = root / "runs" / ("k" * 20) / f"checkpoint.pt.tmp-{'0' * 32}"
+        paths["run network"] = root / "runs" / ("k" * 20) / f"model.pt.tmp-{'0' * 32}.tmp-{'0' * 32}"  # staged, then saved
     return paths

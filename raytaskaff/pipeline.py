@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from raytaskaff.atomic import OutputError, write_text
 from raytaskaff.config import SweepConfig, to_dict
 from raytaskaff.data.shards import Manifest
 from raytaskaff.data.verify import verify_once
@@ -145,9 +146,9 @@ def scorer_failure(name: str, error: Exception, out: Path) -> str:
     log = out / "logs" / f"scorer-{name}.txt"
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("".join(traceback.format_exception(error)))
+        write_text(log, "".join(traceback.format_exception(error)))
         where = f" (traceback in {log})"
-    except OSError:
+    except (OSError, OutputError):  # the scorer's own line is what matters
         where = ""
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {first}{where}" if first else f"{type(error).__name__}{where}"

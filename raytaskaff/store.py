@@ -6,19 +6,33 @@
     STORE/runs/<key>/checkpoint.pt  on a remote store, the last epoch's checkpoint of a run in training
     STORE/runs/<key>/attempt-N      one empty file per attempt at training the run (`claim_attempt`;
                                     on a remote store attempts/<time>-<id>)
+    STORE/runs/<key>/result.lock    a local store's lock of the run's network and record while
+                                    they are replaced (two writers of one key)
     STORE/.sweep.lock               a local store's one-writer lock (`WriterLock`), as OUT/.sweep.lock
 
-A run is done when its result.json exists and reads back with its own key. Every file is written
-to a temporary name and moved into place, so a crash leaves either the old state or the new one.
-STORE is a local directory or any URI pyarrow.fs understands (s3://bucket/path, gs://...). On a
-remote store, networks and checkpoints are written to a local cache first and uploaded (a
-checkpoint after every epoch, so that a trial retried on another node resumes there); a found
-run names its network by its place in the store, and whoever reads it (a scorer actor on any
-node) fetches it by key into its own node's cache (`local_model`), checked against its record.
+A run is done when its result.json exists (`has`: one stat, or one HEAD on object storage, nothing
+parsed; `stored`: the keys of many runs from one listing). Every file is written to a temporary
+name, synced and moved into place (`atomic`), so a crash leaves either the old state or the new
+one, and a disk error is a StoreError with the old file kept. STORE is a local directory or any
+URI pyarrow.fs understands (s3://bucket/path, gs://...). On a remote store, networks and
+checkpoints are written to a local cache first and uploaded (a checkpoint after every epoch, so
+that a trial retried on another node resumes there); a found run names its network by its place
+in the store, and whoever reads it (a scorer actor on any node) fetches it by key into its own
+node's cache (`local_model`, one store opened per process), checked against its record there.
 
-Reading is retried on transient errors (READ_RETRIES, waits doubling from RETRY_WAIT); a store that
-stays unreadable is a StoreError, never "not done". A result.json that does not parse counts as not
-done (the run is trained again and the file replaced) and is named in a warning.
+A network and its record are one unit: the trainer saves the network under a name of its own
+(`staged_network`); `save` takes the digest of those bytes, moves them into place as model.pt and
+then writes result.json, on a local store under the run's lock, so that two writers of one key
+(two sweeps on one store, a zombie trial beside its retry) leave a network and a record that match
+whichever wins. Object storage has no lock: there the last upload of each file wins, and a pair
+from two writers at one instant is reported as damaged when read.
+
+A record is read once per stage: `find` (and `result_of` given the record a stage has read)
+checks the network against that record without reading it again. Reading is retried on transient
+errors (READ_RETRIES, waits doubling from RETRY_WAIT); a store that stays unreadable is a
+StoreError, never "not done". A result.json that cannot be used (not JSON, another run's record)
+is set aside as result.json.damaged-<id> when read and named in a warning: the run counts as not
+done, and the next sweep (or a later stage's `train`) trains it again.
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from raytaskaff.atomic import atomic_path, claim_next, write_bytes
+from raytaskaff.atomic import OutputError, atomic_path, claim_next, write_bytes
 from raytaskaff.data.shards import bounded, first_contact, storage_timeout
 from raytaskaff.data.verify import cache_dir
 from raytaskaff.errors import DataError, RaytaskaffError
@@ -76,13 +90,27 @@ def _reach(uri: str) -> tuple[pafs.FileSystem, str]:
     return fs, root
 
 
+def staged_network(folder: str | os.PathLike) -> Path:
+    """A name of its own in run folder `folder` (`ResultStore.run_dir`) for the network a trainer
+    is about to save: `ResultStore.save` moves it into place as model.pt, with its record."""
+    return Path(folder) / f"model.pt.tmp-{uuid.uuid4().hex}"
+
+
+#: The stores `local_model` opened in this process, by (URI, cache folder): one first contact each.
+_OPENED: dict[tuple[str, str], ResultStore] = {}
+
+
 def local_model(path: str) -> str:
     """A local path of the network a found run names: the path itself when local, else (a URI into
-    a remote store, STORE/runs/KEY/model.pt) the network fetched by key into this node's cache."""
+    a remote store, STORE/runs/KEY/model.pt) the network fetched by key into this node's cache,
+    through one store per process and cache (not one per network)."""
     if "://" not in str(path):
         return str(path)
-    store, _, rest = str(path).rpartition("/runs/")
-    return ResultStore(store).model_path(rest.split("/")[0])
+    uri, _, rest = str(path).rpartition("/runs/")
+    place = (uri, str(cache_dir()))
+    if place not in _OPENED:
+        _OPENED[place] = ResultStore(uri)
+    return _OPENED[place].model_path(rest.split("/")[0])
 
 
 class ResultStore:
@@ -135,8 +163,17 @@ class ResultStore:
         return path
 
     def write_bytes(self, key: str, name: str, data: bytes) -> None:
-        """Atomically write one file of a run."""
+        """Atomically write one file of a run; on a local store durably (`atomic.write_bytes`)."""
         final = self._path(key, name)
+        if self.local:
+            try:
+                Path(final).parent.mkdir(parents=True, exist_ok=True)
+                write_bytes(final, data)
+            except OutputError as e:
+                raise StoreError(str(e)) from None
+            except OSError as e:
+                raise StoreError(f"{final}: cannot write ({e.strerror or e})") from None
+            return
         tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
@@ -151,38 +188,92 @@ class ResultStore:
             raise StoreError(f"{final}: cannot write ({e})") from None
 
     def save(self, key: str, result: RunResult, **extra) -> None:
-        """Record a finished run: upload its network if the store is remote, then its result, which
-        holds the network's size and SHA-256."""
-        files = {}
-        if result.model_path:
-            files["model.pt"] = digest(result.model_path)
-            if not self.local:
-                with open(result.model_path, "rb") as f:
-                    self.write_bytes(key, "model.pt", f.read())
-        record = {"key": key, "result": result.to_dict(), "files": files, **extra}
-        self.write_bytes(key, "result.json", json.dumps(record, indent=1).encode())
+        """Record a finished run: its network (`result.model_path`, best saved under a name of its
+        own, `staged_network`) moved or uploaded into place as model.pt, then its result, which
+        holds the size and SHA-256 of the network's bytes as written. On a local store both under
+        the run's lock: two writers of one key leave a matching pair, whichever wins."""
+        with self._locked(key):
+            files = {"model.pt": self._place_network(key, Path(result.model_path))} if result.model_path else {}
+            record = {"key": key, "result": result.to_dict(), "files": files, **extra}
+            self.write_bytes(key, "result.json", json.dumps(record, indent=1).encode())
 
-    def _read(self, path: str) -> bytes | None:
-        """A file's bytes, None when it does not exist; transient errors are retried."""
+    def _place_network(self, key: str, source: Path) -> dict:
+        """Put the network at `source` in place as the run's model.pt; its {size, sha256}, taken
+        from the bytes that are put there (a staged file is this writer's own: no other writer
+        can change it between the digest and the rename)."""
+        final = self.run_dir(key) / "model.pt"
+        staged = source.name.startswith("model.pt.tmp-") and source.parent == final.parent
+        if self.local and staged:
+            found = digest(source)
+            try:
+                os.replace(source, final)
+            except OSError as e:
+                raise StoreError(f"{final}: cannot write ({e.strerror or e})") from None
+            return found
+        if self.local and source.resolve() == final.resolve():  # saved in place (by hand, or by an older trainer)
+            return digest(final)
+        data = source.read_bytes()
+        found = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        if self.local:
+            self.write_bytes(key, "model.pt", data)
+            return found
+        self.write_bytes(key, "model.pt", data)
+        if staged:  # this node's cached copy, as a later `model_path` here would fetch it
+            os.replace(source, final)
+        return found
+
+    @contextlib.contextmanager
+    def _locked(self, key: str):
+        """An exclusive lock of run `key`'s network and record (STORE/runs/KEY/result.lock) on a
+        local store; object storage has none (see the module's docstring)."""
+        if not self.local:
+            yield
+            return
+        import fcntl
+
+        path = self.run_dir(key) / "result.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(f"{path}: cannot write ({e.strerror or e})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:
+                raise StoreError(f"{path}: cannot lock ({e.strerror or e})") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def _retried(self, path: str, action, missing=None):
+        """`action()`, retried on transient errors; `missing` when `path` does not exist."""
         for attempt in range(READ_RETRIES + 1):
             try:
-                with self.fs.open_input_stream(path) as f:
-                    return f.read()
+                return action()
             except FileNotFoundError:
-                return None
+                return missing
             except OSError as e:
                 try:
                     if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
-                        return None
+                        return missing
                 except OSError:
                     pass
                 if attempt == READ_RETRIES:
                     raise StoreError(f"{path}: not readable after {READ_RETRIES + 1} tries ({str(e).splitlines()[0]})") from None
                 time.sleep(RETRY_WAIT * 2**attempt)
-        return None
+        return missing
+
+    def _read(self, path: str) -> bytes | None:
+        """A file's bytes, None when it does not exist; transient errors are retried."""
+        def read() -> bytes:
+            with self.fs.open_input_stream(path) as f:
+                return f.read()
+
+        return self._retried(path, read)
 
     def record(self, key: str) -> dict | None:
-        """The stored record of a run, or None when it has no complete result."""
+        """The stored record of a run, or None when it has no complete result. A record that
+        cannot be used is set aside (see the module's docstring)."""
         path = self._path(key, "result.json")
         raw = self._read(path)
         if raw is None:
@@ -190,12 +281,36 @@ class ResultStore:
         try:
             data = json.loads(raw)
         except ValueError as e:
-            warnings.warn(f"{path}: not valid JSON ({e}): the run counts as not done and is trained again", stacklevel=2)
+            self._set_aside(path, f"not valid JSON ({e})")
             return None
-        return data if isinstance(data, dict) and data.get("key") == key and "result" in data else None
+        if not (isinstance(data, dict) and data.get("key") == key and "result" in data):
+            found = data.get("key") if isinstance(data, dict) else None
+            self._set_aside(path, f"the record of {found!r}, not of {key!r}" if found else "not a run's record")
+            return None
+        return data
+
+    def _set_aside(self, path: str, why: str) -> None:
+        aside = f"{path}.damaged-{uuid.uuid4().hex[:8]}"
+        try:
+            self.fs.move(path, aside)
+        except OSError as e:
+            raise StoreError(f"{path}: {why}, and it cannot be set aside ({str(e).splitlines()[0]})") from None
+        warnings.warn(f"{path}: {why}: set aside as {aside.rpartition('/')[2]}; the run counts as not done "
+                      "(the next sweep trains it again)", stacklevel=3)
 
     def has(self, key: str) -> bool:
-        return self.record(key) is not None
+        """Whether run `key` has a result.json: one stat (a HEAD), the record not read."""
+        path = self._path(key, "result.json")
+        return self._retried(path, lambda: self.fs.get_file_info(path).type == pafs.FileType.File, missing=False)
+
+    def stored(self, keys) -> set[str]:
+        """The keys among `keys` that have a result.json, from one listing of the store."""
+        runs = f"{self.root}/runs"
+        selector = pafs.FileSelector(runs, recursive=True, allow_not_found=True)
+        listed = self._retried(runs, lambda: self.fs.get_file_info(selector), missing=[])
+        present = {f.path[len(runs) + 1:].rpartition("/")[0] for f in listed
+                   if f.base_name == "result.json" and f.type == pafs.FileType.File}
+        return present & set(keys)
 
     def find(self, key: str) -> RunResult | None:
         """The run's result (its network's path made local), or None when it has none."""
@@ -203,10 +318,11 @@ class ResultStore:
         return None if data is None else self.result_of(key, data)
 
     def result_of(self, key: str, record: dict) -> RunResult:
-        """The result in run `key`'s stored record (`record`), its network's path made local."""
+        """The result in run `key`'s stored record (`record`, as read once by the caller), its
+        network's path made local and, on a local store, checked against that record."""
         result = RunResult.from_dict(record["result"])
         if result.model_path is not None:  # where it is read, `local_model` makes it a local file
-            result.model_path = self.model_path(key) if self.local else f"{self.uri.rstrip('/')}/runs/{key}/model.pt"
+            result.model_path = self.model_path(key, record) if self.local else f"{self.uri.rstrip('/')}/runs/{key}/model.pt"
         return result
 
     def claim_attempt(self, key: str) -> int:
@@ -255,11 +371,13 @@ class ResultStore:
                 if self.fs.get_file_info(self._path(key, "checkpoint.pt")).type != pafs.FileType.NotFound:
                     raise StoreError(f"{self._path(key, 'checkpoint.pt')}: cannot delete ({e})") from None
 
-    def model_path(self, key: str) -> str:
+    def model_path(self, key: str, record: dict | None = None) -> str:
         """A local path of the run's saved network, checked against the size and SHA-256 in its
-        record: on a remote store fetched into this node's cache (atomically) unless a checked copy
-        is there. A missing or damaged network is a StoreError."""
-        expected = ((self.record(key) or {}).get("files") or {}).get("model.pt")
+        record (`record`, else read now): on a remote store fetched into this node's cache
+        (atomically) unless a checked copy is there. A missing or damaged network is a StoreError."""
+        if record is None:
+            record = self.record(key) or {}
+        expected = (record.get("files") or {}).get("model.pt")
         local = self.run_dir(key) / "model.pt"
         if self.local:
             if not local.exists():

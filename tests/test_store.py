@@ -42,15 +42,21 @@ def test_round_trip(tmp_path, remote):
 
 
 def test_incomplete_or_foreign_records_do_not_count(tmp_path):
+    """`has` reads no record; the first read of a damaged or foreign one sets it aside, said once,
+    and from then on the run is not done (trained again)."""
     store = ResultStore(str(tmp_path))
     folder = tmp_path / "runs" / "k2"
     folder.mkdir(parents=True)
     (folder / "result.json").write_text('{"key": "k2", "res')  # damaged: trained again, and said so
-    with pytest.warns(UserWarning, match=r"k2/result.json: not valid JSON .*counts as not done"):
-        assert not store.has("k2")
+    assert store.has("k2")  # a file is there: `has` does not parse it
+    with pytest.warns(UserWarning, match=r"k2/result.json: not valid JSON .*set aside as result.json.damaged-\w+; the run counts as not done"):
+        assert store.record("k2") is None
+    assert not store.has("k2") and len(list(folder.glob("result.json.damaged-*"))) == 1
     (folder / "result.json").write_text(json.dumps({"key": "other", "result": {}}))
-    assert not store.has("k2")
-    assert store.find("k2") is None
+    with pytest.warns(UserWarning, match=r"the record of 'other', not of 'k2'"):
+        assert store.find("k2") is None
+    assert not store.has("k2") and store.stored(["k2"]) == set()
+    assert len(list(folder.glob("result.json.damaged-*"))) == 2
 
 
 def test_unwritable_store_is_a_clear_error(tmp_path):
@@ -132,7 +138,7 @@ def test_transient_read_errors_are_retried_and_lasting_ones_stop_in_one_line(tmp
         assert store.record("k")["key"] == "k"  # not "not done": a retrained run would be wasted work
     else:
         with pytest.raises(StoreError, match=r"k/result.json: not readable after 4 tries \(connection reset by peer\)"):
-            store.has("k")
+            store.record("k")
 
 
 WRITER = """

@@ -39,7 +39,7 @@ from raytaskaff.engine.data import SharedData
 from raytaskaff.errors import RaytaskaffError
 from raytaskaff.names import experiment_name, run_title
 from raytaskaff.plan import Bundle, Run, bundles, numerics
-from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError
+from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError, staged_network
 from raytaskaff.training.bundle import Member, train_bundle
 from raytaskaff.training.loop import DataSplits, RunResult, RunSpec, TrainConfig, train
 
@@ -109,11 +109,11 @@ def _node() -> str:
         return "here"
 
 
-def _train_here(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder, on_epoch=None) -> RunResult:
-    """Train one run in this process (one Ray Train worker of a DDP run)."""
+def _train_here(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder, model, on_epoch=None) -> RunResult:
+    """Train one run in this process (one Ray Train worker of a DDP run); its network saved at `model`."""
     torch.set_num_threads(max(1, int(sweep.resources.cpus_per_run)))
     return train(RunSpec(run.tasks, run.inject), sweep.model.build(), train_config(sweep, _device(sweep), run.probes),
-                 _open(shared, stats), run.seed, checkpoint=folder / "checkpoint.pt", model_path=folder / "model.pt",
+                 _open(shared, stats), run.seed, checkpoint=folder / "checkpoint.pt", model_path=model,
                  on_epoch=on_epoch)
 
 
@@ -125,7 +125,7 @@ def _train_bundle_here(runs: list[Run], shared: SharedData, stats: dict, sweep: 
     torch.set_num_threads(max(1, int(sweep.resources.cpus_per_run)))
     device = _device(sweep)
     members = [Member(RunSpec(r.tasks, r.inject), probes=r.probes, checkpoint=folders[r.key] / "checkpoint.pt",
-                      model_path=folders[r.key] / "model.pt") for r in runs]
+                      model_path=staged_network(folders[r.key])) for r in runs]  # `store.save` puts it in place
     by_member = {id(m): r for m, r in zip(members, runs)}
     report = None if on_epoch is None else lambda epoch, records: on_epoch(epoch, {by_member[id(m)]: rec for m, rec in records.items()})
     config = train_config(sweep, device, any(r.probes for r in runs))
@@ -143,8 +143,12 @@ def _ddp_worker(loop_config: dict) -> dict | None:
     result = _train_here(**loop_config)
     if ray.train.get_context().get_world_rank() != 0:
         return None
-    model = Path(loop_config["folder"]) / "model.pt"
-    return {"result": result.to_dict(), "model": model.read_bytes() if result.model_path and model.exists() else None}
+    model = Path(loop_config["model"])
+    if not (result.model_path and model.exists()):
+        return {"result": result.to_dict(), "model": None}
+    data = model.read_bytes()
+    model.unlink()  # the trial stores the bytes; a worker on the trial's node leaves no second copy
+    return {"result": result.to_dict(), "model": data}
 
 
 def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder) -> RunResult:
@@ -157,15 +161,17 @@ def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: Sweep
     per_worker = {"CPU": r.cpus_per_run, **({"GPU": r.gpus_per_run} if r.gpus_per_run else {})}
     trainer = TorchTrainer(
         _ddp_worker,
-        train_loop_config={"run": run, "shared": shared, "stats": stats, "sweep": sweep, "folder": folder},
+        train_loop_config={"run": run, "shared": shared, "stats": stats, "sweep": sweep, "folder": folder,
+                           "model": staged_network(folder)},
         scaling_config=ScalingConfig(num_workers=r.workers, use_gpu=r.gpus_per_run > 0, resources_per_worker=per_worker),
         run_config=RunConfig(name=f"raytaskaff-{run.key}", storage_path=str(folder / "ray_train")),
     )
     returned = trainer.fit().return_value
     result = RunResult.from_dict(returned["result"])
-    if returned["model"] is not None:  # onto the trial's node, from which the store takes it
-        write_bytes(Path(folder) / "model.pt", returned["model"])
-        result.model_path = str(Path(folder) / "model.pt")
+    if returned["model"] is not None:  # onto the trial's node, from which the store takes it (`store.save`)
+        staged = staged_network(folder)
+        write_bytes(staged, returned["model"])
+        result.model_path = str(staged)
     result.cpu_seconds *= r.workers  # rank 0 measured its own share; the workers are alike
     result.gpu_seconds *= r.workers
     return result
@@ -178,6 +184,7 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
     trains only what is still missing."""
     runs = [Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()}) for r in trial_config["bundle"]["runs"]]
     store = ResultStore(store_uri)
+    staged: list[Path] = []  # this trial's networks, under names of their own until stored
     try:
         runs = [r for r in runs if not store.has(r.key)]
         if not runs:
@@ -198,6 +205,7 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
             results = _train_bundle_here(runs, shared, stats, sweep, folders, on_epoch=on_epoch)
         threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
         failed = []
+        staged += [Path(r.model_path) for r in results if isinstance(r, RunResult) and r.model_path]
         for run, result in zip(runs, results):
             if isinstance(result, BaseException):
                 failed.append(f"{run_title(run)}: {result}")
@@ -210,6 +218,8 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
             others = "; the others are stored" if len(failed) < len(runs) else ""
             raise NetworksFailed(f"{len(failed)} of {len(runs)} networks failed ({'; '.join(failed)}){others}")
     except Exception:
+        for path in staged:  # networks not stored (a stored one was moved into place): this trial's own names
+            path.unlink(missing_ok=True)
         store.check_writable()  # a full or read-only store says so (StoreError), which stops the sweep
         raise
 
