@@ -107,12 +107,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def sync_folder(folder: str | os.PathLike) -> None:
-    """Push every file directly in `folder`, then the folder's entries, to disk: for a folder
-    written whole under a staging name and then renamed into place (a dataset's shards). Errors as
-    in `atomic_path` (`NotDurable`)."""
+def sync_folder(folder: str | os.PathLike, files: bool = True) -> None:
+    """Push every file directly in `folder` (unless `files` is False), then the folder's entries,
+    to disk: for a folder written whole under a staging name and then renamed into place (a
+    dataset's shards: its files before the rename, its parent's entries after). Errors as in
+    `atomic_path` (`NotDurable`)."""
     folder = Path(folder)
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.iterdir()) if files else ():
         if path.is_file():
             try:
                 _fsync(path)

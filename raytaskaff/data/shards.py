@@ -42,6 +42,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from raytaskaff import __version__
+from raytaskaff.atomic import sync_folder
 from raytaskaff.data.domains import DOMAINS, check_raw, domain
 from raytaskaff.data.fields import Field, taskonomy_field
 from raytaskaff.errors import DataError
@@ -468,7 +469,9 @@ class ShardWriter:
         tmp = self.staging / (MANIFEST + ".tmp")
         tmp.write_text(manifest.to_json())
         os.replace(tmp, self.staging / MANIFEST)
+        sync_folder(self.staging)  # every shard, the manifest and a converter's summary on disk before the rename
         self._commit()
+        sync_folder(self.out.parent, files=False)
         self.manifest = manifest
         return manifest
 
