@@ -223,22 +223,27 @@ class ResultStore:
         return found
 
     @contextlib.contextmanager
-    def _locked(self, key: str):
-        """An exclusive lock of run `key`'s network and record (STORE/runs/KEY/result.lock) on a
-        local store; object storage has none (see the module's docstring)."""
+    def _locked(self, key: str, shared: bool = False):
+        """A lock of run `key`'s network and record (STORE/runs/KEY/result.lock) on a local store:
+        exclusive to replace them, `shared` to read them as one pair. A reader finds no lock file
+        where no network was ever saved, and reads unlocked; object storage has no lock (see the
+        module's docstring)."""
         if not self.local:
             yield
             return
         import fcntl
 
-        path = self.run_dir(key) / "result.lock"
+        path = Path(self.root) / "runs" / key / "result.lock"
+        if shared and not path.exists():
+            yield
+            return
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDONLY) if shared else os.open(self.run_dir(key) / path.name, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise StoreError(f"{path}: cannot write ({e.strerror or e})") from None
+            raise StoreError(f"{path}: cannot {'read' if shared else 'write'} ({e.strerror or e})") from None
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             except OSError as e:
                 raise StoreError(f"{path}: cannot lock ({e.strerror or e})") from None
             yield
@@ -313,9 +318,11 @@ class ResultStore:
         return present & set(keys)
 
     def find(self, key: str) -> RunResult | None:
-        """The run's result (its network's path made local), or None when it has none."""
-        data = self.record(key)
-        return None if data is None else self.result_of(key, data)
+        """The run's result (its network's path made local and checked), or None when it has none;
+        on a local store record and network read as one pair, under the run's lock."""
+        with self._locked(key, shared=True):
+            data = self.record(key)
+            return None if data is None else self.result_of(key, data)
 
     def result_of(self, key: str, record: dict) -> RunResult:
         """The result in run `key`'s stored record (`record`, as read once by the caller), its

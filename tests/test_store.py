@@ -200,3 +200,57 @@ def test_a_checkpoint_travels_through_a_remote_store_to_another_node(tmp_path):
     local.push_checkpoint("k")
     local.pull_checkpoint("k")
     assert (tmp_path / "here" / "runs" / "k" / "checkpoint.pt").read_bytes() == b"epoch 1"
+
+
+PAIR_WRITER = """
+import hashlib, sys
+from raytaskaff.settings import RunResult, RunSpec
+from raytaskaff.store import ResultStore, staged_network
+
+store, me = ResultStore(sys.argv[1]), int(sys.argv[2])
+for i in range(50):  # each save its own network (its size and bytes tell the writer and the step)
+    staged = staged_network(store.run_dir("shared"))
+    staged.write_bytes(bytes([me]) * (1000 + 97 * i + me))
+    store.save("shared", RunResult(RunSpec(("normal",)), me, {"normal": float(i)}, {"normal": 0.0}, {}, 0, 1, [],
+                                   1.0, 1.0, "cpu", 1, model_path=str(staged)))
+"""
+
+
+def test_two_writers_of_one_key_leave_a_network_and_record_that_match(tmp_path):
+    """Two processes save one key 50 times each, each time another network: every read meanwhile
+    (`find`, which checks the network against the record) and the pair left in place are one
+    writer's network and record, whichever won."""
+    root = tmp_path / "store"
+    store = ResultStore(str(root))
+    procs = [subprocess.Popen([sys.executable, "-c", PAIR_WRITER, str(root), str(me)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for me in (1, 2)]
+    found = 0
+    while any(p.poll() is None for p in procs):
+        found += store.find("shared") is not None  # a pair from two writers would be a StoreError here
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert found > 0
+    record = store.record("shared")
+    network = (root / "runs" / "shared" / "model.pt").read_bytes()
+    writer, step = record["result"]["seed"], int(record["result"]["test_losses"]["normal"])
+    assert network == bytes([writer]) * (1000 + 97 * step + writer)  # the record's own network
+    assert record["files"]["model.pt"] == {"size": len(network), "sha256": hashlib.sha256(network).hexdigest()}
+    assert store.find("shared").model_path == str(root / "runs" / "shared" / "model.pt")  # checked: no StoreError
+    assert sorted(p.name for p in (root / "runs" / "shared").iterdir()) == ["model.pt", "result.json", "result.lock"]
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_a_staged_network_is_put_in_place_with_its_digest(tmp_path, remote):
+    """The trainer's own name for a network (`staged_network`) becomes model.pt; the record holds
+    the digest of those bytes; on a remote store the node's cache keeps the checked copy."""
+    from raytaskaff.store import staged_network
+
+    uri = f"file://{tmp_path / 'store'}" if remote else str(tmp_path / "store")
+    store = ResultStore(uri, cache=tmp_path / "cache")
+    staged = staged_network(store.run_dir("k"))
+    staged.write_bytes(b"net" * 10)
+    store.save("k", _result(str(staged)))
+    assert not staged.exists() and (store.run_dir("k") / "model.pt").read_bytes() == b"net" * 10
+    assert (tmp_path / "store" / "runs" / "k" / "model.pt").read_bytes() == b"net" * 10
+    assert store.record("k")["files"]["model.pt"] == {"size": 30, "sha256": hashlib.sha256(b"net" * 10).hexdigest()}
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
