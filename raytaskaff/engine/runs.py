@@ -441,7 +441,8 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
 
     shared: the splits, from `engine.data.share_splits`; stats: the manifest's statistics."""
     start = time.perf_counter()
-    execution = Execution(skipped=[r.key for r in runs if store.has(r.key)])
+    present = store.stored([r.key for r in runs])  # one listing of the store, no record read
+    execution = Execution(skipped=[r.key for r in runs if r.key in present])
     pending = [r for r in runs if r.key not in set(execution.skipped)]
     if not pending:
         return execution
