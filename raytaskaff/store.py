@@ -295,13 +295,15 @@ class ResultStore:
         return data
 
     def _set_aside(self, path: str, why: str) -> None:
+        """Move an unusable result.json out of the way (so that `has` no longer finds it), said in
+        a warning; a store that cannot move it (read-only) keeps it, and the warning says so."""
         aside = f"{path}.damaged-{uuid.uuid4().hex[:8]}"
         try:
             self.fs.move(path, aside)
+            then = f"set aside as {aside.rpartition('/')[2]}; the run counts as not done (the next sweep trains it again)"
         except OSError as e:
-            raise StoreError(f"{path}: {why}, and it cannot be set aside ({str(e).splitlines()[0]})") from None
-        warnings.warn(f"{path}: {why}: set aside as {aside.rpartition('/')[2]}; the run counts as not done "
-                      "(the next sweep trains it again)", stacklevel=3)
+            then = f"it cannot be set aside ({str(e).splitlines()[0]}): remove it, and the next sweep trains the run again"
+        warnings.warn(f"{path}: {why}: {then}", stacklevel=3)
 
     def has(self, key: str) -> bool:
         """Whether run `key` has a result.json: one stat (a HEAD), the record not read."""
