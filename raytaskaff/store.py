@@ -32,7 +32,7 @@ checks the network against that record without reading it again. Reading is retr
 errors (READ_RETRIES, waits doubling from RETRY_WAIT); a store that stays unreadable is a
 StoreError, never "not done". A result.json that cannot be used (not JSON, another run's record)
 is set aside as result.json.damaged-<id> when read and named in a warning: the run counts as not
-done, and the next sweep (or a later stage's `train`) trains it again.
+done, and the next sweep trains it again.
 """
 
 from __future__ import annotations
@@ -212,13 +212,10 @@ class ResultStore:
             return found
         if self.local and source.resolve() == final.resolve():  # saved in place (by hand, or by an older trainer)
             return digest(final)
-        data = source.read_bytes()
+        data = source.read_bytes()  # a remote store's upload (or a network saved elsewhere): the bytes hashed are the bytes sent
         found = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        if self.local:
-            self.write_bytes(key, "model.pt", data)
-            return found
         self.write_bytes(key, "model.pt", data)
-        if staged:  # this node's cached copy, as a later `model_path` here would fetch it
+        if staged:  # on a remote store: this node's cached copy, as a later `model_path` here would fetch it
             os.replace(source, final)
         return found
 
