@@ -39,8 +39,10 @@ def check_output(path: str | os.PathLike, option: str) -> None:
         raise OutputError(f"{option} {path}: the folder {folder} is not writable")
 
 
-class NotDurable(OutputError):
-    """The disk reported an error when a written file was pushed to it (fsync)."""
+class NotDurable(OutputError, OSError):
+    """The disk reported an error when a written file was pushed to it (fsync). An OSError too,
+    so that a writer that may fail (a cache stamp, a traceback log) handles it as it handles a
+    full disk."""
 
 
 #: fsync errors that mean "this file system does not sync", not "the bytes are lost".

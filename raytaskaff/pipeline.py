@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from raytaskaff.atomic import OutputError, write_text
+from raytaskaff.atomic import write_text
 from raytaskaff.config import SweepConfig, to_dict
 from raytaskaff.data.shards import Manifest
 from raytaskaff.data.verify import verify_once
@@ -148,7 +148,7 @@ def scorer_failure(name: str, error: Exception, out: Path) -> str:
         log.parent.mkdir(parents=True, exist_ok=True)
         write_text(log, "".join(traceback.format_exception(error)))
         where = f" (traceback in {log})"
-    except (OSError, OutputError):  # the scorer's own line is what matters
+    except OSError:  # a traceback that cannot be kept (`atomic.NotDurable` included): the scorer's line says the rest
         where = ""
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {first}{where}" if first else f"{type(error).__name__}{where}"

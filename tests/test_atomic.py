@@ -131,3 +131,12 @@ def test_a_scorers_traceback_is_written_durably(tmp_path, monkeypatch):
     calls = _fsync_failing(monkeypatch, errno.EIO)  # the traceback cannot be kept: the line says nothing of it
     assert scorer_failure("rsa", error, tmp_path) == "ValueError: bad input"
     assert calls == ["file"] and _files(tmp_path / "logs") == ["scorer-ias.txt"]
+
+
+def test_a_cache_stamp_that_cannot_be_synced_costs_only_a_check(tmp_path, monkeypatch):
+    """Writers that may fail (here the data check's stamp) take `NotDurable` as the OSError it is."""
+    from raytaskaff.data.verify import _write_stamp
+
+    _fsync_failing(monkeypatch, errno.EIO)
+    _write_stamp(tmp_path / "stamp.json", {"shards": {}})
+    assert _files(tmp_path) == []

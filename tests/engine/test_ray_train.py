@@ -29,5 +29,7 @@ def test_ddp_run_with_two_workers(local_ray, train_dataset, tmp_path):
     assert result.spec.tasks == ("depth_zbuffer", "normal") and len(result.history) == 2
     assert all(math.isfinite(v) for v in result.test_losses.values())
     assert result.history[-1]["train"]["normal"] < result.history[0]["train"]["normal"] * 1.5
-    model = load_model(tmp_path / "model.pt")  # written once, by rank 0
+    assert Path(result.model_path).parent == tmp_path and Path(result.model_path).name.startswith("model.pt.tmp-")
+    assert [p.name for p in tmp_path.glob("model.pt*")] == [Path(result.model_path).name]  # rank 0's copy, staged for the store
+    model = load_model(result.model_path)  # written once, by rank 0
     assert model.task_names == ["depth_zbuffer", "normal"]
