@@ -193,31 +193,48 @@ class ResultStore:
         holds the size and SHA-256 of the network's bytes as written. On a local store both under
         the run's lock: two writers of one key leave a matching pair, whichever wins."""
         with self._locked(key):
-            files = {"model.pt": self._place_network(key, Path(result.model_path))} if result.model_path else {}
+            files, kept = {}, None
+            if result.model_path:
+                files["model.pt"], kept = self._place_network(key, Path(result.model_path))
             record = {"key": key, "result": result.to_dict(), "files": files, **extra}
-            self.write_bytes(key, "result.json", json.dumps(record, indent=1).encode())
+            try:
+                self.write_bytes(key, "result.json", json.dumps(record, indent=1).encode())
+            except BaseException:
+                if kept is not None:  # the record stays as it was: so does its network
+                    os.replace(kept, self.run_dir(key) / "model.pt")
+                raise
+            if kept is not None:
+                kept.unlink(missing_ok=True)
 
-    def _place_network(self, key: str, source: Path) -> dict:
-        """Put the network at `source` in place as the run's model.pt; its {size, sha256}, taken
+    def _place_network(self, key: str, source: Path) -> tuple[dict, Path | None]:
+        """Put the network at `source` in place as the run's model.pt: its {size, sha256}, taken
         from the bytes that are put there (a staged file is this writer's own: no other writer
-        can change it between the digest and the rename)."""
+        can change it between the digest and the rename), and on a local store the network it
+        replaced, kept under a name of its own (a hard link) until the record is written."""
         final = self.run_dir(key) / "model.pt"
         staged = source.name.startswith("model.pt.tmp-") and source.parent == final.parent
         if self.local and staged:
             found = digest(source)
+            kept = staged_network(final.parent)
+            try:
+                os.link(final, kept)
+            except OSError:  # none before (or no hard links here): nothing to put back
+                kept = None
             try:
                 os.replace(source, final)
             except OSError as e:
+                if kept is not None:
+                    kept.unlink(missing_ok=True)
                 raise StoreError(f"{final}: cannot write ({e.strerror or e})") from None
-            return found
+            return found, kept
         if self.local and source.resolve() == final.resolve():  # saved in place (by hand, or by an older trainer)
-            return digest(final)
+            return digest(final), None
         data = source.read_bytes()  # a remote store's upload (or a network saved elsewhere): the bytes hashed are the bytes sent
         found = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         self.write_bytes(key, "model.pt", data)
         if staged:  # on a remote store: this node's cached copy, as a later `model_path` here would fetch it
             os.replace(source, final)
-        return found
+        return found, None
 
     @contextlib.contextmanager
     def _locked(self, key: str, shared: bool = False):

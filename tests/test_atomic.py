@@ -140,3 +140,26 @@ def test_a_cache_stamp_that_cannot_be_synced_costs_only_a_check(tmp_path, monkey
     _fsync_failing(monkeypatch, errno.EIO)
     _write_stamp(tmp_path / "stamp.json", {"shards": {}})
     assert _files(tmp_path) == []
+
+
+def test_a_network_whose_record_cannot_be_written_is_not_put_in_place(tmp_path, monkeypatch):
+    """The record's sync fails: the old record and the old network stay, as a pair."""
+    from raytaskaff.store import staged_network
+
+    store = ResultStore(str(tmp_path / "store"))
+    folder = store.run_dir("k")
+    for data in (b"old network", b"new network"):
+        staged = staged_network(folder)
+        staged.write_bytes(data)
+        result = _result()
+        result.model_path = str(staged)
+        if data == b"new network":
+            _fsync_failing(monkeypatch, errno.EIO)
+            with pytest.raises(StoreError, match="not written: the disk reported EIO"):
+                store.save("k", result)
+            monkeypatch.undo()
+        else:
+            store.save("k", result)
+    assert (folder / "model.pt").read_bytes() == b"old network"
+    assert store.find("k").model_path == str(folder / "model.pt")  # the old pair, checked
+    assert sorted(_files(folder)) == ["model.pt", "result.json", "result.lock"]
