@@ -89,3 +89,28 @@ def test_the_record_a_stage_read_is_the_one_a_network_is_checked_against(tmp_pat
     result = store.result_of("stl-normal", record)
     assert reads == [] and open(result.model_path, "rb").read() == bytes([1]) * 101
     assert record["files"]["model.pt"]["sha256"] == hashlib.sha256(bytes([1]) * 101).hexdigest()
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_a_resumed_sweep_reads_no_record_to_skip_and_each_once_to_collect(tmp_path, reads, remote):
+    """The smoke sweep's runs all stored: training skips every one from one listing (no record
+    read, no Ray started: nothing is pending), then the stage after reads each record once."""
+    from pathlib import Path
+
+    from raytaskaff.config import load_config
+    from raytaskaff.engine.runs import train_runs
+    from raytaskaff.plan import plan
+
+    config = load_config(Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml", out=str(tmp_path / "out"))
+    runs = plan(config)
+    uri = f"file://{tmp_path / 'store'}" if remote else str(tmp_path / "store")
+    store = ResultStore(uri, cache=tmp_path / "cache")
+    for run in runs:
+        store.save(run.key, RunResult(RunSpec(run.tasks, run.inject), run.seed, {run.tasks[0]: 0.5}, {run.tasks[0]: 0.6},
+                                      {}, 0, 1, [], 1.0, 1.0, "cpu", 1))
+    reads.clear()
+    execution = train_runs(config, runs, store, shared=None, stats={}, tune_dir=str(tmp_path / "tune"))
+    assert sorted(execution.skipped) == sorted(r.key for r in runs) and not execution.trained and reads == []
+    results = Results(store, runs)
+    assert all(results.find(r.key).seed == r.seed for r in runs)
+    assert sorted(reads) == sorted(f"{r.key}/result.json" for r in runs) and len(runs) == 20
