@@ -67,9 +67,9 @@ def _fsync(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _not_durable(path: Path, error: OSError, after: str) -> NotDurable:
+def _not_durable(path: Path, error: OSError, after: str, done: str = "not written") -> NotDurable:
     name = errno.errorcode.get(error.errno or 0, "error")
-    return NotDurable(f"{path}: not written: the disk reported {name} ({error.strerror or error}) {after}")
+    return NotDurable(f"{path}: {done}: the disk reported {name} ({error.strerror or error}) {after}")
 
 
 @contextlib.contextmanager
@@ -92,7 +92,7 @@ def atomic_path(path: str | os.PathLike, sync: bool = True) -> Iterator[Path]:
             try:
                 _fsync(path.parent, directory=True)
             except OSError as e:
-                raise _not_durable(path, e, "when its folder was synced after the rename; it may not survive a crash") from None
+                raise _not_durable(path, e, "when its folder was synced; it may not survive a crash", "written") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)  # only this writer's own file: after the rename there is none

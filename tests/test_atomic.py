@@ -62,8 +62,8 @@ def test_a_file_system_that_cannot_fsync_is_written_without(tmp_path, monkeypatc
 def test_a_folder_that_fails_to_sync_after_the_rename_says_so(tmp_path, monkeypatch):
     target = tmp_path / "a.txt"
     _fsync_failing(monkeypatch, errno.EIO, folders_only=True)
-    with pytest.raises(NotDurable, match=r"a.txt: not written: the disk reported EIO .* when its folder was synced "
-                                         r"after the rename; it may not survive a crash"):
+    with pytest.raises(NotDurable, match=r"a.txt: written: the disk reported EIO .* when its folder was synced; "
+                                         r"it may not survive a crash"):
         write_text(target, "new")
     assert _files(tmp_path) == ["a.txt"]
 
