@@ -127,3 +127,18 @@ def test_the_grouping_stage_groups_on_the_predicted_table(stages):
     pairs = [r for r in extra if len(r.tasks) == 2]
     assert all(r.kind == RunKind.PAIR and full[r.key] == r for r in pairs)
     assert trained_now == extra
+
+
+def test_the_group_command_says_when_it_groups_on_predicted_affinities(tmp_path, capsys):
+    from raytaskaff.group import main
+
+    rows = [{"target": t, "partner": p, "gain": PLANTED[t, p], "low": None, "high": None, "predicted": i % 3 == 0}
+            for i, (t, p) in enumerate(ORDERED)]
+    path = tmp_path / "ground_truth_predicted.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    main(["affinity", "--scores", str(path), "--max-groups", "2"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith(", chosen on predicted affinities (10 of 30 predicted, not measured):")
+    pd.DataFrame(rows).drop(columns=["low", "high", "predicted"]).to_csv(path, index=False)  # a measured table: nothing said
+    main(["affinity", "--scores", str(path), "--max-groups", "2"])
+    assert "predicted" not in capsys.readouterr().out
