@@ -13,7 +13,8 @@ k pairs are the full sweep's stored runs, trained once). Per budget:
   best-partner hits of the whole table (measured and predicted) against the full truth;
 - over `--draws` other random draws of k pairs (the same procedure, `evaluation.budget.predict`, on
   the full sweep's tables): the mean Spearman on the untrained cells and 95% of draws, so that one
-  lucky or unlucky draw is not the whole answer.
+  lucky or unlucky draw is not the whole answer;
+- the best raw scorer's Spearman on the same untrained cells (what no training of pairs gives).
 The full sweep's own split-half noise ceiling is the yardstick.
 """
 
@@ -82,8 +83,10 @@ def measure(truth_out: Path, budget_out: Path, draws: int) -> dict:
         result = predict(tasks, known, tables, bootstrap=0)
         rows = [r for r in result["table"] if r["predicted"]]
         others.append(spearmanr([r["gain"] for r in rows], [truth[r["target"], r["partner"]] for r in rows])[0])
+    raw = {name: spearmanr([t[c] for c in cells], [truth[c] for c in cells])[0] for name, t in tables.items()}
+    best_raw = max(raw, key=raw.get)
     acc = budget["accuracy"]
-    return {"k": k, "pairs": budget["pairs"], "predictor": budget["predictor"]["label"],
+    return {"raw": best_raw, "raw_spearman": float(raw[best_raw]),"k": k, "pairs": budget["pairs"], "predictor": budget["predictor"]["label"],
             "says_spearman": acc["spearman"], "says_ci": acc["spearman_ci"],
             "spearman": float(rho), "spearman_ci": _bootstrap(pred, truth, untrained),
             "abs_error": float(np.mean([abs(pred[c] - truth[c]) for c in cells])),
@@ -110,14 +113,14 @@ def main(argv=None) -> None:
     print(f"full ground truth: {len(truth) // 2} pairs, split-half noise ceiling (Spearman) {f(ceiling)}; "
           f"best-partner hits of the full truth against itself {_hits(truth, truth, full['tasks'])}")
     print("| k | predictor chosen | sweep's own estimate (nested CV) | Spearman vs truth, untrained cells | |error| | "
-          "in interval | best-partner hits (whole table) | other draws of k: mean [95%] |")
-    print("|---|---|---|---|---|---|---|---|")
+          "in interval | best-partner hits (whole table) | other draws of k: mean [95%] | best raw scorer, same cells |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ci, says = r["spearman_ci"], r["says_ci"]
         print(f"| {r['k']} of {r['pairs']} | {r['predictor']} | {f(r['says_spearman'])}"
               + (f" [{f(says[0])}, {f(says[1])}]" if says else "")
               + f" | {f(r['spearman'])} [{f(ci[0])}, {f(ci[1])}] | {f(r['abs_error'])} | {r['inside']:.0%} (± {f(r['half_width'])}) | "
-              f"{r['hits']} | {f(r['draws_mean'])} [{f(r['draws_ci'][0])}, {f(r['draws_ci'][1])}] |")
+              f"{r['hits']} | {f(r['draws_mean'])} [{f(r['draws_ci'][0])}, {f(r['draws_ci'][1])}] | {r['raw']} {f(r['raw_spearman'])} |")
 
 
 if __name__ == "__main__":
