@@ -13,6 +13,7 @@ one-line `ConfigError` naming it.
     scorers: {td: {}, ias: {images: 2048}, rsa: {}, li: {seeds: [0]}, gs: {}, gt: {}, etap: {}}
     # a scorer of your own: {mine: {module: path/to/mine.py, class: Mine, ...its options}}
     resources: {cpus_per_run: 1, gpus_per_run: 0}
+    ground_truth: {pairs: 20}       # or 0.25: train that many pairs per seed, predict the rest (default: every pair)
     tracking: {tensorboard: true}   # and mlflow: {tracking_uri: ..., experiment: ...}, wandb: {project: ..., mode: offline}
 
 Parsing runs no user code: a scorer of the user's own file is found here and run (once per path
@@ -32,11 +33,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
 from dataclasses import dataclass, field
-from itertools import permutations
+from itertools import combinations, permutations
 from pathlib import Path
 
 import yaml
@@ -244,6 +246,29 @@ class GroupingSection:
             check_at_least("grouping.groups[]", k, 1)
 
 
+#: The seed of the one random order of a sweep's pairs that a budget takes a prefix of (the same
+#: pairs on every seed, and a larger budget a superset of a smaller one's).
+PAIRS_SEED = 0
+#: Fewest pairs a budget may train: calibrating on fewer, with one held out, fits nothing.
+FEWEST_PAIRS = 3
+
+
+@dataclass(frozen=True)
+class GroundTruthSection:
+    """The pairwise ground truth. pairs: train only this many pairs per seed (an integer), or this
+    fraction of them (a number in (0, 1], rounded up), chosen as a prefix of one fixed random
+    order of the pairs (`SweepConfig.trained_pairs`), and predict the others from the scorers
+    calibrated on them (`evaluation.budget`); None (the default): every pair."""
+
+    pairs: int | float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pairs, float):
+            check_range("ground_truth.pairs", self.pairs, 0, 1, above=True)
+        elif self.pairs is not None:
+            check_at_least("ground_truth.pairs", self.pairs, 1)
+
+
 def _check_installed(key: str, package: str) -> None:
     """A tracker the config asks for must be importable, said before Ray starts (and without importing it)."""
     import importlib.util
@@ -328,6 +353,7 @@ class SweepConfig:
     scorers: dict = field(default_factory=lambda: {name: {} for name in ("td", "ias", "rsa", "li", "gs", "gt", "etap")})
     resources: ResourcesSection = field(default_factory=ResourcesSection)
     grouping: GroupingSection = field(default_factory=GroupingSection)
+    ground_truth: GroundTruthSection = field(default_factory=GroundTruthSection)
     tracking: TrackingSection = field(default_factory=TrackingSection)
     retries: int = 1
     out: str = "out/default"
@@ -375,6 +401,55 @@ class SweepConfig:
         check_at_least("retries", self.retries, 0)
         check_at_least("bootstrap", self.bootstrap, 0)
         self.model.build()
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """A budget of pairs fits the sweep's pairs and leaves every scorer a value on the pairs
+        it does not train (a scorer of the pairwise networks would have none there)."""
+        pairs = self.ground_truth.pairs
+        if pairs is None:
+            return
+        total = len(self.tasks) * (len(self.tasks) - 1) // 2
+        if isinstance(pairs, int) and pairs > total:
+            raise ConfigError(f"ground_truth.pairs: at most {total} (the pairs of {len(self.tasks)} tasks), got {pairs}")
+        k = self.budget_pairs
+        if k < min(FEWEST_PAIRS, total):
+            given = f"{pairs} of {total} pairs is {k}" if isinstance(pairs, float) else f"got {k}"
+            raise ConfigError(f"ground_truth.pairs: at least {FEWEST_PAIRS} pairs to calibrate the scorers on, {given}")
+        if k < total:
+            for name in self.scorers:
+                if "module" not in self.scorers[name] and self.scorer(name).requirements(**self.scorer_options(name)).mtl == "pairs":
+                    raise ConfigError(f"scorers.{name}: reads the pairwise networks (source: pairs), of which ground_truth.pairs "
+                                      f"trains {k} of {total}: it would score no untrained pair (use source: all)")
+
+    @property
+    def budget_pairs(self) -> int:
+        """Pairs per seed the ground truth trains: every pair, or `ground_truth.pairs` of them."""
+        total = len(self.tasks) * (len(self.tasks) - 1) // 2
+        pairs = self.ground_truth.pairs
+        if pairs is None:
+            return total
+        return min(total, math.ceil(pairs * total - 1e-9)) if isinstance(pairs, float) else pairs
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether the ground truth trains fewer than every pair (and predicts the rest)."""
+        return self.budget_pairs < len(self.tasks) * (len(self.tasks) - 1) // 2
+
+    def pair_order(self) -> list[tuple[str, str]]:
+        """Every pair of tasks (in the sweep's task order within a pair) in the one random order a
+        budget takes a prefix of (seed `PAIRS_SEED`), drawn over the pairs sorted by name, so that
+        the order of `tasks` in the config does not change which pairs a budget trains."""
+        import numpy as np
+
+        order = {t: i for i, t in enumerate(self.tasks)}
+        by_name = sorted(tuple(sorted(pair)) for pair in combinations(self.tasks, 2))
+        drawn = [by_name[i] for i in np.random.default_rng(PAIRS_SEED).permutation(len(by_name))]
+        return [tuple(sorted(pair, key=order.__getitem__)) for pair in drawn]
+
+    def trained_pairs(self) -> list[tuple[str, str]]:
+        """The pairs the ground truth trains, in `pair_order`: the first `budget_pairs` of it."""
+        return self.pair_order()[:self.budget_pairs]
 
     @property
     def task_specs(self) -> dict[str, TaskSpec]:

@@ -13,7 +13,8 @@ by the budgets), with a proven lower bound on the optimum and the gap to it (0 w
 
 `affinity`: FILE is CSV target,partner,value as in `python -m raytaskaff.evaluate` (a sweep's
 affinity.csv with --scorer: without it, a file of several scorers is refused with their names; its
-ground_truth.csv; or a table with a seed column, read as the mean over seeds). At most K groups covering every task that
+ground_truth.csv, or a budgeted sweep's ground_truth_predicted.csv, whose predicted cells the
+output counts; or a table with a seed column, read as the mean over seeds). At most K groups covering every task that
 maximise TAG's objective: the mean over tasks of the best chosen group's mean affinity onto it.
 
 Bad input is a one-line error and exit code 2; nothing is written then.
@@ -81,7 +82,25 @@ def affinity_command(scores: str, max_groups: int, scorer: str | None = None, si
     table = read_table(scores, ground_truth=True, scorer=scorer, choose="choose one with --scorer NAME")
     if not table:
         raise TableError(f"{scores}: no affinity values")
-    return {"max_groups": max_groups, **select_groups(table, max_groups, singleton=singleton).as_json()}
+    out = {"max_groups": max_groups, **select_groups(table, max_groups, singleton=singleton).as_json()}
+    predicted = _predicted_cells(scores)
+    if predicted:  # a budgeted sweep's ground_truth_predicted.csv: say that the groups rest on predictions
+        out["predicted"] = {"cells": predicted, "of": len(table)}
+    return out
+
+
+def _predicted_cells(path: str) -> int:
+    """How many rows of a table with a `predicted` column (a budgeted sweep's
+    ground_truth_predicted.csv) are predicted, not measured; 0 without that column."""
+    import csv
+    import io
+
+    from raytaskaff.evaluation.tables import read_text
+
+    rows = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    if "predicted" not in [h.strip() for h in rows.fieldnames or []]:
+        return 0
+    return sum(str(row.get("predicted", "")).strip().lower() == "true" for row in rows)
 
 
 def _fmt(value) -> str:
@@ -101,7 +120,9 @@ def _print_networks(result: dict) -> None:
 
 def _print_groups(result: dict) -> None:
     print(f"{len(result['groups'])} group(s), objective {result['objective']:.4g}"
-          f"{'' if result['exact'] else ' (heuristic search)'}:")
+          f"{'' if result['exact'] else ' (heuristic search)'}"
+          + (f", chosen on predicted affinities ({result['predicted']['cells']} of {result['predicted']['of']} predicted, not measured)"
+             if result.get("predicted") else "") + ":")
     for group in result["groups"]:
         served = [t for t, g in result["serving"].items() if g == group]
         print(f"  {' + '.join(group)}   serves {', '.join(served)}")

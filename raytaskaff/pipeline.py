@@ -27,12 +27,13 @@ from raytaskaff.data.shards import Manifest
 from raytaskaff.data.verify import verify_once
 from raytaskaff.errors import DataError
 from raytaskaff.evaluation import evaluate_all, gains_per_seed, ground_truth
+from raytaskaff.evaluation.budget import predict
 from raytaskaff.evaluation.frontier import default_draws, frontier
 from raytaskaff.evaluation.learning import learning, learning_clause, learning_warnings
 from raytaskaff.evaluation.tables import pair_table, seed_tables
 from raytaskaff.grouping import GroupingError
 from raytaskaff.grouping.validation import affinity_choices, baseline_choices, best_choices, hoa_choices, mean_losses, realise
-from raytaskaff.plan import Run, group_runs
+from raytaskaff.plan import Run, group_runs, plan
 from raytaskaff.scorers import Artifacts, SeedRuns, cost_of
 from raytaskaff.scorers.base import Cost, ScorerError, cost_dict, fraction_unit, run_cost
 from raytaskaff.settings import RunKind
@@ -196,9 +197,16 @@ class Judged:
     learning: dict
     stl_share: float | None = None  # the STL runs' share of the ground truth's cost (the frontier's)
     combined_share: float | None = None  # every scorer's together, as a fraction of the ground truth's
+    predicted: dict | None = None  # a budgeted sweep's predicted table (`evaluation.budget.predict`)
 
     def truth_table(self) -> dict:
         return pair_table(self.truth, "gain")
+
+    def full_table(self) -> dict:
+        """The gains of every pair: measured, and under a budget predicted where not trained."""
+        if self.predicted is None:
+            return self.truth_table()
+        return {(r["target"], r["partner"]): r["gain"] for r in self.predicted["table"]}
 
 
 def judge(config: SweepConfig, seeds: list[SeedRuns], scored: Scored, say=print) -> Judged:
@@ -214,13 +222,26 @@ def judge(config: SweepConfig, seeds: list[SeedRuns], scored: Scored, say=print)
                        list(config.tasks))
     evaluation["warnings"] = learning_warnings(checked) + evaluation["warnings"]
     evaluation["headline"] = learning_clause(checked) + evaluation["headline"]
+    predicted = predict_pairs(config, scored, pair_table(truth, "gain"), evaluation) if config.budgeted else None
     for line in terminal_warnings(evaluation["warnings"], Path(config.out) / "report" / "report.md"):
         say(line)
     everything = run_cost(r for s in seeds for r in [*s.stl.values(), *s.pairs.values()])
     unit = fraction_unit(cost_dict(everything))
     share = lambda cost: getattr(cost, unit) / getattr(everything, unit) if getattr(everything, unit) else None  # noqa: E731
     return Judged(per_seed, truth, evaluation, checked, share(run_cost(r for s in seeds for r in s.stl.values())),
-                  share(combined_cost(config, seeds, scored)))
+                  share(combined_cost(config, seeds, scored)), predicted)
+
+
+def predict_pairs(config: SweepConfig, scored: Scored, truth: dict, evaluation: dict) -> dict:
+    """A budgeted sweep's gain table (evaluation.json's `budget`): measured on the pairs it
+    trained (truth: {(target, partner): gain}), predicted from the scorers elsewhere
+    (`evaluation.budget.predict`); the first of the evaluation's warnings says so (on the
+    terminal and on top of the report)."""
+    result = predict(list(config.tasks), truth, scored.tables(), bootstrap=config.bootstrap)
+    result["planned_pairs"] = config.budget_pairs
+    evaluation["warnings"].insert(0, f"ground truth on a budget: {result['headline']} The scorers are judged on the "
+                                     "trained pairs only; every gain, measured or predicted, is in results/ground_truth_predicted.csv.")
+    return result
 
 
 def combined_cost(config: SweepConfig, seeds: list[SeedRuns], scored: Scored) -> Cost:
@@ -266,13 +287,19 @@ def validate_groupings(config: SweepConfig, runs: list[Run], results: Results, t
     the group runs); `train(runs)` trains runs on Ray; content: the dataset's fingerprint."""
     tasks, ks, seeds = tuple(config.tasks), config.grouping.groups, config.grouping_seeds
     choices, errors = affinity_choices(tables, tasks, ks)
-    try:
-        choices += hoa_choices(mean_losses(network_losses(runs, results, seeds), seeds), tasks, ks)
-    except GroupingError as e:
-        errors["hoa"] = str(e)
+    if config.budgeted:  # HOA reads every pair's network, and a budget trains only some
+        errors["hoa"] = (f"hoa: needs every pair's network, and ground_truth.pairs trains {config.budget_pairs} of "
+                         f"{len(tasks) * (len(tasks) - 1) // 2}")
+    else:
+        try:
+            choices += hoa_choices(mean_losses(network_losses(runs, results, seeds), seeds), tasks, ks)
+        except GroupingError as e:
+            errors["hoa"] = str(e)
     wanted = [g for c in choices for g in c.groups] + [tuple(tasks)]
     planned = {r.key for r in runs}
-    extra = list({r.key: r for r in group_runs(config, wanted, runs, content) if r.key not in planned}.values())
+    # a pair a budget did not train is trained under its pair run's key (a larger budget reuses it)
+    unplanned = [r for r in plan(config, content, every_pair=True) if r.kind == RunKind.PAIR and r.key not in planned] if config.budgeted else []
+    extra = list({r.key: r for r in group_runs(config, wanted, runs + unplanned, content) if r.key not in planned}.values())
     say(f"grouping: {len(choices)} choices need {len(extra)} more runs, {sum(results.store.has(r.key) for r in extra)} already stored")
     train(extra)
     results.refresh(extra)
@@ -302,10 +329,13 @@ def group(config: SweepConfig, runs: list[Run], results: Results, scored: Scored
     runs it added (None and no runs otherwise)."""
     if not config.grouping.groups:
         return None, []
-    affinities = {**scored.tables(), "ground_truth": judged.truth_table()}
+    affinities = {**scored.tables(), "ground_truth": judged.full_table()}  # under a budget: measured and predicted
     costs = {**scored.costs, "ground_truth": dict(truth_cost), "hoa": dict(truth_cost)}
     rows, errors, extra = validate_groupings(config, runs, results, affinities, costs, train, say, content)
-    return {"rows": rows, "errors": errors, "seeds": list(config.grouping_seeds)}, extra
+    out = {"rows": rows, "errors": errors, "seeds": list(config.grouping_seeds)}
+    if judged.predicted is not None:  # the ground truth's groups were chosen on predicted affinities
+        out["predicted"] = {"trained": judged.predicted["trained"], "pairs": judged.predicted["pairs"]}
+    return out, extra
 
 
 #: The trial process's memory when its run ended, in MiB (engine.runs.process_memory).
@@ -361,6 +391,7 @@ def summarise(config: SweepConfig, scored: Scored, judged: Judged, truth_cost: d
         "scorers": e["scorers"], "noise_ceiling": e["noise_ceiling"], "comparisons": e["comparisons"],
         "stability": e["stability"], "reference": e["reference"], "partner_dependence": e.get("partner_dependence"),
         "learning": judged.learning, "scorer_errors": scored.errors, "frontier": budget(config, scored, judged),
+        "budget": judged.predicted,
         "costs": {**scored.costs, "ground_truth": dict(truth_cost)},
         "runs": runs,
         "details": {name: s.details for name, s in scored.scores.items()}, "grouping": grouping,

@@ -3,7 +3,9 @@
 Kinds of run, per seed:
 - "stl": one per task (the ground truth's baseline, and the networks of ias and rsa);
 - "pair": one per unordered pair of tasks (the ground truth), instrumented when a scorer reads
-  the pairwise networks' probes;
+  the pairwise networks' probes; under `ground_truth.pairs` only the pairs it trains
+  (`SweepConfig.trained_pairs`, the same on every seed), each keeping the key it has in the
+  full plan, so that a larger budget, or none, reuses them;
 - "all": the all-task network, instrumented, when a scorer reads it;
 - "li": one per ordered (target, partner) a scorer chooses (`Needs.li_choice`: every one by
   default, or li's list, k ranked partners or budget, see `SweepConfig.li_pairs`), on the seeds it
@@ -117,10 +119,12 @@ def _key(run: Run, config: SweepConfig, content: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def plan(config: SweepConfig, content: str | None = None) -> list[Run]:
+def plan(config: SweepConfig, content: str | None = None, every_pair: bool = False) -> list[Run]:
     """Every run of the sweep, in a fixed order (seed by seed; STL, pairs, all-task, LI).
 
-    content: the dataset's fingerprint (`Manifest.fingerprint`), needed for shard datasets."""
+    content: the dataset's fingerprint (`Manifest.fingerprint`), needed for shard datasets;
+    every_pair: plan every pair even under a budget (`ground_truth.pairs`), as the full sweep
+    would (the grouping stage trains a pair it chooses under the pair run's own key)."""
     needs = list(config.scorer_needs().values())
 
     def wanted(kind: RunKind, seed: int) -> bool:
@@ -129,11 +133,13 @@ def plan(config: SweepConfig, content: str | None = None) -> list[Run]:
     # LI pairs: the union of what each need reading LI runs chooses, per need once (a ranking
     # scorer computes once), in plan order; the default chooses every ordered pair.
     li_pairs = [(n, set(config.li_pairs(n))) for n in needs if RunKind.LI in n.run_kinds()]
+    trained = None if every_pair or not config.budgeted else {frozenset(p) for p in config.trained_pairs()}
     runs = []
     for seed in config.seeds:
         runs += [Run(RunKind.STL, (t,), seed) for t in config.tasks]
         probed = wanted(RunKind.PAIR, seed)  # a scorer reading pairs reads their probes
-        runs += [Run(RunKind.PAIR, pair, seed, probes=probed) for pair in combinations(config.tasks, 2)]
+        runs += [Run(RunKind.PAIR, pair, seed, probes=probed) for pair in combinations(config.tasks, 2)
+                 if trained is None or frozenset(pair) in trained]
         if wanted(RunKind.ALL, seed):
             runs.append(Run(RunKind.ALL, tuple(config.tasks), seed, probes=True))
         if wanted(RunKind.LI, seed):

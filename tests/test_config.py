@@ -97,7 +97,7 @@ def test_cli_exits_2_before_ray_starts(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'sweep.yaml'}: epochs: unknown key (known: bootstrap, data, "
-                                                  "grouping, model, name, out, probes, resources, retries, scorers, seeds, storage, tasks, tracking, training)"]
+                                                  "ground_truth, grouping, model, name, out, probes, resources, retries, scorers, seeds, storage, tasks, tracking, training)"]
     assert "Ray" not in result.stdout + result.stderr.split("error:")[0]
     missing = subprocess.run([sys.executable, "-m", "raytaskaff.sweep", "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no such config file" in missing.stderr

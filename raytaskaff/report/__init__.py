@@ -4,6 +4,9 @@
     results/affinity_per_seed.csv  scorer,seed,target,partner,value: the per-seed tables of the
                                 scorers computed per seed (affinity.csv holds their mean)
     results/ground_truth.csv    target,partner,gain,gain_std,gain_ci_low,gain_ci_high,seeds
+    results/ground_truth_predicted.csv  target,partner,gain,low,high,predicted: under a budget
+                                (`ground_truth: {pairs: k}`) every ordered pair, measured or
+                                predicted (predicted true; low/high: its interval)
     results/gains_per_seed.csv  seed,target,partner,gain
     results/evaluation.json     the headline, the four levels and coverage per scorer, noise ceiling,
                                 scorer-against-scorer comparisons, seed stability, the reference
@@ -69,6 +72,11 @@ def write_outputs(out: str | os.PathLike, summary: dict, scores: dict, per_seed:
     write_text(results / "affinity_per_seed.csv", per_seed_affinity.to_csv(index=False))
     write_text(results / "ground_truth.csv", truth.to_csv(index=False))
     write_text(results / "gains_per_seed.csv", per_seed.to_csv(index=False))
+    if summary.get("budget"):
+        columns = ["target", "partner", "gain", "low", "high", "predicted"]
+        write_text(results / "ground_truth_predicted.csv", pd.DataFrame(summary["budget"]["table"], columns=columns).to_csv(index=False))
+    else:
+        (results / "ground_truth_predicted.csv").unlink(missing_ok=True)  # never a stale table from an earlier sweep
     write_text(results / "costs.csv", costs_table(summary).to_csv(index=False))
     write_text(results / "evaluation.json", json.dumps(summary, indent=1, default=str))
     if summary.get("grouping"):

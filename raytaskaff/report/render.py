@@ -295,7 +295,10 @@ def _grouping_section(grouping: dict, unit: str) -> Section:
     note = (f"Each scorer's TAG grouping (and the ground truth's, HOA's from the pairs, and the best selection over every "
             f"trained network on validation), trained on seed(s) {', '.join(map(str, grouping['seeds']))}. Each task uses its "
             "chosen network that is best on validation; total = sum of test losses (mean over seeds ± sd); gain = mean over "
-            "tasks of the relative loss reduction against training every task alone. Sorted by total within each number of groups.")
+            "tasks of the relative loss reduction against training every task alone. Sorted by total within each number of groups."
+            + (f" The ground truth's groups were chosen on predicted affinities: {grouping['predicted']['trained']} of "
+               f"{grouping['predicted']['pairs']} pairs measured, the others predicted (see \"Ground truth on a budget\")."
+               if grouping.get("predicted") else ""))
     header = ["groups at most", "source", "groups", "networks", "total test loss", "gain over STL (%)", f"affinity {UNIT_NAMES[unit]}"]
     return Section("Groupings, trained", header, rows, note)
 
@@ -335,6 +338,43 @@ def _frontier_section(frontier: dict) -> Section:
     return Section("Affinity on a budget", header, rows, note)
 
 
+def _budget_section(budget: dict, tasks: list[str]) -> Section:
+    """A budgeted sweep's gains of every pair, PREDICTED where the pair was not trained: per target,
+    its best partner and its partners by gain, each predicted one marked; then how the prediction
+    was made and how good it is (`evaluation.budget`)."""
+    by_target: dict[str, list[dict]] = {}
+    for r in budget["table"]:
+        by_target.setdefault(r["target"], []).append(r)
+    rows = []
+    for target in tasks:
+        cells = sorted(by_target.get(target, []), key=lambda r: -r["gain"])
+        if not cells:
+            continue
+        name = lambda r: f"{r['partner']} (predicted)" if r["predicted"] else r["partner"]  # noqa: E731
+        best = cells[0]
+        gain = fmt(best["gain"], 1) + (f" [{fmt(best['low'], 1)}, {fmt(best['high'], 1)}]" if best["predicted"] and best["low"] is not None else "")
+        rows.append([target, name(best), gain, f"{sum(not r['predicted'] for r in cells)} / {sum(r['predicted'] for r in cells)}",
+                     _partner_order([name(r) for r in cells])])
+    acc, interval = budget["accuracy"], budget["interval"]
+    ranked = sorted(((v["spearman"], k) for k, v in (budget.get("choice") or {}).items() if v.get("spearman") is not None), reverse=True)
+    others = ", ".join(f"{k} {fmt(v)}" for v, k in ranked[:4])
+    note = (f"PREDICTED, not measured: {budget['pairs'] - budget['trained']} of {budget['pairs']} pairs were not trained "
+            f"(ground_truth.pairs); their gains come from {budget['predictor']['label']}, fitted on the {budget['trained']} "
+            "trained pairs (the same on every seed, drawn at random). The predictor is the one whose predictions of pairs held "
+            f"out of the trained ones, fold by fold, reach the highest Spearman with the measured gains ({others or 'none could'}). "
+            f"Its accuracy, the whole procedure held out fold by fold (nested): Spearman {fmt(acc.get('spearman'))}"
+            + (f" [{fmt(acc['spearman_ci'][0])}, {fmt(acc['spearman_ci'][1])}] (95%, bootstrap over the trained pairs)"
+               if acc.get("spearman_ci") else "")
+            + f", mean absolute error {fmt(acc.get('abs_error'))} gain points, on {acc.get('cells', 0)} cells. "
+            + (f"Each predicted gain's interval: ± {fmt(interval['half_width'])} points, meant to hold {interval['coverage']:.0%} "
+               "of the untrained cells' true gains (split-conformal on the held-out errors). " if interval.get("half_width") is not None else
+               "Too few trained pairs for an interval. ")
+            + "The other tables judge the scorers on the trained pairs only; every gain, measured or predicted, is in "
+              "results/ground_truth_predicted.csv.")
+    header = ["target", "best partner", "gain % [interval]", "partners measured / predicted", "partners by gain"]
+    return Section("Ground truth on a budget: predicted gains", header, rows, note)
+
+
 def _failed_section(runs: pd.DataFrame, scorer_errors: dict) -> Section:
     bad = runs[runs.status != "done"]
     rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(r.error)] for r in bad.itertuples()]
@@ -352,7 +392,8 @@ def sections(summary: dict, truth: pd.DataFrame, costs: pd.DataFrame, runs: pd.D
     comparisons, stability = summary.get("comparisons") or [], summary.get("stability") or {}
     reference, grouping = summary.get("reference") or [], summary.get("grouping")
     stages = summary.get("stages") or {}
-    found = [_ceiling_section(ceiling, summary["seeds"]),
+    found = [_budget_section(summary["budget"], tasks) if summary.get("budget") else None,
+             _ceiling_section(ceiling, summary["seeds"]),
              _learning_section(learned) if learned else None,
              _scorers_section(evaluation, ceiling),
              _orientation_section(evaluation),
