@@ -13,8 +13,10 @@ comparison of every two scores ("comparisons"). Coverage (pairs and targets scor
 known) is given for every score; partial coverage and a ground truth that cannot rank (constant,
 tied) are warned about on stderr and under "warnings". An asymmetric score is also read
 transposed ("orientation": its Spearman as value(partner, target), and with --bootstrap whether
-that agrees significantly better, which is warned about too). Malformed input is a one-line error and
-exit code 2.
+that agrees significantly better, which is warned about too). Partner dependence (how much of
+each table the target alone explains; the ground truth's on each seed too) and the cost-accuracy
+frontier (costs unknown) are computed as a sweep computes them. Malformed input is a one-line
+error and exit code 2.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 
 from raytaskaff.atomic import check_output, write_text
 from raytaskaff.errors import RaytaskaffError, one_line
-from raytaskaff.evaluation.summary import evaluate_all
+from raytaskaff.evaluation.summary import evaluate_all, evaluation_frontier
 from raytaskaff.evaluation.tables import TableError, check_tasks, mean_table, read_tables
 from raytaskaff.report.document import Block, Paragraph, Table, Warnings, fmt, to_markdown
 
@@ -36,7 +38,8 @@ SCHEMA_KEYS = ("pearson", "spearman", "kendall", "ranking_kendall", "hits", "tar
 
 def evaluate_files(ground_truth: str, scores: dict[str, str], bootstrap: int = 0) -> dict:
     """The command's JSON: headline, warnings, scorers {name: {...}}, intervals, comparisons,
-    stability, noise_ceiling, reference."""
+    stability, noise_ceiling, reference, partner_dependence and frontier (the keys of a sweep's
+    evaluation.json of those names, computed by the same functions; the frontier knows no costs)."""
     truth_tables = read_tables(ground_truth, ground_truth=True)
     truth = mean_table(truth_tables)
     if not truth:
@@ -59,7 +62,9 @@ def evaluate_files(ground_truth: str, scores: dict[str, str], bootstrap: int = 0
             "scorers": {name: {k: e[k] for k in SCHEMA_KEYS} for name, e in judged["scorers"].items()},
             "intervals": {name: {k: e[f"{k}_ci"] for k in ("pearson", "spearman", "kendall")} for name, e in judged["scorers"].items()},
             "comparisons": judged["comparisons"], "stability": judged["stability"],
-            "noise_ceiling": judged["noise_ceiling"], "reference": judged["reference"]}
+            "noise_ceiling": judged["noise_ceiling"], "reference": judged["reference"],
+            "partner_dependence": judged["partner_dependence"],
+            "frontier": evaluation_frontier(judged, truth, tables, bootstrap)}
 
 
 def _scorers_table(result: dict) -> Table:
@@ -111,7 +116,10 @@ def document(result: dict) -> list[Block]:
     if seeded:
         blocks.append(Table(["table", "seeds", "mean Spearman between seeds"],
                             [[name, str(st["seeds"]), fmt(st["mean_spearman"], 3)] for name, st in seeded.items()]))
-    return blocks
+    from raytaskaff.report.render import partner_section  # the report's own section (imports matplotlib)
+
+    section = partner_section(result["partner_dependence"])
+    return blocks + ([section] if section else [])
 
 
 def markdown(result: dict) -> str:

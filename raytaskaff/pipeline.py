@@ -28,7 +28,7 @@ from raytaskaff.data.verify import verify_once
 from raytaskaff.errors import DataError
 from raytaskaff.evaluation import evaluate_all, gains_per_seed, ground_truth
 from raytaskaff.evaluation.budget import predict
-from raytaskaff.evaluation.frontier import default_draws, frontier
+from raytaskaff.evaluation.summary import evaluation_frontier
 from raytaskaff.evaluation.learning import learning, learning_clause, learning_warnings
 from raytaskaff.evaluation.tables import pair_table, seed_tables
 from raytaskaff.grouping import GroupingError
@@ -373,12 +373,9 @@ def _run_row(run: Run, record: dict | None, trained_now: bool, error: str | None
 def budget(config: SweepConfig, scored: Scored, judged: Judged) -> dict:
     """evaluation.json's `frontier` (`evaluation.frontier`): every scorer raw, calibrated on k
     trained pairs and combined, against the cost paid; after `price` (it reads the fractions)."""
-    ceiling = judged.evaluation.get("noise_ceiling") or {}
-    half, one = (ceiling.get("split_half") or {}).get("spearman"), (ceiling.get("single_seed") or {}).get("spearman")
-    truth = judged.truth_table()
-    return frontier(truth, scored.tables(), {n: c.get("fraction_of_ground_truth") for n, c in scored.costs.items()},
-                    judged.stl_share, half if half is not None else one, combined_cost=judged.combined_share,
-                    draws=default_draws(sum(math.isfinite(v) for v in truth.values()), config.bootstrap))
+    return evaluation_frontier(judged.evaluation, judged.truth_table(), scored.tables(), config.bootstrap,
+                               {n: c.get("fraction_of_ground_truth") for n, c in scored.costs.items()},
+                               judged.stl_share, judged.combined_share)
 
 
 def summarise(config: SweepConfig, scored: Scored, judged: Judged, truth_cost: dict, grouping: dict | None, runs: dict,

@@ -62,9 +62,9 @@ def test_an_unmeasured_model_is_estimated_by_flops_and_the_line_says_from_which_
 
 
 def test_the_default_dry_run_counts_the_planned_runs_and_the_most_grouping_runs():
-    """The default: 116 planned runs, and on seed 0 the groups that the 9 sources (7 scorers, the
+    """The default: 116 planned runs, and on seed 0 the groups that the 13 sources (11 scorers, the
     ground truth, hoa) choose at K = 2. By enumeration: a choice of at most 2 groups covering the
-    5 tasks holds at most 2 groups of 3 or 4 tasks, and there are 15 such groups: min(9 x 2, 15).
+    5 tasks holds at most 2 groups of 3 or 4 tasks, and there are 15 such groups: min(13 x 2, 15).
     The planner's own `group_runs` (what the grouping stage calls) makes 15 new runs of them."""
     config = load_config(ROOT / "sweeps" / "default.yaml")
     tasks = config.tasks

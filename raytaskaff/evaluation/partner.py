@@ -16,6 +16,10 @@ With the diagonal missing the two one-way shares are not orthogonal, so they nee
 additive share: a pure row effect gives a partner share of 1/(n-1)² over n tasks, not 0; over
 three tasks the additive fit leaves one degree of freedom, so the interaction share is nearly 0. Missing
 cells (a partial table) are left out of every sum. Pure numpy; no models.
+
+The ground truth's split is also measured on each seed's own table (`per_seed_dependence`): a
+seed's noise is a (target, partner) effect, so one seed's target share is lower than the seed
+mean's, and its spread over seeds says whether the truth's own partner dependence is stable.
 """
 
 from __future__ import annotations
@@ -94,11 +98,36 @@ def target_bound(scorer: dict, truth: dict | None) -> bool:
     return truth_share is None or share > truth_share
 
 
-def partner_dependence_all(tables: dict[str, dict], truth: dict) -> dict:
+#: The shares summarised over seeds by `per_seed_dependence`.
+SEED_KEYS = ("target_share", "partner_share", "interaction_share", "spread_ratio")
+
+
+def per_seed_dependence(per_seed: dict[int, dict]) -> dict:
+    """The partner dependence of each seed's table and its spread over seeds.
+
+    per_seed: {seed: {(target, partner): value}}. Returns seeds (how many), tables
+    ({seed: partner_dependence}, seed keys as strings, for JSON) and, for each of SEED_KEYS,
+    {mean, std (ddof=1; None below two seeds), min, max} over the seeds where it is known (None
+    when none is)."""
+    tables = {str(seed): partner_dependence(table) for seed, table in sorted(per_seed.items())}
+    out: dict = {"seeds": len(tables), "tables": tables}
+    for key in SEED_KEYS:
+        values = np.array([t[key] for t in tables.values() if t[key] is not None], dtype=float)
+        out[key] = None if not len(values) else {
+            "mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+            "min": float(values.min()), "max": float(values.max())}
+    return out
+
+
+def partner_dependence_all(tables: dict[str, dict], truth: dict, truth_per_seed: dict[int, dict] | None = None) -> dict:
     """{name: partner_dependence(table) + target_bound} for every scorer and the ground truth
-    (under the key "ground_truth"), so that each scorer is read against the truth."""
+    (under the key "ground_truth"), so that each scorer is read against the truth. With
+    truth_per_seed ({seed: table}), the ground truth's entry also holds `per_seed`
+    (`per_seed_dependence`)."""
     truth_row = partner_dependence(truth)
     out = {"ground_truth": {**truth_row, "target_bound": False}}
+    if truth_per_seed is not None:
+        out["ground_truth"]["per_seed"] = per_seed_dependence(truth_per_seed)
     for name, table in tables.items():
         row = partner_dependence(table)
         out[name] = {**row, "target_bound": target_bound(row, truth_row)}

@@ -16,6 +16,7 @@ import math
 import pandas as pd
 
 from raytaskaff.evaluation.compare import compare_scorers, seed_stability
+from raytaskaff.evaluation.frontier import default_draws, frontier
 from raytaskaff.evaluation.ground_truth import ground_truth
 from raytaskaff.evaluation.levels import coverage_warning, evaluate_score, orientation_warning, truth_warnings
 from raytaskaff.evaluation.noise import noise_ceiling
@@ -43,8 +44,8 @@ def evaluate_all(truth_per_seed: dict[int, dict], tables: dict[str, dict], per_s
     computed per seed; truth: {(target, partner): seed-mean gain} when the caller has the
     `ground_truth` table already (else computed from truth_per_seed by it). Returns scorers,
     noise_ceiling, comparisons, stability, reference, partner_dependence (every scorer's and the
-    ground truth's, `partner.partner_dependence_all`), warnings and headline (the keys of
-    evaluation.json they fill).
+    ground truth's, the truth's on each seed too, `partner.partner_dependence_all`), warnings and
+    headline (the keys of evaluation.json they fill).
     """
     per_seed = per_seed or {}
     frame = per_seed_frame(truth_per_seed)
@@ -66,12 +67,25 @@ def evaluate_all(truth_per_seed: dict[int, dict], tables: dict[str, dict], per_s
     comparisons = compare_scorers(truth_per_seed, tables, per_seed, replicates=bootstrap, seed=seed)
     tasks = tasks if tasks is not None else sorted({t for pair in truth for t in pair})
     out = {"scorers": scorers, "noise_ceiling": ceiling, "comparisons": comparisons, "stability": stability,
-           "reference": reference_check(truth, tasks), "partner_dependence": partner_dependence_all(tables, truth),
+           "reference": reference_check(truth, tasks), "partner_dependence": partner_dependence_all(tables, truth, truth_per_seed),
            "warnings": warnings}
     cannot_rank = ("the ground truth has no known gain" if not truth else
                    "the ground truth is constant" if len(set(truth.values())) == 1 else None)
     out["headline"] = headline(scorers, comparisons, ceiling, cannot_rank)
     return out
+
+
+def evaluation_frontier(evaluation: dict, truth: dict, tables: dict[str, dict], bootstrap: int,
+                        costs: dict[str, float | None] | None = None, stl_share: float | None = None,
+                        combined_cost: float | None = None) -> dict:
+    """evaluation.json's `frontier` (`frontier.frontier`), for a sweep and the evaluate command
+    alike: judged against the split-half noise ceiling of `evaluate_all`'s result (one seed's
+    where there is no split half), with `default_draws` draws for `bootstrap` replicates. costs,
+    stl_share and combined_cost as `frontier` takes them (None: unknown)."""
+    ceiling = evaluation.get("noise_ceiling") or {}
+    half, one = (ceiling.get("split_half") or {}).get("spearman"), (ceiling.get("single_seed") or {}).get("spearman")
+    return frontier(truth, tables, costs, stl_share, half if half is not None else one, combined_cost=combined_cost,
+                    draws=default_draws(sum(math.isfinite(v) for v in truth.values()), bootstrap))
 
 
 def _join(names: list[str]) -> str:

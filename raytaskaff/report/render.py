@@ -139,21 +139,39 @@ def _orientation_section(evaluation: dict) -> Section | None:
     return Section("Which way round?", ["scorer", "Spearman as given", "Spearman transposed", "difference [95% CI]", "verdict"], rows, note)
 
 
-def _partner_section(dependence: dict | None) -> Section | None:
-    """Each table's variance split by target and by partner, the ground truth first; None when
-    the summary has none (a sweep evaluated before it was measured)."""
+def _over_seeds(spread: dict | None) -> str:
+    """'mean ± sd' over seeds ('mean' with one seed; '-' when unknown)."""
+    if not spread:
+        return "-"
+    return fmt(spread["mean"]) + (f" ± {fmt(spread['std'])}" if spread.get("std") is not None else "")
+
+
+def partner_section(dependence: dict | None) -> Section | None:
+    """Each table's variance split by target and by partner, the ground truth first (then its
+    seeds' tables, mean ± sd); None when the summary has none (a sweep evaluated before it was
+    measured). The report's section and the evaluate command's alike."""
     if not dependence:
         return None
     names = ["ground_truth"] + [n for n in dependence if n != "ground_truth"]
     rows = [[n, fmt(d.get("target_share")), fmt(d.get("partner_share")), fmt(d.get("interaction_share")),
              fmt(d.get("spread_ratio")), "mostly a property of the target: it cannot rank partners" if d.get("target_bound") else ""]
             for n in names if (d := dependence.get(n)) is not None]
+    seeds = (dependence.get("ground_truth") or {}).get("per_seed")
+    seed_note = ""
+    if seeds and seeds["seeds"] >= 2:
+        share = seeds["target_share"] or {}
+        rows.insert(1, [f"ground_truth, one seed ({seeds['seeds']} seeds: mean ± sd)",
+                        *(_over_seeds(seeds[k]) for k in ("target_share", "partner_share", "interaction_share", "spread_ratio")),
+                        f"target share {fmt(share.get('min'))} to {fmt(share.get('max'))} over seeds" if share else ""])
+        seed_note = ("The ground truth's row below it splits each seed's own table (mean ± sd over seeds): a seed's noise is "
+                     "a pair effect, so one seed's target share is lower than the seed mean's; its spread says whether the "
+                     "truth's own partner dependence is stable. ")
     flagged = [n for n in names if (dependence.get(n) or {}).get("target_bound")]
     note = ("Share of each table's variance over its off-diagonal cells explained by the target alone (row means) and by the "
             "partner alone (column means), what only the pair explains (beyond target + partner), and the mean spread of a "
-            "target's row over the spread of the row means. A scorer is flagged when the target alone explains at least "
-            f"{TARGET_BOUND:g} of it and more than of the ground truth: its value barely changes with the partner, so it "
-            "cannot pick one. " + (f"Flagged: {', '.join(flagged)}." if flagged else "None is flagged."))
+            "target's row over the spread of the row means. " + seed_note + "A scorer is flagged when the target alone "
+            f"explains at least {TARGET_BOUND:g} of it and more than of the ground truth: its value barely changes with the "
+            "partner, so it cannot pick one. " + (f"Flagged: {', '.join(flagged)}." if flagged else "None is flagged."))
     return Section("Partner dependence", ["table", "target share", "partner share", "pair only", "within / between spread", "reading"],
                    rows, note)
 
@@ -397,7 +415,7 @@ def sections(summary: dict, truth: pd.DataFrame, costs: pd.DataFrame, runs: pd.D
              _learning_section(learned) if learned else None,
              _scorers_section(evaluation, ceiling),
              _orientation_section(evaluation),
-             _partner_section(summary.get("partner_dependence")),
+             partner_section(summary.get("partner_dependence")),
              _comparison_section(comparisons, ceiling) if comparisons else None,
              _stability_section(stability, ceiling) if stability else None,
              _best_partner_section(truth, evaluation, tasks, learned),

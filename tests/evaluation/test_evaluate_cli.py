@@ -46,6 +46,29 @@ def test_json_schema_and_values(tmp_path):
     assert "| mine |" in (tmp_path / "out.md").read_text()
 
 
+def test_partner_dependence_and_frontier_in_the_json(tmp_path):
+    """The keys a sweep's evaluation.json has of these names, from the same functions: the ground
+    truth's shares by hand (one-way ANOVA over its five known cells), and the frontier's raw points."""
+    _files(tmp_path, mine=SCORE)
+    assert main(["--ground-truth", str(tmp_path / "gt.csv"), "--score", f"mine={tmp_path / 'mine.csv'}",
+                 "--json", str(tmp_path / "out.json")]) == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert list(out) == ["headline", "warnings", "scorers", "intervals", "comparisons", "stability", "noise_ceiling", "reference",
+                         "partner_dependence", "frontier"]
+    truth = out["partner_dependence"]["ground_truth"]
+    # gains 4, 1 (key points), 2 (edges), -1, 3 (depth): mean 1.8, total SS 14.8; row means 2.5, 2, 1:
+    # SS 2 (0.7)² + 0.2² + 2 (0.8)² = 2.3; column means 3.5 (edges), 1 (depth), 0.5 (key points): SS 9.8
+    assert truth["cells"] == 5 and truth["target_share"] == pytest.approx(2.3 / 14.8) and truth["partner_share"] == pytest.approx(9.8 / 14.8)
+    assert truth["per_seed"]["seeds"] == 1 and truth["per_seed"]["target_share"]["std"] is None
+    mine = out["partner_dependence"]["mine"]
+    assert mine["cells"] == 6 and mine["target_bound"] is False
+    frontier = out["frontier"]
+    assert frontier["draws"] == 0 and frontier["ceiling"] is None  # no bootstrap asked, one seed: no ceiling
+    (raw,) = frontier["predictors"]["mine"]["points"]
+    assert (raw["k"], raw["cost"]) == (0, None) and raw["spearman"] == pytest.approx(out["scorers"]["mine"]["spearman"])
+    assert frontier["predictors"]["mine (affine)"]["points"] == []
+
+
 @pytest.mark.parametrize("gt,score,message", [
     (GT, "target,partner\na,b\n", "missing column 'value'"),
     (GT, SCORE + "depth,edges,0.3\n", "duplicate pair (depth, edges)"),
@@ -148,6 +171,19 @@ def test_a_sweep_affinity_table_gives_each_name_its_rows_and_per_seed_files_add_
     assert out["stability"]["li"]["seeds"] == 3 and out["stability"]["li"]["mean_spearman"] == pytest.approx(1.0)
     assert out["stability"]["td"]["seeds"] == 0
     assert out["headline"].endswith(".") and "li" in out["headline"]
+    # the ground truth's partner dependence on each seed: seed 0 is the planted table (gains 4, 1 /
+    # 2, 3 / 1, 2: mean 13/6, row means 2.5, 2.5, 1.5), seeds 1 and 2 add +-0.3 s alternately
+    seeds = out["partner_dependence"]["ground_truth"]["per_seed"]
+    assert seeds["seeds"] == 3 and list(seeds["tables"]) == ["0", "1", "2"]
+    total = sum((v - 13 / 6) ** 2 for v in (4, 1, 2, 3, 1, 2))
+    assert seeds["tables"]["0"]["target_share"] == pytest.approx((4 * (1 / 3) ** 2 + 2 * (2 / 3) ** 2) / total)
+    shares = [seeds["tables"][s]["target_share"] for s in ("0", "1", "2")]
+    assert seeds["target_share"]["std"] == pytest.approx(stats.tstd(shares)) and seeds["target_share"]["min"] == min(shares)
+    # the mean table is seed 1's (the offsets average to seed 1's): so are its shares
+    assert out["partner_dependence"]["ground_truth"]["target_share"] == pytest.approx(shares[1])
+    # the frontier: 200 replicates ask for 10 draws, judged against the split-half ceiling
+    assert out["frontier"]["draws"] == 10 and out["frontier"]["ceiling"] == out["noise_ceiling"]["split_half"]["spearman"]
+    assert {"li", "td", "li (isotonic)", "combined (ridge)"} <= set(out["frontier"]["predictors"])
 
 
 @pytest.mark.parametrize("args,message", [
@@ -188,7 +224,8 @@ def test_a_message_holding_a_line_break_stays_on_one_line(tmp_path):
 
 def test_the_markdown_tables_as_printed(tmp_path, capsys):
     """The tables the command prints (rendered by the report's Markdown renderer): a partial score,
-    an undecidable target, and a ground truth without seeds, whose ceiling row says so."""
+    an undecidable target, and a ground truth without seeds, whose ceiling row says so; then the
+    report's partner-dependence section (one seed: no per-seed row)."""
     _files(tmp_path, mine=SCORE, part="target,partner,value\nkey points,edges,0.1\ndepth,edges,0.5\n")
     assert main(["--ground-truth", str(tmp_path / "gt.csv"), "--score", f"mine={tmp_path / 'mine.csv'}",
                  "--score", f"part={tmp_path / 'part.csv'}"]) == 0
@@ -208,5 +245,19 @@ def test_the_markdown_tables_as_printed(tmp_path, capsys):
         "\n"
         "| a | b | Spearman a - b | 95% CI | significant | hits a - b | 95% CI | significant |\n"
         "|---|---|---|---|---|---|---|---|\n"
-        "| mine | part | 2.000 | - | - | 0 | - | - |\n")
+        "| mine | part | 2.000 | - | - | 0 | - | - |\n"
+        "\n"
+        "## Partner dependence\n"
+        "\n"
+        "Share of each table's variance over its off-diagonal cells explained by the target alone (row means) and by the "
+        "partner alone (column means), what only the pair explains (beyond target + partner), and the mean spread of a "
+        "target's row over the spread of the row means. A scorer is flagged when the target alone explains at least 0.7 of "
+        "it and more than of the ground truth: its value barely changes with the partner, so it cannot pick one. None is "
+        "flagged.\n"
+        "\n"
+        "| table | target share | partner share | pair only | within / between spread | reading |\n"
+        "|---|---|---|---|---|---|\n"
+        "| ground_truth | 0.16 | 0.66 | 0.00 | 1.87 |  |\n"  # 2.3 / 14.8 and 9.8 / 14.8 (the JSON test)
+        "| mine | 0.34 | 0.08 | 0.32 | 0.98 |  |\n"
+        "| part | - | - | - | - |  |\n")  # two cells: too few to split
     assert printed.index("| scorer |") > 0 and printed.split("\n\n")[0].endswith(".")  # the headline first

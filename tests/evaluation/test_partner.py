@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from raytaskaff.evaluation.partner import TARGET_BOUND, partner_dependence, partner_dependence_all, target_bound
+from raytaskaff.evaluation.partner import TARGET_BOUND, partner_dependence, partner_dependence_all, per_seed_dependence, target_bound
 
 TASKS = [f"t{i}" for i in range(5)]
 
@@ -123,3 +123,44 @@ def test_every_scorer_is_read_against_the_truth():
     assert out["flat"]["target_share"] > TARGET_BOUND and out["flat"]["target_bound"]
     assert out["truthlike"]["target_share"] == pytest.approx(out["ground_truth"]["target_share"])
     assert not out["truthlike"]["target_bound"] and not out["ground_truth"]["target_bound"]
+
+
+def test_the_truth_per_seed_pure_target_seeds_and_a_noisy_seed():
+    """Two seeds planted as pure row effects (target share 1) and one as a row effect plus pair
+    noise: each seed's shares are its own table's ANOVA, the spread is over the three."""
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=5)
+    pure = np.repeat(rows[:, None], 5, axis=1)
+    noisy = pure + rng.normal(scale=1.0, size=(5, 5))
+    out = per_seed_dependence({2: _table(noisy), 0: _table(pure), 1: _table(2 * pure)})
+    assert out["seeds"] == 3 and list(out["tables"]) == ["0", "1", "2"]
+    shares = [1.0, 1.0, _dummy_r2(noisy, _mask(), "row")]
+    assert [out["tables"][s]["target_share"] for s in ("0", "1", "2")] == pytest.approx(shares)
+    assert shares[2] < 0.9  # the noise is a pair effect: it lowers the seed's target share
+    assert out["target_share"]["mean"] == pytest.approx(np.mean(shares))
+    assert out["target_share"]["std"] == pytest.approx(np.std(shares, ddof=1))
+    assert (out["target_share"]["min"], out["target_share"]["max"]) == pytest.approx((shares[2], 1.0))
+    partner = [1 / 16, 1 / 16, _dummy_r2(noisy, _mask(), "col")]
+    assert out["partner_share"]["mean"] == pytest.approx(np.mean(partner))
+    # a pure row effect's rows are flat: the spread ratio is 0 on those seeds
+    assert out["spread_ratio"]["min"] == pytest.approx(0.0)
+
+
+def test_the_truth_per_seed_one_seed_and_a_constant_seed():
+    rng = np.random.default_rng(6)
+    one = per_seed_dependence({0: _table(rng.normal(size=(5, 5)))})
+    assert one["seeds"] == 1 and one["target_share"]["std"] is None
+    assert one["target_share"]["mean"] == one["target_share"]["min"] == one["tables"]["0"]["target_share"]
+    # a constant seed says nothing: the spread is over the seeds that say something
+    flat = per_seed_dependence({0: _table(np.ones((5, 5))), 1: _table(np.ones((5, 5)))})
+    assert flat["target_share"] is None and flat["tables"]["0"]["target_share"] is None
+
+
+def test_the_truth_per_seed_is_in_the_ground_truth_entry_only():
+    rng = np.random.default_rng(7)
+    seeds = {s: _table(rng.normal(size=(5, 5))) for s in range(3)}
+    mean = {k: float(np.mean([t[k] for t in seeds.values()])) for k in seeds[0]}
+    out = partner_dependence_all({"flat": mean}, mean, seeds)
+    assert out["ground_truth"]["per_seed"] == per_seed_dependence(seeds)
+    assert "per_seed" not in out["flat"] and "per_seed" not in partner_dependence_all({}, mean)["ground_truth"]
+    assert out["ground_truth"]["target_share"] == pytest.approx(partner_dependence(mean)["target_share"])
