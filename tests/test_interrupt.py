@@ -15,7 +15,7 @@ pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])  # one handler for both
 def test_a_signal_mid_sweep_stops_it_and_keeps_what_is_stored(tmp_path, train_dataset, signum):
     raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
     raw.update({"data": {"kind": "shards", "path": str(train_dataset)}, "tasks": ["depth_zbuffer", "normal"], "seeds": [0, 1, 2],

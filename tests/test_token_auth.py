@@ -102,7 +102,7 @@ def test_with_the_token_the_sweep_runs_through_ray_job_submit(token_head, job_di
     assert len(runs) == 3 and (runs.status == "done").all()
 
 
-@pytest.mark.parametrize("mode", ["disabled", "token"])
+@pytest.mark.parametrize("mode", [pytest.param("disabled", marks=pytest.mark.slow), "token"])
 def test_the_local_sweep_runs_with_token_auth_off_or_on(job_dir, tmp_path, mode):
     """The embedded local Ray follows the user's RAY_AUTH_MODE (token when unset, as Ray 2.59+ does)."""
     raw = yaml.safe_load((job_dir / "work" / "sweep.yaml").read_text())

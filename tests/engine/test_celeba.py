@@ -20,7 +20,7 @@ from raytaskaff.store import ResultStore  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fake_celeba  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # the forty-task test runs a fake CelebA end to end in the default suite
 ROOT = Path(__file__).resolve().parents[2]
 
 MINE = '''

@@ -15,7 +15,7 @@ from raytaskaff.engine.sweep import run_sweep  # noqa: E402
 from raytaskaff.plan import plan, summary  # noqa: E402
 from raytaskaff.settings import Training  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # many tasks end to end: the forty-task test, in the default suite
 TEN = Path(__file__).resolve().parents[2] / "sweeps" / "synthetic-10.yaml"
 
 
