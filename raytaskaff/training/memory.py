@@ -304,7 +304,7 @@ def _measure(config: ModelConfig, size: int, heads: tuple, inject_channels: int,
             extra = torch.randn(b, inject_channels, at, at) if inject_channels else None
             acts[b], step, saved[b] = _step(proxy, opt, x, extra, autocast)
             steps.append(step)
-            proxy.module.eval()
+            proxy.module.train(False)
             evals[b] = _evaluate(proxy, x, extra, autocast)
             proxy.module.train()
     nbytes = lambda ts: sum(t.nbytes for t in ts)  # noqa: E731

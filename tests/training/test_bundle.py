@@ -196,14 +196,14 @@ def test_bundle_checkpoints_resume_as_separate_runs_and_in_passes(splits, tmp_pa
 
 def test_a_saved_fused_network_is_its_selected_epoch(splits, tmp_path):
     from raytaskaff.models import load_model
-    from raytaskaff.training.loop import evaluate
+    from raytaskaff.training.evaluation import evaluate_network
 
     members = [Member(s, model_path=tmp_path / f"{i}.pt") for i, s in enumerate(SEED_RUNS[:4])]
     results = train_bundle(members, MODEL, FAST, splits, seed=0, fuse=True)
     net = load_model(members[3].model_path)
     assert net.task_names == list(SEED_RUNS[3].tasks) and results[3].model_path == str(members[3].model_path)
     tasks = [task(n) for n in SEED_RUNS[3].tasks]
-    losses, _ = evaluate(net, splits.test, tasks, [], splits.stats, torch.device("cpu"), 256, contextlib.nullcontext)
+    losses, _ = evaluate_network(net, splits.test, tasks, [], splits.stats, torch.device("cpu"), 256, contextlib.nullcontext)
     assert losses == pytest.approx(results[3].test_losses, rel=1e-5)
 
 
