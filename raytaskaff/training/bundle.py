@@ -432,7 +432,7 @@ def _result(s: _State, tested: tuple[dict, dict] | None, seed: int, config, devi
         probes=dict(s.probe.epochs) if s.probe else {}, probe_variant=config.probes.variant if s.probe else None,
         model_path=str(s.member.model_path) if s.member.model_path is not None and s.error is None else None,
         bundle_size=size,
-        chance_losses={t.name: chance[t.name] for t in s.tasks if t.name in chance},
+        chance_losses={t.name: chance[t.name] for t in s.tasks if t.name in chance} if s.error is None else {},
         training=s.training[0], training_reason=s.training[1],
         diverged=s.error.as_record() if s.error is not None else None,
     )
