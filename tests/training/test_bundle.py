@@ -310,3 +310,22 @@ def test_stacking_that_fails_without_a_fallback_fails_in_one_line(splits, tmp_pa
                                  "BFloat16 but got Float); nothing was stored: to train them unstacked, under keys of their "
                                  "own, set resources.fuse: false (or resources.bundle: 1)")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_bundles_results_are_the_bits_recorded_before_the_savings(splits, tmp_path):
+    """The savings that change no bit (validation without metrics, Adam's foreach kernels) and the
+    one loop leave a short fused bundle's results as recorded on this CPU before them (commit
+    3fa812a: the same data, specs, seed and config). Another CPU's kernels may differ in the last
+    bits: rerecord there."""
+    specs = [RunSpec(("depth_zbuffer",)), RunSpec(("normal",)), RunSpec(("depth_zbuffer", "normal")),
+             RunSpec(("depth_zbuffer",), ("normal",))]
+    config = TrainConfig(epochs=2, batch_size=32, lr=3e-3, probes=ProbeConfig())
+    members = [Member(s, checkpoint=tmp_path / f"{i}.pt") for i, s in enumerate(specs)]
+    results = train_bundle(members, MODEL, config, splits, seed=3, fuse=True)
+    pair, injected = results[2], results[3]
+    assert pair.test_losses == {"depth_zbuffer": 0.7677654027938843, "normal": 0.42131462693214417}
+    assert [h["val"] for h in pair.history] == [{"depth_zbuffer": 0.81756991147995, "normal": 0.4734250009059906},
+                                                {"depth_zbuffer": 0.776232898235321, "normal": 0.4388543367385864}]
+    assert injected.test_losses == {"depth_zbuffer": 0.7604333758354187}
+    assert [h["val"] for h in injected.history] == [{"depth_zbuffer": 0.8144904375076294},
+                                                    {"depth_zbuffer": 0.7694697380065918}]
