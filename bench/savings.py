@@ -126,10 +126,11 @@ def checkpoint(repeats: int):
             f()
             times.append(time.perf_counter() - start)
     a, b = statistics.median(synced), statistics.median(plain)
+    size = target.stat().st_size
     for f in folder.iterdir():
         f.unlink()
     folder.rmdir()
-    yield Row(NAME, f"epoch checkpoint ({target.stat().st_size / 1e6:.1f} MB): with fsync / without (median wall)",
+    yield Row(NAME, f"epoch checkpoint ({size / 1e6:.1f} MB): with fsync / without (median wall)",
               f"{a * 1e3:.1f} / {b * 1e3:.1f} ms", a / b)
 
 

@@ -226,7 +226,7 @@ def kind_factors(model: str = "small", heads: str = "dense", device: str = "cpu"
     """({"2": pair/STL, ..., "li": LI/STL}, rows): seconds per training step of each network over
     the STL network's, the fastest of `repetitions` each, all networks interleaved in this one process;
     `rate` receives the STL network's samples a second ({1: rate}).
-    A step is what `training.bundle.PlainUnit.step` does without probes: decode the batch's
+    A step is what `training.units.PlainUnit.step` does without probes: decode the batch's
     targets (and injected labels), forward under the device's autocast, the summed loss's
     backward, an Adam step."""
     import contextlib
