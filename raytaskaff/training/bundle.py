@@ -110,7 +110,6 @@ class _Clock:
         return {"wall": wall, "cpu": (time.process_time() - self.cpu) / self.networks, "gpu": wall * self.gpu}
 
 
-
 READ_EVERY = 32
 """Steps between two reads of the training losses on the host (one more at each epoch's end): the
 steps in between queue on the device without waiting on a transfer."""
@@ -119,7 +118,7 @@ steps in between queue on the device without waiting on a transfer."""
 @dataclass(eq=False)
 class _Pass:
     """A training pass: its members and their units, and how it computes (device, DDP rank and
-    world, autocast), reads batches (`feed`, the fields of its members) and makes targets (`stats`)."""
+    world, autocast), reads batches (`feed`) and makes targets (`stats`)."""
 
     states: list[_State]
     units: list
