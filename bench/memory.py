@@ -4,8 +4,8 @@
                            [--batch 8] [--json] [--record]
 
 For every shipped preset at each size: a pair network (segment_semantic + depth_zbuffer, the
-Taskonomy heads) trained one real step, as the trainer does it (`training.bundle.PlainUnit.step`
-on a batch decoded by `_Inputs` from stored integers, Adam), in fp32 and in bf16 (CPU autocast);
+Taskonomy heads) trained one real step, as the trainer does it (`training.units.PlainUnit.step`
+on a batch decoded by `training.evaluation.Inputs` from stored integers, Adam), in fp32 and in bf16 (CPU autocast);
 and a fused bundle of three networks (STL segment_semantic, STL depth_zbuffer and their pair,
 `FusedUnit.step`) in fp32. The measured peak: the bytes held before the step (parameters,
 buffers, the optimizer's state, counted from the tensors) plus the highest running total of the
@@ -55,7 +55,9 @@ def measured_peak(preset: str, size: int, batch: int, precision: str = "fp32", f
     from raytaskaff.settings import RunSpec
     from raytaskaff.settings import preset as model_preset
     from raytaskaff.tasks import task
-    from raytaskaff.training.bundle import FusedUnit, Member, PlainUnit, _Inputs, _no_autocast, _State
+    from raytaskaff.training.bundle import Member, _no_autocast, _State
+    from raytaskaff.training.evaluation import Inputs
+    from raytaskaff.training.units import FusedUnit, PlainUnit
     from raytaskaff.training.loop import TrainConfig
     from raytaskaff.training.memory import _autocast
 
@@ -70,10 +72,10 @@ def measured_peak(preset: str, size: int, batch: int, precision: str = "fp32", f
         PlainUnit(states[0], config, torch.device("cpu"), 1, lambda s: 1.0)
     autocast = _autocast(precision) if precision == "bf16" else _no_autocast
     raw = raw_batch(batch, size)
-    unit.step(_Inputs(raw, states, {}, "rgb"), 0, autocast, False)  # the first step makes the optimizer's state
+    unit.step(Inputs(raw, states, {}, "rgb"), 0, autocast, False)  # the first step makes the optimizer's state
     unit.optimizer.zero_grad(set_to_none=True)
     held = sum(t.nbytes for t in _tensors(unit))
-    return held + _peak_during(lambda: unit.step(_Inputs(raw, states, {}, "rgb"), 1, autocast, False))
+    return held + _peak_during(lambda: unit.step(Inputs(raw, states, {}, "rgb"), 1, autocast, False))
 
 
 def _tensors(unit) -> list[torch.Tensor]:

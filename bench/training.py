@@ -34,6 +34,7 @@ import itertools
 import os
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import torch
 
@@ -98,12 +99,13 @@ def _validation_seconds(spec, data, device, model: str = "small") -> float:
 
     from raytaskaff.models import MultiTaskNet
     from raytaskaff.tasks import task
-    from raytaskaff.training.loop import evaluate, resolve_device
+    from raytaskaff.training.bundle import resolve_device
+    from raytaskaff.training.evaluation import evaluate_network
 
     tasks = [task(n) for n in spec.tasks]
     net = MultiTaskNet(tasks, preset(model)).to(resolve_device(device))
     start = time.perf_counter()
-    evaluate(net, data.val, tasks, [], data.stats, resolve_device(device), 512, contextlib.nullcontext)
+    evaluate_network(net, data.val, tasks, [], data.stats, resolve_device(device), 512, contextlib.nullcontext)
     return time.perf_counter() - start
 
 
@@ -224,14 +226,15 @@ def kind_factors(model: str = "small", heads: str = "dense", device: str = "cpu"
     """({"2": pair/STL, ..., "li": LI/STL}, rows): seconds per training step of each network over
     the STL network's, the fastest of `repetitions` each, all networks interleaved in this one process;
     `rate` receives the STL network's samples a second ({1: rate}).
-    A step is what `training.bundle.PlainUnit.step` does without probes: decode the batch's
+    A step is what `training.units.PlainUnit.step` does without probes: decode the batch's
     targets (and injected labels), forward under the device's autocast, the summed loss's
     backward, an Adam step."""
     import contextlib
     import statistics
 
     from raytaskaff.models import MultiTaskNet
-    from raytaskaff.training.loop import _domains, _prepare, resolve_device
+    from raytaskaff.training.bundle import resolve_device
+    from raytaskaff.training.evaluation import Inputs, batch_fields
 
     torch.set_num_threads(threads)
     path, tasks = kind_networks(heads, size, data)
@@ -241,7 +244,7 @@ def kind_factors(model: str = "small", heads: str = "dense", device: str = "cpu"
     dev = resolve_device(device)
     nets = {"1": (tasks[:1], []), "li": (tasks[:1], tasks[1:2])}
     nets.update({str(n): (tasks[:n], []) for n in counts if n <= len(tasks)})
-    domains = _domains([t for ts, inject in nets.values() for t in (*ts, *inject)], [], split)
+    domains = batch_fields([t for ts, inject in nets.values() for t in (*ts, *inject)], split)
     held = [{k: v.to(dev) for k, v in job(False).items()}
             for job in itertools.islice(split.jobs(batch_size, domains, shuffle=True, seed=0, drop_last=True), 4)]
     if not held:
@@ -255,10 +258,10 @@ def kind_factors(model: str = "small", heads: str = "dense", device: str = "cpu"
     def step(name: str, batch: dict) -> None:
         net, optimizer, ts, inject = units[name]
         optimizer.zero_grad(set_to_none=True)
-        x, extra, targets = _prepare(batch, ts, inject, stats, dev)
+        inputs = Inputs(batch, [SimpleNamespace(tasks=ts, inject=inject)], stats, "rgb")
         with autocast():
-            out = net(x, extra)
-            loss = sum(t.loss_value(out[t.name], targets[t.name]) for t in ts)
+            out = net(inputs.x, inputs.extra[tuple(t.name for t in inject)])
+            loss = sum(t.loss_value(out[t.name], inputs.targets[t.name]) for t in ts)
         loss.backward()
         optimizer.step()
 

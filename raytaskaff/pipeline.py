@@ -104,9 +104,12 @@ class Results:
             self._results.pop(run.key, None)
 
     def find(self, key: str):
-        """The run's `RunResult` (its network's path made local), or None."""
+        """The run's `RunResult` (its network's path made local), or None (a diverged network too:
+        it has no test losses for a score or the ground truth to read)."""
         if key not in self._results:
-            self._results[key] = self.store.result_of(key, self.records[key]) if self.records.get(key) else None
+            record = self.records.get(key)
+            usable = record and not record["result"].get("diverged")
+            self._results[key] = self.store.result_of(key, record) if usable else None
         return self._results[key]
 
 
@@ -352,7 +355,7 @@ def _run_row(run: Run, record: dict | None, trained_now: bool, error: str | None
     result = record["result"] if record else None
     return {
         "key": run.key, "kind": str(run.kind), "tasks": "+".join(run.tasks), "inject": "+".join(run.inject), "seed": run.seed,
-        "status": "done" if record else "failed", "trained_now": trained_now,
+        "status": ("diverged" if result.get("diverged") else "done") if record else "failed", "trained_now": trained_now,
         "wall_seconds": result["wall_seconds"] if result else math.nan,
         "cpu_seconds": result.get("cpu_seconds", math.nan) if result else math.nan,
         "gpu_seconds": result.get("gpu_seconds", math.nan) if result else math.nan,
@@ -367,6 +370,7 @@ def _run_row(run: Run, record: dict | None, trained_now: bool, error: str | None
         **{k: (record or {}).get("memory", {}).get(k, math.nan) for k in MEMORY_COLUMNS},
         "test_losses": str(result["test_losses"]) if result else None,
         "error": error,
+        "diverged": (result.get("diverged") or {}).get("message") if result else None,
     }
 
 

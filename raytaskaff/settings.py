@@ -295,7 +295,11 @@ class RunResult:
     name); `training`, one of `TRAINING_MODES` ("fused": stacked with other networks of its
     bundle, `training.fused`; "separate": its own module; "fell back": planned stacked, trained
     separate after the stacked step failed), and `training_reason`, why (None for "fused"). A
-    result stored before these were recorded loads with `training` None: not known."""
+    result stored before these were recorded loads with `training` None: not known.
+
+    A network whose loss turned non-finite is stored with `diverged` (`training.tally.TrainingDiverged.
+    as_record`: epoch, step, task, loss) and no test losses: it is not retrained (CPU training
+    is deterministic) and no score or ground truth reads it."""
 
     spec: RunSpec
     seed: int
@@ -313,10 +317,11 @@ class RunResult:
     probe_variant: str | None = None
     model_path: str | None = None
     bundle_size: int = 1  # networks trained together in one fused trial (their costs split evenly)
-    chance_losses: dict[str, float] = field(default_factory=dict)  # STL runs: test loss of the trivial predictor
+    chance_losses: dict[str, float] = field(default_factory=dict)  # each own task: test loss of the trivial predictor
     gpu_seconds: float = 0.0
     training: str | None = None  # TRAINING_MODES; None: stored before it was recorded
     training_reason: str | None = None
+    diverged: dict | None = None  # a loss turned non-finite: {epoch, step, task, loss, message}; no test losses then
 
     def to_dict(self) -> dict:
         return asdict(self)

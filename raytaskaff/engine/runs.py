@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import time
@@ -40,7 +41,7 @@ from raytaskaff.errors import RaytaskaffError
 from raytaskaff.names import experiment_name, run_title
 from raytaskaff.plan import Bundle, Run, bundles, numerics
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError, staged_network
-from raytaskaff.training.bundle import Member, train_bundle
+from raytaskaff.training.bundle import Member, TrainingDiverged, train_bundle
 from raytaskaff.training.loop import DataSplits, RunResult, RunSpec, TrainConfig, train
 
 
@@ -179,9 +180,11 @@ def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: Sweep
 
 def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConfig, store_uri: str) -> None:
     """One Tune trial: train the runs of one bundle that have no stored result (resuming each from
-    its checkpoint) and store each run's result under its key. A run that fails (its loss not
-    finite) fails alone: the others are stored, then the trial fails naming it, and Tune's retry
-    trains only what is still missing."""
+    its checkpoint) and store each run's result under its key. A network whose loss turned
+    non-finite is stored as diverged (`RunResult.diverged`) and the trial goes on: CPU training
+    is deterministic, so a retry would diverge again; the trial's last report names them
+    (`DIVERGED`). A run that fails otherwise fails alone: the others are stored, then the trial
+    fails naming it, and Tune's retry trains only what is still missing."""
     runs = [Run(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()}) for r in trial_config["bundle"]["runs"]]
     store = ResultStore(store_uri)
     staged: list[Path] = []  # this trial's networks, under names of their own until stored
@@ -204,10 +207,13 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
         else:
             results = _train_bundle_here(runs, shared, stats, sweep, folders, on_epoch=on_epoch)
         threads = max(1, int(sweep.resources.cpus_per_run)) * max(1, sweep.resources.workers)
-        failed = []
+        failed, diverged = [], {}
         staged += [Path(r.model_path) for r in results if isinstance(r, RunResult) and r.model_path]
         for run, result in zip(runs, results):
-            if isinstance(result, BaseException):
+            if isinstance(result, TrainingDiverged) and result.result is not None:
+                diverged[run.key] = f"{run_title(run)}: {result}"
+                result = result.result
+            elif isinstance(result, BaseException):
                 failed.append(f"{run_title(run)}: {result}")
                 continue
             store.save(run.key, result, kind=str(run.kind), label=run.label, node=ray.util.get_node_ip_address(),
@@ -217,11 +223,23 @@ def _trial(trial_config: dict, shared: SharedData, stats: dict, sweep: SweepConf
         if failed:
             others = "; the others are stored" if len(failed) < len(runs) else ""
             raise NetworksFailed(f"{len(failed)} of {len(runs)} networks failed ({'; '.join(failed)}){others}")
+        if diverged:
+            tune.report({DIVERGED: json.dumps(diverged)})
     except Exception:
         for path in staged:  # networks not stored (a stored one was moved into place): this trial's own names
             path.unlink(missing_ok=True)
         store.check_writable()  # a full or read-only store says so (StoreError), which stops the sweep
         raise
+
+
+#: The key of a trial's last report that names its diverged networks, {run key: line} as JSON.
+DIVERGED = "diverged"
+
+
+def diverged_of(metrics: dict | None) -> dict[str, str]:
+    """{run key: one line} of the networks a trial recorded as diverged (its last report)."""
+    text = (metrics or {}).get(DIVERGED)
+    return json.loads(text) if isinstance(text, str) else {}
 
 
 class NetworksFailed(RuntimeError):
@@ -290,10 +308,10 @@ class _Progress(tune.Callback):
             self.planned_gauge.set(n, tags={"kind": kind})
             self.done_gauge.set(self.done_by_kind[kind], tags={"kind": kind})
 
-    def _finish(self, trial, status: str, why: str = "") -> None:
+    def _finish(self, trial, status: str, why: str = "", diverged=()) -> None:
         bundle = self.bundles.get(trial.config["bundle"]["key"])
         runs = bundle.runs if bundle else ()
-        done = [r for r in runs if self.stored(r.key)]
+        done = [r for r in runs if self.stored(r.key) and r.key not in diverged]
         self.done += len(done)
         self.failed += len(runs) - len(done)
         if done:
@@ -310,7 +328,12 @@ class _Progress(tune.Callback):
         self.say(f"[{finished}/{self.total}] {status:6} {label}{why}  (elapsed {elapsed:.0f} s, ETA {eta:.0f} s)")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._finish(trial, "done")
+        diverged = diverged_of(trial.last_result)
+        if diverged:
+            self._finish(trial, "DIVERGED", f": {len(diverged)} networks diverged, recorded and not retried "
+                                            f"({'; '.join(diverged.values())})", diverged)
+        else:
+            self._finish(trial, "done")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         """After the trial's last attempt: one line saying why and where its traceback is."""
@@ -476,14 +499,17 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
         stored = sum(store.has(r.key) for r in pending)
         raise StoreError(f"{stopper.error}; {stored} of {len(pending)} runs were stored before it and are kept: "
                          "make room and run the same command again to resume")
-    errors = {}
+    errors, diverged = {}, {}
     for result in grid:
+        diverged.update(diverged_of(result.metrics))
         if result.error is not None:
             message = error_line(str(result.error))
             for r in result.config["bundle"]["runs"]:
                 errors[r["key"]] = message
     for run in pending:
-        if store.has(run.key):
+        if run.key in diverged:  # stored, so not trained again; no result for the scores
+            execution.failed[run.key] = f"diverged: {diverged[run.key]}"
+        elif store.has(run.key):
             execution.trained.append(run.key)
         else:
             execution.failed[run.key] = errors.get(run.key, "no result was stored")

@@ -393,12 +393,27 @@ def _budget_section(budget: dict, tasks: list[str]) -> Section:
     return Section("Ground truth on a budget: predicted gains", header, rows, note)
 
 
+def _diverged_section(runs: pd.DataFrame) -> Section | None:
+    """The networks whose loss turned non-finite: stored as diverged (not retrained, no result for
+    the scores or the ground truth), each with where it diverged."""
+    gone = runs[runs.status == "diverged"]
+    if gone.empty:
+        return None
+    rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(getattr(r, "diverged", None) or "-")] for r in gone.itertuples()]
+    return Section("Diverged networks", ["kind", "tasks", "injected", "seed", "where"], rows,
+                   f"{len(gone)} networks diverged (a loss turned NaN or infinite). They are recorded and not retrained "
+                   "(CPU training is deterministic: a retry diverges again); the scores and the ground truth leave them "
+                   "out as missing runs. A lower learning rate or gradient scaling is the usual remedy.")
+
+
 def _failed_section(runs: pd.DataFrame, scorer_errors: dict) -> Section:
-    bad = runs[runs.status != "done"]
+    bad = runs[~runs.status.isin(["done", "diverged"])]
     rows = [[r.kind, r.tasks, r.inject or "-", str(r.seed), str(r.error)] for r in bad.itertuples()]
     rows += [["scorer", name, "-", "-", message] for name, message in scorer_errors.items()]
     if not rows:
-        return Section("Failed or missing", [], [], f"None: all {len(runs)} planned runs are done and every scorer ran.")
+        gone = int((runs.status == "diverged").sum())
+        done = f"the {len(runs) - gone} planned runs that did not diverge are" if gone else f"all {len(runs)} planned runs are"
+        return Section("Failed or missing", [], [], f"None: {done} done and every scorer ran.")
     return Section("Failed or missing", ["kind", "tasks", "injected", "seed", "error"], rows,
                    f"{len(runs)} runs planned; {int((runs.status == 'done').sum())} done.")
 
@@ -424,6 +439,7 @@ def sections(summary: dict, truth: pd.DataFrame, costs: pd.DataFrame, runs: pd.D
              _cost_section(costs, runs, stages),
              _frontier_section(summary["frontier"]) if summary.get("frontier") else None,
              _grouping_section(grouping, cost_unit(costs)) if grouping else None,
+             _diverged_section(runs),
              _failed_section(runs, summary.get("scorer_errors", {})),
              Section("Stages", ["stage", "seconds"], [[k, fmt(float(v), 1)] for k, v in stages.items()],
                      "Wall-clock of each stage of the sweep, one after another; total: the whole sweep.")]

@@ -4,20 +4,22 @@ A bundle is a list of `Member`s (one network each: its `RunSpec`, whether it is 
 its checkpoint and where its selected network goes). They train in lock step on the same seeded
 batches, and each keeps its own loss, gradients, optimizer state, schedule, best epoch, probes,
 checkpoint and result, so a bundle's result for a network is that network's separate run's (up
-to the order of floating-point reductions; see `training.fused`).
+to the order of floating-point reductions; see `training.fused`). What a result holds does not
+depend on which networks shared its bundle: its chance levels are computed from the data for its
+own tasks (`training.chance`).
 
-The networks are grouped into units:
-- a `FusedUnit` stacks the networks of one architecture (`fused.architecture`) that carry no
-  gradient probe: one vmapped forward and backward for all of them, one optimizer;
-- a `PlainUnit` trains one network as a separate run does: the instrumented networks (the
-  gradient probes need their own backward passes), a lone network, and a DDP-wrapped network.
+The networks are grouped into units (`training.units`): a `FusedUnit` stacks the networks of one
+architecture, a `PlainUnit` trains one network as a separate run does. A batch is decoded once
+for all of them and the bundle is evaluated through one code path (`training.evaluation`).
 
 A network whose loss stops being finite fails alone: its rows stop contributing to the bundle's
-loss, it writes nothing more, and the others train on. A fused step reads nothing back to the
-host: its losses are summed, and a diverged network masked, on the device (`_Tally`); the host
-reads them every `READ_EVERY` steps and at each epoch's end, so a diverged network is named at
-most that many steps late (its rows are left out of the loss from the step it diverged). Networks
-resumed from checkpoints of different epochs train in separate passes (each pass in lock step).
+loss, it writes nothing more, and the others train on. Its result says so: `RunResult.diverged`
+holds the epoch, the step (None: the validation pass), the task and the loss
+(`tally.TrainingDiverged.as_record`). A fused step reads nothing back to the host: its losses
+are summed, and a diverged network masked, on the device (`tally.Tally`); the host reads them
+every `READ_EVERY` steps and at each epoch's end, so a diverged network is named at most that
+many steps late. Networks resumed from checkpoints of different epochs train in separate passes
+(each pass in lock step).
 
 Each result says how its network was trained (`RunResult.training`: "fused", "separate" or
 "fell back", with the reason) and on which device (`describe_device`). Should stacked networks
@@ -38,36 +40,20 @@ from pathlib import Path
 
 import torch
 
-from raytaskaff.data.transforms import rgb_input
 from raytaskaff.errors import RaytaskaffError
 from raytaskaff.models import MultiTaskNet, part_seed, save_atomic, save_model
 from raytaskaff.settings import RunResult, RunSpec
 from raytaskaff.tasks import Task
-from raytaskaff.training.chance import chance_losses, label_fields
-from raytaskaff.training.fused import FusedNets, architecture
-from raytaskaff.training.optim import make_optimizer
+from raytaskaff.training.chance import chance_losses
+from raytaskaff.training.evaluation import Inputs, eval_chunk, evaluate_units, fields_of
 from raytaskaff.training.prefetch import Feed
 from raytaskaff.training.probes import GradientProbe
-
-
-class TrainingDiverged(RaytaskaffError):
-    """A loss became NaN or infinite."""
+from raytaskaff.training.tally import TrainingDiverged, read_tallies
+from raytaskaff.training.units import StackingFailed, build_units, out_of_memory
 
 
 class OutOfMemory(RaytaskaffError):
     """A network alone does not fit its device: the message names predicted and actual memory."""
-
-
-def out_of_memory(e: BaseException) -> bool:
-    """Whether `e` is an allocator's out-of-memory error (torch.OutOfMemoryError, CUDA's, or a
-    RuntimeError saying so: CPU allocators and some kernels raise plain ones)."""
-    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
-
-
-class StackingFailed(RuntimeError):
-    """The first step of stacked networks failed on this device (a kernel without a batching
-    rule there, say); nothing was written. `train_bundle` raises it, one line naming the device
-    and the reason, or trains the bundle unstacked instead (`fall_back`)."""
 
 
 @dataclass(eq=False)  # hashed by identity: a bundle's callbacks key records by member
@@ -124,396 +110,95 @@ class _Clock:
         return {"wall": wall, "cpu": (time.process_time() - self.cpu) / self.networks, "gpu": wall * self.gpu}
 
 
-class _Inputs:
-    """One batch decoded once for every member: images, every task's target, each injection's
-    input channels. Images and injected channels come in the layout their networks compute in,
-    each made once per batch: channels-last for the plain networks (`x`, `extra_of`), the
-    standard layout for the stacked ones (`image`, `extra_of(state, torch.contiguous_format)`)."""
-
-    def __init__(self, raw: dict[str, torch.Tensor], states: list[_State], stats: dict, input: str) -> None:
-        self._raw = raw[input]  # (B, H, W, 3) uint8
-        self._images: dict[torch.memory_format, torch.Tensor] = {}
-        tasks = {t.name: t for s in states for t in (*s.tasks, *s.inject)}
-        self.targets = {name: t.target(raw, stats) for name, t in tasks.items()}
-        size = tuple(self._raw.shape[1:3])
-        self.extra: dict[tuple, torch.Tensor | None] = {(): None}
-        for s in states:
-            names = tuple(t.name for t in s.inject)
-            if names not in self.extra:
-                self.extra[names] = torch.cat([t.encode_input(self.targets[t.name], size) for t in s.inject], dim=1)
-        self._standard_extra: dict[tuple, torch.Tensor | None] = {(): None}
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-    def image(self, layout: torch.memory_format = torch.channels_last) -> torch.Tensor:
-        """(B, 3, H, W) float images in `layout`."""
-        if layout not in self._images:
-            raw = self._raw
-            if layout != torch.channels_last:  # reordered as bytes, a quarter of a float copy
-                raw = raw.permute(0, 3, 1, 2).contiguous(memory_format=layout).permute(0, 2, 3, 1)
-            self._images[layout] = rgb_input(raw).contiguous(memory_format=layout)
-        return self._images[layout]
-
-    x = property(image)
-
-    def extra_of(self, state: _State, layout: torch.memory_format = torch.channels_last) -> torch.Tensor | None:
-        names = tuple(t.name for t in state.inject)
-        if layout == torch.channels_last:
-            return self.extra[names]
-        if names not in self._standard_extra:
-            self._standard_extra[names] = self.extra[names].contiguous(memory_format=layout)
-        return self._standard_extra[names]
-
-
-def _losses(state: _State, preds: dict[str, torch.Tensor], targets: dict) -> dict[str, torch.Tensor]:
-    return {t.name: t.loss_value(preds[t.name], targets[t.name]) for t in state.tasks}
-
-
-def _finite(losses: dict[str, torch.Tensor]) -> bool:
-    """Whether every loss is finite: one read on the host (a plain step decides on it whether to
-    take its optimizer step; a fused step decides on the device and reads nothing)."""
-    return bool(torch.isfinite(torch.stack([v.detach().float() for v in losses.values()])).all())
-
-
 READ_EVERY = 32
 """Steps between two reads of the training losses on the host (one more at each epoch's end): the
 steps in between queue on the device without waiting on a transfer."""
 
 
-class _Tally:
-    """The training losses of a unit's networks, kept on the device between reads: whether each
-    network has diverged, the step where it did and that step's losses (to name the loss), and the
-    running sums of every loss times its batch's rows (fp64, as the host summed them). `_read`
-    brings every unit's tally to the host in one transfer.
+@dataclass(eq=False)
+class _Pass:
+    """A training pass: its members and their units, and how it computes (device, DDP rank and
+    world, autocast), reads batches (`feed`) and makes targets (`stats`)."""
 
-    names: each network's loss names, in order; the losses of a step come flat in that order.
-    """
-
-    def __init__(self, names: list[list[str]], device: torch.device) -> None:
-        self.names = names
-        self.owner = torch.tensor([i for i, n in enumerate(names) for _ in n], dtype=torch.int64, device=device)
-        self.dead = torch.zeros(len(names), dtype=torch.bool, device=device)
-        self.at = torch.full((len(names),), -1, dtype=torch.int64, device=device)
-        self.first = torch.zeros(len(self.owner), dtype=torch.float64, device=device)
-        self.sums = torch.zeros(len(self.owner), dtype=torch.float64, device=device)
-        self._told = [True] * len(names)
-
-    def tell(self, alive: list[bool]) -> None:
-        """The networks the host has failed (a validation loss that is not finite) are dead on the
-        device too: a transfer only when that changes."""
-        if alive != self._told:
-            self._told = list(alive)
-            self.dead |= ~torch.tensor(alive, device=self.dead.device)
-
-    def add(self, values: torch.Tensor, rows: int, step: int) -> torch.Tensor:
-        """Count one step's losses (L,) (flat, detached); the networks alive after it, (M,) bool."""
-        values = values.double()
-        bad = torch.zeros(len(self.names), dtype=torch.float64, device=values.device)
-        bad = bad.index_add_(0, self.owner, (~torch.isfinite(values)).double()) > 0
-        newly = bad & ~self.dead
-        self.at = torch.where(newly, step, self.at)
-        self.first = torch.where(newly[self.owner], values, self.first)
-        self.dead |= bad
-        self.sums += torch.where(self.dead[self.owner], 0.0, values * rows)
-        return ~self.dead
-
-    def restart(self) -> None:
-        """A new epoch: running sums from zero."""
-        self.sums.zero_()
-
-    def packed(self) -> torch.Tensor:
-        return torch.cat([self.dead.double(), self.at.double(), self.first, self.sums])
-
-    def unpack(self, values, states: list[_State], epoch: int) -> dict[int, dict[str, float]]:
-        """Fail the networks of `states` that diverged since the last read, naming the first
-        non-finite loss of the step where it happened; the running sums {id(state): {task: sum}}.
-        values: an iterator over the floats of `packed`, advanced past them."""
-        m, n = len(self.names), len(self.owner)
-        dead, at, first, sums = ([next(values) for _ in range(k)] for k in (m, m, n, n))
-        first, sums = iter(first), iter(sums)
-        running = {}
-        for i, s in enumerate(states):
-            found = {name: next(first) for name in self.names[i]}
-            running[id(s)] = {name: next(sums) for name in self.names[i]}
-            if dead[i] and s.alive and at[i] >= 0:
-                bad = next(f"loss of {k} is {v}" for k, v in found.items() if not math.isfinite(v))
-                s.error = TrainingDiverged(f"{bad} at epoch {epoch} step {int(at[i])}: training stopped")
-        return running
+    states: list[_State]
+    units: list
+    config: object
+    data: object
+    seed: int
+    device: torch.device
+    rank: int
+    world: int
+    amp: bool
+    autocast: object
+    stats: dict
+    feed: Feed
 
 
-def _read(units: list, epoch: int) -> dict[int, dict[str, float]]:
-    """Every unit's tally on the host in one transfer (`_Tally.unpack`)."""
-    values = iter(torch.cat([u.tally.packed() for u in units]).tolist())
-    running = {}
-    for u in units:
-        running.update(u.tally.unpack(values, u.states, epoch))
-    return running
-
-
-class PlainUnit:
-    """One network, trained as a separate run (optionally DDP-wrapped, optionally probed)."""
-
-    def __init__(self, state: _State, config, device: torch.device, world: int, schedule) -> None:
-        self.states = [state]
-        self.model = state.model = state.model.to(device, memory_format=torch.channels_last)
-        self.net = self.model
-        if world > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr, config.weight_decay, config.momentum)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        if state.member.probes and config.probes and len(state.tasks) > 1:
-            state.probe = GradientProbe(self.model, state.tasks, self.optimizer, config.probes)
-        self.tally = _Tally([[t.name for t in state.tasks]], device)
-        self.stopped = False  # a loss was not finite: it takes no more steps (failed at the next read)
-
-    def resume(self) -> None:
-        state = self.states[0]
-        saved = state.saved
-        if state.probe is not None:
-            state.probe.epochs = saved["probes"]
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-
-    def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> None:
-        """One training step, its losses counted in `tally` (a failed network trains no more)."""
-        state = self.states[0]
-        if not state.alive or self.stopped:
-            return
-        self.optimizer.zero_grad(set_to_none=True)
-        extra = inputs.extra_of(state)
-        if state.probe is not None and state.probe.wants(step):  # the probe runs the backward passes
-            losses = state.probe.backward(inputs.x, extra, inputs.targets, step, autocast if amp else None)
-            finite = _finite(losses)
-        else:
-            with autocast():
-                losses = _losses(state, self.net(inputs.x, extra), inputs.targets)
-            finite = _finite(losses)
-            if finite:
-                sum(losses.values()).backward()
-        if finite:  # a non-finite loss fails the network (named at the next read): it takes no step
-            self.optimizer.step()
-            self.scheduler.step()
-        self.stopped = not finite
-        self.tally.add(torch.stack([v.detach().float() for v in losses.values()]), len(inputs), step)
-
-    def predict(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
-        state = self.states[0]
-        with autocast():
-            return {0: self.model(inputs.x, inputs.extra_of(state))} if state.alive else {}
-
-    def train(self, mode: bool) -> None:
-        self.model.train(mode)
-
-    def model_state(self, position: int) -> dict:
-        return self.model.state_dict()
-
-    def load_model_state(self, position: int, state: dict) -> None:
-        self.model.load_state_dict(state)
-
-    def optimizer_state(self, position: int) -> dict:
-        return self.optimizer.state_dict()
-
-    def parameters_of(self, position: int) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-
-class FusedUnit:
-    """Several networks of one architecture, stacked (`training.fused.FusedNets`)."""
-
-    def __init__(self, states: list[_State], config, device: torch.device, schedule) -> None:
-        self.states = states
-        self.fused = FusedNets([s.model for s in states]).to(device)
-        self.optimizer = make_optimizer(config.optimizer, self.fused.parameters(), config.lr, config.weight_decay, config.momentum)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        for s in states:
-            s.model = None  # the stacks hold the weights from here on
-        self.stepped = False
-        self.tally = _Tally([[t.name for t in s.tasks] for s in states], device)
-
-    def resume(self) -> None:
-        for i, s in enumerate(self.states):
-            self.fused.load_state_dict(i, s.saved["model"])
-        self.fused.load_optimizer_states(self.optimizer, [s.saved["optimizer"] for s in self.states])
-        self.scheduler.load_state_dict(self.states[0].saved["scheduler"])
-
-    def _extra(self, inputs: _Inputs) -> torch.Tensor | None:
-        """The injected labels (standard layout): one tensor when every network receives the same
-        partners' labels, else stacked (N, B, C, H, W), a row per network."""
-        extras = [inputs.extra_of(s, torch.contiguous_format) for s in self.states]
-        if all(e is extras[0] for e in extras):
-            return extras[0]
-        return torch.stack(extras)
-
-    def step(self, inputs: _Inputs, step: int, autocast, amp: bool) -> None:
-        if self.stepped:
-            return self._step(inputs, step, autocast)
-        try:  # the first step says whether this device's kernels take stacked networks
-            self._step(inputs, step, autocast)
-        except RuntimeError as e:
-            if out_of_memory(e):  # not a kernel's refusal: train_bundle splits the bundle
-                raise
-            raise StackingFailed(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
-        self.stepped = True
-
-    def _step(self, inputs: _Inputs, step: int, autocast) -> None:
-        """One step of every network; nothing is read back to the host (`_Tally`)."""
-        extra = self._extra(inputs)
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            out = self.fused(inputs.image(torch.contiguous_format), extra)
-            losses = [_losses(s, self.fused.predictions(out, i), inputs.targets) for i, s in enumerate(self.states)]
-        self.tally.tell([s.alive for s in self.states])
-        alive = self.tally.add(torch.stack([v.detach().float() for mine in losses for v in mine.values()]), len(inputs), step)
-        # a network whose loss is not finite (or that failed before) is left out of the sum: its
-        # rows get no gradient from the others' losses, and theirs none from its
-        totals = torch.stack([sum(v.values()).float() for v in losses])
-        keep = alive & torch.isfinite(totals)
-        torch.where(keep, totals, torch.zeros_like(totals)).sum().backward()
-        self.optimizer.step()
-        self.scheduler.step()
-
-    def predict(self, inputs: _Inputs, autocast) -> dict[int, dict[str, torch.Tensor]]:
-        with autocast():
-            out = self.fused(inputs.image(torch.contiguous_format), self._extra(inputs))
-        return {i: self.fused.predictions(out, i) for i, s in enumerate(self.states) if s.alive}
-
-    def train(self, mode: bool) -> None:
-        self.fused.train(mode)
-
-    def model_state(self, position: int) -> dict:
-        return self.fused.state_dict(position)
-
-    def load_model_state(self, position: int, state: dict) -> None:
-        self.fused.load_state_dict(position, state)
-
-    def optimizer_state(self, position: int) -> dict:
-        return self.fused.optimizer_state(self.optimizer, position)
-
-    def parameters_of(self, position: int) -> int:
-        return self.fused.parameter_count(position)
-
-
-def build_units(states: list[_State], config, device: torch.device, world: int, schedule, fuse: bool = True) -> list:
-    """Plain units for probed networks, lone networks and DDP; a fused unit per architecture.
-    Each state's `training` says which, and why a network trains separate."""
-    units, groups = [], {}
-    for s in states:
-        probed = s.member.probes and config.probes is not None and len(s.tasks) > 1
-        if probed or world > 1 or not fuse:
-            units.append(PlainUnit(s, config, device, world, schedule))
-            s.training = ("separate", "its gradient probes need backward passes of their own" if probed
-                          else f"DDP over {world} processes" if world > 1 else "stacking is off for this device (resources.fuse)")
-        else:
-            groups.setdefault(architecture(s.model), []).append(s)
-    for group in groups.values():
-        if len(group) == 1:
-            units.append(PlainUnit(group[0], config, device, world, schedule))
-            group[0].training = ("separate", "no other network of its architecture in its trial")
-        else:
-            units.append(FusedUnit(group, config, device, schedule))
-            for s in group:
-                s.training = ("fused", None)
-    return units
-
-
-@torch.no_grad()
-def evaluate_units(units: list, data, states: list[_State], stats: dict, device: torch.device, batch_size: int,
-                   autocast, feed: Feed, input: str, domains: list[str], chunk: int | None = None) -> dict[int, tuple[dict, dict]]:
-    """{id(state): (mean loss per task, metrics per task)} over a split, for every live member.
-
-    batch_size: rows read at a time; chunk: rows per forward (None: the whole batch). Each chunk
-    adds its mean loss times its rows, as batches do: a loss that is a mean over every pixel or
-    entry (L1, masked L1) is the unchunked one up to the order of floating-point sums; one that
-    leaves some out of its denominator (cross-entropy's ignored ids, masked image-level entries)
-    weighs chunks by rows, not by counted pixels (3e-5 relative apart in the tests). On a GPU the
-    loop passes its training batch (`_eval_chunk`): a forward without gradients of a training
-    batch holds less than the training step, which keeps every activation it saves, so
-    evaluation never needs more memory than training (`training.memory`)."""
-    for u in units:
-        u.train(False)
-    totals = {id(s): {t.name: 0.0 for t in s.tasks} for s in states}
-    sums = {id(s): {t.name: {} for t in s.tasks} for s in states}
-    count = 0
-    for batch in feed(data.jobs(batch_size, domains)):
-        rows = len(next(iter(batch.values())))
-        step = rows if chunk is None else max(1, chunk)
-        for start in range(0, rows, step):
-            part = {k: v[start:start + step].to(device, non_blocking=True) for k, v in batch.items()}
-            inputs = _Inputs(part, states, stats, input)
-            n = len(inputs)
-            for u in units:
-                for position, preds in u.predict(inputs, autocast).items():
-                    s = u.states[position]
-                    for t in s.tasks:
-                        totals[id(s)][t.name] += float(t.loss_value(preds[t.name], inputs.targets[t.name])) * n
-                        for k, v in t.metric_sums(preds[t.name], inputs.targets[t.name], stats).items():
-                            sums[id(s)][t.name][k] = sums[id(s)][t.name].get(k, 0) + v.cpu()
-            count += n
-    for u in units:
-        u.train(True)
-    return {id(s): ({k: v / max(count, 1) for k, v in totals[id(s)].items()},
-                    {t.name: t.metrics_from_sums(sums[id(s)][t.name]) for t in s.tasks}) for s in states if s.alive}
-
-
-def _eval_chunk(config, device: torch.device) -> int | None:
-    """Rows per evaluation forward: the training batch on a GPU (so that evaluation needs no more
-    memory than training), the whole evaluation batch on a CPU (whose results stay as they were)."""
-    return config.batch_size if device.type == "cuda" and config.eval_batch_size > config.batch_size else None
-
-
-def train_pass(states: list[_State], model_config, config, data, seed: int, device: torch.device, rank: int,
-               world: int, first_epoch: int, on_epoch=None, fuse: bool = True) -> dict[int, tuple[dict, dict]]:
-    """Train members that start at `first_epoch` in lock step to the end; returns each live
-    member's test (losses, metrics) of its selected epoch, by id of its state."""
-    steps_per_epoch = len(data.train) // config.batch_size
-    total_steps = steps_per_epoch * config.epochs
+def _begin(states: list[_State], config, data, seed: int, device: torch.device, rank: int, world: int,
+           fuse: bool) -> _Pass:
+    """The pass's units built (each resumed from its members' checkpoints) and set to train, with
+    the learning-rate schedule over the whole run."""
+    total_steps = len(data.train) // config.batch_size * config.epochs
     schedule = (lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps))) if config.schedule == "cosine" else (lambda s: 1.0)
     units = build_units(states, config, device, world, schedule, fuse)
     for u in units:
         if u.states[0].saved is not None:
             u.resume()
+        u.train(True)
     amp = config.amp and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else _no_autocast
-    stats = _stats(config, data)
-    domains = _fields(states, data.train, config.input)
-    feed = config.feed(device)
-    for u in units:
-        u.train(True)
-    for epoch in range(first_epoch, config.epochs):
-        if not any(s.alive for s in states):
-            break
-        seen = 0
-        for u in units:
-            u.tally.restart()
-        order_seed = part_seed(seed, f"data/{epoch}")  # the same order for every run of this seed
-        batches = data.train.jobs(config.batch_size, domains, shuffle=True, seed=order_seed, drop_last=True)
-        for step, batch in enumerate(feed(batches)):
-            if world > 1:  # every rank draws the same global batch and trains on its share of the rows
-                batch = {k: v[rank::world] for k, v in batch.items()}
-            inputs = _Inputs({k: v.to(device, non_blocking=True) for k, v in batch.items()}, states, stats, config.input)
-            for u in units:
-                u.step(inputs, step, autocast, amp)
-            seen += len(inputs)
-            if (step + 1) % READ_EVERY == 0:
-                _read(units, epoch)
-        running = _read(units, epoch)
-        for s in states:
-            if s.probe is not None and s.alive:
-                s.probe.end_epoch()
-        val = evaluate_units(units, data.val, states, stats, device, config.eval_batch_size, autocast, feed, config.input,
-                             _fields(states, data.val, config.input), chunk=_eval_chunk(config, device))
-        records = {}
-        for u in units:
-            for position, s in enumerate(u.states):
-                if s.alive:
-                    record = _close_epoch(u, position, s, epoch, seen, running[id(s)], val[id(s)][0], rank, seed)
-                    if record is not None:
-                        records[s.member] = record
-        if on_epoch is not None and records:
-            on_epoch(epoch, records)
+    return _Pass(states, units, config, data, seed, device, rank, world, amp, autocast, _stats(config, data),
+                 config.feed(device))
+
+
+def _train_epoch(p: _Pass, epoch: int) -> tuple[int, dict[int, dict[str, float]]]:
+    """One epoch of training steps on the seed's batches; (rows seen, each live member's summed
+    training losses {id(state): {task: sum}})."""
+    seen = 0
+    for u in p.units:
+        u.tally.restart()
+    order_seed = part_seed(p.seed, f"data/{epoch}")  # the same order for every run of this seed
+    batches = p.data.train.jobs(p.config.batch_size, fields_of(p.states, p.data.train, p.config.input), shuffle=True,
+                                seed=order_seed, drop_last=True)
+    for step, batch in enumerate(p.feed(batches)):
+        if p.world > 1:  # every rank draws the same global batch and trains on its share of the rows
+            batch = {k: v[p.rank::p.world] for k, v in batch.items()}
+        inputs = Inputs({k: v.to(p.device, non_blocking=True) for k, v in batch.items()}, p.states, p.stats, p.config.input)
+        for u in p.units:
+            u.step(inputs, step, p.autocast, p.amp)
+        seen += len(inputs)
+        if (step + 1) % READ_EVERY == 0:
+            read_tallies(p.units, epoch)
+    return seen, read_tallies(p.units, epoch)
+
+
+def _evaluate(p: _Pass, split, metrics: bool = True) -> dict[int, tuple[dict, dict]]:
+    """`evaluation.evaluate_units` of the pass's units over `split`."""
+    return evaluate_units(p.units, split, p.states, p.stats, p.device, p.config.eval_batch_size, p.autocast, p.feed,
+                          p.config.input, fields_of(p.states, split, p.config.input), chunk=eval_chunk(p.config, p.device),
+                          metrics=metrics)
+
+
+def _end_epoch(p: _Pass, epoch: int, seen: int, running: dict, on_epoch) -> None:
+    """Close an epoch: probes, validation losses (no metrics: the loop selects on losses), each
+    live member's record, best state and checkpoint (`_close_epoch`), then `on_epoch`."""
+    for s in p.states:
+        if s.probe is not None and s.alive:
+            s.probe.end_epoch()
+    val = _evaluate(p, p.data.val, metrics=False)
+    records = {}
+    for u in p.units:
+        for position, s in enumerate(u.states):
+            if s.alive:
+                record = _close_epoch(u, position, s, epoch, seen, running[id(s)], val[id(s)][0], p.rank, p.seed)
+                if record is not None:
+                    records[s.member] = record
+    if on_epoch is not None and records:
+        on_epoch(epoch, records)
+
+
+def _keep_best(units: list, model_config, config, seed: int, rank: int) -> None:
+    """Each live member's selected epoch back into its unit, and its network saved (rank 0)."""
     for u in units:
         for position, s in enumerate(u.states):
             if s.alive:
@@ -521,8 +206,20 @@ def train_pass(states: list[_State], model_config, config, data, seed: int, devi
                 if s.member.model_path is not None and rank == 0:
                     net = s.model if s.model is not None else _rebuild(s, model_config, seed, config, u.model_state(position))
                     save_model(net, s.member.model_path, seed)
-    return evaluate_units(units, data.test, states, stats, device, config.eval_batch_size, autocast, feed, config.input,
-                          _fields(states, data.test, config.input), chunk=_eval_chunk(config, device))
+
+
+def train_pass(states: list[_State], model_config, config, data, seed: int, device: torch.device, rank: int,
+               world: int, first_epoch: int, on_epoch=None, fuse: bool = True) -> dict[int, tuple[dict, dict]]:
+    """Train members that start at `first_epoch` in lock step to the end; returns each live
+    member's test (losses, metrics) of its selected epoch, by id of its state."""
+    p = _begin(states, config, data, seed, device, rank, world, fuse)
+    for epoch in range(first_epoch, config.epochs):
+        if not any(s.alive for s in states):
+            break
+        seen, running = _train_epoch(p, epoch)
+        _end_epoch(p, epoch, seen, running, on_epoch)
+    _keep_best(p.units, model_config, config, seed, rank)
+    return _evaluate(p, data.test)
 
 
 def _pass_or_split(group: list[_State], model_config, config, data, seed: int, device: torch.device, rank: int,
@@ -586,7 +283,9 @@ def _close_epoch(unit, position: int, s: _State, epoch: int, seen: int, running:
     s.history.append(record)
     val_total = sum(val_losses.values())
     if not math.isfinite(val_total):
-        s.error = TrainingDiverged(f"validation loss is {val_total} at epoch {epoch}: training stopped")
+        task = next((k for k, v in val_losses.items() if not math.isfinite(v)), None)
+        s.error = TrainingDiverged(f"validation loss is {val_total} at epoch {epoch}: training stopped", epoch=epoch,
+                                   task=task, loss=val_losses.get(task, val_total))
         return None
     if val_total < s.best[0]:
         s.best = (val_total, epoch, {k: v.detach().clone() for k, v in unit.model_state(position).items()})
@@ -615,20 +314,9 @@ class _no_autocast:
         return False
 
 
-def batch_fields(tasks, data, input: str = "rgb") -> list[str]:
-    """The fields a batch holds: the input, every task's label (predicted or injected), and the
-    masks the split has."""
-    return list(dict.fromkeys([input, *label_fields(tasks, data)]))
-
-
 def _stats(config, data) -> dict:
     """The normalisation statistics targets are made with: the manifest's, or none (reference constants)."""
     return data.stats if config.normalisation == "dataset" else {}
-
-
-def _fields(states: list[_State], data, input: str) -> list[str]:
-    return batch_fields([t for s in states for t in (*s.tasks, *s.inject)], data, input)
-
 
 
 def resolve_device(name: str) -> torch.device:
@@ -680,8 +368,8 @@ def describe_device(device: torch.device) -> str:
 
 def train_bundle(members: list[Member], model_config, config, data, seed: int, on_epoch=None,
                  fuse: bool = True, fall_back: bool = False) -> list[RunResult | BaseException]:
-    """Train the networks of one seed together; per member its `RunResult`, or the error that
-    stopped it (`TrainingDiverged`) while the others trained on.
+    """Train the networks of one seed together; per member its `RunResult`, or for a network that
+    diverged its `TrainingDiverged` (whose `result` records it) while the others trained on.
 
     config: a `training.loop.TrainConfig`; data: a `training.loop.DataSplits`; on_epoch: optional
     callback(epoch, {member: record}) once per epoch, for the members that trained it; fuse: stack networks of one architecture (False: each
@@ -720,25 +408,34 @@ def train_bundle(members: list[Member], model_config, config, data, seed: int, o
             for s in fresh:
                 if s.member in stacked:
                     s.training = ("fell back", f"stacked first step failed on {where}: {e}")
-    stl = {t.name: t for s in states if s.alive and len(s.tasks) == 1 and not s.inject for t in s.tasks}
-    chance = chance_losses(list(stl.values()), data.train, data.test, _stats(config, data), device, config.eval_batch_size) if rank == 0 else {}
-    out: list[RunResult | BaseException] = []
+    # each live member's own tasks, from the data alone: a result is the same whatever shared its bundle
+    own = {t.name: t for s in states if s.alive for t in s.tasks}
+    chance = chance_losses(list(own.values()), data.train, data.test, _stats(config, data), device,
+                           config.eval_batch_size) if rank == 0 else {}
     now = clock.share()  # one reading: the networks of a bundle share its cost evenly
-    for s in states:
-        if s.error is not None:
-            out.append(s.error)
-            continue
-        test_losses, test_metrics = tested[id(s)]
-        spent = s.spent(now)
-        out.append(RunResult(
-            spec=s.member.spec, seed=seed, test_losses=test_losses, val_losses=s.history[s.best[1]]["val"],
-            test_metrics=test_metrics, best_epoch=s.best[1], epochs=config.epochs, history=s.history,
-            wall_seconds=spent["wall"], cpu_seconds=spent["cpu"], gpu_seconds=spent["gpu"],
-            device=describe_device(device), parameters=s.parameters,
-            probes=dict(s.probe.epochs) if s.probe else {}, probe_variant=config.probes.variant if s.probe else None,
-            model_path=str(s.member.model_path) if s.member.model_path is not None else None,
-            bundle_size=len(states),
-            chance_losses={t.name: chance[t.name] for t in s.tasks if t.name in chance},
-            training=s.training[0], training_reason=s.training[1],
-        ))
-    return out
+    return [_result(s, tested.get(id(s)), seed, config, device, chance, now, len(states)) for s in states]
+
+
+def _result(s: _State, tested: tuple[dict, dict] | None, seed: int, config, device: torch.device, chance: dict,
+            now: dict, size: int) -> RunResult | TrainingDiverged:
+    """A member's `RunResult`; for a network that diverged its `TrainingDiverged`, whose `result`
+    records the divergence (`RunResult.diverged`) with the history and costs up to it."""
+    test_losses, test_metrics = tested if s.error is None else ({}, {})
+    spent = s.spent(now)
+    result = RunResult(
+        spec=s.member.spec, seed=seed, test_losses=test_losses,
+        val_losses=s.history[s.best[1]]["val"] if s.error is None else {},
+        test_metrics=test_metrics, best_epoch=s.best[1], epochs=config.epochs, history=s.history,
+        wall_seconds=spent["wall"], cpu_seconds=spent["cpu"], gpu_seconds=spent["gpu"],
+        device=describe_device(device), parameters=s.parameters,
+        probes=dict(s.probe.epochs) if s.probe else {}, probe_variant=config.probes.variant if s.probe else None,
+        model_path=str(s.member.model_path) if s.member.model_path is not None and s.error is None else None,
+        bundle_size=size,
+        chance_losses={t.name: chance[t.name] for t in s.tasks if t.name in chance} if s.error is None else {},
+        training=s.training[0], training_reason=s.training[1],
+        diverged=s.error.as_record() if s.error is not None else None,
+    )
+    if s.error is None:
+        return result
+    s.error.result = result
+    return s.error

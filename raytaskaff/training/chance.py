@@ -4,7 +4,7 @@ A single-task network that does not clearly beat a constant guess has learned no
 gains measured with it as target are noise. The trivial predictor of a family is fitted on the
 train split (the training mean for regression, the class prior for classes, the positive rate
 of each binary entry: `tasks.Task.prior_sums`, `chance_prediction`) and scored with the task's own
-loss on the test split, batch by batch as the networks are (`training.bundle.evaluate_units`).
+loss on the test split, batch by batch as the networks are (`training.evaluation.evaluate_units`).
 
 The fit reads at most `rows` training views (a seeded shuffled sample; all of a small split), so
 its cost is bounded on large datasets; the test pass reads the labels only, no network runs.

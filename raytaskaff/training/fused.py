@@ -59,14 +59,18 @@ def architecture(net: MultiTaskNet) -> tuple:
 
 
 class _Trunk(nn.Module):
-    """Encoder, neck and injection stem of a network: (B, 3, H, W) (+ extra) -> representation."""
+    """Encoder, neck and injection stem of a network: (B, 3, H, W) (+ extra) -> representation,
+    computed by the network's own `MultiTaskNet.represent`. Its gradient scale is 1 here: each
+    network's own scale is applied per row after the vmapped trunk (`_ScaleRows`)."""
+
+    grad_scale = 1.0
 
     def __init__(self, net: MultiTaskNet) -> None:
         super().__init__()
         self.encoder, self.neck, self.inject_stem = net.encoder, net.neck, net.inject_stem
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        return self.neck(self.encoder(x, None if extra is None else self.inject_stem(extra)))
+        return MultiTaskNet.represent(self, x, extra)
 
 
 class _FoldedBatchNorm(torch.autograd.Function):
@@ -238,9 +242,6 @@ class FusedNets:
             d.train(mode)
         return self
 
-    def eval(self) -> FusedNets:
-        return self.train(False)
-
     # -- forward ---------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """{task: (N_t, B, ...) predictions} of every network for one batch.
@@ -333,6 +334,3 @@ class FusedNets:
                           for name, v in first.items()}
         group = {k: v for k, v in states[0]["param_groups"][0].items() if k != "params"}
         optimizer.load_state_dict({"state": stacked, "param_groups": [{**group, "params": list(range(len(params)))}]})
-
-    def parameter_count(self, i: int) -> int:
-        return sum(self._locate(i, n)[0][self._locate(i, n)[1]][0].numel() for n in self._plain_names[i])

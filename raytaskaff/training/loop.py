@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 import torch
 
 from raytaskaff.data.reader import SplitData
-from raytaskaff.data.transforms import rgb_input
-from raytaskaff.models import ModelConfig, MultiTaskNet
+from raytaskaff.models import ModelConfig
 from raytaskaff.settings import RunResult, RunSpec, TaskSpec, Training, check_choice  # noqa: F401  (RunResult: re-exported)
 from raytaskaff.tasks import Task, resolve
-from raytaskaff.training.bundle import Member, TrainingDiverged, batch_fields, resolve_device, train_bundle  # noqa: F401  (re-exported)
+from raytaskaff.training.bundle import Member, TrainingDiverged, resolve_device, train_bundle  # noqa: F401  (re-exported)
 from raytaskaff.training.prefetch import Feed
 from raytaskaff.training.probes import ProbeConfig
 
@@ -75,47 +74,6 @@ class DataSplits:
     def task(self, name: str, declared: tuple[TaskSpec, ...] = ()) -> Task:
         """Task `name` (declared, or a Taskonomy preset) on this dataset's field."""
         return resolve(name, {t.name: t for t in declared}, self.fields, self.train.size)
-
-
-def _domains(tasks: list[Task], inject: list[Task], data: SplitData, input: str = "rgb") -> list[str]:
-    """The fields a batch holds: the input, every task's label, and the masks the split has."""
-    return batch_fields([*tasks, *inject], data, input)
-
-
-def _prepare(batch, tasks, inject, stats, device, input: str = "rgb"):
-    raw = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    x = rgb_input(raw[input]).contiguous(memory_format=torch.channels_last)
-    targets = {t.name: t.target(raw, stats) for t in tasks}
-    size = tuple(x.shape[-2:])
-    extra = torch.cat([t.encode_input(t.target(raw, stats), size) for t in inject], dim=1) if inject else None
-    return x, extra, targets
-
-
-@torch.no_grad()
-def evaluate(model: MultiTaskNet, data: SplitData, tasks: list[Task], inject: list[Task], stats: dict,
-             device: torch.device, batch_size: int, autocast, feed: Feed = Feed(),
-             input: str = "rgb") -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Mean loss per task over the split (weighted by batch size) and task metrics.
-
-    data: a `SplitData` or any split with its `jobs` (`data.stream.StreamingSplit`);
-    feed: how batches are gathered (`training.prefetch.Feed`); input: the image field."""
-    model.eval()
-    totals = {t.name: 0.0 for t in tasks}
-    sums: dict[str, dict[str, torch.Tensor]] = {t.name: {} for t in tasks}
-    count = 0
-    for batch in feed(data.jobs(batch_size, _domains(tasks, inject, data, input))):
-        x, extra, targets = _prepare(batch, tasks, inject, stats, device, input)
-        with autocast():
-            preds = model(x, extra)
-        n = len(x)
-        for t in tasks:
-            totals[t.name] += float(t.loss_value(preds[t.name], targets[t.name])) * n
-            for k, v in t.metric_sums(preds[t.name], targets[t.name], stats).items():
-                sums[t.name][k] = sums[t.name].get(k, 0) + v.cpu()
-        count += n
-    model.train()
-    losses = {name: total / max(count, 1) for name, total in totals.items()}
-    return losses, {t.name: t.metrics_from_sums(sums[t.name]) for t in tasks}
 
 
 def train(spec: RunSpec, model_config: ModelConfig, config: TrainConfig, data: DataSplits, seed: int,

@@ -304,7 +304,7 @@ def _measure(config: ModelConfig, size: int, heads: tuple, inject_channels: int,
             extra = torch.randn(b, inject_channels, at, at) if inject_channels else None
             acts[b], step, saved[b] = _step(proxy, opt, x, extra, autocast)
             steps.append(step)
-            proxy.module.eval()
+            proxy.module.train(False)
             evals[b] = _evaluate(proxy, x, extra, autocast)
             proxy.module.train()
     nbytes = lambda ts: sum(t.nbytes for t in ts)  # noqa: E731
@@ -330,7 +330,7 @@ def bundle_bytes(config: ModelConfig, size: int, networks: Sequence[Network], ba
     """(training peak, evaluation peak) in bytes of a bundle of `networks` trained together at
     `batch` rows of `size` px (evaluation at `eval_batch` rows per forward, default `batch`).
 
-    As `training.bundle.build_units` groups them: networks that train alone, and (`fuse`) every
+    As `training.units.build_units` groups them: networks that train alone, and (`fuse`) every
     other network stacked with those of its injected channels, or (not `fuse`) each a plain unit.
     Every network's state stays allocated; the units step one after another, so the peak above
     the state is that of the unit that needs most; a fused unit's networks need theirs at once."""
@@ -495,7 +495,7 @@ def predict_bundle(preset: str, size: int, networks: Sequence[Network], batch: i
 
 
 def _units(networks: Sequence[Network], fuse: bool) -> list[tuple[bool, list[Network]]]:
-    """The units `training.bundle.build_units` makes of a bundle: (stacked, networks)."""
+    """The units `training.units.build_units` makes of a bundle: (stacked, networks)."""
     stacks: dict[int, list[Network]] = {}
     units = []
     for n in networks:

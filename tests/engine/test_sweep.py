@@ -112,9 +112,12 @@ def test_failed_runs_are_reported_and_the_sweep_completes(local_ray, smoke, tmp_
     summary = run_sweep(broken, say=lambda *a: None)
     assert len(summary["runs"]["failed"]) == len(plan(broken))
     runs = pd.read_parquet(tmp_path / "out" / "results" / "runs.parquet")
-    assert (runs.status == "failed").all() and runs.error.str.contains("at epoch 0").all()
+    # every network diverged: stored as diverged (not retried), counted among the failed runs, listed
+    assert (runs.status == "diverged").all() and runs.error.str.contains("at epoch 0").all()
+    assert runs.diverged.str.contains("is nan at epoch 0").all() and (runs.retries == 0).all()
     assert "td" in summary["scorers"] and "li" in summary["scorer_errors"]
-    assert "Failed or missing" in (tmp_path / "out" / "report" / "index.html").read_text()
+    html = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "Failed or missing" in html and "Diverged networks" in html
 
 
 def test_report_rebuilds_from_results_alone(first_run, smoke, tmp_path):

@@ -16,7 +16,9 @@ from raytaskaff.data.shards import Manifest
 from raytaskaff.data.transforms import rgb_input
 from raytaskaff.models import MultiTaskNet, preset
 from raytaskaff.tasks import task
+from raytaskaff.settings import RunResult
 from raytaskaff.training.bundle import Member, StackingFailed, TrainingDiverged, train_bundle
+from raytaskaff.training.chance import chance_losses
 from raytaskaff.training.fused import FusedNets
 from raytaskaff.training.loop import DataSplits, RunSpec, TrainConfig, train
 from raytaskaff.training.probes import ProbeConfig
@@ -164,9 +166,38 @@ def test_a_diverging_network_fails_alone(splits):
     clean = train_bundle([Member(s) for s in SEED_RUNS], MODEL, FAST, splits, seed=3, fuse=True)
     failed = bundled[SEED_RUNS.index(RunSpec(("depth_zbuffer", "normal")))]
     assert isinstance(failed, TrainingDiverged) and "loss of depth_zbuffer is nan at epoch 0 step 0" in str(failed)
+    # what its result records: where it diverged, no test losses, no network
+    record = failed.result
+    assert record.diverged == {"epoch": 0, "step": 0, "task": "depth_zbuffer", "loss": "nan", "message": str(failed)}
+    assert record.test_losses == {} and record.history == [] and record.model_path is None and record.chance_losses == {}
+    assert RunResult.from_dict(record.to_dict()).diverged == record.diverged
     for a, b in zip(clean, bundled):
         if b is not failed:
             assert b.test_losses == pytest.approx(a.test_losses, rel=1e-5)
+
+
+#: What a result may hold differently in another bundle: its costs (split evenly among the bundle's
+#: networks) and how many networks shared it.
+BOOKKEEPING = ("wall_seconds", "cpu_seconds", "gpu_seconds", "bundle_size")
+
+
+def test_a_result_is_the_same_whatever_shared_its_bundle(splits):
+    """A pair trained alone and beside other networks (unstacked: the same operations) holds the
+    same record, chance levels included: they come from the data for its own tasks, not from STL
+    siblings in its trial."""
+    pair = RunSpec(("depth_zbuffer", "normal"))
+    config = TrainConfig(epochs=1, batch_size=32, lr=3e-3)
+    [alone] = train_bundle([Member(pair)], MODEL, config, splits, seed=2, fuse=False)
+    bundled = train_bundle([Member(RunSpec(("depth_zbuffer",))), Member(pair), Member(RunSpec(("edge_texture",)))],
+                           MODEL, config, splits, seed=2, fuse=False)
+    a, b = alone.to_dict(), bundled[1].to_dict()
+    assert (a["bundle_size"], b["bundle_size"]) == (1, 3)
+    assert {k: v for k, v in a.items() if k not in BOOKKEEPING} == {k: v for k, v in b.items() if k not in BOOKKEEPING}
+    expected = chance_losses([task("depth_zbuffer"), task("normal")], splits.train, splits.test, splits.stats,
+                             torch.device("cpu"), config.eval_batch_size)
+    assert alone.chance_losses == expected and set(expected) == {"depth_zbuffer", "normal"}
+    assert bundled[2].chance_losses == chance_losses([task("edge_texture")], splits.train, splits.test, splits.stats,
+                                                     torch.device("cpu"), config.eval_batch_size)
 
 
 def test_bundle_checkpoints_resume_as_separate_runs_and_in_passes(splits, tmp_path):
@@ -196,14 +227,14 @@ def test_bundle_checkpoints_resume_as_separate_runs_and_in_passes(splits, tmp_pa
 
 def test_a_saved_fused_network_is_its_selected_epoch(splits, tmp_path):
     from raytaskaff.models import load_model
-    from raytaskaff.training.loop import evaluate
+    from raytaskaff.training.evaluation import evaluate_network
 
     members = [Member(s, model_path=tmp_path / f"{i}.pt") for i, s in enumerate(SEED_RUNS[:4])]
     results = train_bundle(members, MODEL, FAST, splits, seed=0, fuse=True)
     net = load_model(members[3].model_path)
     assert net.task_names == list(SEED_RUNS[3].tasks) and results[3].model_path == str(members[3].model_path)
     tasks = [task(n) for n in SEED_RUNS[3].tasks]
-    losses, _ = evaluate(net, splits.test, tasks, [], splits.stats, torch.device("cpu"), 256, contextlib.nullcontext)
+    losses, _ = evaluate_network(net, splits.test, tasks, [], splits.stats, torch.device("cpu"), 256, contextlib.nullcontext)
     assert losses == pytest.approx(results[3].test_losses, rel=1e-5)
 
 
@@ -279,3 +310,22 @@ def test_stacking_that_fails_without_a_fallback_fails_in_one_line(splits, tmp_pa
                                  "BFloat16 but got Float); nothing was stored: to train them unstacked, under keys of their "
                                  "own, set resources.fuse: false (or resources.bundle: 1)")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_bundles_results_are_the_bits_recorded_before_the_savings(splits, tmp_path):
+    """The savings that change no bit (validation without metrics, Adam's foreach kernels) and the
+    one loop leave a short fused bundle's results as recorded on this CPU before them (commit
+    3fa812a: the same data, specs, seed and config). Another CPU's kernels may differ in the last
+    bits: rerecord there."""
+    specs = [RunSpec(("depth_zbuffer",)), RunSpec(("normal",)), RunSpec(("depth_zbuffer", "normal")),
+             RunSpec(("depth_zbuffer",), ("normal",))]
+    config = TrainConfig(epochs=2, batch_size=32, lr=3e-3, probes=ProbeConfig())
+    members = [Member(s, checkpoint=tmp_path / f"{i}.pt") for i, s in enumerate(specs)]
+    results = train_bundle(members, MODEL, config, splits, seed=3, fuse=True)
+    pair, injected = results[2], results[3]
+    assert pair.test_losses == {"depth_zbuffer": 0.7677654027938843, "normal": 0.42131462693214417}
+    assert [h["val"] for h in pair.history] == [{"depth_zbuffer": 0.81756991147995, "normal": 0.4734250009059906},
+                                                {"depth_zbuffer": 0.776232898235321, "normal": 0.4388543367385864}]
+    assert injected.test_losses == {"depth_zbuffer": 0.7604333758354187}
+    assert [h["val"] for h in injected.history] == [{"depth_zbuffer": 0.8144904375076294},
+                                                    {"depth_zbuffer": 0.7694697380065918}]

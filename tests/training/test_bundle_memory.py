@@ -11,7 +11,9 @@ from raytaskaff.data.shards import Manifest
 from raytaskaff.models import preset
 from raytaskaff.settings import RunSpec
 from raytaskaff.training import bundle
-from raytaskaff.training.bundle import FusedUnit, Member, OutOfMemory, PlainUnit, build_units, evaluate_units, train_bundle
+from raytaskaff.training.bundle import Member, OutOfMemory, train_bundle
+from raytaskaff.training.evaluation import evaluate_units, fields_of
+from raytaskaff.training.units import FusedUnit, PlainUnit, build_units
 from raytaskaff.training.loop import DataSplits, TrainConfig
 from raytaskaff.training.prefetch import Feed
 
@@ -60,7 +62,7 @@ def test_chunked_validation_of_a_fused_bundle_gives_the_unchunked_losses(splits)
 
 def _chunked_equals_whole(splits, split, batch: int, chunks: tuple[int, ...]) -> None:
     units, states = _fused_units(splits)
-    fields = bundle._fields(states, split, "rgb")
+    fields = fields_of(states, split, "rgb")
     args = (units, split, states, splits.stats, torch.device("cpu"), batch, bundle._no_autocast, Feed(0, 0), "rgb", fields)
     whole = evaluate_units(*args)
     for chunk in chunks:

@@ -1,7 +1,7 @@
 """Raw encodings travel; targets are decoded where the network is.
 
 A batch leaves the reader as the integers it was stored as and is decoded, normalised, masked and
-one-hot encoded by the training step (`training.bundle._Inputs`) on the training device. Here that
+one-hot encoded by the training step (`training.evaluation.Inputs`) on the training device. Here that
 decoding is held against an independent numpy float32 reimplementation of the reference transform
 (reference section 8.1), bit for bit, for every Taskonomy domain and both normalisations; on a GPU,
 against the same decoding on the CPU.
@@ -16,7 +16,7 @@ import torch
 from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest
 from raytaskaff.tasks import task
-from raytaskaff.training.bundle import _Inputs
+from raytaskaff.training.evaluation import Inputs
 from raytaskaff.training.prefetch import gathered
 
 TARGETS = ["segment_semantic", "depth_zbuffer", "depth_euclidean", "normal", "edge_texture", "edge_occlusion",
@@ -75,7 +75,7 @@ def test_decoding_equals_the_reference_transform_bit_for_bit(batch, normalisatio
     raw, manifest_stats = batch
     stats = manifest_stats if normalisation == "dataset" else {}
     tasks = [task(n) for n in TARGETS]
-    inputs = _Inputs(raw, [SimpleNamespace(tasks=tasks, inject=[])], stats, "rgb")
+    inputs = Inputs(raw, [SimpleNamespace(tasks=tasks, inject=[])], stats, "rgb")
     numpy_raw = {k: v.numpy() for k, v in raw.items()}
     np.testing.assert_array_equal(inputs.x.numpy(), numpy_raw["rgb"].transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255))
     for name in TARGETS:
@@ -92,7 +92,7 @@ def test_decoding_equals_the_reference_transform_bit_for_bit(batch, normalisatio
 def test_label_injection_one_hot_encodes_class_maps_on_the_device(batch):
     raw, stats = batch
     segments = task("segment_semantic")
-    inputs = _Inputs(raw, [SimpleNamespace(tasks=[task("normal")], inject=[segments])], stats, "rgb")
+    inputs = Inputs(raw, [SimpleNamespace(tasks=[task("normal")], inject=[segments])], stats, "rgb")
     extra = inputs.extra_of(SimpleNamespace(inject=[segments]))
     ids = raw["segment_semantic"][..., 0].long()
     assert extra.shape[1] == 17  # id 0, "uncertain", is the all-zero vector
@@ -108,8 +108,8 @@ def test_decoding_on_the_gpu_equals_decoding_on_the_cpu(batch, normalisation):
     raw, manifest_stats = batch
     stats = manifest_stats if normalisation == "dataset" else {}
     states = [SimpleNamespace(tasks=[task(n) for n in TARGETS], inject=[task("segment_semantic"), task("depth_zbuffer")])]
-    cpu = _Inputs(raw, states, stats, "rgb")
-    gpu = _Inputs({k: v.pin_memory().to("cuda", non_blocking=True) for k, v in raw.items()}, states, stats, "rgb")
+    cpu = Inputs(raw, states, stats, "rgb")
+    gpu = Inputs({k: v.pin_memory().to("cuda", non_blocking=True) for k, v in raw.items()}, states, stats, "rgb")
     assert torch.equal(gpu.x.cpu(), cpu.x)
     for name in TARGETS:
         assert torch.equal(gpu.targets[name].value.cpu(), cpu.targets[name].value), name

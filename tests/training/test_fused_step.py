@@ -15,7 +15,10 @@ from raytaskaff.data.reader import SplitData
 from raytaskaff.data.shards import Manifest
 from raytaskaff.models import preset
 from raytaskaff.training import bundle
-from raytaskaff.training.bundle import FusedUnit, Member, TrainingDiverged, _Inputs, _start, train_bundle
+from raytaskaff.training.bundle import Member, TrainingDiverged, _start, train_bundle
+from raytaskaff.training.evaluation import Inputs, fields_of
+from raytaskaff.training.tally import Tally
+from raytaskaff.training.units import FusedUnit, StackingFailed
 from raytaskaff.training.fused import FusedNets
 from raytaskaff.training.loop import DataSplits, RunSpec, TrainConfig
 
@@ -57,9 +60,9 @@ def _unit(splits, specs, device, grad_scale=True):
 
 
 def _inputs(splits, states, device):
-    names = bundle._fields(states, splits.train, "rgb")
+    names = fields_of(states, splits.train, "rgb")
     raw = next(iter(splits.train.batches(16, names, shuffle=True, seed=1, drop_last=True)))
-    return _Inputs({k: v.to(device) for k, v in raw.items()}, states, splits.stats, "rgb")
+    return Inputs({k: v.to(device) for k, v in raw.items()}, states, splits.stats, "rgb")
 
 
 def test_a_fused_step_reads_nothing_back_to_the_host(splits):
@@ -75,7 +78,7 @@ def test_a_fused_step_reads_nothing_back_to_the_host(splits):
     # the tally counted the three steps on the device; reading it is the one transfer, on the host's
     # schedule (on `meta` it cannot be read at all)
     with pytest.raises((RuntimeError, NotImplementedError)):
-        bundle._read(units, 0)
+        bundle.read_tallies(units, 0)
 
 
 def test_the_read_counter_sees_a_read(splits):
@@ -83,19 +86,19 @@ def test_the_read_counter_sees_a_read(splits):
     device = torch.device("meta")
     units, states = _unit(splits, SPECS[:2], device)
     inputs = _inputs(splits, states, device)
-    real = bundle._Tally.add
+    real = Tally.add
 
     def reading(self, values, rows, step):
         float(values[0])
         return real(self, values, rows, step)
 
-    with mock.patch.object(bundle._Tally, "add", reading), pytest.raises(bundle.StackingFailed):
+    with mock.patch.object(Tally, "add", reading), pytest.raises(StackingFailed):
         units[0].step(inputs, 0, bundle._no_autocast, False)
 
 
 def test_losses_are_read_every_few_steps_and_at_each_epoch_end(splits):
     reads = []
-    real = bundle._read
+    real = bundle.read_tallies
 
     def counted(units, epoch):
         reads.append(epoch)
@@ -103,7 +106,7 @@ def test_losses_are_read_every_few_steps_and_at_each_epoch_end(splits):
 
     config = TrainConfig(epochs=2, batch_size=32, lr=3e-3)
     steps = len(splits.train) // config.batch_size
-    with mock.patch.object(bundle, "_read", counted), mock.patch.object(bundle, "READ_EVERY", 2):
+    with mock.patch.object(bundle, "read_tallies", counted), mock.patch.object(bundle, "READ_EVERY", 2):
         results = train_bundle([Member(s) for s in SPECS[:2]], MODEL, config, splits, seed=0, fuse=True)
     assert steps >= 3 and reads == [e for e in range(2) for _ in range(steps // 2 + 1)]
     assert all(len(r.history) == 2 for r in results)
@@ -195,5 +198,5 @@ def test_a_fused_step_on_cuda_never_synchronises(splits, amp):
                 u.step(inputs, step, autocast, amp)
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    assert bundle._read(units, 0)  # the one read, on the host's schedule
+    assert bundle.read_tallies(units, 0)  # the one read, on the host's schedule
     assert all(s.alive for s in states)

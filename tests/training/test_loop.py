@@ -17,9 +17,9 @@ from raytaskaff.training.loop import (
     RunSpec,
     TrainConfig,
     TrainingDiverged,
-    evaluate,
     train,
 )
+from raytaskaff.training.evaluation import evaluate_network
 from raytaskaff.training.bundle import _Clock
 from raytaskaff.training.probes import ProbeConfig
 
@@ -44,7 +44,7 @@ def test_same_seed_same_result(splits):
 def test_training_lowers_the_test_loss_well_below_the_untrained_model(splits):
     spec = RunSpec(("segment_semantic", "normal", "depth_zbuffer"))
     tasks = [task(n) for n in spec.tasks]
-    untrained, _ = evaluate(MultiTaskNet(tasks, MODEL, seed=0), splits.test, tasks, [], splits.stats,
+    untrained, _ = evaluate_network(MultiTaskNet(tasks, MODEL, seed=0), splits.test, tasks, [], splits.stats,
                             torch.device("cpu"), 256, contextlib.nullcontext)
     result = train(spec, MODEL, TrainConfig(epochs=4, batch_size=16, lr=1e-2), splits, seed=0)
     for name in spec.tasks:
