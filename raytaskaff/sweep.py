@@ -72,6 +72,10 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     elif config.grouping.groups:
         head += " (the grouping stage adds none)"
     lines = [head, kinds]
+    if config.budgeted:
+        every = len(config.tasks) * (len(config.tasks) - 1) // 2
+        lines.append(f"ground truth on a budget: {config.budget_pairs} of {every} pairs trained on each seed, the other "
+                     f"{every - config.budget_pairs} predicted from the scorers (ground_truth.pairs)")
     if config.grouping.groups:
         lines.append(_grouping_line(config, grouping))
     known = _views_known(config, views, size)

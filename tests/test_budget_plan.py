@@ -96,3 +96,16 @@ def test_a_scorer_of_the_pairwise_networks_is_refused_under_a_budget(tmp_path):
     assert load_config(path).budget_pairs == 45
     with pytest.raises(ConfigError, match=r"^ground_truth\.typo: unknown key \(known: pairs\)$"):
         _ten(ground_truth={"typo": 3})
+
+
+def test_the_dry_run_says_how_many_pairs_are_trained_and_how_many_predicted():
+    from raytaskaff.plan import summary
+    from raytaskaff.sweep import describe
+
+    config = _ten(10, grouping={"groups": []})
+    lines = describe(config).splitlines()
+    assert "ground truth on a budget: 10 of 45 pairs trained on each seed, the other 35 predicted from the scorers " \
+           "(ground_truth.pairs)" in lines
+    assert f"pair {10 * len(config.seeds)}" in next(x for x in lines if x.startswith("runs by kind"))
+    assert summary(plan(config))["pair"] == 10 * len(config.seeds)
+    assert not any(x.startswith("ground truth on a budget") for x in describe(_ten(grouping={"groups": []})).splitlines())
