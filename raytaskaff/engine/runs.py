@@ -140,8 +140,16 @@ def _train_bundle_here(runs: list[Run], shared: SharedData, stats: dict, sweep: 
 def _ddp_worker(loop_config: dict) -> dict | None:
     """A Ray Train worker: the process group is set up, so `train` runs DistributedDataParallel.
     Rank 0 returns the result and the network's bytes: it saved the network on its own node, and
-    the trial that stores it may run on another."""
-    result = _train_here(**loop_config)
+    the trial that stores it may run on another. A network that diverged returns its record
+    (`RunResult.diverged`) and its message: the trial stores it, and nothing retries it."""
+    try:
+        result = _train_here(**loop_config)
+    except TrainingDiverged as diverged:
+        if diverged.result is None:
+            raise
+        if ray.train.get_context().get_world_rank() != 0:
+            return None
+        return {"result": diverged.result.to_dict(), "model": None, "diverged": str(diverged)}
     if ray.train.get_context().get_world_rank() != 0:
         return None
     model = Path(loop_config["model"])
@@ -152,9 +160,11 @@ def _ddp_worker(loop_config: dict) -> dict | None:
     return {"result": result.to_dict(), "model": data}
 
 
-def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig, folder) -> RunResult:
+def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: SweepConfig,
+                         folder) -> RunResult | TrainingDiverged:
     """One run on `sweep.resources.workers` Ray Train workers (TorchTrainer, DDP). A fixed cost of
-    20-30 s makes this the path for runs too large for one device, not for small ones."""
+    20-30 s makes this the path for runs too large for one device, not for small ones. A network
+    that diverged comes back as its `TrainingDiverged`, whose `result` records it, as from a bundle."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -169,6 +179,10 @@ def train_with_ray_train(run: Run, shared: SharedData, stats: dict, sweep: Sweep
     )
     returned = trainer.fit().return_value
     result = RunResult.from_dict(returned["result"])
+    if returned.get("diverged"):
+        diverged = TrainingDiverged(returned["diverged"], **{k: result.diverged.get(k) for k in ("epoch", "step", "task")})
+        diverged.result = result
+        return diverged
     if returned["model"] is not None:  # onto the trial's node, from which the store takes it (`store.save`)
         staged = staged_network(folder)
         write_bytes(staged, returned["model"])
