@@ -33,7 +33,8 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import combinations, permutations
 
-from raytaskaff.config import SYNTH_SPLITS, SweepConfig
+from raytaskaff.config import SweepConfig
+from raytaskaff.sections import SYNTH_SPLITS
 from raytaskaff.settings import RunKind
 
 

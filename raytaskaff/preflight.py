@@ -11,7 +11,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from raytaskaff.config import MLFLOW_SCHEMES, ConfigError, SweepConfig
+from raytaskaff.config import ConfigError, SweepConfig
+from raytaskaff.sections import MLFLOW_SCHEMES
 from raytaskaff.errors import DataError, RaytaskaffError
 
 

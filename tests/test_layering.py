@@ -12,12 +12,13 @@ import sys
 import raytaskaff
 
 PURE_CORE = [
-    "raytaskaff.atomic", "raytaskaff.config", "raytaskaff.errors", "raytaskaff.settings", "raytaskaff.plan",
+    "raytaskaff.atomic", "raytaskaff.config", "raytaskaff.sections", "raytaskaff.errors", "raytaskaff.settings", "raytaskaff.plan",
     "raytaskaff.preflight", "raytaskaff.pipeline", "raytaskaff.store", "raytaskaff.throughput",
     "raytaskaff.sweep", "raytaskaff.evaluate", "raytaskaff.group", "raytaskaff.names", "raytaskaff.estimate",
     "raytaskaff.data.domains", "raytaskaff.data.fields", "raytaskaff.data.shards", "raytaskaff.data.splits",
     "raytaskaff.data.synth", "raytaskaff.data.taskonomy", "raytaskaff.data.verify",
-    "raytaskaff.evaluation.compare", "raytaskaff.evaluation.ground_truth", "raytaskaff.evaluation.learning",
+    "raytaskaff.evaluation.budget", "raytaskaff.evaluation.compare", "raytaskaff.evaluation.frontier",
+    "raytaskaff.evaluation.partner", "raytaskaff.evaluation.ground_truth", "raytaskaff.evaluation.learning",
     "raytaskaff.evaluation.levels", "raytaskaff.evaluation.noise", "raytaskaff.evaluation.reference",
     "raytaskaff.evaluation.summary", "raytaskaff.evaluation.tables",
     "raytaskaff.grouping.affinity", "raytaskaff.grouping.files", "raytaskaff.grouping.hoa",

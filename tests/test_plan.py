@@ -90,7 +90,7 @@ def test_shard_datasets_are_keyed_by_content_not_path(tmp_path, tiny_dataset):
 
 
 def test_the_reader_follows_the_path_and_the_cluster():
-    from raytaskaff.config import DataConfig
+    from raytaskaff.sections import DataConfig
 
     assert DataConfig().resolved_reader(on_cluster=False) == "object_store"
     assert DataConfig().resolved_reader(on_cluster=True) == "mmap"

@@ -232,10 +232,10 @@ def test_a_tracking_uri_mlflow_does_not_know_is_one_line_before_ray(tmp_path):
 
 def _with_mlflow(monkeypatch, uri):
     """The smoke config tracking to `uri` (the mlflow package need not be installed for the preflight)."""
-    import raytaskaff.config as config_module
-    from raytaskaff.config import MlflowSection
+    import raytaskaff.sections as sections_module
+    from raytaskaff.sections import MlflowSection
 
-    monkeypatch.setattr(config_module, "_check_installed", lambda *a: None)
+    monkeypatch.setattr(sections_module, "_check_installed", lambda *a: None)
     config = load_config(SMOKE)
     return dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, mlflow=MlflowSection(tracking_uri=uri)))
 
@@ -327,10 +327,10 @@ def test_a_silent_mlflow_server_stops_the_cli_in_one_line_before_anything_is_wri
     import socket
     import threading
 
-    import raytaskaff.config as config_module
+    import raytaskaff.sections as sections_module
     import raytaskaff.sweep as cli
 
-    monkeypatch.setattr(config_module, "_check_installed", lambda *a: None)  # mlflow need not be installed
+    monkeypatch.setattr(sections_module, "_check_installed", lambda *a: None)  # mlflow need not be installed
     monkeypatch.setattr(cli, "_interrupt_on_sigterm", lambda: None)  # leave pytest's SIGTERM alone
     silent = socket.socket()  # accepts connections and never answers
     silent.bind(("127.0.0.1", 0))

@@ -10,7 +10,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from raytaskaff.config import ModelSection, load_config  # noqa: E402
+from raytaskaff.config import load_config  # noqa: E402
+from raytaskaff.sections import ModelSection  # noqa: E402
 from raytaskaff.engine.sweep import run_sweep  # noqa: E402
 from raytaskaff.plan import plan, summary  # noqa: E402
 from raytaskaff.settings import Training  # noqa: E402

@@ -16,7 +16,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from raytaskaff.config import ConfigError, MlflowSection, SweepConfig, TrackingSection, from_dict, load_config  # noqa: E402
+from raytaskaff.config import ConfigError, SweepConfig, from_dict, load_config  # noqa: E402
+from raytaskaff.sections import MlflowSection, TrackingSection  # noqa: E402
 from raytaskaff.engine.sweep import run_sweep  # noqa: E402
 from raytaskaff.engine.tracking import run_name  # noqa: E402
 from raytaskaff.plan import Run, bundles, plan  # noqa: E402

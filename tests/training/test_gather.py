@@ -151,7 +151,7 @@ def test_the_feed_follows_the_device_and_the_trial_threads():
 
 
 def test_gather_threads_must_not_be_negative():
-    from raytaskaff.config import DataConfig
+    from raytaskaff.sections import DataConfig
     from raytaskaff.settings import ConfigError
 
     with pytest.raises(ConfigError, match="data.gather_threads"):
