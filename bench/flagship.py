@@ -66,19 +66,18 @@ def seed_networks(tasks) -> list[RunSpec]:
 def predicted_bytes(model: str, size: int, specs: list[RunSpec], batch: int, eval_batch: int,
                     precision: str) -> tuple[float, float] | str:
     """(training peak, evaluation peak) in bytes of the fused bundle by the memory model, or why
-    there is none. `raytaskaff.training.memory.predict_bundle` (from its recorded table), else
+    there is none. `raytaskaff.training.memory_table.predict_bundle` (from its recorded table), else
     `bundle_bytes` (measured on this machine's CPU)."""
     try:
-        from raytaskaff.training import memory
+        from raytaskaff.training import memory, memory_table
     except ImportError as e:
         return f"no memory model here ({e})"
-    networks = [memory.Network(tuple((task(n).out_channels, task(n).dense) for n in s.tasks)) for s in specs]
+    networks = [memory_table.Network(tuple((task(n).out_channels, task(n).dense) for n in s.tasks)) for s in specs]
     try:
-        if hasattr(memory, "predict_bundle"):
-            try:
-                return memory.predict_bundle(model, size, networks, batch, precision, fuse=True, eval_batch=eval_batch)
-            except (KeyError, OSError):  # no recorded table, or a preset it lacks: measured instead
-                pass
+        try:
+            return memory_table.predict_bundle(model, size, networks, batch, precision, fuse=True, eval_batch=eval_batch)
+        except (KeyError, OSError):  # no recorded table, or a preset it lacks: measured instead
+            pass
         return memory.bundle_bytes(preset(model), size, networks, batch, precision, fuse=True, eval_batch=eval_batch)
     except Exception as e:  # the prediction is a comparison, not the check's subject: say why it is missing
         return f"the memory model failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"

@@ -91,7 +91,7 @@ def _tensors(unit) -> list[torch.Tensor]:
 def networks(fused: bool):
     """The networks of a case, as the memory model sees them: (out_channels, dense) per head."""
     from raytaskaff.tasks import task
-    from raytaskaff.training.memory import Network
+    from raytaskaff.training.memory_table import Network
 
     heads = [(task(n).out_channels, True) for n in PAIR]
     return [Network((heads[0],)), Network((heads[1],)), Network(tuple(heads))] if fused else [Network(tuple(heads))]
@@ -100,7 +100,8 @@ def networks(fused: bool):
 def predicted(preset: str, size: int, batch: int, precision: str, fused: bool) -> tuple[float, float]:
     """(table, direct) predictions of the case's training peak, in bytes."""
     from raytaskaff.settings import preset as model_preset
-    from raytaskaff.training.memory import bundle_bytes, predict_bundle
+    from raytaskaff.training.memory import bundle_bytes
+    from raytaskaff.training.memory_table import predict_bundle
 
     nets = networks(fused)
     table = predict_bundle(preset, size, nets, batch, precision, fuse=fused)[0]

@@ -3,7 +3,7 @@
 how trials share the devices, and the wall-clock of a list of trials (longest first).
 
 `choose_bundles` decides whether bundling pays: the runs' trials as the sweep bundles them
-(sized to memory on GPUs, `training.memory.sized_bundles`) against one network per trial, under
+(sized to memory on GPUs, `training.memory_table.sized_bundles`) against one network per trial, under
 this same model, and the faster of the two (bundled where they tie). A bundle saves Tune's
 per-trial time and, where a measured bundle factor says so, device time; it costs the balance of
 coarser trials. So small networks, whose runs are short beside Tune's time per trial, are
@@ -166,13 +166,13 @@ def run_costs(config: SweepConfig, runs: list[Run], px: int, views: int) -> dict
 
 def sized(config: SweepConfig, runs: list[Run], px: int | None, slots: int | None, gpu_memory: float | None = None):
     """The runs' trials as the sweep bundles them: on GPUs sized to each trial's memory at `px`
-    (when known) and cut to at least `slots` trials (`training.memory.sized_bundles`)."""
+    (when known) and cut to at least `slots` trials (`training.memory_table.sized_bundles`)."""
     r = config.resources
     if not r.gpus_per_run or r.bundle_limit == 1:
         return bundles(runs, r.bundle_limit)
     if px is None:  # the image size is not known: not sized to memory
         return bundles(runs, r.bundle_limit, slots=slots)
-    from raytaskaff.training.memory import sized_bundles
+    from raytaskaff.training.memory_table import sized_bundles
 
     return sized_bundles(runs, config, px, slots, gpu_memory)
 

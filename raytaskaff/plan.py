@@ -226,7 +226,7 @@ def bundles(runs: list[Run], limit: int | None = None, fits=None, slots: int | N
     and data order ("paired seeds"), which is what lets them read each batch once.
 
     fits: optional test of a candidate bundle (a list of runs) against its trial's memory
-    (`training.memory.fitter`): a run that would not fit starts a new bundle (a run alone always
+    (`training.memory_table.fitter`): a run that would not fit starts a new bundle (a run alone always
     forms one). slots: trials that run at once; while there are fewer bundles than slots, or one
     holds more than an even share of the runs over the slots, the largest bundle is cut in two
     (never fewer trials than devices when there are enough runs, and no trial far longer than

@@ -226,10 +226,10 @@ def check_path_lengths(paths: dict[str, str | os.PathLike]) -> None:
 
 def gpu_memory(config: SweepConfig, capacity: Capacity) -> float | None:
     """GB of memory of one GPU the runs train on: `resources.gpu_memory_gb`, else what the
-    cluster's GPU nodes and node types report (`training.memory.gpu_memory_gb`), else None."""
+    cluster's GPU nodes and node types report (`training.memory_table.gpu_memory_gb`), else None."""
     if config.resources.gpu_memory_gb is not None:
         return config.resources.gpu_memory_gb
-    from raytaskaff.training.memory import gpu_memory_gb
+    from raytaskaff.training.memory_table import gpu_memory_gb
 
     shapes = [s for s in (*capacity.nodes, *capacity.node_types.values()) if s.get("GPU", 0) > 0]
     return gpu_memory_gb({k: 1 for s in shapes for k in s}) if shapes else None
@@ -247,7 +247,7 @@ def check_memory(config: SweepConfig, capacity: Capacity, size: int) -> None:
         raise ConfigError("resources.gpu_memory_gb: the cluster reports no GPU type whose memory is known; say the GB "
                           "of one GPU, so that bundles are sized to a trial's share of it")
     from raytaskaff.plan import plan
-    from raytaskaff.training.memory import GIB, predict_runs, predictable
+    from raytaskaff.training.memory_table import GIB, predict_runs, predictable
 
     budget = r.trial_memory(gb)
     if not predictable(config):

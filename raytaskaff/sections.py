@@ -122,7 +122,7 @@ class ResourcesSection:
     fuse: stack the networks of a bundle into one vmapped module ("auto": on a GPU, where it
     pays; on a CPU the networks of a bundle step one after another on each shared batch);
     gpu_memory_gb: memory of one GPU of the nodes the runs train on, in GB (10^9 bytes; None:
-    read from the cluster's GPU type, `training.memory.gpu_memory_gb`; a GPU sweep on a cluster
+    read from the cluster's GPU type, `training.memory_table.gpu_memory_gb`; a GPU sweep on a cluster
     that does not tell needs it); memory_fraction: the share of a trial's GPU memory a bundle's
     predicted peak may use (the rest: the CUDA context, cuDNN workspaces, the allocator's
     rounding, which the model does not count)."""

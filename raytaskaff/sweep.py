@@ -86,7 +86,7 @@ def describe(config: SweepConfig, views: int | None = None, size: int | None = N
     if why:
         lines.append(f"bundling: {why}")
     if r.gpus_per_run and r.bundle_limit > 1 and px:
-        from raytaskaff.training.memory import describe_bundles
+        from raytaskaff.training.memory_table import describe_bundles
 
         lines += describe_bundles(trials, config, px)
     lines.append(f"scorers: {', '.join(config.active_scorers)}")

@@ -26,7 +26,7 @@ PURE_CORE = [
     "raytaskaff.report", "raytaskaff.report.document", "raytaskaff.report.figures", "raytaskaff.report.render",
     "raytaskaff.scorers", "raytaskaff.scorers.base", "raytaskaff.scorers.etap", "raytaskaff.scorers.gs",
     "raytaskaff.scorers.gt", "raytaskaff.scorers.ias", "raytaskaff.scorers.li", "raytaskaff.scorers.rsa",
-    "raytaskaff.scorers.td",
+    "raytaskaff.scorers.td", "raytaskaff.training.memory_table",
 ]
 
 

@@ -259,18 +259,19 @@ def _pass_or_split(group: list[_State], model_config, config, data, seed: int, d
 def _memory_words(group: list[_State], model_config, config, data, device: torch.device, fuse: bool) -> str:
     """"predicted X GiB, Y GiB allocated at the peak" for an out-of-memory message."""
     from raytaskaff.training import memory
+    from raytaskaff.training.memory_table import GIB, Network
 
     try:
         size = int(data.train.size)
-        networks = [memory.Network(tuple((t.out_channels, t.dense) for t in s.tasks), sum(t.inject_channels for t in s.inject),
+        networks = [Network(tuple((t.out_channels, t.dense) for t in s.tasks), sum(t.inject_channels for t in s.inject),
                                    alone=bool(s.member.probes) and config.probes is not None and len(s.tasks) > 1) for s in group]
         precision = "bf16" if config.amp and device.type == "cuda" else "fp32"
         bytes_ = memory.bundle_bytes(model_config, size, networks, config.batch_size, precision, fuse=fuse)[0]
-        predicted = f"predicted {bytes_ / memory.GIB:.2f} GiB"
+        predicted = f"predicted {bytes_ / GIB:.2f} GiB"
     except Exception as e:  # the message must still be said: a prediction that fails says why
         predicted = f"no prediction: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-    actual = (f"{torch.cuda.max_memory_allocated(device) / memory.GIB:.2f} GiB allocated at the peak of "
-              f"{torch.cuda.get_device_properties(device).total_memory / memory.GIB:.1f} GiB") if device.type == "cuda" \
+    actual = (f"{torch.cuda.max_memory_allocated(device) / GIB:.2f} GiB allocated at the peak of "
+              f"{torch.cuda.get_device_properties(device).total_memory / GIB:.1f} GiB") if device.type == "cuda" \
         else "the CPU allocator keeps no peak"
     return f"{predicted}, {actual}"
 

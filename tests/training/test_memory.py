@@ -12,7 +12,8 @@ from raytaskaff.plan import Run, bundles
 from raytaskaff.preflight import Capacity, check_memory
 from raytaskaff.settings import MODEL_PRESETS, ConfigError, RunKind
 from raytaskaff.sweep import main
-from raytaskaff.training.memory import Footprint, _envelope, gpu_memory_gb, table_size
+from raytaskaff.training.memory import Footprint, _envelope
+from raytaskaff.training.memory_table import gpu_memory_gb, table_size
 
 ROOT = Path(__file__).resolve().parents[2]
 
