@@ -16,7 +16,9 @@ two give the same bits:
 - an epoch checkpoint written with its fsync (`models.save_atomic`) against the same bytes moved
   into place without one. Not taken: the rename replaces the previous checkpoint, so one lost to
   a power cut takes its predecessor with it and the run restarts from epoch 0, not one epoch back
-  (`bundle.resume_state` reads an unreadable checkpoint as none).
+  (`bundle.resume_state` reads an unreadable checkpoint as none);
+- trials started longest first against plan order, the default's training stage simulated by the
+  cost model (taken: `estimate.longest_first`; no result depends on the order).
 """
 
 from __future__ import annotations
@@ -134,6 +136,28 @@ def checkpoint(repeats: int):
               f"{a * 1e3:.1f} / {b * 1e3:.1f} ms", a / b)
 
 
+def trial_order():
+    """The training stage of the default sweep by the cost model (its measured CPU rates and Tune's
+    per-trial overhead, `throughput.json`): trials started longest first (`estimate.longest_first`,
+    taken) against plan order, on 2, 4 and 8 cores. Simulated: list scheduling of the trials'
+    modelled seconds, as `estimate.wall_seconds` does."""
+    from raytaskaff import estimate, throughput
+    from raytaskaff.config import load_config
+    from raytaskaff.plan import bundles, plan
+
+    config = load_config(Path(__file__).resolve().parents[1] / "sweeps" / "default.yaml")
+    views, px, _ = estimate.train_views(config)
+    trials = bundles(plan(config, "content"), config.resources.bundle_limit)
+    costs = estimate.run_costs(config, [r for t in trials for r in t.runs], px, views)
+    overhead = throughput.trial_overhead("cpu")
+    per = overhead.seconds if overhead is not None else 0.0
+    seconds = [sum(costs[r.key][0] for r in t.runs) + per for t in trials]
+    for cores in (2, 4, 8):
+        planned, lpt = estimate.makespan(seconds, cores, in_order=True), estimate.makespan(seconds, cores)
+        yield Row(NAME, f"default's training stage on {cores} cores, {len(trials)} trials: longest first / plan order "
+                  "(simulated)", f"{lpt:.0f} / {planned:.0f} s", lpt / planned)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(NAME, __doc__)
     parser.add_argument("--views", type=int, default=640, help="synthetic views rendered (the default sweep has 2500)")
@@ -141,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = _data(args.views)
-    rows = [*validation(data, args.repeats), *adam(args.repeats), *checkpoint(args.repeats)]
+    rows = [*validation(data, args.repeats), *adam(args.repeats), *checkpoint(args.repeats), *trial_order()]
     report(rows, args.json)
 
 

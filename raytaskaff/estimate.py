@@ -127,16 +127,39 @@ def wall_seconds(trials: list[float], devices: int, kind: str, cpus_per_run: flo
     return makespan([s * slowdown + overhead for s in trials], slots)
 
 
-def makespan(seconds: list[float], devices: int) -> float:
+def makespan(seconds: list[float], devices: int, in_order: bool = False) -> float:
     """Wall-clock seconds of trials taking `seconds` each on `devices` devices, each trial placed,
     longest first, on the device free first (LPT list scheduling: within 4/3 of the optimum, and
-    never below the longest trial or the total over the devices)."""
+    never below the longest trial or the total over the devices); `in_order`: in the order given
+    instead (what starting trials in plan order costs, `bench.savings`)."""
     import heapq
 
     free = [0.0] * devices
-    for s in sorted(seconds, reverse=True):
+    for s in (seconds if in_order else sorted(seconds, reverse=True)):
         heapq.heapreplace(free, free[0] + s)
     return max(free)
+
+
+def longest_first(config: SweepConfig, trials: list, px: int, views: int) -> list:
+    """The trials (`plan.Bundle`s) in the order the engine starts them: longest first by the cost
+    model, as `wall_seconds` places them, so that the longest trials do not start last and leave
+    the other devices idle at the end; equal trials keep plan order. Where nothing is measured on
+    the device kind, a run's work is its networks' heads and injected inputs, probed runs at
+    `throughput.PROBE_FACTOR`. The order changes no result: a run's seed fixes its weights and its
+    data order, whichever trial starts first."""
+    from raytaskaff import throughput
+
+    try:
+        costs = run_costs(config, [r for t in trials for r in t.runs], px, views)
+    except RaytaskaffError:
+        costs = None
+
+    def seconds(run: Run) -> float:
+        if costs is not None:
+            return costs[run.key][0]
+        return (len(run.tasks) + len(run.inject)) * (throughput.PROBE_FACTOR if run.probes else 1.0)
+
+    return sorted(trials, key=lambda t: -sum(seconds(r) for r in t.runs))
 
 
 

@@ -483,7 +483,8 @@ def train_runs(config: SweepConfig, runs: list[Run], store: ResultStore, shared:
     pending = [r for r in runs if r.key not in set(execution.skipped)]
     if not pending:
         return execution
-    planned = _sized(config, pending, shared.size, sum(shared.shard_rows.get("train", ())), say)
+    views = sum(shared.shard_rows.get("train", ()))
+    planned = longest_first(config, _sized(config, pending, shared.size, views, say), shared.size, views)
     stopper = _StopWhenStoreFails()
     trainable = tune.with_parameters(_trial, shared=shared, stats=stats, sweep=config, store_uri=store.uri)
     own = {"CPU": config.resources.cpus_per_run, **({"GPU": config.resources.gpus_per_run} if config.resources.gpus_per_run else {})}
