@@ -98,8 +98,8 @@ def _own_ray_head(args: list[str], extra_env: dict | None = None):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
+        try:  # `ray start --block` outlives its SIGTERM: what is left is killed below
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         for pid in ray_processes_of(token):  # what the head left, and the nodes it started

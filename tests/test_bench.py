@@ -83,6 +83,7 @@ def test_signal_variants_are_the_default_with_overrides(tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # a benchmark's own sweep; the ceiling it reports is tested in tests/evaluation
 def test_signal_measures_the_ceiling_and_reads_stored_runs_back(tmp_path):
     """A tiny variant end to end: the ceilings are correlations, a second pass trains nothing and
     gives the same numbers (paired seeds, deterministic CPU training)."""
