@@ -38,6 +38,7 @@ from raytaskaff.engine import tracking
 from raytaskaff.engine.cluster import WaitingReporter
 from raytaskaff.engine.data import SharedData
 from raytaskaff.errors import RaytaskaffError
+from raytaskaff.estimate import longest_first
 from raytaskaff.names import experiment_name, run_title
 from raytaskaff.plan import Bundle, Run, bundles, numerics
 from raytaskaff.store import NOT_WRITABLE, ResultStore, StoreError, staged_network

@@ -32,7 +32,7 @@ from itertools import combinations
 
 import numpy as np
 
-from raytaskaff.evaluation.frontier import MAPS, _predict, _spearman, held_out_levels
+from raytaskaff.evaluation.frontier import MAPS, held_out_levels, predict_cells, spearman_of
 
 #: The held-out share of cells whose true gains the intervals of predicted gains are meant to hold.
 COVERAGE = 0.9
@@ -84,7 +84,7 @@ def _fit_predict(label_kind: tuple[str, list[str]], values: dict, gains: np.ndar
     kind, used = label_kind
     if train.sum() < 2 or not target.any():
         return None
-    return _predict(kind, used, values, train, target, gains[train])
+    return predict_cells(kind, used, values, train, target, gains[train])
 
 
 def cross_validated(found: dict, values: dict, gains: np.ndarray, pairs: list[tuple[int, int]], folds: int,
@@ -115,7 +115,7 @@ def choose(found: dict, values: dict, gains: np.ndarray, pairs: list[tuple[int, 
         if not len(x) or not np.isfinite(x).all():
             scores[label] = {"spearman": None, "abs_error": None}
             continue
-        rho = _spearman(x, y)
+        rho = spearman_of(x, y)
         scores[label] = {"spearman": None if math.isnan(rho) else rho, "abs_error": float(np.mean(np.abs(x - y)))}
     ranked = [(-(s["spearman"] if s["spearman"] is not None else -2.0), s["abs_error"], label)
               for label, s in scores.items() if s["abs_error"] is not None]
@@ -205,7 +205,7 @@ def _bootstrap_spearman(predicted: np.ndarray, gains: np.ndarray, pairs: list[tu
         pick = rng.integers(0, len(pairs), len(pairs))
         a, b = x[pick].ravel(), y[pick].ravel()
         ok = np.isfinite(a) & np.isfinite(b)
-        rho = _spearman(a[ok], b[ok])
+        rho = spearman_of(a[ok], b[ok])
         if not math.isnan(rho):
             values.append(rho)
     if not values:

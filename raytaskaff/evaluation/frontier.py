@@ -151,7 +151,9 @@ def ranks(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+def spearman_of(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho of paired values (average ranks for ties); NaN below 2 values or when
+    either side is constant."""
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan
     return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
@@ -182,7 +184,7 @@ def held_out_levels(predicted: np.ndarray, truth: np.ndarray, held: np.ndarray) 
     hits = (chosen & best).any(axis=1)[decidable]
     realised = np.where(chosen, truth, 0.0).sum(axis=1) / np.maximum(chosen.sum(axis=1), 1)
     regret = (tm.max(axis=1) - realised)[decidable]
-    return {"spearman": _spearman(x, y), "ranking_kendall": float(kendall.mean()) if len(kendall) else math.nan,
+    return {"spearman": spearman_of(x, y), "ranking_kendall": float(kendall.mean()) if len(kendall) else math.nan,
             "hit_rate": float(hits.mean()) if len(hits) else math.nan, "regret": float(regret.mean()) if len(regret) else math.nan,
             "abs_error": float(np.mean(np.abs(x - y))) if len(x) else math.nan}
 
@@ -281,7 +283,7 @@ def frontier(truth: dict, tables: dict[str, dict], costs: dict[str, float | None
                 continue
             y = gains[trained]
             for label, (kind, used) in fitted.items():
-                predicted = _predict(kind, used, values, trained, held, y)
+                predicted = predict_cells(kind, used, values, trained, held, y)
                 if predicted is None:
                     continue
                 for metric, v in held_out_levels(predicted, gains, held).items():
@@ -300,7 +302,7 @@ def frontier(truth: dict, tables: dict[str, dict], costs: dict[str, float | None
     return out
 
 
-def _predict(kind: str, used: list[str], values: dict, trained: np.ndarray, held: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+def predict_cells(kind: str, used: list[str], values: dict, trained: np.ndarray, held: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     """The predicted gains of the held-out cells (an n x n matrix, NaN elsewhere) from the scorers
     `used`, fitted on the trained cells. A cell a scorer does not cover is predicted as the mean
     trained gain (that scorer says nothing there); None when no trained cell is covered."""
