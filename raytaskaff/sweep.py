@@ -306,4 +306,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from raytaskaff.data.shards import exit_process
+
+    exit_process(main())  # not sys.exit: a storage client still waiting can crash the teardown

@@ -183,4 +183,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from raytaskaff.data.shards import exit_process
+
+    exit_process(main())  # not sys.exit: a storage client still waiting can crash the teardown

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sys
 import threading
 import uuid
 from collections import defaultdict
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -87,7 +89,7 @@ def first_contact(root: str | os.PathLike, what: Callable[[], T], timeout: float
         except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
             done["error"] = e
 
-    worker = threading.Thread(target=attempt, name=f"first contact with {root}", daemon=True)
+    worker = threading.Thread(target=attempt, name=f"{CONTACT} {root}", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
@@ -96,6 +98,21 @@ def first_contact(root: str | os.PathLike, what: Callable[[], T], timeout: float
     if "error" in done:
         raise done["error"]
     return done["value"]
+
+
+CONTACT = "first contact with"
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a command with `code`. Where a first contact was given up and its thread still waits
+    inside the storage client's native code, the interpreter's teardown can crash under it (a
+    segfault instead of `code`), so the streams are flushed and the process ends at once."""
+    if any(t.name.startswith(CONTACT) and t.is_alive() for t in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def storage_timeout() -> float:

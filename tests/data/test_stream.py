@@ -191,3 +191,32 @@ def test_sigterm_while_storage_is_silent_stops_the_sweep_promptly(tmp_path, sile
         "interrupted: finished runs are stored; run the same command again to resume"], err[-3000:]
     assert seconds < 20, f"the sweep took {seconds:.0f} s to end after SIGTERM"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_command_ends_at_once_while_a_given_up_contact_still_waits(monkeypatch):
+    """`exit_process`: sys.exit normally; os._exit (no interpreter teardown under a storage client
+    still blocked in native code) while a first contact's thread is alive."""
+    import threading
+
+    from raytaskaff.data import shards
+
+    class Ended(BaseException):
+        pass
+
+    def end(code):
+        raise Ended(code)
+
+    monkeypatch.setattr(shards.os, "_exit", end)
+    monkeypatch.setattr(shards.logging, "shutdown", lambda: None)  # the test process's handlers stay open
+    with pytest.raises(SystemExit) as normal:
+        shards.exit_process(2)
+    assert normal.value.code == 2
+    release = threading.Event()
+    with pytest.raises(shards.DataError, match="did not answer within 0.2 s"):
+        shards.first_contact("gs://silent", release.wait, timeout=0.2)
+    try:
+        with pytest.raises(Ended) as ended:
+            shards.exit_process(2)
+        assert ended.value.args == (2,)
+    finally:
+        release.set()
