@@ -53,6 +53,7 @@ def test_scaling_plans_every_pair_and_interpolates_gpu_rates():
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # a benchmark's own training
 def test_packing_runs_on_cpu_and_sets_the_packed_total_against_one_run(train_dataset):
     """The GPU packing benchmark, checked on this machine's cores: one row pair per k, the first
     total is its own reference."""

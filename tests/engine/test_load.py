@@ -31,6 +31,7 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+@pytest.mark.slow  # a load test (about 80 s): pytest -m slow; bench.forty runs a thousand runs end to end
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the driver's memory from /proc")
 def test_hundreds_of_tiny_runs_lose_nothing_and_the_driver_stays_bounded(tmp_path):
     config_path = tmp_path / "load.yaml"
